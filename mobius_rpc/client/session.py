@@ -1,0 +1,172 @@
+"""A client session: the client side of the same runtime, with typed helpers.
+
+This is the protocol-level client (one session over one stream).  Server→
+client requests go to plain async callables: ``sampling``, ``elicitation``
+and ``roots``; declaring one of them declares the matching capability.
+Notifications from the server are kept in :attr:`ClientSession.notifications`
+and passed to ``on_notification`` when given.
+
+Like everything in the runtime it takes the caller's task group::
+
+    async with anyio.create_task_group() as tg:
+        client = ClientSession(stream, sampling=my_sampler)
+        await client.start(tg)
+        await client.initialize()
+        tools = await client.list_tools()
+        client.close()
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from anyio.abc import TaskGroup
+
+from ..core.connection import Connection, Role
+from ..core.errors import METHOD_NOT_FOUND, McpError
+from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
+from ..core.limits import Limits
+from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS
+from ..runtime.session import ProgressCallback, Session
+from ..transports.base import MessageStream
+
+__all__ = ("ClientSession",)
+
+Callback = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+RootsCallback = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+class ClientSession:
+    def __init__(self, stream: MessageStream, *, name: str = "mobius-client",
+                 version: str = "0.1.0", sampling: Callback | None = None,
+                 elicitation: Callback | None = None, roots: RootsCallback | None = None,
+                 on_notification: Callable[[str, dict[str, Any]], Any] | None = None,
+                 revisions: tuple[str, ...] = LEGACY_REVISIONS,
+                 capabilities: dict[str, Any] | None = None,
+                 limits: Limits | None = None, validate: bool = True) -> None:
+        caps: dict[str, Any] = dict(capabilities or {})
+        if sampling is not None:
+            caps.setdefault("sampling", {})
+        if elicitation is not None:
+            caps.setdefault("elicitation", {"form": {}, "url": {}})
+        if roots is not None:
+            caps.setdefault("roots", {"listChanged": True})
+        self._sampling = sampling
+        self._elicitation = elicitation
+        self._roots = roots
+        self._on_notification = on_notification
+        self.notifications: list[tuple[str, dict[str, Any]]] = []
+        self.connection = Connection(Role.CLIENT, info={"name": name, "version": version},
+                                     capabilities=caps, revisions=revisions, limits=limits,
+                                     validate=validate)
+        self.session = Session(self.connection, stream, self)
+        self.initialize_result: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- running
+
+    async def start(self, tg: TaskGroup) -> None:
+        """Start the session's receive loop in ``tg``."""
+        await tg.start(self.session.run)
+
+    def close(self) -> None:
+        self.session.close()
+
+    async def initialize(self, protocol_version: str = LATEST_LEGACY, *,
+                         timeout: float = 30.0) -> dict[str, Any]:
+        """Run the initialize handshake; returns the server's ``InitializeResult``."""
+        connection = self.connection
+        request_id = connection.initialize(now=self.session.clock(),
+                                           protocol_version=protocol_version, timeout=timeout)
+        result = await self.session.wait_for(request_id, "initialize", timeout)
+        self.initialize_result = result
+        return result
+
+    # ------------------------------------------------------ SessionHandler API
+
+    async def handle_request(self, session: Session, request: RequestReceived
+                             ) -> dict[str, Any]:
+        if request.method == "sampling/createMessage" and self._sampling is not None:
+            return await self._sampling(request.params)
+        if request.method == "elicitation/create" and self._elicitation is not None:
+            return await self._elicitation(request.params)
+        if request.method == "roots/list" and self._roots is not None:
+            return {"roots": await self._roots()}
+        raise McpError(METHOD_NOT_FOUND, f"Method not found: {request.method}")
+
+    async def handle_notification(self, session: Session, note: NotificationReceived) -> None:
+        self.notifications.append((note.method, note.params))
+        if self._on_notification is not None:
+            outcome = self._on_notification(note.method, note.params)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    def session_initialized(self, session: Session, event: SessionInitialized) -> None:
+        pass
+
+    def session_closed(self, session: Session) -> None:
+        pass
+
+    # ----------------------------------------------------------------- calls
+
+    async def request(self, method: str, params: dict[str, Any] | None = None, *,
+                      timeout: float | None = None,
+                      on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        return await self.session.request(method, params, timeout=timeout,
+                                          on_progress=on_progress)
+
+    async def ping(self) -> dict[str, Any]:
+        return await self.request("ping")
+
+    async def list_tools(self, cursor: str | None = None) -> dict[str, Any]:
+        return await self.request("tools/list", {"cursor": cursor} if cursor else None)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
+                        timeout: float | None = None,
+                        on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name}
+        if arguments is not None:
+            params["arguments"] = arguments
+        return await self.request("tools/call", params, timeout=timeout,
+                                  on_progress=on_progress)
+
+    async def list_resources(self, cursor: str | None = None) -> dict[str, Any]:
+        return await self.request("resources/list", {"cursor": cursor} if cursor else None)
+
+    async def list_resource_templates(self, cursor: str | None = None) -> dict[str, Any]:
+        return await self.request("resources/templates/list",
+                                  {"cursor": cursor} if cursor else None)
+
+    async def read_resource(self, uri: str) -> dict[str, Any]:
+        return await self.request("resources/read", {"uri": uri})
+
+    async def subscribe(self, uri: str) -> dict[str, Any]:
+        return await self.request("resources/subscribe", {"uri": uri})
+
+    async def unsubscribe(self, uri: str) -> dict[str, Any]:
+        return await self.request("resources/unsubscribe", {"uri": uri})
+
+    async def list_prompts(self, cursor: str | None = None) -> dict[str, Any]:
+        return await self.request("prompts/list", {"cursor": cursor} if cursor else None)
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None = None
+                         ) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name}
+        if arguments is not None:
+            params["arguments"] = arguments
+        return await self.request("prompts/get", params)
+
+    async def complete(self, ref: dict[str, Any], argument: str, value: str,
+                       context: dict[str, str] | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"ref": ref, "argument": {"name": argument, "value": value}}
+        if context is not None:
+            params["context"] = {"arguments": context}
+        return await self.request("completion/complete", params)
+
+    async def set_logging_level(self, level: str) -> dict[str, Any]:
+        return await self.request("logging/setLevel", {"level": level})
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self.session.notify(method, params)
+

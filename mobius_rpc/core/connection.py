@@ -1,0 +1,653 @@
+"""The sans-I/O MCP connection of the legacy era: bytes in, events out.
+
+:class:`Connection` owns everything about one session that is protocol and
+not I/O: the lifecycle state, the negotiated revision and capabilities, the
+table of requests in flight in each direction, deadlines of the requests we
+sent (the caller passes the time), cancellation and progress bookkeeping,
+2025-03-26 batch assembly, resource limits, and schema validation of every
+message in and out by method (never against the ``anyOf`` unions,
+protocol-facts §7).
+
+It never reads a clock, never awaits and never touches a socket.  Usage::
+
+    events = conn.receive(line, now=clock())
+    for data in conn.data_to_send():
+        transport.write(data)
+
+Replies the protocol requires without application input (errors for bad
+input, ``ping``, the ``initialize`` answer) are queued by the connection
+itself; everything else surfaces as an event for the runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from . import jsonrpc
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    ConnectionClosedError,
+    LocalProtocolError,
+    McpError,
+    RemoteProtocolError,
+)
+from .events import (
+    CancelRequested,
+    ErrorReceived,
+    Event,
+    MessageRejected,
+    NotificationReceived,
+    ProgressReceived,
+    RequestId,
+    RequestReceived,
+    RequestTimedOut,
+    ResponseReceived,
+    SessionInitialized,
+)
+from .gates import gate_failure
+from .limits import Limits, nesting_depth_exceeds
+from .methods import Kind, MethodSpec, lookup, may_send
+from .revisions import LATEST_LEGACY, LEGACY_REVISIONS, has_batches, negotiate_legacy
+from .schema import RevisionSchema, SchemaError, schema_for
+from .state import SessionState, Trigger, accepts_requests, transition
+
+__all__ = ("Role", "Connection")
+
+log = logging.getLogger("mobius_rpc.core")
+
+
+class Role(Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Replies of one incoming 2025-03-26 batch, sent together as one array."""
+
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    pending: int = 0
+    complete: bool = False
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A request the peer sent us that we have not answered yet."""
+
+    method: str
+    progress_token: str | int | None
+    batch: _Batch | None
+    cancelled: bool = False
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    """A request we sent that the peer has not answered yet."""
+
+    method: str
+    deadline: float | None
+    progress_token: str | int | None
+
+
+class Connection:
+    """One MCP session, either side, legacy era.
+
+    ``capabilities``/``info`` describe our side: the server's capabilities and
+    ``serverInfo`` for ``Role.SERVER``, the client's for ``Role.CLIENT``.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        info: dict[str, Any],
+        capabilities: dict[str, Any] | None = None,
+        instructions: str | None = None,
+        revisions: tuple[str, ...] = LEGACY_REVISIONS,
+        limits: Limits | None = None,
+        validate: bool = True,
+    ) -> None:
+        self.role = role
+        self.info = info
+        self.capabilities: dict[str, Any] = capabilities if capabilities is not None else {}
+        self.instructions = instructions
+        self.revisions = revisions
+        self.limits = limits or Limits()
+        self.validate = validate
+        self.state = SessionState.UNINITIALIZED
+        self.revision: str | None = None
+        self.peer_info: dict[str, Any] = {}
+        self.peer_capabilities: dict[str, Any] = {}
+        self._role = role.value
+        self._peer_role = "server" if role is Role.CLIENT else "client"
+        self._schema: RevisionSchema = schema_for(LATEST_LEGACY)
+        self._outbox: list[bytes] = []
+        self._in_flight: dict[RequestId, _InFlight] = {}
+        self._outstanding: dict[RequestId, _Outstanding] = {}
+        self._progress_tokens: dict[str | int, RequestId] = {}
+        self._next_id = 1
+
+    # ------------------------------------------------------------------ output
+
+    def data_to_send(self) -> list[bytes]:
+        """Drain the serialized messages queued for the peer, oldest first."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def _queue(self, message: dict[str, Any], batch: _Batch | None = None) -> None:
+        if batch is not None:
+            batch.replies.append(message)
+        else:
+            self._outbox.append(jsonrpc.dumps(message))
+
+    def _flush_batch(self, batch: _Batch) -> None:
+        if batch.complete and batch.pending == 0 and batch.replies:
+            self._outbox.append(jsonrpc.dumps(batch.replies))
+            batch.replies = []
+
+    # ----------------------------------------------------------------- receive
+
+    def receive(self, data: bytes, now: float) -> list[Event]:
+        """Digest one framed message (one stdio line, one HTTP body, one WS frame).
+
+        Returns the events it produced; replies it owes are in
+        :meth:`data_to_send`.  Never raises for anything the peer sent.
+        """
+        events: list[Event] = []
+        if self.state is SessionState.CLOSED:
+            return events
+        if len(data) > self.limits.max_message_bytes:
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST,
+                f"Invalid Request: message of {len(data)} bytes exceeds the limit of "
+                f"{self.limits.max_message_bytes}"), None, events)
+            return events
+        if nesting_depth_exceeds(data, self.limits.max_depth):
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST,
+                f"Invalid Request: JSON nesting deeper than {self.limits.max_depth} levels"),
+                None, events)
+            return events
+        try:
+            message = jsonrpc.parse(data)
+        except RemoteProtocolError as exc:
+            self._reject(None, exc, None, events)
+            return events
+        if isinstance(message, list):
+            self._receive_batch(message, now, events)
+        else:
+            self._receive_one(message, now, events, None)
+        return events
+
+    def _receive_batch(self, items: list[Any], now: float, events: list[Event]) -> None:
+        revision = self.revision
+        if revision is None or not has_batches(revision):
+            why = ("before initialization" if revision is None
+                   else f"in protocol revision {revision}")
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST, f"Invalid Request: batches are not accepted {why}"), None, events)
+            return
+        if not items:
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST, "Invalid Request: empty batch"), None, events)
+            return
+        if len(items) > self.limits.max_batch:
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST,
+                f"Invalid Request: batch of {len(items)} exceeds {self.limits.max_batch}"),
+                None, events)
+            return
+        batch = _Batch()
+        for item in items:
+            self._receive_one(item, now, events, batch)
+        batch.complete = True
+        self._flush_batch(batch)
+
+    def _receive_one(self, message: Any, now: float, events: list[Event],
+                     batch: _Batch | None) -> None:
+        try:
+            incoming = jsonrpc.classify(message)
+        except jsonrpc.EnvelopeError as exc:
+            self._reject(exc.request_id, exc, batch, events)
+            return
+        if isinstance(incoming, jsonrpc.IncomingRequest):
+            self._on_request(incoming, now, events, batch)
+        elif isinstance(incoming, jsonrpc.IncomingNotification):
+            self._on_notification(incoming, events)
+        else:
+            self._on_response(incoming, events)
+
+    def _reject(self, request_id: RequestId | None, error: McpError, batch: _Batch | None,
+                events: list[Event], *, reply: bool = True) -> None:
+        if reply:
+            self._queue(jsonrpc.error_response(request_id, error), batch)
+        events.append(MessageRejected(error, reply))
+
+    # Requests -----------------------------------------------------------
+
+    def _on_request(self, req: jsonrpc.IncomingRequest, now: float, events: list[Event],
+                    batch: _Batch | None) -> None:
+        if req.id in self._in_flight:
+            self._reject(req.id, RemoteProtocolError(
+                INVALID_REQUEST, f"Invalid Request: id {req.id!r} is already in use by an "
+                "unanswered request"), batch, events)
+            return
+        if req.method == "initialize" and self.role is Role.SERVER:
+            self._on_initialize(req, events, batch)
+            return
+        if not accepts_requests(self.state) and req.method != "ping":
+            self._reject(req.id, RemoteProtocolError(
+                INVALID_REQUEST, f"Invalid Request: {req.method!r} received before "
+                "initialization; the first request must be 'initialize'"), batch, events)
+            return
+        revision = self.revision or LATEST_LEGACY
+        spec = lookup(revision, req.method)
+        if spec is None or spec.kind is not Kind.REQUEST or not may_send(spec, self._peer_role):
+            self._reject(req.id, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
+            return
+        why = gate_failure(spec, req.params, self.capabilities, self.peer_capabilities,
+                           self._role, revision)
+        if why is not None:
+            self._reject(req.id, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"Method not found: {req.method} ({why})"), batch, events)
+            return
+        if self.validate:
+            try:
+                self._schema.check(spec.message_def, req.raw)
+            except SchemaError as exc:
+                self._reject(req.id, _invalid_params(exc), batch, events)
+                return
+        if req.method == "ping":
+            self._queue(jsonrpc.response(req.id, {}), batch)
+            return
+        meta = req.params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        self._in_flight[req.id] = _InFlight(req.method, token, batch)
+        if batch is not None:
+            batch.pending += 1
+        events.append(RequestReceived(req.id, req.method, req.params))
+
+    def _on_initialize(self, req: jsonrpc.IncomingRequest, events: list[Event],
+                       batch: _Batch | None) -> None:
+        if batch is not None:
+            self._reject(req.id, RemoteProtocolError(
+                INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch"),
+                batch, events)
+            return
+        try:
+            next_state = transition(self.state, Trigger.INITIALIZE, role=self._role)
+        except RemoteProtocolError as exc:
+            self._reject(req.id, exc, batch, events)
+            return
+        requested = req.params.get("protocolVersion")
+        revision = negotiate_legacy(requested, self.revisions)
+        schema = schema_for(requested if requested in self.revisions else revision)
+        if self.validate:
+            try:
+                schema.check("InitializeRequest", req.raw)
+            except SchemaError as exc:
+                self._reject(req.id, _invalid_params(exc), batch, events)
+                return
+        self.state = next_state
+        self.revision = revision
+        self._schema = schema_for(revision)
+        client_caps = req.params.get("capabilities")
+        client_info = req.params.get("clientInfo")
+        self.peer_capabilities = client_caps if isinstance(client_caps, dict) else {}
+        self.peer_info = client_info if isinstance(client_info, dict) else {}
+        result: dict[str, Any] = {
+            "protocolVersion": revision,
+            "capabilities": self.capabilities,
+            "serverInfo": self.info,
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        self._in_flight[req.id] = _InFlight("initialize", None, None)
+        self.respond(req.id, result)
+        events.append(SessionInitialized(revision, self.peer_info, self.peer_capabilities))
+
+    # Notifications ------------------------------------------------------
+
+    def _on_notification(self, note: jsonrpc.IncomingNotification, events: list[Event]) -> None:
+        # Notifications never get a reply, whatever is wrong with them.
+        if note.method == "notifications/initialized" and self.role is Role.SERVER:
+            try:
+                self.state = transition(self.state, Trigger.INITIALIZED, role=self._role)
+            except RemoteProtocolError as exc:
+                self._reject(None, exc, None, events, reply=False)
+            return
+        if self.state is SessionState.UNINITIALIZED:
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST, f"{note.method} received before initialization"), None, events,
+                reply=False)
+            return
+        spec = lookup(self.revision or LATEST_LEGACY, note.method)
+        if (spec is None or spec.kind is not Kind.NOTIFICATION
+                or not may_send(spec, self._peer_role)):
+            self._reject(None, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"unknown notification {note.method}"), None, events,
+                reply=False)
+            return
+        if self.validate:
+            try:
+                self._schema.check(spec.message_def, note.raw)
+            except SchemaError as exc:
+                self._reject(None, _invalid_params(exc), None, events, reply=False)
+                return
+        if note.method == "notifications/cancelled":
+            self._on_cancelled(note.params, events)
+        elif note.method == "notifications/progress":
+            self._on_progress(note.params, events)
+        else:
+            events.append(NotificationReceived(note.method, note.params))
+
+    def _on_cancelled(self, params: dict[str, Any], events: list[Event]) -> None:
+        request_id = params.get("requestId")
+        if not jsonrpc.valid_id(request_id):
+            return
+        assert isinstance(request_id, (str, int))
+        entry = self._in_flight.get(request_id)
+        # Unknown or finished ids are ignored (the race is normal); initialize
+        # must not be cancelled (Lifecycle / Cancellation).
+        if entry is None or entry.cancelled or entry.method == "initialize":
+            return
+        entry.cancelled = True
+        reason = params.get("reason")
+        events.append(CancelRequested(request_id, reason if isinstance(reason, str) else None))
+
+    def _on_progress(self, params: dict[str, Any], events: list[Event]) -> None:
+        token = params.get("progressToken")
+        request_id = self._progress_tokens.get(token) if isinstance(token, (str, int)) else None
+        if request_id is None:
+            return  # progress for a request we no longer track: drop it
+        total = params.get("total")
+        message = params.get("message")
+        events.append(ProgressReceived(
+            request_id, float(params["progress"]),
+            float(total) if isinstance(total, (int, float)) else None,
+            message if isinstance(message, str) else None))
+
+    # Responses ----------------------------------------------------------
+
+    def _on_response(self, resp: jsonrpc.IncomingResponse | jsonrpc.IncomingError,
+                     events: list[Event]) -> None:
+        request_id = resp.id
+        pending = self._outstanding.pop(request_id, None) if request_id is not None else None
+        if pending is None:
+            # A late answer to a cancelled/timed-out request, or garbage: drop it.
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST, f"response for unknown request id {request_id!r}"), None,
+                events, reply=False)
+            return
+        assert request_id is not None
+        if pending.progress_token is not None:
+            self._progress_tokens.pop(pending.progress_token, None)
+        if isinstance(resp, jsonrpc.IncomingError):
+            events.append(ErrorReceived(request_id, pending.method,
+                                        McpError.from_error_object(resp.error)))
+            return
+        result = resp.result
+        if pending.method == "initialize":
+            self._on_initialize_result(request_id, result, events)
+            return
+        error = self._check_result(pending.method, result)
+        if error is not None:
+            events.append(ErrorReceived(request_id, pending.method, error))
+            return
+        events.append(ResponseReceived(request_id, pending.method, result))
+
+    def _check_result(self, method: str, result: Any) -> McpError | None:
+        if not isinstance(result, dict):
+            return McpError(INTERNAL_ERROR, f"invalid {method} result from peer: not an object")
+        spec = lookup(self.revision or LATEST_LEGACY, method)
+        if self.validate and spec is not None and spec.result_def is not None:
+            try:
+                self._schema.check(spec.result_def, result)
+            except SchemaError as exc:
+                return McpError(INTERNAL_ERROR, f"invalid {method} result from peer: "
+                                f"{exc.path or '<result>'}: {exc.message}")
+        return None
+
+    def _on_initialize_result(self, request_id: RequestId, result: Any,
+                              events: list[Event]) -> None:
+        version = result.get("protocolVersion") if isinstance(result, dict) else None
+        if version not in self.revisions:
+            self.state = SessionState.CLOSED
+            events.append(ErrorReceived(request_id, "initialize", McpError(
+                INVALID_REQUEST, f"server answered with unsupported protocol version "
+                f"{version!r}; supported: {', '.join(self.revisions)}")))
+            return
+        assert isinstance(version, str) and isinstance(result, dict)
+        self.revision = version
+        self._schema = schema_for(version)
+        error = self._check_result("initialize", result)
+        if error is not None:
+            self.state = SessionState.CLOSED
+            events.append(ErrorReceived(request_id, "initialize", error))
+            return
+        self.peer_capabilities = result.get("capabilities") or {}
+        self.peer_info = result.get("serverInfo") or {}
+        instructions = result.get("instructions")
+        self.state = SessionState.READY
+        self._queue(jsonrpc.notification("notifications/initialized", None))
+        events.append(SessionInitialized(version, self.peer_info, self.peer_capabilities,
+                                         instructions if isinstance(instructions, str) else None))
+        events.append(ResponseReceived(request_id, "initialize", result))
+
+    # -------------------------------------------------------------------- send
+
+    def respond(self, request_id: RequestId, result: dict[str, Any]) -> None:
+        """Answer a request the peer sent.  Dropped silently if the peer cancelled it.
+
+        A result that fails our own schema is a bug in the application: it is
+        logged and replaced by -32603, never sent malformed.
+        """
+        entry = self._take_in_flight(request_id)
+        if entry is None:
+            return
+        spec = lookup(self.revision or LATEST_LEGACY, entry.method)
+        if self.validate and spec is not None and spec.result_def is not None:
+            try:
+                self._schema.check(spec.result_def, result)
+            except SchemaError as exc:
+                log.error("refusing to send an invalid %s result (%s: %s); sent -32603 instead",
+                          entry.method, exc.path or "<result>", exc.message)
+                self._queue(jsonrpc.error_response(request_id, McpError(
+                    INTERNAL_ERROR, f"Internal error: the {entry.method} result failed "
+                    "validation")), entry.batch)
+                self._after_reply(entry)
+                return
+        self._queue(jsonrpc.response(request_id, result), entry.batch)
+        self._after_reply(entry)
+
+    def respond_error(self, request_id: RequestId, error: McpError) -> None:
+        """Answer a request the peer sent with an error (dropped if it was cancelled)."""
+        entry = self._take_in_flight(request_id)
+        if entry is None:
+            return
+        self._queue(jsonrpc.error_response(request_id, error), entry.batch)
+        self._after_reply(entry)
+
+    def _take_in_flight(self, request_id: RequestId) -> _InFlight | None:
+        entry = self._in_flight.pop(request_id, None)
+        if entry is None:
+            if self.state is SessionState.CLOSED:
+                return None
+            raise LocalProtocolError(INTERNAL_ERROR, f"no unanswered request with id {request_id!r}")
+        if entry.cancelled:
+            self._after_reply(entry, sent=False)
+            return None
+        return entry
+
+    def _after_reply(self, entry: _InFlight, sent: bool = True) -> None:
+        if entry.batch is not None:
+            entry.batch.pending -= 1
+            self._flush_batch(entry.batch)
+
+    def is_cancelled(self, request_id: RequestId) -> bool:
+        entry = self._in_flight.get(request_id)
+        return entry is not None and entry.cancelled
+
+    def progress_token(self, request_id: RequestId) -> str | int | None:
+        """The progress token the peer attached to one of its requests, if any."""
+        entry = self._in_flight.get(request_id)
+        return entry.progress_token if entry is not None else None
+
+    def request(self, method: str, params: dict[str, Any] | None, *, now: float,
+                timeout: float | None = None, progress: bool = False) -> RequestId:
+        """Queue a request to the peer and return its id.
+
+        Raises :class:`LocalProtocolError` when the method does not exist in
+        the negotiated revision, is not ours to send, or the peer did not
+        declare the capability it needs; the message is then not sent.
+        """
+        if self.state is SessionState.CLOSED:
+            raise ConnectionClosedError()
+        if method == "initialize":
+            raise LocalProtocolError(INVALID_REQUEST, "use Connection.initialize()")
+        if not accepts_requests(self.state) and method != "ping":
+            raise LocalProtocolError(INVALID_REQUEST, f"cannot send {method} before initialization")
+        spec = self._sendable(method, Kind.REQUEST, params)
+        request_id = self._next_id
+        self._next_id += 1
+        token: str | int | None = None
+        if progress:
+            token = request_id
+            params = dict(params or {})
+            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": token}
+            self._progress_tokens[token] = request_id
+        message = jsonrpc.request(request_id, method, params)
+        self._check_outgoing(spec, message)
+        if timeout is None:
+            timeout = self.limits.request_timeout
+        self._outstanding[request_id] = _Outstanding(method, now + timeout, token)
+        self._outbox.append(jsonrpc.dumps(message))
+        return request_id
+
+    def initialize(self, *, now: float, protocol_version: str | None = None,
+                   timeout: float | None = None) -> RequestId:
+        """Client side: queue the ``initialize`` request (our info and capabilities)."""
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError(INVALID_REQUEST, "only a client sends initialize")
+        self.state = transition(self.state, Trigger.INITIALIZE, role=self._role, remote=False)
+        version = protocol_version or self.revisions[-1]
+        request_id = self._next_id
+        self._next_id += 1
+        message = jsonrpc.request(request_id, "initialize", {
+            "protocolVersion": version,
+            "capabilities": self.capabilities,
+            "clientInfo": self.info,
+        })
+        if self.validate:
+            schema_for(version if version in LEGACY_REVISIONS else LATEST_LEGACY).check(
+                "InitializeRequest", message)
+        deadline = now + (timeout if timeout is not None else self.limits.request_timeout)
+        self._outstanding[request_id] = _Outstanding("initialize", deadline, None)
+        self._outbox.append(jsonrpc.dumps(message))
+        return request_id
+
+    def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Queue a notification; raises :class:`LocalProtocolError` if not allowed here."""
+        if self.state is SessionState.CLOSED:
+            raise ConnectionClosedError()
+        if method == "notifications/progress":
+            token = (params or {}).get("progressToken")
+            if not any(e.progress_token == token for e in self._in_flight.values()):
+                raise LocalProtocolError(
+                    INVALID_PARAMS, f"progress token {token!r} belongs to no active request")
+        spec = self._sendable(method, Kind.NOTIFICATION, params)
+        message = jsonrpc.notification(method, params)
+        self._check_outgoing(spec, message)
+        self._outbox.append(jsonrpc.dumps(message))
+
+    def can_send(self, method: str, params: dict[str, Any] | None = None) -> bool:
+        """Whether :meth:`request`/:meth:`notify` would accept ``method`` now."""
+        try:
+            spec = self._sendable(method, None, params)
+        except LocalProtocolError:
+            return False
+        return spec is not None and self.state is not SessionState.CLOSED
+
+    def _sendable(self, method: str, kind: Kind | None,
+                  params: dict[str, Any] | None) -> MethodSpec:
+        revision = self.revision or LATEST_LEGACY
+        spec = lookup(revision, method)
+        if spec is None or (kind is not None and spec.kind is not kind) or not may_send(
+                spec, self._role):
+            raise LocalProtocolError(METHOD_NOT_FOUND,
+                                     f"{method} cannot be sent by the {self._role} in {revision}")
+        why = gate_failure(spec, params, self.capabilities, self.peer_capabilities, self._role,
+                           revision)
+        if why is not None:
+            raise LocalProtocolError(METHOD_NOT_FOUND, f"cannot send {method}: {why}")
+        return spec
+
+    def _check_outgoing(self, spec: MethodSpec, message: dict[str, Any]) -> None:
+        if not self.validate:
+            return
+        try:
+            self._schema.check(spec.message_def, message)
+        except SchemaError as exc:
+            raise LocalProtocolError(
+                INVALID_PARAMS, f"refusing to send an invalid {spec.method}: "
+                f"{exc.path or '<message>'}: {exc.message}") from None
+
+    def cancel(self, request_id: RequestId, reason: str | None = None) -> None:
+        """Give up on a request we sent: forget it and tell the peer.
+
+        A late response for it is dropped.  ``initialize`` is never cancelled
+        on the wire (the spec forbids it); it is only forgotten.
+        """
+        pending = self._outstanding.pop(request_id, None)
+        if pending is None:
+            return
+        if pending.progress_token is not None:
+            self._progress_tokens.pop(pending.progress_token, None)
+        if pending.method == "initialize" or self.state is SessionState.CLOSED:
+            return
+        params: dict[str, Any] = {"requestId": request_id}
+        if reason:
+            params["reason"] = reason
+        self._outbox.append(jsonrpc.dumps(jsonrpc.notification("notifications/cancelled",
+                                                               params)))
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline among requests we sent, or None."""
+        deadlines = [p.deadline for p in self._outstanding.values() if p.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def expire(self, now: float) -> list[Event]:
+        """Time out every request whose deadline is ``<= now`` (and cancel it on the wire)."""
+        due = [(rid, p.method) for rid, p in self._outstanding.items()
+               if p.deadline is not None and p.deadline <= now]
+        events: list[Event] = []
+        for request_id, method in due:
+            self.cancel(request_id, "request timed out")
+            events.append(RequestTimedOut(request_id, method))
+        return events
+
+    def close(self) -> list[Event]:
+        """End the session: every request we sent fails, requests in flight are dropped."""
+        self.state = SessionState.CLOSED
+        events: list[Event] = [
+            ErrorReceived(rid, p.method, ConnectionClosedError(
+                f"connection closed before {p.method} was answered"))
+            for rid, p in self._outstanding.items()
+        ]
+        self._outstanding.clear()
+        self._progress_tokens.clear()
+        self._in_flight.clear()
+        return events
+
+
+def _invalid_params(exc: SchemaError) -> RemoteProtocolError:
+    where = exc.path or "<message>"
+    return RemoteProtocolError(INVALID_PARAMS, f"Invalid params: {where}: {exc.message}",
+                               {"path": exc.path})

@@ -1,0 +1,321 @@
+"""The runtime: drives a sans-I/O :class:`Connection` over a :class:`MessageStream`.
+
+:class:`Session` owns the I/O side of one connection: the receive loop, one
+task per incoming request (so a slow or failing handler never blocks the
+loop), cancel scopes for ``notifications/cancelled``, waiters for the requests
+we send (with their timeouts and progress callbacks), and the single place
+where exceptions from handlers become wire errors.
+
+Whoever runs a session supplies the task group::
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(session.run)
+
+``run`` returns when the peer closes the stream or the session is closed;
+outstanding requests then fail with :class:`ConnectionClosedError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..core.connection import Connection
+from ..core.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    ConnectionClosedError,
+    McpError,
+    RequestTimeoutError,
+)
+from ..core.events import (
+    CancelRequested,
+    ErrorReceived,
+    Event,
+    MessageRejected,
+    NotificationReceived,
+    ProgressReceived,
+    RequestId,
+    RequestReceived,
+    RequestTimedOut,
+    ResponseReceived,
+    SessionInitialized,
+)
+from ..core.jsonrpc import error_response, dumps
+from ..transports.base import OVERSIZED, MessageStream
+
+__all__ = ("Session", "SessionHandler", "ProgressCallback")
+
+log = logging.getLogger("mobius_rpc.runtime")
+
+ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None] | None]
+
+
+class SessionHandler(Protocol):
+    """What the server (or client) layer implements to serve a session."""
+
+    async def handle_request(self, session: Session, request: RequestReceived) -> dict[str, Any]:
+        """Return the result, or raise :class:`McpError` for an error reply."""
+        ...
+
+    async def handle_notification(self, session: Session,
+                                  notification: NotificationReceived) -> None: ...
+
+    def session_initialized(self, session: Session, event: SessionInitialized) -> None: ...
+
+    def session_closed(self, session: Session) -> None: ...
+
+
+@dataclass(slots=True)
+class _Waiter:
+    method: str
+    timeout: float
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: dict[str, Any] | None = None
+    error: McpError | None = None
+    on_progress: ProgressCallback | None = None
+
+
+class Session:
+    """One live connection: a :class:`Connection`, a stream, and a handler."""
+
+    def __init__(self, connection: Connection, stream: MessageStream, handler: SessionHandler,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.connection = connection
+        self.stream = stream
+        self.handler = handler
+        self.clock = clock
+        #: plain per-session data the layers above keep (log level, subscriptions ...)
+        self.state: dict[str, Any] = {}
+        self._tg: TaskGroup | None = None
+        self._scopes: dict[RequestId, anyio.CancelScope] = {}
+        self._waiters: dict[RequestId, _Waiter] = {}
+        self._send_lock = anyio.Lock()
+        self._closed = anyio.Event()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until the stream ends or :meth:`close` is called."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                await self._receive_loop()
+                tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            self._shutdown()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.stream.aclose()
+                except Exception:  # the peer may already be gone
+                    pass
+
+    async def _receive_loop(self) -> None:
+        connection = self.connection
+        while True:
+            try:
+                data = await self.stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+            if data is OVERSIZED or data == OVERSIZED:
+                connection._queue(error_response(None, McpError(
+                    INVALID_REQUEST, "Invalid Request: message exceeds the size limit of "
+                    f"{connection.limits.max_message_bytes} bytes")))
+                events: list[Event] = []
+            else:
+                events = connection.receive(data, self.clock())
+            for event in events:
+                self._dispatch(event)
+            if not await self._flush():
+                return
+
+    def _dispatch(self, event: Event) -> None:
+        assert self._tg is not None
+        if isinstance(event, RequestReceived):
+            scope = anyio.CancelScope()
+            self._scopes[event.id] = scope
+            self._tg.start_soon(self._serve_request, event, scope)
+        elif isinstance(event, NotificationReceived):
+            self._tg.start_soon(self._serve_notification, event)
+        elif isinstance(event, (ResponseReceived, ErrorReceived)):
+            waiter = self._waiters.get(event.id)
+            if waiter is not None:
+                if isinstance(event, ResponseReceived):
+                    waiter.result = event.result
+                else:
+                    waiter.error = event.error
+                waiter.done.set()
+        elif isinstance(event, CancelRequested):
+            scope = self._scopes.get(event.id)
+            if scope is not None:
+                scope.cancel()
+        elif isinstance(event, ProgressReceived):
+            waiter = self._waiters.get(event.id)
+            if waiter is not None and waiter.on_progress is not None:
+                self._tg.start_soon(self._call_progress, waiter.on_progress, event)
+        elif isinstance(event, SessionInitialized):
+            self.handler.session_initialized(self, event)
+        elif isinstance(event, MessageRejected):
+            log.info("rejected a message from the peer: %s", event.error.message)
+        elif isinstance(event, RequestTimedOut):
+            waiter = self._waiters.get(event.id)
+            if waiter is not None:
+                waiter.error = RequestTimeoutError(event.method, waiter.timeout)
+                waiter.done.set()
+
+    async def _serve_request(self, event: RequestReceived, scope: anyio.CancelScope) -> None:
+        # The one boundary where handler exceptions become wire errors.
+        connection = self.connection
+        try:
+            with scope:
+                try:
+                    result = await self.handler.handle_request(self, event)
+                except McpError as exc:
+                    connection.respond_error(event.id, exc)
+                except Exception:
+                    log.exception("handler for %s failed", event.method)
+                    connection.respond_error(event.id, McpError(
+                        INTERNAL_ERROR, f"Internal error while handling {event.method}"))
+                else:
+                    connection.respond(event.id, result)
+            if scope.cancelled_caught:
+                # Cancelled by the peer: the connection drops the reply.
+                connection.respond_error(event.id, McpError(INTERNAL_ERROR, "cancelled"))
+        finally:
+            self._scopes.pop(event.id, None)
+        await self._flush()
+
+    async def _serve_notification(self, event: NotificationReceived) -> None:
+        try:
+            await self.handler.handle_notification(self, event)
+        except Exception:
+            log.exception("notification handler for %s failed", event.method)
+        await self._flush()
+
+    async def _call_progress(self, callback: ProgressCallback, event: ProgressReceived) -> None:
+        try:
+            outcome = callback(event.progress, event.total, event.message)
+            if outcome is not None:
+                await outcome
+        except Exception:
+            log.exception("progress callback failed")
+
+    async def _flush(self) -> bool:
+        """Send everything the connection queued; False when the peer is gone."""
+        if self._closed.is_set():
+            return False
+        async with self._send_lock:
+            for data in self.connection.data_to_send():
+                try:
+                    await self.stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    self._closed.set()
+                    return False
+        return True
+
+    def _shutdown(self) -> None:
+        self._closed.set()
+        for event in self.connection.close():
+            waiter = self._waiters.get(event.id) if isinstance(event, ErrorReceived) else None
+            if waiter is not None and isinstance(event, ErrorReceived):
+                waiter.error = event.error
+                waiter.done.set()
+        for waiter in self._waiters.values():
+            if not waiter.done.is_set():
+                waiter.error = ConnectionClosedError()
+                waiter.done.set()
+        self.handler.session_closed(self)
+
+    def close(self) -> None:
+        """Stop serving: the receive loop and every handler task are cancelled."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # ------------------------------------------------------------ our requests
+
+    async def request(self, method: str, params: dict[str, Any] | None = None, *,
+                      timeout: float | None = None,
+                      on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Send a request to the peer and wait for its result.
+
+        :raises McpError: the peer answered with an error (or an invalid result).
+        :raises RequestTimeoutError: no answer in time; the peer got
+            ``notifications/cancelled``.
+        :raises ConnectionClosedError: the session ended first.
+        :raises LocalProtocolError: the method is not allowed here (capability).
+        Cancelling the caller sends ``notifications/cancelled`` too.
+        """
+        if self._closed.is_set():
+            raise ConnectionClosedError()
+        connection = self.connection
+        if timeout is None:
+            timeout = connection.limits.request_timeout
+        now = self.clock()
+        request_id = connection.request(method, params, now=now, timeout=timeout,
+                                        progress=on_progress is not None)
+        return await self.wait_for(request_id, method, timeout, on_progress)
+
+    async def wait_for(self, request_id: RequestId, method: str, timeout: float,
+                       on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Wait for the answer to a request already queued on the connection."""
+        connection = self.connection
+        waiter = _Waiter(method, timeout, on_progress=on_progress)
+        self._waiters[request_id] = waiter
+        try:
+            await self._flush()
+            with anyio.move_on_after(timeout):
+                await waiter.done.wait()
+            if not waiter.done.is_set():
+                for event in connection.expire(self.clock() + 1e-9):
+                    self._dispatch(event)
+                if not waiter.done.is_set():
+                    connection.cancel(request_id, "request timed out")
+                    waiter.error = RequestTimeoutError(method, timeout)
+                with anyio.CancelScope(shield=True):
+                    await self._flush()
+        except anyio.get_cancelled_exc_class():
+            connection.cancel(request_id, "cancelled by the caller")
+            with anyio.CancelScope(shield=True):
+                await self._flush()
+            raise
+        finally:
+            self._waiters.pop(request_id, None)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send a notification (validated and capability-checked by the connection)."""
+        if self._closed.is_set():
+            raise ConnectionClosedError()
+        self.connection.notify(method, params)
+        await self._flush()
+
+    def notify_soon(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Queue a notification from synchronous code; a task sends it shortly."""
+        if self._closed.is_set() or self._tg is None:
+            return
+        try:
+            self.connection.notify(method, params)
+        except McpError as exc:
+            log.warning("not sending %s: %s", method, exc.message)
+            return
+        self._tg.start_soon(self._flush)
+
+    async def send_raw(self, message: dict[str, Any]) -> None:
+        """Send an already-built message bypassing the core (tests of broken peers only)."""
+        async with self._send_lock:
+            await self.stream.send(dumps(message))

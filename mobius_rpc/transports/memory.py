@@ -1,0 +1,42 @@
+"""An in-memory pair of message streams: two peers in one process.
+
+Everything above the transports is tested on this pair first; it behaves like
+a real transport (messages are bytes, closing one end ends the other's
+receive) but has no framing or syscalls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = ("MemoryStream", "memory_pair")
+
+
+class MemoryStream:
+    def __init__(self, outgoing: MemoryObjectSendStream[bytes],
+                 incoming: MemoryObjectReceiveStream[bytes]) -> None:
+        self._outgoing = outgoing
+        self._incoming = incoming
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._incoming.receive()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise anyio.EndOfStream from None
+
+    async def send(self, message: bytes) -> None:
+        await self._outgoing.send(message)
+
+    async def aclose(self) -> None:
+        await self._outgoing.aclose()
+        await self._incoming.aclose()
+
+
+def memory_pair(buffer: float = math.inf) -> tuple[MemoryStream, MemoryStream]:
+    """Two connected streams: what one sends, the other receives."""
+    a_send, b_receive = anyio.create_memory_object_stream[bytes](buffer)
+    b_send, a_receive = anyio.create_memory_object_stream[bytes](buffer)
+    return MemoryStream(a_send, a_receive), MemoryStream(b_send, b_receive)

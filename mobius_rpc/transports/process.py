@@ -1,0 +1,109 @@
+"""The client end of stdio: spawn a server process and frame its pipes.
+
+Shutdown follows the stdio transport's rule (all revisions): close the
+child's stdin, wait for it to exit, then SIGTERM, then SIGKILL, so no server
+process outlives the client.  stderr is drained continuously (a child that
+logs a lot must never block on a full pipe) and its tail is kept for error
+messages.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+import anyio
+import anyio.abc
+
+from ..core.limits import Limits
+from ..framing.ndjson import LineSplitter, OversizedLine, frame
+from .base import OVERSIZED
+
+__all__ = ("ProcessTransport",)
+
+
+class ProcessTransport:
+    """A :class:`MessageStream` over a child process's stdin/stdout."""
+
+    def __init__(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 cwd: str | None = None, limits: Limits | None = None,
+                 exit_timeout: float = 2.0) -> None:
+        self.command = list(command)
+        self.env = env
+        self.cwd = cwd
+        self.exit_timeout = exit_timeout
+        self.stderr_tail: deque[str] = deque(maxlen=50)
+        self._splitter = LineSplitter((limits or Limits()).max_message_bytes)
+        self._lines: list[bytes | OversizedLine] = []
+        self._process: anyio.abc.Process | None = None
+        self._stderr_scope: anyio.CancelScope | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self, tg: anyio.abc.TaskGroup) -> None:
+        """Spawn the child; a command that cannot run raises ``OSError`` at once."""
+        env = {**os.environ, **self.env} if self.env is not None else None
+        self._process = await anyio.open_process(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env, cwd=self.cwd, start_new_session=True)
+        tg.start_soon(self._drain_stderr)
+
+    async def _drain_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        with anyio.CancelScope() as scope:
+            self._stderr_scope = scope
+            pending = b""
+            try:
+                async for chunk in self._process.stderr:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    self.stderr_tail.extend(line.decode("utf-8", "replace") for line in lines)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    async def receive(self) -> bytes:
+        assert self._process is not None and self._process.stdout is not None
+        while not self._lines:
+            try:
+                chunk = await self._process.stdout.receive(1 << 16)
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                raise anyio.EndOfStream from None
+            self._lines.extend(self._splitter.feed(chunk))
+        line = self._lines.pop(0)
+        return OVERSIZED if isinstance(line, OversizedLine) else line
+
+    async def send(self, message: bytes) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            await self._process.stdin.send(frame(message))
+        except (anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError):
+            raise anyio.BrokenResourceError from None
+
+    async def aclose(self) -> None:
+        """Close stdin, wait, then SIGTERM, then SIGKILL; always reaps the child."""
+        process = self._process
+        if process is None:
+            return
+        with anyio.CancelScope(shield=True):
+            if process.stdin is not None:
+                try:
+                    await process.stdin.aclose()
+                except (anyio.BrokenResourceError, OSError):
+                    pass
+            for signal_step in (None, process.terminate, process.kill):
+                if signal_step is not None and process.returncode is None:
+                    try:
+                        signal_step()
+                    except ProcessLookupError:
+                        pass
+                with anyio.move_on_after(self.exit_timeout):
+                    await process.wait()
+                if process.returncode is not None:
+                    break
+            if self._stderr_scope is not None:
+                self._stderr_scope.cancel()
+            await process.aclose()
