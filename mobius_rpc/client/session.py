@@ -28,7 +28,7 @@ from ..core.connection import Connection, Role
 from ..core.errors import METHOD_NOT_FOUND, McpError
 from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
 from ..core.limits import Limits
-from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS
+from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
 from ..runtime.session import ProgressCallback, Session
 from ..transports.base import MessageStream
 
@@ -44,6 +44,7 @@ class ClientSession:
                  elicitation: Callback | None = None, roots: RootsCallback | None = None,
                  on_notification: Callable[[str, dict[str, Any]], Any] | None = None,
                  revisions: tuple[str, ...] = LEGACY_REVISIONS,
+                 modern_revisions: tuple[str, ...] = MODERN_REVISIONS,
                  capabilities: dict[str, Any] | None = None,
                  limits: Limits | None = None, validate: bool = True) -> None:
         caps: dict[str, Any] = dict(capabilities or {})
@@ -59,7 +60,8 @@ class ClientSession:
         self._on_notification = on_notification
         self.notifications: list[tuple[str, dict[str, Any]]] = []
         self.connection = Connection(Role.CLIENT, info={"name": name, "version": version},
-                                     capabilities=caps, revisions=revisions, limits=limits,
+                                     capabilities=caps, revisions=revisions,
+                                     modern_revisions=modern_revisions, limits=limits,
                                      validate=validate)
         self.session = Session(self.connection, stream, self)
         self.initialize_result: dict[str, Any] | None = None
@@ -75,8 +77,18 @@ class ClientSession:
 
     async def initialize(self, protocol_version: str = LATEST_LEGACY, *,
                          timeout: float = 30.0) -> dict[str, Any]:
-        """Run the initialize handshake; returns the server's ``InitializeResult``."""
+        """Start the session at ``protocol_version``.
+
+        Legacy revisions run the initialize handshake and return the
+        ``InitializeResult``; the modern revision has no handshake, so this
+        sends ``server/discover`` and returns its ``DiscoverResult``.
+        """
         connection = self.connection
+        if protocol_version in connection.modern_revisions:
+            connection.use_modern(protocol_version)
+            result = await self.request("server/discover", {}, timeout=timeout)
+            self.initialize_result = result
+            return result
         request_id = connection.initialize(now=self.session.clock(),
                                            protocol_version=protocol_version, timeout=timeout)
         result = await self.session.wait_for(request_id, "initialize", timeout)
@@ -87,13 +99,17 @@ class ClientSession:
 
     async def handle_request(self, session: Session, request: RequestReceived
                              ) -> dict[str, Any]:
-        if request.method == "sampling/createMessage" and self._sampling is not None:
-            return await self._sampling(request.params)
-        if request.method == "elicitation/create" and self._elicitation is not None:
-            return await self._elicitation(request.params)
-        if request.method == "roots/list" and self._roots is not None:
+        return await self._answer(request.method, request.params)
+
+    async def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Serve a server->client request (legacy) or an input request (modern MRTR)."""
+        if method == "sampling/createMessage" and self._sampling is not None:
+            return await self._sampling(params)
+        if method == "elicitation/create" and self._elicitation is not None:
+            return await self._elicitation(params)
+        if method == "roots/list" and self._roots is not None:
             return {"roots": await self._roots()}
-        raise McpError(METHOD_NOT_FOUND, f"Method not found: {request.method}")
+        raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
 
     async def handle_notification(self, session: Session, note: NotificationReceived) -> None:
         self.notifications.append((note.method, note.params))
@@ -112,9 +128,33 @@ class ClientSession:
 
     async def request(self, method: str, params: dict[str, Any] | None = None, *,
                       timeout: float | None = None,
-                      on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-        return await self.session.request(method, params, timeout=timeout,
-                                          on_progress=on_progress)
+                      on_progress: ProgressCallback | None = None,
+                      max_rounds: int = 8) -> dict[str, Any]:
+        """Send a request and return its final result.
+
+        In the modern era an ``InputRequiredResult`` is answered transparently:
+        each input request goes to the matching callback, and the request is
+        retried (new id) with ``inputResponses`` and the echoed ``requestState``.
+        """
+        result = await self.session.request(method, params, timeout=timeout,
+                                            on_progress=on_progress)
+        rounds = 0
+        while (self.connection.era is Era.MODERN
+               and result.get("resultType") == "input_required"):
+            rounds += 1
+            if rounds > max_rounds:
+                raise McpError(-32603, f"{method} asked for input more than {max_rounds} times")
+            responses: dict[str, Any] = {}
+            for key, embedded in (result.get("inputRequests") or {}).items():
+                responses[key] = await self._answer(embedded.get("method", ""),
+                                                    embedded.get("params") or {})
+            retry = dict(params or {})
+            retry["inputResponses"] = responses
+            if "requestState" in result:
+                retry["requestState"] = result["requestState"]
+            result = await self.session.request(method, retry, timeout=timeout,
+                                                on_progress=on_progress)
+        return result
 
     async def ping(self) -> dict[str, Any]:
         return await self.request("ping")

@@ -32,6 +32,7 @@ from .errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
     ConnectionClosedError,
     LocalProtocolError,
     McpError,
@@ -53,7 +54,22 @@ from .events import (
 from .gates import gate_failure
 from .limits import Limits, nesting_depth_exceeds
 from .methods import Kind, MethodSpec, lookup, may_send
-from .revisions import LATEST_LEGACY, LEGACY_REVISIONS, has_batches, negotiate_legacy
+from .modern import (
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    CachePolicy,
+    decorate_result,
+    looks_modern,
+    read_request_meta,
+)
+from .revisions import (
+    LATEST_LEGACY,
+    LEGACY_REVISIONS,
+    Era,
+    has_batches,
+    negotiate_legacy,
+)
 from .schema import RevisionSchema, SchemaError, schema_for
 from .state import SessionState, Trigger, accepts_requests, transition
 
@@ -84,6 +100,8 @@ class _InFlight:
     progress_token: str | int | None
     batch: _Batch | None
     cancelled: bool = False
+    #: the revision the request was made in (per request in the modern era)
+    revision: str | None = None
 
 
 @dataclass(slots=True)
@@ -96,10 +114,16 @@ class _Outstanding:
 
 
 class Connection:
-    """One MCP session, either side, legacy era.
+    """One MCP connection, either side, either era.
 
     ``capabilities``/``info`` describe our side: the server's capabilities and
     ``serverInfo`` for ``Role.SERVER``, the client's for ``Role.CLIENT``.
+
+    A server connection serves the legacy revisions in ``revisions`` and the
+    modern ones in ``modern_revisions`` (either may be empty).  The first
+    request decides the era of the connection: ``initialize`` selects the
+    legacy era, a request whose ``_meta`` names a protocol version (or
+    ``server/discover``) the modern one.
     """
 
     def __init__(
@@ -110,14 +134,19 @@ class Connection:
         capabilities: dict[str, Any] | None = None,
         instructions: str | None = None,
         revisions: tuple[str, ...] = LEGACY_REVISIONS,
+        modern_revisions: tuple[str, ...] = (),
         limits: Limits | None = None,
         validate: bool = True,
+        cache_policy: CachePolicy | None = None,
     ) -> None:
         self.role = role
         self.info = info
         self.capabilities: dict[str, Any] = capabilities if capabilities is not None else {}
         self.instructions = instructions
         self.revisions = revisions
+        self.modern_revisions = modern_revisions
+        self.cache_policy = cache_policy or CachePolicy()
+        self.era: Era | None = None
         self.limits = limits or Limits()
         self.validate = validate
         self.state = SessionState.UNINITIALIZED
@@ -238,19 +267,27 @@ class Connection:
                 INVALID_REQUEST, f"Invalid Request: id {req.id!r} is already in use by an "
                 "unanswered request"), batch, events)
             return
-        if req.method == "initialize" and self.role is Role.SERVER:
-            self._on_initialize(req, events, batch)
+        if self.role is Role.SERVER:
+            if req.method == "initialize":
+                self._on_initialize(req, events, batch)
+                return
+            if self.era is Era.MODERN or (self.era is None and self.modern_revisions and (
+                    not self.revisions or req.method == "server/discover"
+                    or looks_modern(req.params))):
+                self._on_modern_request(req, events, batch)
+                return
+        revision = self.revision or LATEST_LEGACY
+        spec = lookup(revision, req.method)
+        if spec is None or spec.kind is not Kind.REQUEST or not may_send(spec, self._peer_role):
+            # Unknown methods are -32601 in every state (a legacy-only server
+            # answers server/discover this way, as old servers do).
+            self._reject(req.id, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
             return
         if not accepts_requests(self.state) and req.method != "ping":
             self._reject(req.id, RemoteProtocolError(
                 INVALID_REQUEST, f"Invalid Request: {req.method!r} received before "
                 "initialization; the first request must be 'initialize'"), batch, events)
-            return
-        revision = self.revision or LATEST_LEGACY
-        spec = lookup(revision, req.method)
-        if spec is None or spec.kind is not Kind.REQUEST or not may_send(spec, self._peer_role):
-            self._reject(req.id, RemoteProtocolError(
-                METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
             return
         why = gate_failure(spec, req.params, self.capabilities, self.peer_capabilities,
                            self._role, revision)
@@ -274,8 +311,55 @@ class Connection:
             batch.pending += 1
         events.append(RequestReceived(req.id, req.method, req.params))
 
+    def _on_modern_request(self, req: jsonrpc.IncomingRequest, events: list[Event],
+                           batch: _Batch | None) -> None:
+        """A stateless request (2026-07-28): everything it needs is in its ``_meta``."""
+        try:
+            meta = read_request_meta(req.params, self.modern_revisions)
+        except RemoteProtocolError as exc:
+            self._reject(req.id, exc, batch, events)
+            return
+        self.era = Era.MODERN
+        revision = meta.version
+        self.revision = revision
+        spec = lookup(revision, req.method)
+        if spec is None or spec.kind is not Kind.REQUEST or not may_send(spec, self._peer_role):
+            self._reject(req.id, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
+            return
+        why = gate_failure(spec, req.params, self.capabilities, meta.client_capabilities,
+                           self._role, revision)
+        if why is not None:
+            self._reject(req.id, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"Method not found: {req.method} ({why})"), batch, events)
+            return
+        if self.validate:
+            try:
+                schema_for(revision).check(spec.message_def, req.raw)
+            except SchemaError as exc:
+                self._reject(req.id, _invalid_params(exc), batch, events)
+                return
+        meta_obj = req.params.get("_meta")
+        token = meta_obj.get("progressToken") if isinstance(meta_obj, dict) else None
+        self._in_flight[req.id] = _InFlight(req.method, token, batch, revision=revision)
+        if batch is not None:
+            batch.pending += 1
+        events.append(RequestReceived(req.id, req.method, req.params))
+
     def _on_initialize(self, req: jsonrpc.IncomingRequest, events: list[Event],
                        batch: _Batch | None) -> None:
+        if self.era is Era.MODERN or not self.revisions:
+            # Modern-only servers (and connections already modern) list what they
+            # support, so a legacy client can tell why (Lifecycle, 2026-07-28).
+            requested = req.params.get("protocolVersion")
+            self._reject(req.id, RemoteProtocolError(
+                UNSUPPORTED_PROTOCOL_VERSION,
+                "Unsupported protocol version: this server does not speak the legacy "
+                "initialize handshake on this connection",
+                {"supported": list(self.modern_revisions),
+                 "requested": requested if isinstance(requested, str) else ""}),
+                batch, events)
+            return
         if batch is not None:
             self._reject(req.id, RemoteProtocolError(
                 INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch"),
@@ -296,6 +380,7 @@ class Connection:
                 self._reject(req.id, _invalid_params(exc), batch, events)
                 return
         self.state = next_state
+        self.era = Era.LEGACY
         self.revision = revision
         self._schema = schema_for(revision)
         client_caps = req.params.get("capabilities")
@@ -309,7 +394,7 @@ class Connection:
         }
         if self.instructions:
             result["instructions"] = self.instructions
-        self._in_flight[req.id] = _InFlight("initialize", None, None)
+        self._in_flight[req.id] = _InFlight("initialize", None, None, revision=revision)
         self.respond(req.id, result)
         events.append(SessionInitialized(revision, self.peer_info, self.peer_capabilities))
 
@@ -323,12 +408,16 @@ class Connection:
             except RemoteProtocolError as exc:
                 self._reject(None, exc, None, events, reply=False)
             return
-        if self.state is SessionState.UNINITIALIZED:
+        modern = self.era is Era.MODERN or (self.era is None and bool(self.modern_revisions)
+                                            and note.method == "notifications/cancelled")
+        if self.state is SessionState.UNINITIALIZED and not modern:
             self._reject(None, RemoteProtocolError(
                 INVALID_REQUEST, f"{note.method} received before initialization"), None, events,
                 reply=False)
             return
-        spec = lookup(self.revision or LATEST_LEGACY, note.method)
+        revision = (self.revision or self.modern_revisions[-1]) if modern else (
+            self.revision or LATEST_LEGACY)
+        spec = lookup(revision, note.method)
         if (spec is None or spec.kind is not Kind.NOTIFICATION
                 or not may_send(spec, self._peer_role)):
             self._reject(None, RemoteProtocolError(
@@ -337,7 +426,7 @@ class Connection:
             return
         if self.validate:
             try:
-                self._schema.check(spec.message_def, note.raw)
+                schema_for(revision).check(spec.message_def, note.raw)
             except SchemaError as exc:
                 self._reject(None, _invalid_params(exc), None, events, reply=False)
                 return
@@ -406,10 +495,14 @@ class Connection:
     def _check_result(self, method: str, result: Any) -> McpError | None:
         if not isinstance(result, dict):
             return McpError(INTERNAL_ERROR, f"invalid {method} result from peer: not an object")
-        spec = lookup(self.revision or LATEST_LEGACY, method)
-        if self.validate and spec is not None and spec.result_def is not None:
+        revision = self.revision or LATEST_LEGACY
+        spec = lookup(revision, method)
+        result_def = spec.result_def if spec is not None else None
+        if self.era is Era.MODERN and result.get("resultType") == "input_required":
+            result_def = "InputRequiredResult"
+        if self.validate and result_def is not None:
             try:
-                self._schema.check(spec.result_def, result)
+                schema_for(revision).check(result_def, result)
             except SchemaError as exc:
                 return McpError(INTERNAL_ERROR, f"invalid {method} result from peer: "
                                 f"{exc.path or '<result>'}: {exc.message}")
@@ -452,10 +545,16 @@ class Connection:
         entry = self._take_in_flight(request_id)
         if entry is None:
             return
-        spec = lookup(self.revision or LATEST_LEGACY, entry.method)
-        if self.validate and spec is not None and spec.result_def is not None:
+        revision = entry.revision or self.revision or LATEST_LEGACY
+        spec = lookup(revision, entry.method)
+        result_def = spec.result_def if spec is not None else None
+        if self.era is Era.MODERN:
+            result = decorate_result(entry.method, result, self.info, self.cache_policy)
+            if result.get("resultType") == "input_required":
+                result_def = "InputRequiredResult"
+        if self.validate and result_def is not None:
             try:
-                self._schema.check(spec.result_def, result)
+                schema_for(revision).check(result_def, result)
             except SchemaError as exc:
                 log.error("refusing to send an invalid %s result (%s: %s); sent -32603 instead",
                           entry.method, exc.path or "<result>", exc.message)
@@ -512,7 +611,9 @@ class Connection:
             raise ConnectionClosedError()
         if method == "initialize":
             raise LocalProtocolError(INVALID_REQUEST, "use Connection.initialize()")
-        if not accepts_requests(self.state) and method != "ping":
+        if self.era is Era.MODERN and self.role is Role.CLIENT:
+            params = self._with_request_meta(params)
+        elif not accepts_requests(self.state) and method != "ping":
             raise LocalProtocolError(INVALID_REQUEST, f"cannot send {method} before initialization")
         spec = self._sendable(method, Kind.REQUEST, params)
         request_id = self._next_id
@@ -530,6 +631,26 @@ class Connection:
         self._outstanding[request_id] = _Outstanding(method, now + timeout, token)
         self._outbox.append(jsonrpc.dumps(message))
         return request_id
+
+    def use_modern(self, revision: str) -> None:
+        """Client side: speak the modern era at ``revision`` (no handshake).
+
+        Every request then carries the per-request ``_meta`` (version, our
+        capabilities and info); results are checked against ``revision``.
+        """
+        if self.role is not Role.CLIENT or revision not in self.modern_revisions:
+            raise LocalProtocolError(INVALID_REQUEST, f"cannot use modern revision {revision!r}")
+        self.era = Era.MODERN
+        self.revision = revision
+
+    def _with_request_meta(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        out = dict(params or {})
+        meta = dict(out.get("_meta") or {})
+        meta.setdefault(META_PROTOCOL_VERSION, self.revision)
+        meta.setdefault(META_CLIENT_CAPABILITIES, self.capabilities)
+        meta.setdefault(META_CLIENT_INFO, self.info)
+        out["_meta"] = meta
+        return out
 
     def initialize(self, *, now: float, protocol_version: str | None = None,
                    timeout: float | None = None) -> RequestId:
@@ -577,7 +698,8 @@ class Connection:
 
     def _sendable(self, method: str, kind: Kind | None,
                   params: dict[str, Any] | None) -> MethodSpec:
-        revision = self.revision or LATEST_LEGACY
+        revision = self.revision or (
+            self.modern_revisions[-1] if self.era is Era.MODERN else LATEST_LEGACY)
         spec = lookup(revision, method)
         if spec is None or (kind is not None and spec.kind is not kind) or not may_send(
                 spec, self._role):
@@ -593,7 +715,7 @@ class Connection:
         if not self.validate:
             return
         try:
-            self._schema.check(spec.message_def, message)
+            schema_for(self.revision or LATEST_LEGACY).check(spec.message_def, message)
         except SchemaError as exc:
             raise LocalProtocolError(
                 INVALID_PARAMS, f"refusing to send an invalid {spec.method}: "
