@@ -161,6 +161,9 @@ class Connection:
         self._outstanding: dict[RequestId, _Outstanding] = {}
         self._progress_tokens: dict[str | int, RequestId] = {}
         self._next_id = 1
+        # A modern client may call methods before (or without) server/discover;
+        # until it knows the server's capabilities it does not gate on them.
+        self._peer_capabilities_known = role is Role.SERVER
 
     # ------------------------------------------------------------------ output
 
@@ -490,6 +493,15 @@ class Connection:
         if error is not None:
             events.append(ErrorReceived(request_id, pending.method, error))
             return
+        if pending.method == "server/discover" and self.role is Role.CLIENT:
+            # Modern era: what the server declares gates what we send from now on.
+            caps = result.get("capabilities")
+            self.peer_capabilities = caps if isinstance(caps, dict) else {}
+            meta = result.get("_meta")
+            info = meta.get("io.modelcontextprotocol/serverInfo") if isinstance(meta, dict) \
+                else None
+            self.peer_info = info if isinstance(info, dict) else {}
+            self._peer_capabilities_known = True
         events.append(ResponseReceived(request_id, pending.method, result))
 
     def _check_result(self, method: str, result: Any) -> McpError | None:
@@ -527,6 +539,7 @@ class Connection:
             return
         self.peer_capabilities = result.get("capabilities") or {}
         self.peer_info = result.get("serverInfo") or {}
+        self._peer_capabilities_known = True
         instructions = result.get("instructions")
         self.state = SessionState.READY
         self._queue(jsonrpc.notification("notifications/initialized", None))
@@ -705,6 +718,9 @@ class Connection:
                 spec, self._role):
             raise LocalProtocolError(METHOD_NOT_FOUND,
                                      f"{method} cannot be sent by the {self._role} in {revision}")
+        if spec.gate is not None and spec.gate[0] != self._role and \
+                not self._peer_capabilities_known:
+            return spec
         why = gate_failure(spec, params, self.capabilities, self.peer_capabilities, self._role,
                            revision)
         if why is not None:

@@ -1,0 +1,435 @@
+"""The embeddable server: decorators, registries, and request handling.
+
+:class:`Server` is what people embed::
+
+    server = Server("notes", version="1.0")
+
+    @server.tool()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    anyio.run(server.run_stdio)
+
+It implements :class:`~mobius_rpc.runtime.session.SessionHandler`: the runtime
+hands it validated requests, and it answers them from its registries.  Any
+standard method can be taken over with :meth:`Server.request_handler` (the
+low-level API); the built-in handling then steps aside for that method.
+
+Per-session data (log level, resource subscriptions) is plain data in
+``session.state`` so that a store can persist it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+
+from ..core.connection import Connection, Role
+from ..core.errors import INVALID_PARAMS, McpError, RemoteProtocolError
+from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
+from ..core.limits import Limits
+from ..core.modern import META_SUBSCRIPTION_ID, CachePolicy
+from ..core.request_state import open_state, seal_state
+from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS, Era
+from ..runtime.session import Session
+from ..transports.base import MessageStream
+from .context import MRTR_METHODS, Context, InputRequired, level_passes
+from .pagination import paginate
+from .prompts import PromptRegistry
+from .resources import ResourceRegistry
+from .tools import ToolRegistry
+
+__all__ = ("Server",)
+
+log = logging.getLogger("mobius_rpc.server")
+
+F = TypeVar("F", bound=Callable[..., Any])
+RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
+NotificationHandler = Callable[[Session, dict[str, Any]], Awaitable[None]]
+Completer = Callable[..., Any]
+
+
+@dataclass(eq=False, slots=True)
+class _Listener:
+    """One open ``subscriptions/listen`` stream (modern era)."""
+
+    session: Session
+    subscription_id: str | int
+    accepted: dict[str, Any]
+
+
+class Server:
+    """An MCP server: tools, resources, prompts, completion, logging."""
+
+    def __init__(self, name: str, version: str = "0.0.0", *, title: str | None = None,
+                 instructions: str | None = None, revisions: tuple[str, ...] = LEGACY_REVISIONS,
+                 modern_revisions: tuple[str, ...] = MODERN_REVISIONS,
+                 limits: Limits | None = None, page_size: int = 100,
+                 default_log_level: str = "info", validate: bool = True,
+                 cache_policy: CachePolicy | None = None, state_key: bytes | None = None,
+                 state_ttl: float = 600.0) -> None:
+        """``revisions``/``modern_revisions`` choose the eras served (either may be
+        empty).  ``state_key`` seals MRTR ``requestState``; give every replica
+        of a load-balanced server the same key (default: random per process).
+        """
+        self.info: dict[str, Any] = {"name": name, "version": version}
+        if title:
+            self.info["title"] = title
+        self.instructions = instructions
+        self.revisions = revisions
+        self.modern_revisions = modern_revisions
+        self.cache_policy = cache_policy or CachePolicy()
+        self.state_key = state_key or os.urandom(32)
+        self.state_ttl = state_ttl
+        self.limits = limits or Limits()
+        self.page_size = page_size
+        self.default_log_level = default_log_level
+        self.validate = validate
+        self.tools = ToolRegistry(lambda: self._list_changed("tools"))
+        self.resources = ResourceRegistry(lambda: self._list_changed("resources"))
+        self.prompts = PromptRegistry(lambda: self._list_changed("prompts"))
+        self._completers: dict[tuple[str, str], Completer] = {}
+        self._request_handlers: dict[str, RequestHandler] = {}
+        self._notification_handlers: dict[str, NotificationHandler] = {}
+        self._sessions: set[Session] = set()
+        self._listeners: set[_Listener] = set()
+
+    # ------------------------------------------------------------ decorators
+
+    def tool(self, name: str | None = None, *, title: str | None = None,
+             description: str | None = None, annotations: dict[str, Any] | None = None,
+             icons: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None,
+             structured: bool = True) -> Callable[[F], F]:
+        """Register a function as a tool; its type hints become the input schema."""
+        def register(fn: F) -> F:
+            self.tools.add(fn, name=name, title=title, description=description,
+                           annotations=annotations, icons=icons, meta=meta, structured=structured)
+            return fn
+        return register
+
+    def resource(self, uri: str, *, name: str | None = None, title: str | None = None,
+                 description: str | None = None, mime_type: str | None = None,
+                 annotations: dict[str, Any] | None = None,
+                 icons: list[dict[str, Any]] | None = None,
+                 meta: dict[str, Any] | None = None) -> Callable[[F], F]:
+        """Register a resource; a URI with ``{...}`` expressions is an RFC 6570 template."""
+        def register(fn: F) -> F:
+            self.resources.add(uri, fn, name=name, title=title, description=description,
+                               mime_type=mime_type, annotations=annotations, icons=icons,
+                               meta=meta)
+            return fn
+        return register
+
+    def prompt(self, name: str | None = None, *, title: str | None = None,
+               description: str | None = None, icons: list[dict[str, Any]] | None = None,
+               meta: dict[str, Any] | None = None) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            self.prompts.add(fn, name=name, title=title, description=description, icons=icons,
+                             meta=meta)
+            return fn
+        return register
+
+    def completion(self, ref_type: str, ref: str) -> Callable[[F], F]:
+        """Register argument completion for a prompt (``"ref/prompt"``, prompt name) or a
+        resource template (``"ref/resource"``, template string).
+
+        The function gets ``(argument_name, value, context_arguments)`` and returns a
+        list of strings (or a ``{"values", "total", "hasMore"}`` dict).
+        """
+        if ref_type not in ("ref/prompt", "ref/resource"):
+            raise ValueError("ref_type is 'ref/prompt' or 'ref/resource'")
+
+        def register(fn: F) -> F:
+            self._completers[(ref_type, ref)] = fn
+            return fn
+        return register
+
+    def request_handler(self, method: str) -> Callable[[RequestHandler], RequestHandler]:
+        """Low-level API: take over a standard request method entirely.
+
+        The handler gets ``(ctx, params)`` (already validated) and returns the
+        result dict, which is validated against the method's result schema.
+        """
+        def register(fn: RequestHandler) -> RequestHandler:
+            self._request_handlers[method] = fn
+            return fn
+        return register
+
+    def notification_handler(self, method: str
+                             ) -> Callable[[NotificationHandler], NotificationHandler]:
+        """Low-level API: react to a client notification (e.g. roots list_changed)."""
+        def register(fn: NotificationHandler) -> NotificationHandler:
+            self._notification_handlers[method] = fn
+            return fn
+        return register
+
+    # ------------------------------------------------------------ capabilities
+
+    def capabilities(self) -> dict[str, Any]:
+        caps: dict[str, Any] = {"logging": {}}
+        if len(self.tools) or "tools/call" in self._request_handlers:
+            caps["tools"] = {"listChanged": True}
+        if len(self.resources) or "resources/read" in self._request_handlers:
+            caps["resources"] = {"subscribe": True, "listChanged": True}
+        if len(self.prompts) or "prompts/get" in self._request_handlers:
+            caps["prompts"] = {"listChanged": True}
+        if self._completers or "completion/complete" in self._request_handlers:
+            caps["completions"] = {}
+        return caps
+
+    def connection(self) -> Connection:
+        """A fresh sans-I/O connection configured for this server."""
+        return Connection(Role.SERVER, info=self.info, capabilities=self.capabilities(),
+                          instructions=self.instructions, revisions=self.revisions,
+                          modern_revisions=self.modern_revisions, limits=self.limits,
+                          validate=self.validate, cache_policy=self.cache_policy)
+
+    # ---------------------------------------------------------------- running
+
+    async def serve(self, stream: MessageStream) -> None:
+        """Serve one client on ``stream`` until it closes."""
+        session = Session(self.connection(), stream, self)
+        await session.run()
+
+    async def run_stdio(self) -> None:
+        """Serve one client on this process's stdin/stdout; ends on EOF or SIGTERM."""
+        from ..transports.stdio import StdioTransport
+        await _serve_until_signal(self, StdioTransport(limits=self.limits))
+
+    # ------------------------------------------------------- SessionHandler API
+
+    def session_initialized(self, session: Session, event: SessionInitialized) -> None:
+        session.state.setdefault("log_level", self.default_log_level)
+        session.state.setdefault("subscriptions", set())
+        self._sessions.add(session)
+
+    def session_closed(self, session: Session) -> None:
+        self._sessions.discard(session)
+
+    async def handle_notification(self, session: Session, note: NotificationReceived) -> None:
+        handler = self._notification_handlers.get(note.method)
+        if handler is not None:
+            await handler(session, note.params)
+
+    async def handle_request(self, session: Session, request: RequestReceived
+                             ) -> dict[str, Any]:
+        params = request.params
+        mrtr = request.method in MRTR_METHODS and session.connection.era is Era.MODERN
+        answers = self._gather_answers(request) if mrtr else None
+        ctx = Context(self, session, request.id, request.method, params, answers)
+        try:
+            custom = self._request_handlers.get(request.method)
+            if custom is not None:
+                return await custom(ctx, params)
+            builtin = _BUILTINS.get(request.method)
+            if builtin is None:
+                raise McpError(-32601, f"Method not found: {request.method}")
+            return await builtin(self, ctx, params)
+        except InputRequired as needed:
+            if not mrtr:
+                raise McpError(-32603, "Internal error: input requested outside MRTR") from None
+            gathered = ctx.answers
+            state = seal_state(self.state_key, request.method, params, gathered,
+                               now=time.time(), ttl=self.state_ttl)
+            return {"resultType": "input_required",
+                    "inputRequests": {needed.key: needed.request}, "requestState": state}
+
+    def _gather_answers(self, request: RequestReceived) -> dict[str, Any]:
+        """Answers of earlier rounds (sealed in requestState) plus this retry's."""
+        params = request.params
+        answers: dict[str, Any] = {}
+        if "requestState" in params:
+            try:
+                answers = open_state(self.state_key, params["requestState"], request.method,
+                                     params, now=time.time())
+            except RemoteProtocolError as exc:
+                log.warning("refused requestState on %s (id %r): %s", request.method,
+                            request.id, exc.message)
+                raise
+        responses = params.get("inputResponses")
+        if isinstance(responses, dict):
+            answers.update(responses)
+        return answers
+
+    # ----------------------------------------------------------- the builtins
+
+    async def _tools_list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        page, cursor = paginate("tools", self.tools.definitions(), params, self.page_size)
+        return _page({"tools": list(page)}, cursor)
+
+    async def _tools_call(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.tools.call(params["name"], params.get("arguments"), ctx)
+
+    async def _resources_list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        page, cursor = paginate("resources", self.resources.definitions(), params,
+                                self.page_size)
+        return _page({"resources": list(page)}, cursor)
+
+    async def _templates_list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        page, cursor = paginate("templates", self.resources.template_definitions(), params,
+                                self.page_size)
+        return _page({"resourceTemplates": list(page)}, cursor)
+
+    async def _resources_read(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.resources.read(params["uri"], ctx)
+
+    async def _subscribe(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ctx.session.state.setdefault("subscriptions", set()).add(params["uri"])
+        return {}
+
+    async def _unsubscribe(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ctx.session.state.setdefault("subscriptions", set()).discard(params["uri"])
+        return {}
+
+    async def _prompts_list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        page, cursor = paginate("prompts", self.prompts.definitions(), params, self.page_size)
+        return _page({"prompts": list(page)}, cursor)
+
+    async def _prompts_get(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.prompts.render(params["name"], params.get("arguments"), ctx)
+
+    async def _set_level(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ctx.session.state["log_level"] = params["level"]
+        return {}
+
+    async def _discover(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {"supportedVersions": list(self.modern_revisions),
+                                  "capabilities": self.capabilities()}
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return result
+
+    async def _listen(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        """``subscriptions/listen``: acknowledge, then stream opted-in notifications
+        until the client cancels (the request never completes on its own)."""
+        wanted = params.get("notifications") or {}
+        caps = self.capabilities()
+        accepted: dict[str, Any] = {}
+        for flag, kind in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
+                           ("resourcesListChanged", "resources")):
+            if wanted.get(flag) is True and (caps.get(kind) or {}).get("listChanged"):
+                accepted[flag] = True
+        uris = wanted.get("resourceSubscriptions")
+        if isinstance(uris, list) and (caps.get("resources") or {}).get("subscribe"):
+            accepted["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
+        listener = _Listener(ctx.session, ctx.request_id, accepted)
+        self._listeners.add(listener)
+        try:
+            await ctx.session.notify("notifications/subscriptions/acknowledged", {
+                "notifications": accepted,
+                "_meta": {META_SUBSCRIPTION_ID: ctx.request_id}})
+            await anyio.sleep_forever()
+        finally:
+            self._listeners.discard(listener)
+        raise AssertionError("unreachable")
+
+    async def _complete(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = params["ref"]
+        ref_type = ref.get("type")
+        key = ref.get("name") if ref_type == "ref/prompt" else ref.get("uri")
+        argument = params["argument"]
+        context_args = (params.get("context") or {}).get("arguments") or {}
+        if ref_type == "ref/prompt" and self.prompts.get(str(key)) is None:
+            raise McpError(INVALID_PARAMS, f"Unknown prompt: {key}")
+        if ref_type == "ref/resource" and self.resources.find_template(str(key)) is None:
+            raise McpError(INVALID_PARAMS, f"Unknown resource template: {key}")
+        completer = self._completers.get((str(ref_type), str(key)))
+        values: list[str] = []
+        extra: dict[str, Any] = {}
+        if completer is not None:
+            outcome = completer(argument["name"], argument["value"], context_args)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            if isinstance(outcome, dict):
+                values = list(outcome.get("values", []))
+                extra = {k: outcome[k] for k in ("total", "hasMore") if k in outcome}
+            else:
+                values = list(outcome or [])
+        # The spec caps one answer at 100 values.
+        completion: dict[str, Any] = {"values": values[:100], **extra}
+        if len(values) > 100:
+            completion.setdefault("total", len(values))
+            completion["hasMore"] = True
+        return {"completion": completion}
+
+    # --------------------------------------------------- server-side pushes
+
+    async def send_log(self, session: Session, level: str, data: Any,
+                       logger: str | None = None, threshold: str | None = None) -> None:
+        """A ``notifications/message`` to one session, filtered by its level
+        (or by ``threshold``, the level a modern-era request asked for)."""
+        if threshold is None:
+            threshold = session.state.get("log_level", self.default_log_level)
+        if not level_passes(level, threshold) or session.closed:
+            return
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger:
+            params["logger"] = logger
+        await session.notify("notifications/message", params)
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        """Tell every session subscribed to ``uri`` that it changed."""
+        for session in list(self._sessions):
+            if uri in session.state.get("subscriptions", ()) and not session.closed:
+                await session.notify("notifications/resources/updated", {"uri": uri})
+        for listener in list(self._listeners):
+            if uri in listener.accepted.get("resourceSubscriptions", ()):
+                listener.session.notify_soon("notifications/resources/updated", {
+                    "uri": uri, "_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}})
+
+    def _list_changed(self, kind: str) -> None:
+        method = f"notifications/{kind}/list_changed"
+        for session in list(self._sessions):
+            if not session.closed and session.connection.can_send(method):
+                session.notify_soon(method)
+        flag = f"{kind}ListChanged"
+        for listener in list(self._listeners):
+            if listener.accepted.get(flag):
+                listener.session.notify_soon(
+                    method, {"_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}})
+
+
+def _page(result: dict[str, Any], cursor: str | None) -> dict[str, Any]:
+    if cursor is not None:
+        result["nextCursor"] = cursor
+    return result
+
+
+_BUILTINS: dict[str, Callable[[Server, Context, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    "tools/list": Server._tools_list,
+    "tools/call": Server._tools_call,
+    "resources/list": Server._resources_list,
+    "resources/templates/list": Server._templates_list,
+    "resources/read": Server._resources_read,
+    "resources/subscribe": Server._subscribe,
+    "resources/unsubscribe": Server._unsubscribe,
+    "prompts/list": Server._prompts_list,
+    "prompts/get": Server._prompts_get,
+    "logging/setLevel": Server._set_level,
+    "completion/complete": Server._complete,
+    "server/discover": Server._discover,
+    "subscriptions/listen": Server._listen,
+}
+
+
+async def _serve_until_signal(server: Server, stream: MessageStream) -> None:
+    import signal
+
+    async with anyio.create_task_group() as tg:
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(watch_signals)
+        await server.serve(stream)
+        tg.cancel_scope.cancel()
+

@@ -1,0 +1,278 @@
+"""The object a handler receives to talk back to the client during a request.
+
+A handler declares a parameter annotated with :class:`Context` and gets one
+per request.  Everything that needs the client (sampling, elicitation, roots)
+is refused with :class:`CapabilityError` when the client did not declare the
+capability, before anything is sent.  Progress and log messages are
+fire-and-forget notifications tied to the current request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import (
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    MISSING_CLIENT_CAPABILITY,
+    LocalProtocolError,
+    McpError,
+)
+from ..core.events import RequestId
+from ..core.gates import has_capability
+from ..core.modern import (
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_LOG_LEVEL,
+    META_PROTOCOL_VERSION,
+)
+from ..core.revisions import Era
+
+if TYPE_CHECKING:
+    from ..runtime.session import Session
+    from .app import Server
+
+__all__ = ("Context", "CapabilityError", "InputRequired", "LOG_LEVELS", "MRTR_METHODS")
+
+#: the requests that may answer InputRequiredResult (2026-07-28, MRTR)
+MRTR_METHODS = frozenset(("tools/call", "prompts/get", "resources/read"))
+
+#: syslog severities in increasing order (RFC 5424, as MCP logging uses them)
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical",
+                               "alert", "emergency")
+_LEVEL_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
+
+
+class CapabilityError(McpError):
+    """The client did not declare the capability this call needs."""
+
+    def __init__(self, capability: str) -> None:
+        super().__init__(METHOD_NOT_FOUND,
+                         f"the client did not declare the {capability} capability")
+        self.capability = capability
+
+
+class InputRequired(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a modern-era handler that needs client input it does not have yet.
+
+    The server turns it into ``InputRequiredResult``; the client's retry runs
+    the handler again with the answer available under the same key.
+    """
+
+    def __init__(self, key: str, request: dict[str, Any]) -> None:
+        super().__init__(f"input required: {key}")
+        self.key = key
+        self.request = request
+
+
+class Context:
+    """Per-request access to the client, progress and logging, in either era.
+
+    In the legacy era ``sample``/``elicit``/``list_roots`` send a request to the
+    client and wait.  In the modern era (2026-07-28) there are no server->client
+    requests: the first time a handler asks, the request ends with
+    ``InputRequiredResult``; when the client retries with the answer, the
+    handler runs again and the same call returns it (multi round-trip
+    requests).  Handlers are written once and work in both eras, provided
+    they do nothing irreversible before their last input request.
+    """
+
+    def __init__(self, server: Server, session: Session, request_id: RequestId, method: str,
+                 params: dict[str, Any], answers: dict[str, Any] | None = None) -> None:
+        self.server = server
+        self.session = session
+        self.request_id = request_id
+        self.method = method
+        self.params = params
+        self._answers = answers or {}
+        self._input_count = 0
+
+    # ------------------------------------------------------------- information
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        meta = self.params.get("_meta")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def modern(self) -> bool:
+        """Whether this request is in the modern (stateless) era."""
+        return self.session.connection.era is Era.MODERN
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        if self.modern:
+            caps = self.meta.get(META_CLIENT_CAPABILITIES)
+            return caps if isinstance(caps, dict) else {}
+        return self.session.connection.peer_capabilities
+
+    @property
+    def client_info(self) -> dict[str, Any]:
+        if self.modern:
+            info = self.meta.get(META_CLIENT_INFO)
+            return info if isinstance(info, dict) else {}
+        return self.session.connection.peer_info
+
+    @property
+    def protocol_version(self) -> str | None:
+        if self.modern:
+            version = self.meta.get(META_PROTOCOL_VERSION)
+            return version if isinstance(version, str) else None
+        return self.session.connection.revision
+
+    def _require(self, *path: str) -> None:
+        if has_capability(self.client_capabilities, path):
+            return
+        if self.modern:
+            required: dict[str, Any] = {}
+            node = required
+            for key in path:
+                node[key] = {}
+                node = node[key]
+            raise McpError(MISSING_CLIENT_CAPABILITY,
+                           f"the client did not declare the {'.'.join(path)} capability",
+                           {"requiredCapabilities": required})
+        raise CapabilityError(".".join(path))
+
+    async def _request(self, method: str, params: dict[str, Any], timeout: float | None
+                       ) -> dict[str, Any]:
+        if self.modern:
+            return self._input(method, params)
+        # The connection refuses (LocalProtocolError) what the negotiated
+        # revision or the client's sub-capabilities do not allow.
+        return await self.session.request(method, params, timeout=timeout)
+
+    def _input(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Modern era: the answer to this input request, or raise InputRequired."""
+        if self.method not in MRTR_METHODS:
+            raise McpError(INVALID_REQUEST, f"{self.method} cannot ask the client for input; "
+                           "only tools/call, prompts/get and resources/read can")
+        # Keys are positional: the n-th input request of this handler run.  A
+        # retry re-runs the handler, so the same call gets the same key.
+        key = f"{method.split('/')[0]}-{self._input_count}"
+        self._input_count += 1
+        answer = self._answers.get(key)
+        if isinstance(answer, dict):
+            return answer
+        raise InputRequired(key, {"method": method, "params": params})
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        """Client answers gathered so far (modern era)."""
+        return dict(self._answers)
+
+    # ------------------------------------------------------------------ client
+
+    async def sample(self, messages: str | list[dict[str, Any]], *, max_tokens: int = 1024,
+                     system_prompt: str | None = None, temperature: float | None = None,
+                     stop_sequences: list[str] | None = None,
+                     model_preferences: dict[str, Any] | None = None,
+                     include_context: str | None = None,
+                     tools: list[dict[str, Any]] | None = None,
+                     tool_choice: dict[str, Any] | None = None,
+                     timeout: float | None = None) -> dict[str, Any]:
+        """Ask the client's model for a completion (``sampling/createMessage``).
+
+        A plain string becomes one user text message.  Returns the
+        ``CreateMessageResult`` (``role``, ``content``, ``model``, ...).
+        """
+        self._require("sampling")
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
+        params: dict[str, Any] = {"messages": messages, "maxTokens": max_tokens}
+        for key, value in (("systemPrompt", system_prompt), ("temperature", temperature),
+                           ("stopSequences", stop_sequences),
+                           ("modelPreferences", model_preferences),
+                           ("includeContext", include_context), ("tools", tools),
+                           ("toolChoice", tool_choice)):
+            if value is not None:
+                params[key] = value
+        return await self._request("sampling/createMessage", params, timeout)
+
+    async def elicit(self, message: str, schema: dict[str, Any] | type, *,
+                     timeout: float | None = None) -> dict[str, Any]:
+        """Ask the user to fill a form (``elicitation/create``, form mode).
+
+        ``schema`` is a flat object schema of primitive fields, or a dataclass /
+        TypedDict whose fields become one.  Returns the ``ElicitResult``
+        (``action`` accept/decline/cancel, ``content`` when accepted).
+        """
+        self._require("elicitation")
+        if isinstance(schema, type):
+            from .hints import object_schema_for_type
+            schema = object_schema_for_type(schema)
+        params: dict[str, Any] = {"message": message, "requestedSchema": schema}
+        if self.protocol_version not in ("2024-11-05", "2025-03-26", "2025-06-18"):
+            params["mode"] = "form"
+        return await self._request("elicitation/create", params, timeout)
+
+    async def elicit_url(self, message: str, url: str, elicitation_id: str = "", *,
+                         timeout: float | None = None) -> dict[str, Any]:
+        """Send the user to a URL (``elicitation/create``, URL mode, 2025-11-25)."""
+        self._require("elicitation", "url")
+        params = {"mode": "url", "message": message, "url": url}
+        if not self.modern:  # 2026-07-28 dropped elicitationId with the completion notice
+            params["elicitationId"] = elicitation_id
+        return await self._request("elicitation/create", params, timeout)
+
+    async def list_roots(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The client's roots (``roots/list``)."""
+        self._require("roots")
+        result = await self._request("roots/list", {}, timeout)
+        roots = result.get("roots")
+        return list(roots) if isinstance(roots, list) else []
+
+    # -------------------------------------------------------- progress, logging
+
+    async def report_progress(self, progress: float, total: float | None = None,
+                              message: str | None = None) -> None:
+        """Progress for this request; does nothing when the client sent no token."""
+        token = self.meta.get("progressToken")
+        if token is None or self.session.closed:
+            return
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None and self.protocol_version != "2024-11-05":
+            params["message"] = message
+        try:
+            await self.session.notify("notifications/progress", params)
+        except LocalProtocolError:
+            pass  # the request finished or was cancelled meanwhile
+
+    async def log(self, level: str, data: Any, *, logger: str | None = None) -> None:
+        """A ``notifications/message`` to the client, if ``level`` passes its filter."""
+        if level not in _LEVEL_RANK:
+            raise ValueError(f"unknown log level {level!r}; use one of {LOG_LEVELS}")
+        threshold: str | None = None
+        if self.modern:
+            # Modern era: only when this request asked for logs, at its level.
+            threshold = self.meta.get(META_LOG_LEVEL)
+            if threshold not in _LEVEL_RANK:
+                return
+        await self.server.send_log(self.session, level, data, logger=logger,
+                                   threshold=threshold)
+
+    async def debug(self, data: Any) -> None:
+        await self.log("debug", data)
+
+    async def info(self, data: Any) -> None:
+        await self.log("info", data)
+
+    async def warning(self, data: Any) -> None:
+        await self.log("warning", data)
+
+    async def error(self, data: Any) -> None:
+        await self.log("error", data)
+
+
+def level_passes(level: str, threshold: str) -> bool:
+    return _LEVEL_RANK[level] >= _LEVEL_RANK.get(threshold, 0)
+
+
+def as_jsonable(value: Any) -> Any:
+    """Dataclass instances become dicts (used for elicitation content defaults)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value

@@ -1,0 +1,174 @@
+"""Tools: registration from type-hinted functions, listing and calling.
+
+The JSON Schema of a tool's input (and, when the return type says so, its
+output) comes from the function's type hints.  Calling a tool follows the
+split the spec draws between protocol errors and tool errors:
+
+* unknown tool -> JSON-RPC error -32602;
+* bad arguments, a raised exception, a refused client capability -> a result
+  with ``isError: true`` and a readable message, so the model can correct
+  itself (2025-11-25 "Error Handling"; older revisions allow the same);
+* an :class:`McpError` raised by the handler itself -> that JSON-RPC error;
+* structured output that breaks the tool's own ``outputSchema`` -> -32603
+  (a bug in the server, never sent malformed).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema_rs
+import orjson
+
+from ..core.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    ConnectionClosedError,
+    LocalProtocolError,
+    McpError,
+    RequestTimeoutError,
+)
+from .content import text, to_content_blocks
+from .context import CapabilityError, Context, InputRequired
+from .hints import ArgumentError, Signature, analyze
+
+__all__ = ("Tool", "ToolRegistry", "ToolError")
+
+log = logging.getLogger("mobius_rpc.server")
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+class ToolError(Exception):
+    """Raise from a tool to report a failure to the model as an ``isError`` result."""
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    fn: Callable[..., Any]
+    signature: Signature
+    title: str | None = None
+    description: str | None = None
+    annotations: dict[str, Any] | None = None
+    icons: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] | None = None
+    structured: bool = True
+    _output_validator: Any = field(default=None, repr=False)
+
+    def definition(self) -> dict[str, Any]:
+        """The ``Tool`` object for ``tools/list``."""
+        out: dict[str, Any] = {"name": self.name, "inputSchema": self.signature.input_schema}
+        if self.title:
+            out["title"] = self.title
+        if self.description:
+            out["description"] = self.description
+        if self.structured and self.signature.output_schema is not None:
+            out["outputSchema"] = self.signature.output_schema
+        if self.annotations:
+            out["annotations"] = self.annotations
+        if self.icons:
+            out["icons"] = self.icons
+        if self.meta:
+            out["_meta"] = self.meta
+        return out
+
+
+def _error_result(message: str) -> dict[str, Any]:
+    return {"content": [text(message)], "isError": True}
+
+
+class ToolRegistry:
+    """The tools of one server, in registration order."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._on_change = on_change
+
+    def add(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None,
+            description: str | None = None, annotations: dict[str, Any] | None = None,
+            icons: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None,
+            structured: bool = True) -> Tool:
+        tool_name = name or fn.__name__
+        if not _NAME.match(tool_name):
+            raise ValueError(f"invalid tool name {tool_name!r}: use 1-128 of [A-Za-z0-9_.-]")
+        signature = analyze(fn, context_type=Context)
+        tool = Tool(tool_name, fn, signature, title=title,
+                    description=description or signature.description, annotations=annotations,
+                    icons=icons, meta=meta, structured=structured)
+        if structured and signature.output_schema is not None:
+            tool._output_validator = jsonschema_rs.validator_for(signature.output_schema)
+        self._tools[tool_name] = tool
+        self._on_change()
+        return tool
+
+    def remove(self, name: str) -> None:
+        if self._tools.pop(name, None) is not None:
+            self._on_change()
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [tool.definition() for tool in self._tools.values()]
+
+    async def call(self, name: str, arguments: dict[str, Any] | None, ctx: Context
+                   ) -> dict[str, Any]:
+        tool = self._tools.get(name)
+        if tool is None:
+            raise McpError(INVALID_PARAMS, f"Unknown tool: {name}", {"name": name})
+        try:
+            kwargs = tool.signature.bind(arguments)
+        except ArgumentError as exc:
+            where = f"{exc.path}: " if exc.path else ""
+            return _error_result(f"Invalid arguments for tool {name}: {where}{exc.message}")
+        if tool.signature.context_param:
+            kwargs[tool.signature.context_param] = ctx
+        try:
+            value = tool.fn(**kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+        except InputRequired:
+            raise  # modern era: the server answers InputRequiredResult
+        except (ToolError, CapabilityError, LocalProtocolError, RequestTimeoutError,
+                ConnectionClosedError) as exc:
+            return _error_result(str(exc) or type(exc).__name__)
+        except McpError:
+            raise
+        except Exception as exc:
+            log.exception("tool %s failed", name)
+            return _error_result(f"Tool {name} failed: {type(exc).__name__}: {exc}")
+        return self._result(tool, value)
+
+    def _result(self, tool: Tool, value: Any) -> dict[str, Any]:
+        if isinstance(value, dict) and "content" in value and (
+                "isError" in value or "structuredContent" in value):
+            return value  # a complete CallToolResult built by the handler
+        if tool.structured and tool.signature.output_schema is not None:
+            structured = tool.signature.serialize_output(value)
+            if tool._output_validator is not None and not tool._output_validator.is_valid(
+                    structured):
+                error = next(iter(tool._output_validator.iter_errors(structured)))
+                log.error("tool %s returned output that breaks its outputSchema: %s",
+                          tool.name, error.message)
+                raise McpError(INTERNAL_ERROR, f"Internal error: tool {tool.name} produced "
+                               "output that does not match its outputSchema")
+            shown = value if isinstance(value, str) else orjson.dumps(structured).decode()
+            return {"content": [text(shown)],
+                    "structuredContent": structured, "isError": False}
+        blocks = to_content_blocks(value)
+        if blocks is None:
+            if value is None:
+                blocks = []
+            else:
+                data = tool.signature.serialize_output(value)
+                blocks = [text(data if isinstance(data, str) else orjson.dumps(data).decode())]
+        return {"content": blocks, "isError": False}
