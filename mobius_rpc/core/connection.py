@@ -592,7 +592,8 @@ class Connection:
         if entry is None:
             if self.state is SessionState.CLOSED:
                 return None
-            raise LocalProtocolError(INTERNAL_ERROR, f"no unanswered request with id {request_id!r}")
+            raise LocalProtocolError(INTERNAL_ERROR,
+                                     f"no unanswered request with id {request_id!r}")
         if entry.cancelled:
             self._after_reply(entry, sent=False)
             return None

@@ -47,7 +47,7 @@ from ..core.events import (
     ResponseReceived,
     SessionInitialized,
 )
-from ..core.jsonrpc import error_response, dumps
+from ..core.jsonrpc import dumps, error_response
 from ..transports.base import OVERSIZED, MessageStream
 
 __all__ = ("Session", "SessionHandler", "ProgressCallback")
@@ -154,9 +154,9 @@ class Session:
                     waiter.error = event.error
                 waiter.done.set()
         elif isinstance(event, CancelRequested):
-            scope = self._scopes.get(event.id)
-            if scope is not None:
-                scope.cancel()
+            running = self._scopes.get(event.id)
+            if running is not None:
+                running.cancel()
         elif isinstance(event, ProgressReceived):
             waiter = self._waiters.get(event.id)
             if waiter is not None and waiter.on_progress is not None:

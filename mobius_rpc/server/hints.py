@@ -83,6 +83,7 @@ class _SchemaBuilder:
     def schema(self, tp: Any) -> dict[str, Any]:
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
+        out: dict[str, Any]
         if origin is typing.Annotated:
             out = self.schema(args[0])
             for extra in args[1:]:
@@ -105,7 +106,7 @@ class _SchemaBuilder:
             return {"type": "string"}
         if origin is typing.Literal:
             values = list(args)
-            out: dict[str, Any] = {"enum": values}
+            out = {"enum": values}
             kinds = {_json_type(v) for v in values}
             if len(kinds) == 1 and None not in kinds:
                 out["type"] = kinds.pop()

@@ -141,7 +141,9 @@ class UriTemplate:
             value = values.get(spec.name)
             if value is None or (isinstance(value, (list, tuple, dict)) and not value):
                 continue
-            enc = lambda v: _encode(str(v), op.allow_reserved)  # noqa: E731
+            def enc(v: Any) -> str:
+                return _encode(str(v), op.allow_reserved)
+
             if isinstance(value, (list, tuple)):
                 items = [enc(v) for v in value]
                 if spec.explode:

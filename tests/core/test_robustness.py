@@ -32,8 +32,11 @@ METHODS = ["initialize", "ping", "tools/list", "tools/call", "resources/read",
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(
     allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=8), inner, max_size=4), max_leaves=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20)
 ids = st.none() | st.integers(-5, 5) | st.text(max_size=4) | st.booleans() | st.floats(
     allow_nan=False, allow_infinity=False)
 
