@@ -172,6 +172,10 @@ class Connection:
         out, self._outbox = self._outbox, []
         return out
 
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` would return anything (cheap)."""
+        return bool(self._outbox)
+
     def _queue(self, message: dict[str, Any], batch: _Batch | None = None) -> None:
         if batch is not None:
             batch.replies.append(message)

@@ -212,6 +212,8 @@ class Session:
         """Send everything the connection queued; False when the peer is gone."""
         if self._closed.is_set():
             return False
+        if not self.connection.has_data_to_send():
+            return True
         async with self._send_lock:
             for data in self.connection.data_to_send():
                 try:
