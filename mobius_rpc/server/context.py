@@ -216,6 +216,15 @@ class Context:
             params["elicitationId"] = elicitation_id
         return await self._request("elicitation/create", params, timeout)
 
+    async def elicitation_complete(self, elicitation_id: str) -> None:
+        """Tell the client a URL-mode elicitation finished (2025-11-25 only).
+
+        Raises :class:`LocalProtocolError` where the notification does not
+        exist (other revisions) or the client did not declare URL elicitation.
+        """
+        await self.session.notify("notifications/elicitation/complete",
+                                  {"elicitationId": elicitation_id})
+
     async def list_roots(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         """The client's roots (``roots/list``)."""
         self._require("roots")

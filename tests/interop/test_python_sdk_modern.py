@@ -20,7 +20,8 @@ from mcp import Client, StdioServerParameters  # noqa: E402
 
 pytestmark = [pytest.mark.peers, pytest.mark.anyio]
 
-SERVER = StdioServerParameters(command=sys.executable, args=["-m", "mobius_rpc", "serve", "--stdio"])
+SERVER = StdioServerParameters(command=sys.executable,
+                                args=["-m", "mobius_rpc", "serve", "--stdio"])
 
 
 async def elicit(context: Any, params: Any) -> Any:
