@@ -84,6 +84,8 @@ class _SchemaBuilder:
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
         out: dict[str, Any]
+        if origin in (typing.NotRequired, typing.Required):
+            return self.schema(args[0])  # TypedDict key markers; __required_keys__ decides
         if origin is typing.Annotated:
             out = self.schema(args[0])
             for extra in args[1:]:
@@ -174,9 +176,16 @@ class _SchemaBuilder:
 
     def _typeddict(self, tp: type) -> dict[str, Any]:
         hints = typing.get_type_hints(tp, include_extras=True)
-        required_keys = getattr(tp, "__required_keys__", frozenset(hints))
+        # Decide from the resolved hints: with postponed annotations, Python 3.11's
+        # TypedDict cannot see NotRequired[...] and reports every key as required.
+        total = getattr(tp, "__total__", True)
+        required = []
+        for name, hint in hints.items():
+            marker = typing.get_origin(hint)
+            if marker is typing.Required or (total and marker is not typing.NotRequired):
+                required.append(name)
         props = {name: self.schema(hint) for name, hint in hints.items()}
-        return _object(props, [n for n in hints if n in required_keys], tp.__name__)
+        return _object(props, required, tp.__name__)
 
 
 def _object(props: dict[str, Any], required: list[str], title: str | None = None
@@ -218,7 +227,7 @@ def _convert(tp: Any, value: Any) -> Any:
     """A validated JSON value -> the declared Python type (best effort, never lossy)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Annotated:
+    if origin in (typing.Annotated, typing.NotRequired, typing.Required):
         return _convert(args[0], value)
     if value is None:
         return None

@@ -186,15 +186,15 @@ class UriTemplate:
                 char = "[^&#]"
             elif part.op_char == ";":
                 char = "[^;/?#]"
-            elif part.op_char == "+":
-                char = "[^?#]"
-            elif part.op_char == "#":
-                char = "."
+            elif part.op_char in ("+", "#"):
+                char = "."  # reserved expansion keeps reserved characters literally
             else:
                 char = "[^/?#&,.;]" if part.op_char == "." else "[^/?#&,]"
             # Simple and reserved values must be non-empty so that "notes://"
             # does not match "notes://{name}" with an empty name.
-            quant = "+" if part.op_char in ("", "+") else "*"
+            # Lazy quantifiers let a later optional expression ({.format}, {?q})
+            # take its part instead of being swallowed by an earlier variable.
+            quant = "+?" if part.op_char in ("", "+") else "*?"
             groups = []
             for n, spec in enumerate(part.variables):
                 name = f"v{index}_{n}"
