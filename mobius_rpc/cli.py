@@ -53,7 +53,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .demo import build_demo_server
 
-    server = build_demo_server()
+    server = build_demo_server(legacy=args.era in ("both", "legacy"),
+                               modern=args.era in ("both", "modern"))
     try:
         anyio.run(server.run_stdio)
     except KeyboardInterrupt:
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the demo MCP server")
     serve.add_argument("--stdio", action="store_true", help="serve on stdin/stdout")
+    serve.add_argument("--era", choices=("both", "legacy", "modern"), default="both",
+                       help="protocol eras to serve: legacy (2024-11-05 .. 2025-11-25), "
+                            "modern (2026-07-28) or both, chosen per connection (default)")
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.set_defaults(func=_serve)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 import anyio
 
+from .core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
 from .server.app import Server
 from .server.context import Context
 from .server.hints import Param
@@ -43,9 +44,12 @@ class Preferences:
     color: Literal["red", "green", "blue"] = "blue"
 
 
-def build_demo_server() -> Server:
+def build_demo_server(*, legacy: bool = True, modern: bool = True) -> Server:
+    """The demo server; ``legacy``/``modern`` choose which protocol eras it serves."""
     server = Server(
         "mobius-demo", version="0.1.0", title="Mobius RPC demo",
+        revisions=LEGACY_REVISIONS if legacy else (),
+        modern_revisions=MODERN_REVISIONS if modern else (),
         instructions="A notes service: add_note/list notes as resources; echo, add and "
                      "text_stats are pure tools; ask_user, summarize and roots talk to the client.")
     notes: dict[str, str] = {"welcome": "Welcome to Mobius RPC.", "todo": "Write more tests."}

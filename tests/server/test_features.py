@@ -362,20 +362,24 @@ async def test_modern_listen_stream_delivers_only_opted_in_notifications(demo: S
         assert await client.list_tools()  # the connection remains usable
 
 
-async def test_mrtr_tampered_and_mismatched_state(demo: Server,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
-    async def never_called(params: dict[str, Any]) -> dict[str, Any]:
-        raise AssertionError("the test answers input requests by hand")
+async def never_called(params: dict[str, Any]) -> dict[str, Any]:
+    raise AssertionError("the test answers input requests by hand")
 
-    async with connect(demo, revision="2026-07-28", elicitation=never_called) as client:
-        first = await client.session.request("tools/call", {
-            "name": "ask_user", "arguments": {"question": "name?"}})
-        assert first["resultType"] == "input_required"
-        (key, embedded), = first["inputRequests"].items()
-        assert embedded["method"] == "elicitation/create"
-        assert embedded["params"]["requestedSchema"]["required"] == ["name"]
-        answer = {key: {"action": "accept", "content": {"name": "Ada", "color": "red"}}}
-        state = first["requestState"]
+
+async def first_round(client: Any) -> tuple[dict[str, Any], str]:
+    first = await client.session.request("tools/call", {
+        "name": "ask_user", "arguments": {"question": "name?"}})
+    assert first["resultType"] == "input_required"
+    (key, embedded), = first["inputRequests"].items()
+    assert embedded["method"] == "elicitation/create"
+    assert embedded["params"]["requestedSchema"]["required"] == ["name"]
+    answer = {key: {"action": "accept", "content": {"name": "Ada", "color": "red"}}}
+    return answer, first["requestState"]
+
+
+async def test_mrtr_tampered_and_mismatched_state(open_demo: OpenDemo) -> None:
+    async with open_demo(revision="2026-07-28", elicitation=never_called) as client:
+        answer, state = await first_round(client)
         good = await client.session.request("tools/call", {
             "name": "ask_user", "arguments": {"question": "name?"},
             "inputResponses": answer, "requestState": state})
@@ -387,19 +391,30 @@ async def test_mrtr_tampered_and_mismatched_state(demo: Server,
             {"name": "ask_user", "arguments": {"question": "other question"},
              "inputResponses": answer, "requestState": state},
             {"name": "echo", "arguments": {"text": "x"}, "requestState": state},
+            {"name": "ask_user", "arguments": {"question": "name?"},
+             "inputResponses": answer, "requestState": "not-a-state"},
         ):
             with pytest.raises(McpError) as info:
                 await client.session.request("tools/call", params)
             assert info.value.code == -32602 and "requestState" in info.value.message
+
+
+async def test_mrtr_refusals_are_logged_and_states_expire(
+        demo: Server, caplog: pytest.LogCaptureFixture) -> None:
+    async with connect(demo, revision="2026-07-28", elicitation=never_called) as client:
+        answer, state = await first_round(client)
+        with pytest.raises(McpError):
+            await client.session.request("tools/call", {
+                "name": "ask_user", "arguments": {"question": "name?"},
+                "inputResponses": answer, "requestState": state + "x"})
         refusals = [r for r in caplog.records if "refused requestState" in r.getMessage()]
-        assert len(refusals) == 3  # every attempt is logged
+        assert len(refusals) == 1  # every refused attempt is logged
         demo.state_ttl = -1.0  # states sealed from now on are already expired
-        stale = await client.session.request("tools/call", {
-            "name": "ask_user", "arguments": {"question": "name?"}})
+        answer, stale = await first_round(client)
         with pytest.raises(McpError, match="expired"):
             await client.session.request("tools/call", {
                 "name": "ask_user", "arguments": {"question": "name?"},
-                "inputResponses": answer, "requestState": stale["requestState"]})
+                "inputResponses": answer, "requestState": stale})
 
 
 async def test_mrtr_without_declared_capability_is_refused(demo: Server) -> None:

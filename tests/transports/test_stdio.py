@@ -22,9 +22,9 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
 class RawServer:
     """A server subprocess spoken to line by line, with a deadline on every read."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(SERVE, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+    def __init__(self, command: list[str] | None = None) -> None:
+        self.proc = subprocess.Popen(command or SERVE, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def send(self, data: bytes | dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -144,3 +144,26 @@ class TestLineSplitter:
         out += splitter.feed(b"zz\nok\n")
         assert out == [OversizedLine(18), b"ok"]
         assert splitter.pending_bytes() == 0
+
+
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+               "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def test_era_restricted_servers_over_stdio() -> None:
+    modern_only = RawServer(SERVE + ["--era", "modern"])
+    legacy_only = RawServer(SERVE + ["--era", "legacy"])
+    try:
+        modern_only.send(INIT)
+        error = modern_only.read()["error"]
+        assert error["code"] == -32022 and error["data"]["supported"] == ["2026-07-28"]
+        modern_only.send({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+                          "params": {"_meta": MODERN_META}})
+        assert modern_only.read()["result"]["supportedVersions"] == ["2026-07-28"]
+        legacy_only.send({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+                          "params": {"_meta": MODERN_META}})
+        assert legacy_only.read()["error"]["code"] == -32601
+        legacy_only.handshake()
+    finally:
+        modern_only.close()
+        legacy_only.close()
