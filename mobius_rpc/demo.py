@@ -78,7 +78,7 @@ def build_demo_server(*, legacy: bool = True, modern: bool = True) -> Server:
         await server.notify_resource_updated(f"notes://{name}")
         return f"saved notes://{name}"
 
-    @server.tool()
+    @server.tool(task_support="optional")
     async def slow_count(to: Annotated[int, Param(minimum=1, maximum=50)], ctx: Context,
                          delay: float = 0.01) -> str:
         """Count up to `to`, reporting progress and logging each step."""

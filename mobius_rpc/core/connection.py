@@ -51,7 +51,7 @@ from .events import (
     ResponseReceived,
     SessionInitialized,
 )
-from .gates import gate_failure
+from .gates import gate_failure, has_capability
 from .limits import Limits, nesting_depth_exceeds
 from .methods import Kind, MethodSpec, lookup, may_send
 from .modern import (
@@ -102,6 +102,8 @@ class _InFlight:
     cancelled: bool = False
     #: the revision the request was made in (per request in the modern era)
     revision: str | None = None
+    #: a task-augmented request (2025-11-25): its result is a CreateTaskResult
+    task: bool = False
 
 
 @dataclass(slots=True)
@@ -111,6 +113,8 @@ class _Outstanding:
     method: str
     deadline: float | None
     progress_token: str | int | None
+    #: we asked for task execution: the answer is a CreateTaskResult
+    task: bool = False
 
 
 class Connection:
@@ -313,7 +317,11 @@ class Connection:
             return
         meta = req.params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
-        self._in_flight[req.id] = _InFlight(req.method, token, batch)
+        # A task-augmented request is answered with CreateTaskResult, but only
+        # when we declared task support for it; otherwise the field is ignored.
+        task = "task" in req.params and req.method == "tools/call" and has_capability(
+            self.capabilities, ("tasks", "requests", "tools", "call"))
+        self._in_flight[req.id] = _InFlight(req.method, token, batch, task=task)
         if batch is not None:
             batch.pending += 1
         events.append(RequestReceived(req.id, req.method, req.params))
@@ -493,7 +501,8 @@ class Connection:
         if pending.method == "initialize":
             self._on_initialize_result(request_id, result, events)
             return
-        error = self._check_result(pending.method, result)
+        error = self._check_result(pending.method, result,
+                                   "CreateTaskResult" if pending.task else None)
         if error is not None:
             events.append(ErrorReceived(request_id, pending.method, error))
             return
@@ -508,12 +517,14 @@ class Connection:
             self._peer_capabilities_known = True
         events.append(ResponseReceived(request_id, pending.method, result))
 
-    def _check_result(self, method: str, result: Any) -> McpError | None:
+    def _check_result(self, method: str, result: Any, result_def: str | None = None
+                      ) -> McpError | None:
         if not isinstance(result, dict):
             return McpError(INTERNAL_ERROR, f"invalid {method} result from peer: not an object")
         revision = self.revision or LATEST_LEGACY
         spec = lookup(revision, method)
-        result_def = spec.result_def if spec is not None else None
+        if result_def is None:
+            result_def = spec.result_def if spec is not None else None
         if self.era is Era.MODERN and result.get("resultType") == "input_required":
             result_def = "InputRequiredResult"
         if self.validate and result_def is not None:
@@ -565,6 +576,8 @@ class Connection:
         revision = entry.revision or self.revision or LATEST_LEGACY
         spec = lookup(revision, entry.method)
         result_def = spec.result_def if spec is not None else None
+        if entry.task:
+            result_def = "CreateTaskResult"
         if self.era is Era.MODERN:
             result = decorate_result(entry.method, result, self.info, self.cache_policy)
             if result.get("resultType") == "input_required":
@@ -612,6 +625,11 @@ class Connection:
         entry = self._in_flight.get(request_id)
         return entry is not None and entry.cancelled
 
+    def is_task_request(self, request_id: RequestId) -> bool:
+        """Whether an unanswered request asked to run as a task (and we accept tasks)."""
+        entry = self._in_flight.get(request_id)
+        return entry is not None and entry.task
+
     def progress_token(self, request_id: RequestId) -> str | int | None:
         """The progress token the peer attached to one of its requests, if any."""
         entry = self._in_flight.get(request_id)
@@ -646,7 +664,8 @@ class Connection:
         self._check_outgoing(spec, message)
         if timeout is None:
             timeout = self.limits.request_timeout
-        self._outstanding[request_id] = _Outstanding(method, now + timeout, token)
+        task = method == "tools/call" and params is not None and "task" in params
+        self._outstanding[request_id] = _Outstanding(method, now + timeout, token, task)
         self._outbox.append(jsonrpc.dumps(message))
         return request_id
 

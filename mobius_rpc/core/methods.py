@@ -110,6 +110,17 @@ _TABLE: tuple[tuple[str, Kind, Direction, str, str | None, Gate | None, frozense
      ("client", ("elicitation",)), _FROM_2025_06),
     ("notifications/elicitation/complete", _N, _S, "ElicitationCompleteNotification", None,
      ("client", ("elicitation", "url")), _ONLY_2025_11),
+    # Tasks (2025-11-25, experimental).  We implement the server as the receiver:
+    # clients poll the tasks a task-augmented tools/call created.
+    ("tasks/get", _R, _C, "GetTaskRequest", "GetTaskResult", None, _ONLY_2025_11),
+    ("tasks/result", _R, _C, "GetTaskPayloadRequest", "GetTaskPayloadResult", None,
+     _ONLY_2025_11),
+    ("tasks/list", _R, _C, "ListTasksRequest", "ListTasksResult",
+     ("server", ("tasks", "list")), _ONLY_2025_11),
+    ("tasks/cancel", _R, _C, "CancelTaskRequest", "CancelTaskResult",
+     ("server", ("tasks", "cancel")), _ONLY_2025_11),
+    ("notifications/tasks/status", _N, _B, "TaskStatusNotification", None, None,
+     _ONLY_2025_11),
     # Modern era (2026-07-28).  Gates for the modern era are checked against the
     # per-request client capabilities by the modern dispatcher.
     ("server/discover", _R, _C, "DiscoverRequest", "DiscoverResult", None, _MODERN),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -305,6 +305,17 @@ class Session:
             raise ConnectionClosedError()
         self.connection.notify(method, params)
         await self._flush()
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``func`` in this session's task group: it ends with the session.
+
+        For work that outlives the request that started it (a task-augmented
+        tool call).  Raises :class:`ConnectionClosedError` when the session is
+        not running.
+        """
+        if self._tg is None or self._closed.is_set():
+            raise ConnectionClosedError()
+        self._tg.start_soon(func, *args)
 
     def notify_soon(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Queue a notification from synchronous code; a task sends it shortly."""

@@ -44,6 +44,7 @@ from .context import MRTR_METHODS, Context, InputRequired, level_passes
 from .pagination import paginate
 from .prompts import PromptRegistry
 from .resources import ResourceRegistry
+from .tasks import TaskManager
 from .tools import ToolRegistry
 
 __all__ = ("Server",)
@@ -74,7 +75,7 @@ class Server:
                  limits: Limits | None = None, page_size: int = 100,
                  default_log_level: str = "info", validate: bool = True,
                  cache_policy: CachePolicy | None = None, state_key: bytes | None = None,
-                 state_ttl: float = 600.0) -> None:
+                 state_ttl: float = 600.0, task_manager: TaskManager | None = None) -> None:
         """``revisions``/``modern_revisions`` choose the eras served (either may be
         empty).  ``state_key`` seals MRTR ``requestState``; give every replica
         of a load-balanced server the same key (default: random per process).
@@ -88,6 +89,7 @@ class Server:
         self.cache_policy = cache_policy or CachePolicy()
         self.state_key = state_key or os.urandom(32)
         self.state_ttl = state_ttl
+        self.task_manager = task_manager or TaskManager()
         self.limits = limits or Limits()
         self.page_size = page_size
         self.default_log_level = default_log_level
@@ -106,11 +108,16 @@ class Server:
     def tool(self, name: str | None = None, *, title: str | None = None,
              description: str | None = None, annotations: dict[str, Any] | None = None,
              icons: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None,
-             structured: bool = True) -> Callable[[F], F]:
-        """Register a function as a tool; its type hints become the input schema."""
+             structured: bool = True, task_support: str = "forbidden") -> Callable[[F], F]:
+        """Register a function as a tool; its type hints become the input schema.
+
+        ``task_support`` ("optional"/"required") lets 2025-11-25 clients run it as
+        a task they poll (``tools/call`` with ``params.task``).
+        """
         def register(fn: F) -> F:
             self.tools.add(fn, name=name, title=title, description=description,
-                           annotations=annotations, icons=icons, meta=meta, structured=structured)
+                           annotations=annotations, icons=icons, meta=meta, structured=structured,
+                           task_support=task_support)
             return fn
         return register
 
@@ -182,6 +189,8 @@ class Server:
             caps["prompts"] = {"listChanged": True}
         if self._completers or "completion/complete" in self._request_handlers:
             caps["completions"] = {}
+        if self.tools.supports_tasks():
+            caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
         return caps
 
     def connection(self) -> Connection:
@@ -265,7 +274,33 @@ class Server:
         return _page({"tools": list(page)}, cursor)
 
     async def _tools_call(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.tools.call(params["name"], params.get("arguments"), ctx)
+        name = params["name"]
+        tool = self.tools.get(name)
+        as_task = ctx.session.connection.is_task_request(ctx.request_id)
+        if tool is not None and as_task:
+            if tool.task_support == "forbidden":
+                raise McpError(INVALID_PARAMS, f"Tool {name} cannot run as a task")
+            task_ctx = Context(self, ctx.session, ctx.request_id, ctx.method, params)
+            record = self.task_manager.start(
+                ctx.session, params.get("task") or {},
+                lambda: self.tools.call(name, params.get("arguments"), task_ctx))
+            task_ctx.task_id = record["task"]["taskId"]
+            return record
+        if tool is not None and tool.task_support == "required":
+            raise McpError(-32601, f"Tool {name} must be called as a task (params.task)")
+        return await self.tools.call(name, params.get("arguments"), ctx)
+
+    async def _tasks_get(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.task_manager.get(ctx.session, params)
+
+    async def _tasks_result(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.task_manager.result(ctx.session, params)
+
+    async def _tasks_list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.task_manager.list(ctx.session, params)
+
+    async def _tasks_cancel(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.task_manager.cancel(ctx.session, params)
 
     async def _resources_list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         page, cursor = paginate("resources", self.resources.definitions(), params,
@@ -414,6 +449,10 @@ _BUILTINS: dict[str, Callable[[Server, Context, dict[str, Any]], Awaitable[dict[
     "prompts/get": Server._prompts_get,
     "logging/setLevel": Server._set_level,
     "completion/complete": Server._complete,
+    "tasks/get": Server._tasks_get,
+    "tasks/result": Server._tasks_result,
+    "tasks/list": Server._tasks_list,
+    "tasks/cancel": Server._tasks_cancel,
     "server/discover": Server._discover,
     "subscriptions/listen": Server._listen,
 }

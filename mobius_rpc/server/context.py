@@ -87,6 +87,9 @@ class Context:
         self.params = params
         self._answers = answers or {}
         self._input_count = 0
+        #: set when this handler runs as a task (2025-11-25): client requests it
+        #: makes carry the related-task metadata and mark the task input_required
+        self.task_id: str | None = None
 
     # ------------------------------------------------------------- information
 
@@ -141,7 +144,17 @@ class Context:
             return self._input(method, params)
         # The connection refuses (LocalProtocolError) what the negotiated
         # revision or the client's sub-capabilities do not allow.
-        return await self.session.request(method, params, timeout=timeout)
+        if self.task_id is None:
+            return await self.session.request(method, params, timeout=timeout)
+        params = {**params, "_meta": {**(params.get("_meta") or {}),
+                                      "io.modelcontextprotocol/related-task":
+                                          {"taskId": self.task_id}}}
+        manager = self.server.task_manager
+        manager.set_status(self.session, self.task_id, "input_required")
+        try:
+            return await self.session.request(method, params, timeout=timeout)
+        finally:
+            manager.set_status(self.session, self.task_id, "working")
 
     def _input(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Modern era: the answer to this input request, or raise InputRequired."""

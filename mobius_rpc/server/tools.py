@@ -59,6 +59,8 @@ class Tool:
     icons: list[dict[str, Any]] | None = None
     meta: dict[str, Any] | None = None
     structured: bool = True
+    #: 2025-11-25 tasks: "forbidden" (default), "optional" or "required"
+    task_support: str = "forbidden"
     _output_validator: Any = field(default=None, repr=False)
 
     def definition(self) -> dict[str, Any]:
@@ -76,6 +78,8 @@ class Tool:
             out["icons"] = self.icons
         if self.meta:
             out["_meta"] = self.meta
+        if self.task_support != "forbidden":
+            out["execution"] = {"taskSupport": self.task_support}
         return out
 
 
@@ -93,14 +97,16 @@ class ToolRegistry:
     def add(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None,
             description: str | None = None, annotations: dict[str, Any] | None = None,
             icons: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None,
-            structured: bool = True) -> Tool:
+            structured: bool = True, task_support: str = "forbidden") -> Tool:
         tool_name = name or fn.__name__
+        if task_support not in ("forbidden", "optional", "required"):
+            raise ValueError("task_support is 'forbidden', 'optional' or 'required'")
         if not _NAME.match(tool_name):
             raise ValueError(f"invalid tool name {tool_name!r}: use 1-128 of [A-Za-z0-9_.-]")
         signature = analyze(fn, context_type=Context)
         tool = Tool(tool_name, fn, signature, title=title,
                     description=description or signature.description, annotations=annotations,
-                    icons=icons, meta=meta, structured=structured)
+                    icons=icons, meta=meta, structured=structured, task_support=task_support)
         if structured and signature.output_schema is not None:
             tool._output_validator = jsonschema_rs.validator_for(signature.output_schema)
         self._tools[tool_name] = tool
@@ -116,6 +122,9 @@ class ToolRegistry:
 
     def __len__(self) -> int:
         return len(self._tools)
+
+    def supports_tasks(self) -> bool:
+        return any(tool.task_support != "forbidden" for tool in self._tools.values())
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self._tools.values()]
