@@ -70,7 +70,7 @@ from .revisions import (
     has_batches,
     negotiate_legacy,
 )
-from .schema import RevisionSchema, SchemaError, schema_for
+from .schema import SchemaError, schema_for
 from .state import SessionState, Trigger, accepts_requests, transition
 
 __all__ = ("Role", "Connection")
@@ -159,7 +159,6 @@ class Connection:
         self.peer_capabilities: dict[str, Any] = {}
         self._role = role.value
         self._peer_role = "server" if role is Role.CLIENT else "client"
-        self._schema: RevisionSchema = schema_for(LATEST_LEGACY)
         self._outbox: list[bytes] = []
         self._in_flight: dict[RequestId, _InFlight] = {}
         self._outstanding: dict[RequestId, _Outstanding] = {}
@@ -278,16 +277,26 @@ class Connection:
                 INVALID_REQUEST, f"Invalid Request: id {req.id!r} is already in use by an "
                 "unanswered request"), batch, events)
             return
+        revision = self.revision or LATEST_LEGACY
+        peer_capabilities = self.peer_capabilities
+        modern = False
         if self.role is Role.SERVER:
             if req.method == "initialize":
                 self._on_initialize(req, events, batch)
                 return
-            if self.era is Era.MODERN or (self.era is None and self.modern_revisions and (
-                    not self.revisions or req.method == "server/discover"
-                    or looks_modern(req.params))):
-                self._on_modern_request(req, events, batch)
-                return
-        revision = self.revision or LATEST_LEGACY
+            modern = self.era is Era.MODERN or bool(self.era is None and self.modern_revisions and (
+                not self.revisions or req.method == "server/discover"
+                or looks_modern(req.params)))
+            if modern:
+                # Stateless (2026-07-28): everything the request needs is in its _meta.
+                try:
+                    meta = read_request_meta(req.params, self.modern_revisions)
+                except RemoteProtocolError as exc:
+                    self._reject(req.id, exc, batch, events)
+                    return
+                self.era = Era.MODERN
+                self.revision = revision = meta.version
+                peer_capabilities = meta.client_capabilities
         spec = lookup(revision, req.method)
         if spec is None or spec.kind is not Kind.REQUEST or not may_send(spec, self._peer_role):
             # Unknown methods are -32601 in every state (a legacy-only server
@@ -295,54 +304,12 @@ class Connection:
             self._reject(req.id, RemoteProtocolError(
                 METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
             return
-        if not accepts_requests(self.state) and req.method != "ping":
+        if not modern and not accepts_requests(self.state) and req.method != "ping":
             self._reject(req.id, RemoteProtocolError(
                 INVALID_REQUEST, f"Invalid Request: {req.method!r} received before "
                 "initialization; the first request must be 'initialize'"), batch, events)
             return
-        why = gate_failure(spec, req.params, self.capabilities, self.peer_capabilities,
-                           self._role, revision)
-        if why is not None:
-            self._reject(req.id, RemoteProtocolError(
-                METHOD_NOT_FOUND, f"Method not found: {req.method} ({why})"), batch, events)
-            return
-        if self.validate:
-            try:
-                self._schema.check(spec.message_def, req.raw)
-            except SchemaError as exc:
-                self._reject(req.id, _invalid_params(exc), batch, events)
-                return
-        if req.method == "ping":
-            self._queue(jsonrpc.response(req.id, {}), batch)
-            return
-        meta = req.params.get("_meta")
-        token = meta.get("progressToken") if isinstance(meta, dict) else None
-        # A task-augmented request is answered with CreateTaskResult, but only
-        # when we declared task support for it; otherwise the field is ignored.
-        task = "task" in req.params and req.method == "tools/call" and has_capability(
-            self.capabilities, ("tasks", "requests", "tools", "call"))
-        self._in_flight[req.id] = _InFlight(req.method, token, batch, task=task)
-        if batch is not None:
-            batch.pending += 1
-        events.append(RequestReceived(req.id, req.method, req.params))
-
-    def _on_modern_request(self, req: jsonrpc.IncomingRequest, events: list[Event],
-                           batch: _Batch | None) -> None:
-        """A stateless request (2026-07-28): everything it needs is in its ``_meta``."""
-        try:
-            meta = read_request_meta(req.params, self.modern_revisions)
-        except RemoteProtocolError as exc:
-            self._reject(req.id, exc, batch, events)
-            return
-        self.era = Era.MODERN
-        revision = meta.version
-        self.revision = revision
-        spec = lookup(revision, req.method)
-        if spec is None or spec.kind is not Kind.REQUEST or not may_send(spec, self._peer_role):
-            self._reject(req.id, RemoteProtocolError(
-                METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
-            return
-        why = gate_failure(spec, req.params, self.capabilities, meta.client_capabilities,
+        why = gate_failure(spec, req.params, self.capabilities, peer_capabilities,
                            self._role, revision)
         if why is not None:
             self._reject(req.id, RemoteProtocolError(
@@ -354,9 +321,17 @@ class Connection:
             except SchemaError as exc:
                 self._reject(req.id, _invalid_params(exc), batch, events)
                 return
+        if req.method == "ping":
+            self._queue(jsonrpc.response(req.id, {}), batch)
+            return
         meta_obj = req.params.get("_meta")
         token = meta_obj.get("progressToken") if isinstance(meta_obj, dict) else None
-        self._in_flight[req.id] = _InFlight(req.method, token, batch, revision=revision)
+        # A task-augmented request is answered with CreateTaskResult, but only
+        # when we declared task support for it; otherwise the field is ignored.
+        task = "task" in req.params and req.method == "tools/call" and has_capability(
+            self.capabilities, ("tasks", "requests", "tools", "call"))
+        self._in_flight[req.id] = _InFlight(req.method, token, batch, revision=revision,
+                                            task=task)
         if batch is not None:
             batch.pending += 1
         events.append(RequestReceived(req.id, req.method, req.params))
@@ -397,7 +372,6 @@ class Connection:
         self.state = next_state
         self.era = Era.LEGACY
         self.revision = revision
-        self._schema = schema_for(revision)
         client_caps = req.params.get("capabilities")
         client_info = req.params.get("clientInfo")
         self.peer_capabilities = client_caps if isinstance(client_caps, dict) else {}
@@ -546,7 +520,6 @@ class Connection:
             return
         assert isinstance(version, str) and isinstance(result, dict)
         self.revision = version
-        self._schema = schema_for(version)
         error = self._check_result("initialize", result)
         if error is not None:
             self.state = SessionState.CLOSED
