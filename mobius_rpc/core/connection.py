@@ -159,7 +159,9 @@ class Connection:
         self.peer_capabilities: dict[str, Any] = {}
         self._role = role.value
         self._peer_role = "server" if role is Role.CLIENT else "client"
-        self._outbox: list[bytes] = []
+        # (serialized message, the incoming request it belongs to): transports
+        # with one stream per request (Streamable HTTP) route on the second part.
+        self._outbox: list[tuple[bytes, RequestId | None]] = []
         self._in_flight: dict[RequestId, _InFlight] = {}
         self._outstanding: dict[RequestId, _Outstanding] = {}
         self._progress_tokens: dict[str | int, RequestId] = {}
@@ -173,6 +175,12 @@ class Connection:
     def data_to_send(self) -> list[bytes]:
         """Drain the serialized messages queued for the peer, oldest first."""
         out, self._outbox = self._outbox, []
+        return [data for data, _ in out]
+
+    def routed_data_to_send(self) -> list[tuple[bytes, RequestId | None]]:
+        """Like :meth:`data_to_send`, with the id of the incoming request each
+        message belongs to (its response, or what its handler sent), or None."""
+        out, self._outbox = self._outbox, []
         return out
 
     def has_data_to_send(self) -> bool:
@@ -180,14 +188,17 @@ class Connection:
         return bool(self._outbox)
 
     def _queue(self, message: dict[str, Any], batch: _Batch | None = None) -> None:
+        """Queue a reply (a response or error to one of the peer's messages)."""
         if batch is not None:
             batch.replies.append(message)
         else:
-            self._outbox.append(jsonrpc.dumps(message))
+            self._outbox.append((jsonrpc.dumps(message), message.get("id")))
 
     def _flush_batch(self, batch: _Batch) -> None:
         if batch.complete and batch.pending == 0 and batch.replies:
-            self._outbox.append(jsonrpc.dumps(batch.replies))
+            # A batch is answered as a whole; route it by its first identified reply.
+            related = next((r["id"] for r in batch.replies if r.get("id") is not None), None)
+            self._outbox.append((jsonrpc.dumps(batch.replies), related))
             batch.replies = []
 
     # ----------------------------------------------------------------- receive
@@ -609,7 +620,8 @@ class Connection:
         return entry.progress_token if entry is not None else None
 
     def request(self, method: str, params: dict[str, Any] | None, *, now: float,
-                timeout: float | None = None, progress: bool = False) -> RequestId:
+                timeout: float | None = None, progress: bool = False,
+                related: RequestId | None = None) -> RequestId:
         """Queue a request to the peer and return its id.
 
         Raises :class:`LocalProtocolError` when the method does not exist in
@@ -639,7 +651,7 @@ class Connection:
             timeout = self.limits.request_timeout
         task = method == "tools/call" and params is not None and "task" in params
         self._outstanding[request_id] = _Outstanding(method, now + timeout, token, task)
-        self._outbox.append(jsonrpc.dumps(message))
+        self._outbox.append((jsonrpc.dumps(message), related))
         return request_id
 
     def use_modern(self, revision: str) -> None:
@@ -681,11 +693,16 @@ class Connection:
                 "InitializeRequest", message)
         deadline = now + (timeout if timeout is not None else self.limits.request_timeout)
         self._outstanding[request_id] = _Outstanding("initialize", deadline, None)
-        self._outbox.append(jsonrpc.dumps(message))
+        self._outbox.append((jsonrpc.dumps(message), None))
         return request_id
 
-    def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        """Queue a notification; raises :class:`LocalProtocolError` if not allowed here."""
+    def notify(self, method: str, params: dict[str, Any] | None = None, *,
+               related: RequestId | None = None) -> None:
+        """Queue a notification; raises :class:`LocalProtocolError` if not allowed here.
+
+        ``related`` names the incoming request this notification belongs to
+        (progress, logs during a tool call), for transports that route by it.
+        """
         if self.state is SessionState.CLOSED:
             raise ConnectionClosedError()
         if method == "notifications/progress":
@@ -696,7 +713,7 @@ class Connection:
         spec = self._sendable(method, Kind.NOTIFICATION, params)
         message = jsonrpc.notification(method, params)
         self._check_outgoing(spec, message)
-        self._outbox.append(jsonrpc.dumps(message))
+        self._outbox.append((jsonrpc.dumps(message), related))
 
     def can_send(self, method: str, params: dict[str, Any] | None = None) -> bool:
         """Whether :meth:`request`/:meth:`notify` would accept ``method`` now."""
@@ -750,8 +767,8 @@ class Connection:
         params: dict[str, Any] = {"requestId": request_id}
         if reason:
             params["reason"] = reason
-        self._outbox.append(jsonrpc.dumps(jsonrpc.notification("notifications/cancelled",
-                                                               params)))
+        self._outbox.append((jsonrpc.dumps(jsonrpc.notification("notifications/cancelled",
+                                                                params)), None))
 
     def next_deadline(self) -> float | None:
         """The earliest deadline among requests we sent, or None."""

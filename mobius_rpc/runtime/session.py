@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,13 +49,17 @@ from ..core.events import (
     SessionInitialized,
 )
 from ..core.jsonrpc import dumps, error_response
-from ..transports.base import OVERSIZED, MessageStream
+from ..transports.base import OVERSIZED, MessageStream, RoutedMessageStream
 
 __all__ = ("Session", "SessionHandler", "ProgressCallback")
 
 log = logging.getLogger("mobius_rpc.runtime")
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None] | None]
+
+#: The incoming request whose handler is running in this task (None elsewhere):
+#: what the handler sends belongs to that request, which routed transports use.
+current_request: ContextVar[RequestId | None] = ContextVar("current_request", default=None)
 
 
 class SessionHandler(Protocol):
@@ -98,6 +103,7 @@ class Session:
         self._waiters: dict[RequestId, _Waiter] = {}
         self._send_lock = anyio.Lock()
         self._closed = anyio.Event()
+        self._routed = stream if isinstance(stream, RoutedMessageStream) else None
 
     # ------------------------------------------------------------------ running
 
@@ -174,6 +180,7 @@ class Session:
     async def _serve_request(self, event: RequestReceived, scope: anyio.CancelScope) -> None:
         # The one boundary where handler exceptions become wire errors.
         connection = self.connection
+        current_request.set(event.id)  # this task's context only
         try:
             with scope:
                 try:
@@ -215,12 +222,17 @@ class Session:
         if not self.connection.has_data_to_send():
             return True
         async with self._send_lock:
-            for data in self.connection.data_to_send():
-                try:
-                    await self.stream.send(data)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    self._closed.set()
-                    return False
+            routed = self._routed
+            try:
+                if routed is not None:
+                    for data, related in self.connection.routed_data_to_send():
+                        await routed.send_routed(data, related)
+                else:
+                    for data in self.connection.data_to_send():
+                        await self.stream.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                self._closed.set()
+                return False
         return True
 
     def _shutdown(self) -> None:
@@ -266,7 +278,8 @@ class Session:
             timeout = connection.limits.request_timeout
         now = self.clock()
         request_id = connection.request(method, params, now=now, timeout=timeout,
-                                        progress=on_progress is not None)
+                                        progress=on_progress is not None,
+                                        related=current_request.get())
         return await self.wait_for(request_id, method, timeout, on_progress)
 
     async def wait_for(self, request_id: RequestId, method: str, timeout: float,
@@ -303,7 +316,7 @@ class Session:
         """Send a notification (validated and capability-checked by the connection)."""
         if self._closed.is_set():
             raise ConnectionClosedError()
-        self.connection.notify(method, params)
+        self.connection.notify(method, params, related=current_request.get())
         await self._flush()
 
     def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:

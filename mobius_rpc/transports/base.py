@@ -8,9 +8,9 @@ and never decides anything about the protocol: that is the core's job.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ("MessageStream", "OVERSIZED")
+__all__ = ("MessageStream", "RoutedMessageStream", "OVERSIZED")
 
 #: What ``receive`` returns in place of a message that broke the transport's
 #: size limit; the runtime answers it with an error instead of parsing it.
@@ -35,3 +35,16 @@ class MessageStream(Protocol):
     async def aclose(self) -> None:
         """Close our side; pending ``receive`` calls end with ``EndOfStream``."""
         ...
+
+
+@runtime_checkable
+class RoutedMessageStream(MessageStream, Protocol):
+    """A stream with one channel per request (Streamable HTTP).
+
+    ``related`` is the id of the peer's request a message belongs to: its
+    response, or a notification/request its handler sent; None for messages
+    that belong to no request (list changes, pings).  Stream transports with
+    a single channel do not implement this.
+    """
+
+    async def send_routed(self, message: bytes, related: str | int | None) -> None: ...
