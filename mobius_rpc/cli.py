@@ -9,11 +9,13 @@ belongs to the protocol.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 __all__ = ("main",)
 
@@ -41,12 +43,23 @@ def host_config(host: str) -> dict[str, object]:
     raise ValueError(f"unknown host {host!r}; choose one of {', '.join(_HOSTS)}")
 
 
+def http_host_config(host: str, url: str) -> dict[str, object]:
+    """A configuration for ``host`` that reaches a running HTTP server at ``url``."""
+    if host == "vscode":
+        return {"servers": {"mobius-demo": {"type": "http", "url": url}}}
+    if host == "cursor":
+        return {"mcpServers": {"mobius-demo": {"url": url}}}
+    # Claude Desktop launches stdio servers; a bridge command reaches HTTP ones.
+    return {"mcpServers": {"mobius-demo": {"command": "npx",
+                                           "args": ["-y", "mcp-remote", url]}}}
+
+
 def _serve(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(host_config(args.print_config), indent=2))
         return 0
-    if not args.stdio:
-        print("mobius serve: choose a transport (--stdio) or --print-config HOST",
+    if not args.stdio and not args.http:
+        print("mobius serve: choose a transport (--stdio or --http) or --print-config HOST",
               file=sys.stderr)
         return 2
     import anyio
@@ -55,10 +68,47 @@ def _serve(args: argparse.Namespace) -> int:
 
     server = build_demo_server(legacy=args.era in ("both", "legacy"),
                                modern=args.era in ("both", "modern"))
+    if args.http:
+        return _serve_http(server, args.host, args.port)
     try:
         anyio.run(server.run_stdio)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _serve_http(server: object, host: str, port: int) -> int:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    transport = server.http_app()  # type: ignore[attr-defined]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with transport.lifespan():
+            yield
+
+    app = Starlette(routes=[Route("/mcp", transport)], lifespan=lifespan)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=5)
+    runner = uvicorn.Server(config)
+
+    async def announce() -> None:
+        while not runner.started:
+            await asyncio.sleep(0.05)
+        bound = runner.servers[0].sockets[0].getsockname()
+        url = f"http://{host}:{bound[1]}/mcp"
+        print(f"Streamable HTTP (2025-03-26 .. 2026-07-28): {url}", file=sys.stderr)
+        for name in _HOSTS:
+            print(f"{name}: {json.dumps(http_host_config(name, url))}", file=sys.stderr)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(announce())
+        await runner.serve()
+        task.cancel()
+
+    asyncio.run(main())
     return 0
 
 
@@ -69,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the demo MCP server")
     serve.add_argument("--stdio", action="store_true", help="serve on stdin/stdout")
+    serve.add_argument("--http", action="store_true",
+                       help="serve Streamable HTTP at http://HOST:PORT/mcp")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind with --http (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8765, help="port for --http (0: any)")
     serve.add_argument("--era", choices=("both", "legacy", "modern"), default="both",
                        help="protocol eras to serve: legacy (2024-11-05 .. 2025-11-25), "
                             "modern (2026-07-28) or both, chosen per connection (default)")

@@ -35,3 +35,30 @@ def test_serve_without_transport_is_a_usage_error() -> None:
     done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve"], capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 2 and "--stdio" in done.stderr
+
+
+def test_serve_http_announces_its_url_and_answers() -> None:
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "Streamable HTTP" in line, line
+        url = line.split()[-1]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
+        reply = httpx.post(url, timeout=10, headers={
+            "Accept": "application/json, text/event-stream"}, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "cli-test", "version": "1"}}})
+        assert reply.status_code == 200 and reply.headers["mcp-session-id"]
+    finally:
+        proc.terminate()
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert proc.wait(10) in (0, -15)
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+        proc.stderr.close()
+        if proc.stdout is not None:
+            proc.stdout.close()

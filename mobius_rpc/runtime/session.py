@@ -312,11 +312,17 @@ class Session:
         assert waiter.result is not None
         return waiter.result
 
-    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        """Send a notification (validated and capability-checked by the connection)."""
+    async def notify(self, method: str, params: dict[str, Any] | None = None, *,
+                     unrelated: bool = False) -> None:
+        """Send a notification (validated and capability-checked by the connection).
+
+        It belongs to the request whose handler sends it, unless ``unrelated``
+        (pushes such as resource updates, which may be caused by another session).
+        """
         if self._closed.is_set():
             raise ConnectionClosedError()
-        self.connection.notify(method, params, related=current_request.get())
+        related = None if unrelated else current_request.get()
+        self.connection.notify(method, params, related=related)
         await self._flush()
 
     def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
@@ -330,12 +336,13 @@ class Session:
             raise ConnectionClosedError()
         self._tg.start_soon(func, *args)
 
-    def notify_soon(self, method: str, params: dict[str, Any] | None = None) -> None:
+    def notify_soon(self, method: str, params: dict[str, Any] | None = None, *,
+                    related: RequestId | None = None) -> None:
         """Queue a notification from synchronous code; a task sends it shortly."""
         if self._closed.is_set() or self._tg is None:
             return
         try:
-            self.connection.notify(method, params)
+            self.connection.notify(method, params, related=related)
         except McpError as exc:
             log.warning("not sending %s: %s", method, exc.message)
             return

@@ -193,19 +193,39 @@ class Server:
             caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
         return caps
 
-    def connection(self) -> Connection:
-        """A fresh sans-I/O connection configured for this server."""
+    def connection(self, *, legacy: bool = True) -> Connection:
+        """A fresh sans-I/O connection configured for this server.
+
+        ``legacy=False`` makes a modern-only connection (a stateless HTTP
+        request, which has no initialize to fall back on).
+        """
         return Connection(Role.SERVER, info=self.info, capabilities=self.capabilities(),
-                          instructions=self.instructions, revisions=self.revisions,
+                          instructions=self.instructions,
+                          revisions=self.revisions if legacy else (),
                           modern_revisions=self.modern_revisions, limits=self.limits,
                           validate=self.validate, cache_policy=self.cache_policy)
 
     # ---------------------------------------------------------------- running
 
-    async def serve(self, stream: MessageStream) -> None:
-        """Serve one client on ``stream`` until it closes."""
-        session = Session(self.connection(), stream, self)
+    async def serve(self, stream: MessageStream, *, legacy: bool = True) -> None:
+        """Serve one client on ``stream`` until it closes (modern only if not ``legacy``)."""
+        session = Session(self.connection(legacy=legacy), stream, self)
         await session.run()
+
+    async def serve_modern(self, stream: MessageStream) -> None:
+        """Serve one stateless 2026-07-28 exchange on ``stream``."""
+        await self.serve(stream, legacy=False)
+
+    def http_app(self, **options: Any) -> Any:
+        """An ASGI app serving this server over Streamable HTTP (both eras).
+
+        Options go to :class:`~mobius_rpc.transports.streamable_http.StreamableHTTPTransport`
+        (``origin_policy``, ``max_body_bytes``, ``session_idle_timeout`` ...).
+        """
+        from ..transports.streamable_http import StreamableHTTPTransport
+        return StreamableHTTPTransport(self.serve, serve_modern=self.serve_modern,
+                                       legacy_revisions=self.revisions,
+                                       modern_revisions=self.modern_revisions, **options)
 
     async def run_stdio(self) -> None:
         """Serve one client on this process's stdin/stdout; ends on EOF or SIGTERM."""
@@ -413,11 +433,13 @@ class Server:
         """Tell every session subscribed to ``uri`` that it changed."""
         for session in list(self._sessions):
             if uri in session.state.get("subscriptions", ()) and not session.closed:
-                await session.notify("notifications/resources/updated", {"uri": uri})
+                await session.notify("notifications/resources/updated", {"uri": uri},
+                                     unrelated=True)
         for listener in list(self._listeners):
             if uri in listener.accepted.get("resourceSubscriptions", ()):
                 listener.session.notify_soon("notifications/resources/updated", {
-                    "uri": uri, "_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}})
+                    "uri": uri, "_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}},
+                    related=listener.subscription_id)
 
     def _list_changed(self, kind: str) -> None:
         method = f"notifications/{kind}/list_changed"
@@ -428,7 +450,8 @@ class Server:
         for listener in list(self._listeners):
             if listener.accepted.get(flag):
                 listener.session.notify_soon(
-                    method, {"_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}})
+                    method, {"_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}},
+                    related=listener.subscription_id)
 
 
 def _page(result: dict[str, Any], cursor: str | None) -> dict[str, Any]:

@@ -1,0 +1,138 @@
+"""The message stream behind one Streamable HTTP session (or one modern request).
+
+An HTTP session is not one connection but many requests: every POST carries
+client messages in, and its response (JSON or an SSE stream) carries out the
+answers to the requests in that POST plus whatever their handlers send; a
+GET opens a standalone stream for everything else.  :class:`HttpMessageStream`
+is the :class:`~mobius_rpc.transports.base.RoutedMessageStream` the runtime
+sees; it hands each outgoing message to the channel of the request it
+belongs to, or to the standalone stream, or keeps it (bounded) until a
+standalone stream opens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import anyio
+import orjson
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = ("HttpMessageStream", "ResponseChannel")
+
+RequestId = str | int
+
+
+@dataclass(eq=False)
+class ResponseChannel:
+    """What one POST waits on: messages for its requests, until all are answered."""
+
+    pending: set[RequestId]
+    send: MemoryObjectSendStream[bytes] = field(repr=False)
+    receive: MemoryObjectReceiveStream[bytes] = field(repr=False)
+
+    @classmethod
+    def open(cls, ids: set[RequestId]) -> ResponseChannel:
+        send, receive = anyio.create_memory_object_stream[bytes](math.inf)
+        return cls(set(ids), send, receive)
+
+
+def _answered_ids(message: bytes) -> list[RequestId]:
+    """The ids a serialized response (or batch of responses) answers."""
+    try:
+        decoded = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return []
+    items = decoded if isinstance(decoded, list) else [decoded]
+    return [item["id"] for item in items if isinstance(item, dict) and "method" not in item
+            and isinstance(item.get("id"), (str, int))]
+
+
+class HttpMessageStream:
+    """A RoutedMessageStream fed by POST bodies and drained by response streams."""
+
+    def __init__(self, backlog_limit: int = 1000) -> None:
+        self._in_send, self._in_receive = anyio.create_memory_object_stream[bytes](math.inf)
+        self._routes: dict[RequestId, ResponseChannel] = {}
+        self._standalone: MemoryObjectSendStream[bytes] | None = None
+        self._backlog: deque[bytes] = deque(maxlen=backlog_limit)
+        self.closed = False
+
+    # --------------------------------------------------------- the HTTP side
+
+    def open_channel(self, ids: set[RequestId]) -> ResponseChannel:
+        """Register a POST's request ids before its body is delivered."""
+        channel = ResponseChannel.open(ids)
+        for request_id in ids:
+            self._routes[request_id] = channel
+        return channel
+
+    def close_channel(self, channel: ResponseChannel) -> None:
+        """The POST is done (answered, or its client left): forget its routes."""
+        for request_id in list(channel.pending):
+            if self._routes.get(request_id) is channel:
+                del self._routes[request_id]
+        channel.send.close()
+        channel.receive.close()
+
+    async def deliver(self, body: bytes) -> None:
+        """Hand one POST body (a message or a batch) to the runtime."""
+        await self._in_send.send(body)
+
+    def open_standalone(self) -> MemoryObjectReceiveStream[bytes] | None:
+        """The GET stream's source, or None when one is already open."""
+        if self._standalone is not None:
+            return None
+        send, receive = anyio.create_memory_object_stream[bytes](math.inf)
+        while self._backlog:
+            send.send_nowait(self._backlog.popleft())
+        self._standalone = send
+        return receive
+
+    def close_standalone(self) -> None:
+        if self._standalone is not None:
+            self._standalone.close()
+            self._standalone = None
+
+    # ------------------------------------------------------- the runtime side
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._in_receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise anyio.EndOfStream from None
+
+    async def send(self, message: bytes) -> None:
+        await self.send_routed(message, None)
+
+    async def send_routed(self, message: bytes, related: RequestId | None) -> None:
+        channel = self._routes.get(related) if related is not None else None
+        if channel is not None:
+            try:
+                channel.send.send_nowait(message)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the client went away; the answer has nowhere to go
+            for answered in _answered_ids(message):
+                channel.pending.discard(answered)
+                self._routes.pop(answered, None)
+            if not channel.pending:
+                channel.send.close()
+            return
+        if self._standalone is not None:
+            try:
+                self._standalone.send_nowait(message)
+                return
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._standalone = None
+        self._backlog.append(message)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._in_send.close()
+        self._in_receive.close()
+        for channel in set(self._routes.values()):
+            channel.send.close()
+        self._routes.clear()
+        self.close_standalone()

@@ -1,0 +1,413 @@
+"""Streamable HTTP as one ASGI application, legacy sessions and 2026-07-28 alike.
+
+:class:`StreamableHTTPTransport` frames HTTP: it checks headers and statuses
+(rules in :mod:`mobius_rpc.framing.http`), turns POST bodies into messages
+for the runtime and the runtime's messages into JSON or SSE responses.  It
+never interprets MCP beyond the JSON-RPC envelope (which ids a POST carries,
+which method a modern request names for its header checks).
+
+* Legacy (2025-03-26 .. 2025-11-25): ``initialize`` creates a session whose
+  runtime lives in the transport's task group; later POSTs carry
+  ``Mcp-Session-Id`` (missing -> 400, unknown -> 404); GET opens the
+  standalone stream; DELETE ends the session; idle sessions expire.
+* 2026-07-28: every POST is self-contained; the request runs in a runtime
+  made for it and answered with JSON, or with a request-scoped SSE stream
+  when progress or log notifications precede the result; GET/DELETE -> 405.
+
+Session records are plain data in a :class:`SessionStore`; only the live
+stream of a session is kept in the process that serves it.  Run it directly
+under an ASGI server (its lifespan opens the task group), or enter
+:meth:`StreamableHTTPTransport.lifespan` from the parent application.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import orjson
+from anyio.abc import TaskGroup
+from sse_starlette.event import ServerSentEvent
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..core.errors import INVALID_REQUEST, PARSE_ERROR, McpError
+from ..core.jsonrpc import EnvelopeError, IncomingRequest, classify, error_response
+from ..core.modern import META_PROTOCOL_VERSION
+from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
+from ..framing.http import (
+    SESSION_HEADER,
+    VERSION_HEADER,
+    HttpRefusal,
+    OriginPolicy,
+    accepts,
+    check_modern_headers,
+    legacy_version_header,
+)
+from .base import MessageStream
+from .http_session import HttpMessageStream, ResponseChannel
+
+__all__ = ("StreamableHTTPTransport", "SessionRecord", "SessionStore", "MemorySessionStore")
+
+log = logging.getLogger("mobius_rpc.http")
+
+Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """What is known about a legacy HTTP session, as plain data."""
+
+    session_id: str
+    created: float
+    last_seen: float
+    protocol_version: str | None = None
+
+
+class SessionStore(Protocol):
+    def get(self, session_id: str) -> SessionRecord | None: ...
+    def put(self, record: SessionRecord) -> None: ...
+    def delete(self, session_id: str) -> None: ...
+    def idle_since(self, cutoff: float) -> list[str]: ...
+
+
+@dataclass
+class MemorySessionStore:
+    records: dict[str, SessionRecord] = field(default_factory=dict)
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        return self.records.get(session_id)
+
+    def put(self, record: SessionRecord) -> None:
+        self.records[record.session_id] = record
+
+    def delete(self, session_id: str) -> None:
+        self.records.pop(session_id, None)
+
+    def idle_since(self, cutoff: float) -> list[str]:
+        return [sid for sid, r in self.records.items() if r.last_seen < cutoff]
+
+
+@dataclass(eq=False)
+class _Live:
+    stream: HttpMessageStream
+    scope: anyio.CancelScope
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def _refusal_response(refusal: HttpRefusal, request_id: Any = None) -> Response:
+    error = refusal.error or McpError(INVALID_REQUEST, refusal.reason)
+    return _json(error_response(request_id, error), refusal.status)
+
+
+class StreamableHTTPTransport:
+    """An ASGI app serving MCP at one endpoint; ``serve`` runs a runtime on a stream."""
+
+    def __init__(self, serve: Serve, *, serve_modern: Serve | None = None,
+                 legacy_revisions: tuple[str, ...] = LEGACY_REVISIONS,
+                 modern_revisions: tuple[str, ...] = MODERN_REVISIONS,
+                 origin_policy: OriginPolicy | None = None,
+                 store: SessionStore | None = None, max_body_bytes: int = 4 * 1024 * 1024,
+                 session_idle_timeout: float = 1800.0, keepalive: float = 15.0,
+                 enable_get_stream: bool = True) -> None:
+        self.serve = serve
+        #: runs one stateless request; it must not fall back to the legacy era
+        self.serve_modern = serve_modern or serve
+        self.legacy_revisions = legacy_revisions
+        self.modern_revisions = modern_revisions
+        self.origin_policy = origin_policy or OriginPolicy()
+        self.store: SessionStore = store or MemorySessionStore()
+        self.max_body_bytes = max_body_bytes
+        self.session_idle_timeout = session_idle_timeout
+        self.keepalive = keepalive
+        self.enable_get_stream = enable_get_stream
+        self._live: dict[str, _Live] = {}
+        self._tg: TaskGroup | None = None
+
+    # ------------------------------------------------------------- lifecycle
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Own the task group that legacy sessions run in; end them all on exit."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._expire_idle_sessions)
+            try:
+                yield
+            finally:
+                self._tg = None
+                for live in self._live.values():
+                    await live.stream.aclose()
+                    live.scope.cancel()
+                tg.cancel_scope.cancel()
+
+    async def _expire_idle_sessions(self) -> None:
+        while True:
+            await anyio.sleep(min(60.0, self.session_idle_timeout / 4))
+            for session_id in self.store.idle_since(time.time() - self.session_idle_timeout):
+                log.info("session %s expired after inactivity", session_id)
+                await self._end_session(session_id)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        try:
+            self.origin_policy.check(request.headers)
+            handler = {"POST": self._post, "GET": self._get, "DELETE": self._delete}.get(
+                request.method)
+            if handler is None:
+                raise HttpRefusal(405, "Method Not Allowed")
+            await handler(request, scope, receive, send)
+        except HttpRefusal as refusal:
+            headers = {"Allow": "GET, POST, DELETE"} if refusal.status == 405 else None
+            response = _refusal_response(refusal)
+            if headers:
+                response.headers.update(headers)
+            await response(scope, receive, send)
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        async with self.lifespan():
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    # ---------------------------------------------------------------- POST
+
+    async def _read_body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise HttpRefusal(413, "Content Too Large")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HttpRefusal(413, "Content Too Large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _post(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+        if not accepts(request.headers.get("accept", ""), "application/json",
+                       "text/event-stream"):
+            raise HttpRefusal(406, "Not Acceptable: Accept must list application/json and "
+                                   "text/event-stream")
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise HttpRefusal(415, "Unsupported Media Type: send application/json")
+        body = await self._read_body(request)
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _json(error_response(None, McpError(PARSE_ERROR, "Parse error")), 400)(
+                scope, receive, send)
+            return
+        items = decoded if isinstance(decoded, list) else [decoded]
+        ids: set[str | int] = set()
+        methods: list[str] = []
+        for item in items:
+            try:
+                incoming = classify(item)
+            except EnvelopeError as exc:
+                await _json(error_response(exc.request_id, exc), 400)(scope, receive, send)
+                return
+            if isinstance(incoming, IncomingRequest):
+                ids.add(incoming.id)
+                methods.append(incoming.method)
+        session_id = request.headers.get(SESSION_HEADER)
+        if session_id is None and self._is_modern(request, decoded):
+            check_modern_headers(request.headers, decoded)
+            await self._post_modern(body, ids, scope, receive, send)
+            return
+        await self._post_legacy(request, session_id, body, ids, methods, scope, receive, send)
+
+    def _is_modern(self, request: Request, message: Any) -> bool:
+        if not self.modern_revisions:
+            return False
+        if request.headers.get(VERSION_HEADER) in self.modern_revisions:
+            return True
+        if isinstance(message, dict):
+            params = message.get("params")
+            meta = params.get("_meta") if isinstance(params, dict) else None
+            if isinstance(meta, dict) and META_PROTOCOL_VERSION in meta:
+                return True
+            return not self.legacy_revisions or message.get("method") == "server/discover"
+        return False
+
+    async def _post_legacy(self, request: Request, session_id: str | None, body: bytes,
+                           ids: set[str | int], methods: list[str], scope: Scope,
+                           receive: Receive, send: Send) -> None:
+        headers: dict[str, str] = {}
+        if session_id is None:
+            if "initialize" not in methods:
+                raise HttpRefusal(400, "Bad Request: Mcp-Session-Id header is required")
+            session_id = await self._start_session()
+            headers[SESSION_HEADER] = session_id
+        record = self.store.get(session_id)
+        live = self._live.get(session_id)
+        if record is None or live is None:
+            raise HttpRefusal(404, "Not Found: unknown or expired session")
+        if "initialize" not in methods:
+            legacy_version_header(request.headers, record.protocol_version,
+                                  self.legacy_revisions)
+        record.last_seen = time.time()
+        self.store.put(record)
+        if not ids:
+            await live.stream.deliver(body)
+            await Response(status_code=202)(scope, receive, send)
+            return
+        channel = live.stream.open_channel(ids)
+        await live.stream.deliver(body)
+        await self._respond(channel, live.stream, request, scope, receive, send, headers,
+                            record=record, modern=False)
+        if "initialize" in methods and record.protocol_version is None:
+            await self._end_session(session_id)  # initialize was refused: no session
+
+    async def _start_session(self) -> str:
+        if self._tg is None:
+            raise HttpRefusal(503, "Service Unavailable: the transport's lifespan is not running")
+        session_id = secrets.token_urlsafe(24)
+        stream = HttpMessageStream()
+        scope = anyio.CancelScope()
+        self._live[session_id] = _Live(stream, scope)
+        now = time.time()
+        self.store.put(SessionRecord(session_id, now, now))
+
+        async def run() -> None:
+            with scope:
+                await self.serve(stream)
+            self._live.pop(session_id, None)
+            self.store.delete(session_id)
+
+        self._tg.start_soon(run)
+        return session_id
+
+    async def _post_modern(self, body: bytes, ids: set[str | int], scope: Scope,
+                           receive: Receive, send: Send) -> None:
+        stream = HttpMessageStream()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.serve_modern, stream)
+            if not ids:
+                await stream.deliver(body)
+                await Response(status_code=202)(scope, receive, send)
+            else:
+                channel = stream.open_channel(ids)
+                await stream.deliver(body)
+                await self._respond(channel, stream, Request(scope, receive), scope, receive,
+                                    send, {}, record=None, modern=True)
+            await stream.aclose()
+            tg.cancel_scope.cancel()
+
+    async def _respond(self, channel: ResponseChannel, stream: HttpMessageStream,
+                       request: Request, scope: Scope, receive: Receive, send: Send,
+                       headers: dict[str, str], *, record: SessionRecord | None,
+                       modern: bool) -> None:
+        """Answer a POST: JSON when the first message settles it, else an SSE stream."""
+        try:
+            first = await channel.receive.receive()
+        except anyio.EndOfStream:
+            await Response(status_code=202)(scope, receive, send)
+            return
+        if record is not None and record.protocol_version is None:
+            record.protocol_version = _negotiated_version(first)
+            self.store.put(record)
+        if not channel.pending:  # the first message was the (whole) answer
+            status = _status_for(first) if modern else 200
+            await Response(first, status, headers, media_type="application/json")(
+                scope, receive, send)
+            stream.close_channel(channel)
+            return
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            try:
+                yield ServerSentEvent(first.decode(), event="message")
+                async for message in channel.receive:
+                    yield ServerSentEvent(message.decode(), event="message")
+            finally:
+                stream.close_channel(channel)
+
+        await EventSourceResponse(events(), headers={**headers, "X-Accel-Buffering": "no"},
+                                  ping=self.keepalive)(scope, receive, send)
+
+    # ---------------------------------------------------------- GET, DELETE
+
+    async def _get(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+        session_id = request.headers.get(SESSION_HEADER)
+        if session_id is None:
+            # No session: nothing to stream (and 2026-07-28 has no GET at all).
+            raise HttpRefusal(405, "Method Not Allowed: GET needs an Mcp-Session-Id")
+        live = self._live.get(session_id)
+        if live is None:
+            raise HttpRefusal(404, "Not Found: unknown or expired session")
+        if not self.enable_get_stream:
+            raise HttpRefusal(405, "Method Not Allowed: no standalone stream")
+        if not accepts(request.headers.get("accept", ""), "text/event-stream"):
+            raise HttpRefusal(406, "Not Acceptable: Accept must list text/event-stream")
+        source = live.stream.open_standalone()
+        if source is None:
+            raise HttpRefusal(409, "Conflict: a standalone stream is already open")
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            try:
+                async for message in source:
+                    yield ServerSentEvent(message.decode(), event="message")
+            finally:
+                live.stream.close_standalone()
+                source.close()
+
+        await EventSourceResponse(events(), headers={"X-Accel-Buffering": "no"},
+                                  ping=self.keepalive)(scope, receive, send)
+
+    async def _delete(self, request: Request, scope: Scope, receive: Receive,
+                      send: Send) -> None:
+        session_id = request.headers.get(SESSION_HEADER)
+        if session_id is None:
+            raise HttpRefusal(405, "Method Not Allowed: DELETE needs an Mcp-Session-Id")
+        if session_id not in self._live:
+            raise HttpRefusal(404, "Not Found: unknown or expired session")
+        await self._end_session(session_id)
+        await Response(status_code=200)(scope, receive, send)
+
+    async def _end_session(self, session_id: str) -> None:
+        live = self._live.pop(session_id, None)
+        self.store.delete(session_id)
+        if live is not None:
+            await live.stream.aclose()
+            live.scope.cancel()
+
+
+def _negotiated_version(message: bytes) -> str | None:
+    try:
+        decoded = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    result = decoded.get("result") if isinstance(decoded, dict) else None
+    version = result.get("protocolVersion") if isinstance(result, dict) else None
+    return version if isinstance(version, str) else None
+
+
+def _status_for(message: bytes) -> int:
+    """2026-07-28: a request's error answer carries its HTTP status (400, 404 ...)."""
+    try:
+        decoded = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return 200
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
+        return McpError.from_error_object(decoded["error"]).http_status_hint
+    return 200
