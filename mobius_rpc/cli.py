@@ -68,6 +68,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     server = build_demo_server(legacy=args.era in ("both", "legacy"),
                                modern=args.era in ("both", "modern"))
+    if args.fixture == "conformance":
+        from .fixtures import build_conformance_server
+        server = build_conformance_server()
     if args.http:
         return _serve_http(server, args.host, args.port)
     try:
@@ -124,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind with --http (default: loopback only)")
     serve.add_argument("--port", type=int, default=8765, help="port for --http (0: any)")
+    serve.add_argument("--fixture", choices=("demo", "conformance"), default="demo",
+                       help="what to serve: the demo, or the surface the official "
+                            "conformance suite calls")
     serve.add_argument("--era", choices=("both", "legacy", "modern"), default="both",
                        help="protocol eras to serve: legacy (2024-11-05 .. 2025-11-25), "
                             "modern (2026-07-28) or both, chosen per connection (default)")

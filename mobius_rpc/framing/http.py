@@ -149,5 +149,7 @@ def legacy_version_header(headers: Mapping[str, str], negotiated: str | None,
     value = headers.get(VERSION_HEADER)
     if value is None:
         return  # absent: the client predates the header (2025-03-26)
-    if value not in supported or (negotiated is not None and value != negotiated):
+    # Any revision we support is accepted; clients in the field send an older
+    # one than they negotiated (the official test client sends 2025-03-26).
+    if value not in supported:
         raise HttpRefusal(400, f"Bad Request: unsupported MCP-Protocol-Version {value!r}")

@@ -108,16 +108,18 @@ class Server:
     def tool(self, name: str | None = None, *, title: str | None = None,
              description: str | None = None, annotations: dict[str, Any] | None = None,
              icons: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None,
-             structured: bool = True, task_support: str = "forbidden") -> Callable[[F], F]:
+             structured: bool = True, task_support: str = "forbidden",
+             input_schema: dict[str, Any] | None = None) -> Callable[[F], F]:
         """Register a function as a tool; its type hints become the input schema.
 
         ``task_support`` ("optional"/"required") lets 2025-11-25 clients run it as
-        a task they poll (``tools/call`` with ``params.task``).
+        a task they poll (``tools/call`` with ``params.task``).  ``input_schema``
+        publishes and enforces a hand-written schema instead of the derived one.
         """
         def register(fn: F) -> F:
             self.tools.add(fn, name=name, title=title, description=description,
                            annotations=annotations, icons=icons, meta=meta, structured=structured,
-                           task_support=task_support)
+                           task_support=task_support, input_schema=input_schema)
             return fn
         return register
 

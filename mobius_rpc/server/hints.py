@@ -321,8 +321,13 @@ class Signature:
         return {"result": data} if self.wraps_output else data
 
 
-def analyze(fn: Callable[..., Any], *, context_type: type | None = None) -> Signature:
-    """Read ``fn``'s signature once; raises ``TypeError`` for what cannot be described."""
+def analyze(fn: Callable[..., Any], *, context_type: type | None = None,
+            input_schema: dict[str, Any] | None = None) -> Signature:
+    """Read ``fn``'s signature once; raises ``TypeError`` for what cannot be described.
+
+    An explicit ``input_schema`` is published and enforced verbatim instead of
+    the derived one (the parameters still receive the arguments by name).
+    """
     signature = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
@@ -350,9 +355,12 @@ def analyze(fn: Callable[..., Any], *, context_type: type | None = None) -> Sign
         else:
             prop["default"] = to_jsonable(param.default)
         props[name] = prop
-    input_schema = _object(props, required)
-    if builder.defs:
-        input_schema["$defs"] = builder.defs
+    if input_schema is None:
+        input_schema = _object(props, required)
+        if builder.defs:
+            input_schema["$defs"] = builder.defs
+    elif input_schema.get("type") != "object":
+        raise TypeError("an explicit input schema must describe an object")
     output_schema, wraps = _output_schema(hints.get("return", inspect.Parameter.empty))
     validator = jsonschema_rs.validator_for(input_schema)
     return Signature(input_schema, output_schema, wraps, context_param, summary,
@@ -368,6 +376,10 @@ def _output_schema(tp: Any) -> tuple[dict[str, Any] | None, bool]:
         origin = typing.get_origin(tp)
     if origin in (dict, Mapping, typing.Mapping) or tp is dict:
         return None, False  # an untyped mapping says nothing about its shape
+    if origin in (list, Sequence, typing.Sequence) and typing.get_args(tp) and (
+            typing.get_origin(typing.get_args(tp)[0]) in (dict, Mapping, typing.Mapping)
+            or typing.get_args(tp)[0] in (dict, Any)):
+        return None, False  # a list of untyped objects: content blocks, usually
     if origin in (typing.Union, types.UnionType) or inspect.isawaitable(tp):
         return None, False
     builder = _SchemaBuilder()

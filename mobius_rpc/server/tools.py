@@ -97,13 +97,14 @@ class ToolRegistry:
     def add(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None,
             description: str | None = None, annotations: dict[str, Any] | None = None,
             icons: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None,
-            structured: bool = True, task_support: str = "forbidden") -> Tool:
+            structured: bool = True, task_support: str = "forbidden",
+            input_schema: dict[str, Any] | None = None) -> Tool:
         tool_name = name or fn.__name__
         if task_support not in ("forbidden", "optional", "required"):
             raise ValueError("task_support is 'forbidden', 'optional' or 'required'")
         if not _NAME.match(tool_name):
             raise ValueError(f"invalid tool name {tool_name!r}: use 1-128 of [A-Za-z0-9_.-]")
-        signature = analyze(fn, context_type=Context)
+        signature = analyze(fn, context_type=Context, input_schema=input_schema)
         tool = Tool(tool_name, fn, signature, title=title,
                     description=description or signature.description, annotations=annotations,
                     icons=icons, meta=meta, structured=structured, task_support=task_support)
@@ -161,6 +162,10 @@ class ToolRegistry:
         if isinstance(value, dict) and "content" in value and (
                 "isError" in value or "structuredContent" in value):
             return value  # a complete CallToolResult built by the handler
+        if not isinstance(value, str):
+            blocks = to_content_blocks(value)
+            if blocks is not None:  # content blocks the handler built itself
+                return {"content": blocks, "isError": False}
         if tool.structured and tool.signature.output_schema is not None:
             structured = tool.signature.serialize_output(value)
             if tool._output_validator is not None and not tool._output_validator.is_valid(

