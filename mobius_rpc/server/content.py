@@ -10,7 +10,7 @@ import base64
 from typing import Any
 
 __all__ = ("text", "image", "audio", "resource_link", "embedded_text", "embedded_blob",
-           "to_content_blocks")
+           "is_content", "to_content_blocks")
 
 
 def _with_extras(block: dict[str, Any], annotations: dict[str, Any] | None,
@@ -64,6 +64,13 @@ _BLOCK_TYPES = frozenset(("text", "image", "audio", "resource", "resource_link")
 
 def _is_block(value: object) -> bool:
     return isinstance(value, dict) and value.get("type") in _BLOCK_TYPES
+
+
+def is_content(value: Any) -> bool:
+    """Whether ``value`` is a content block or a non-empty list of content blocks."""
+    if _is_block(value):
+        return True
+    return isinstance(value, list) and bool(value) and all(_is_block(v) for v in value)
 
 
 def to_content_blocks(value: Any) -> list[dict[str, Any]] | None:

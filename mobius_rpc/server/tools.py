@@ -33,7 +33,7 @@ from ..core.errors import (
     McpError,
     RequestTimeoutError,
 )
-from .content import text, to_content_blocks
+from .content import is_content, text, to_content_blocks
 from .context import CapabilityError, Context, InputRequired
 from .hints import ArgumentError, Signature, analyze
 
@@ -162,10 +162,8 @@ class ToolRegistry:
         if isinstance(value, dict) and "content" in value and (
                 "isError" in value or "structuredContent" in value):
             return value  # a complete CallToolResult built by the handler
-        if not isinstance(value, str):
-            blocks = to_content_blocks(value)
-            if blocks is not None:  # content blocks the handler built itself
-                return {"content": blocks, "isError": False}
+        if is_content(value):  # content blocks the handler built itself
+            return {"content": value if isinstance(value, list) else [value], "isError": False}
         if tool.structured and tool.signature.output_schema is not None:
             structured = tool.signature.serialize_output(value)
             if tool._output_validator is not None and not tool._output_validator.is_valid(
