@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +34,8 @@ def node_client() -> Path:
     return NODE_DIR / "client.mjs"
 
 
-def test_typescript_sdk_client_round_trips(node_client: Path) -> None:
-    done = subprocess.run(
-        ["node", str(node_client), sys.executable, "-m", "mobius_rpc", "serve", "--stdio"],
-        capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+def check_summary(stdout: str) -> None:
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["serverName"] == "mobius-demo"
     assert {"echo", "add", "summarize", "ask_user"} <= set(summary["tools"])
     assert summary["echo"] == "from ts"
@@ -49,3 +46,32 @@ def test_typescript_sdk_client_round_trips(node_client: Path) -> None:
     assert summary["completion"] == ["rust"]
     assert summary["sampling"] == "summary of 1 message(s)"
     assert summary["elicitation"] == "hello Ada, you like red"
+
+
+def test_typescript_sdk_client_over_stdio(node_client: Path) -> None:
+    done = subprocess.run(
+        ["node", str(node_client), sys.executable, "-m", "mobius_rpc", "serve", "--stdio"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check_summary(done.stdout)
+
+
+def test_typescript_sdk_client_over_streamable_http(node_client: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stderr is not None and "Streamable HTTP" in server.stderr.readline()
+        done = subprocess.run(["node", str(node_client), "--url",
+                               f"http://127.0.0.1:{port}/mcp"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        check_summary(done.stdout)
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stderr is not None:
+            server.stderr.close()

@@ -1,11 +1,16 @@
 // The official TypeScript SDK client driving a stdio MCP server (an external peer).
-// Usage: node client.mjs <command> [args...]; prints one JSON summary line on stdout.
+// Usage: node client.mjs <command> [args...]   (stdio: launches the server)
+//        node client.mjs --url http://host:port/mcp   (Streamable HTTP)
+// Prints one JSON summary line on stdout.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { CreateMessageRequestSchema, ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const [command, ...args] = process.argv.slice(2);
-const transport = new StdioClientTransport({ command, args, stderr: "ignore" });
+const transport = command === "--url"
+  ? new StreamableHTTPClientTransport(new URL(args[0]))
+  : new StdioClientTransport({ command, args, stderr: "ignore" });
 const client = new Client(
   { name: "ts-sdk-interop", version: "1.0.0" },
   { capabilities: { sampling: {}, elicitation: {} } },
