@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 __all__ = ("main",)
 
@@ -82,18 +81,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_http(server: object, host: str, port: int) -> int:
     import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Route
 
-    transport = server.http_app()  # type: ignore[attr-defined]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with transport.lifespan():
-            yield
-
-    app = Starlette(routes=[Route("/mcp", transport)], lifespan=lifespan)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+    transports = server.asgi_app()  # type: ignore[attr-defined]
+    config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=5)
     runner = uvicorn.Server(config)
 
@@ -101,8 +91,11 @@ def _serve_http(server: object, host: str, port: int) -> int:
         while not runner.started:
             await asyncio.sleep(0.05)
         bound = runner.servers[0].sockets[0].getsockname()
-        url = f"http://{host}:{bound[1]}/mcp"
+        base = f"http://{host}:{bound[1]}"
+        url = f"{base}/mcp"
         print(f"Streamable HTTP (2025-03-26 .. 2026-07-28): {url}", file=sys.stderr)
+        print(f"HTTP+SSE (2024-11-05): {base}/sse", file=sys.stderr)
+        print(f"WebSocket (subprotocol mcp): ws://{host}:{bound[1]}/ws", file=sys.stderr)
         for name in _HOSTS:
             print(f"{name}: {json.dumps(http_host_config(name, url))}", file=sys.stderr)
 

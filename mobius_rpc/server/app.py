@@ -229,6 +229,16 @@ class Server:
                                        legacy_revisions=self.revisions,
                                        modern_revisions=self.modern_revisions, **options)
 
+    def asgi_app(self, **options: Any) -> Any:
+        """Every network transport at once (an :class:`McpTransports`; ``.app`` is the
+        Starlette application): Streamable HTTP at ``/mcp``, HTTP+SSE at ``/sse``,
+        WebSocket at ``/ws``."""
+        from ..transports.asgi import McpTransports
+        return McpTransports(self.serve, serve_modern=self.serve_modern,
+                             legacy_revisions=self.revisions,
+                             modern_revisions=self.modern_revisions, limits=self.limits,
+                             **options)
+
     async def run_stdio(self) -> None:
         """Serve one client on this process's stdin/stdout; ends on EOF or SIGTERM."""
         from ..transports.stdio import StdioTransport

@@ -1,0 +1,64 @@
+"""Every network transport in one Starlette application.
+
+``/mcp`` Streamable HTTP (2025-03-26 .. 2026-07-28), ``/sse`` + ``/messages``
+HTTP+SSE (2024-11-05), ``/ws`` WebSocket (subprotocol ``mcp``, either era).
+Mount it in an existing Starlette/FastAPI application, or run it directly; its
+lifespan owns the task group the Streamable HTTP sessions live in (a parent
+application that mounts it must enter :meth:`McpTransports.lifespan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from ..core.limits import Limits
+from ..framing.http import OriginPolicy
+from .base import MessageStream
+from .http_sse import HttpSseTransport
+from .streamable_http import StreamableHTTPTransport
+from .websocket import WebSocketTransport
+
+__all__ = ("McpTransports",)
+
+Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
+PATHS = {"streamable_http": "/mcp", "sse": "/sse", "websocket": "/ws"}
+
+
+class McpTransports:
+    """The transports of one server and the Starlette app that routes to them."""
+
+    def __init__(self, serve: Serve, *, serve_modern: Serve | None = None,
+                 legacy_revisions: tuple[str, ...], modern_revisions: tuple[str, ...],
+                 origin_policy: OriginPolicy | None = None, limits: Limits | None = None,
+                 **http_options: Any) -> None:
+        policy = origin_policy or OriginPolicy()
+        limits = limits or Limits()
+        self.streamable_http = StreamableHTTPTransport(
+            serve, serve_modern=serve_modern, legacy_revisions=legacy_revisions,
+            modern_revisions=modern_revisions, origin_policy=policy,
+            max_body_bytes=limits.max_message_bytes, **http_options)
+        self.sse = HttpSseTransport(serve, origin_policy=policy,
+                                    max_body_bytes=limits.max_message_bytes)
+        self.websocket = WebSocketTransport(serve, origin_policy=policy, limits=limits)
+        self.app = Starlette(routes=[
+            Route(PATHS["streamable_http"], self.streamable_http,
+                  methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
+            Route("/sse", self.sse, methods=["GET"]),
+            Route("/messages", self.sse, methods=["POST"]),
+            WebSocketRoute(PATHS["websocket"], self.websocket),
+        ], lifespan=self._lifespan)
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with self.streamable_http.lifespan():
+            yield
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with self.lifespan():
+            yield
