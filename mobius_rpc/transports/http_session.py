@@ -6,14 +6,14 @@ answers to the requests in that POST plus whatever their handlers send; a
 GET opens a standalone stream for everything else.  :class:`HttpMessageStream`
 is the :class:`~mobius_rpc.transports.base.RoutedMessageStream` the runtime
 sees; it hands each outgoing message to the channel of the request it
-belongs to, or to the standalone stream, or keeps it (bounded) until a
-standalone stream opens.
+belongs to, or else to ``unrouted`` (the session's standalone stream, which
+stores it until a GET delivers it).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -53,11 +53,12 @@ def _answered_ids(message: bytes) -> list[RequestId]:
 class HttpMessageStream:
     """A RoutedMessageStream fed by POST bodies and drained by response streams."""
 
-    def __init__(self, backlog_limit: int = 1000) -> None:
+    def __init__(self, unrouted: Callable[[bytes], None] | None = None) -> None:
         self._in_send, self._in_receive = anyio.create_memory_object_stream[bytes](math.inf)
         self._routes: dict[RequestId, ResponseChannel] = {}
-        self._standalone: MemoryObjectSendStream[bytes] | None = None
-        self._backlog: deque[bytes] = deque(maxlen=backlog_limit)
+        # Without a standalone stream (a stateless request) unrelated messages
+        # have nowhere to go and are dropped.
+        self._unrouted = unrouted or (lambda message: None)
         self.closed = False
 
     # --------------------------------------------------------- the HTTP side
@@ -80,21 +81,6 @@ class HttpMessageStream:
     async def deliver(self, body: bytes) -> None:
         """Hand one POST body (a message or a batch) to the runtime."""
         await self._in_send.send(body)
-
-    def open_standalone(self) -> MemoryObjectReceiveStream[bytes] | None:
-        """The GET stream's source, or None when one is already open."""
-        if self._standalone is not None:
-            return None
-        send, receive = anyio.create_memory_object_stream[bytes](math.inf)
-        while self._backlog:
-            send.send_nowait(self._backlog.popleft())
-        self._standalone = send
-        return receive
-
-    def close_standalone(self) -> None:
-        if self._standalone is not None:
-            self._standalone.close()
-            self._standalone = None
 
     # ------------------------------------------------------- the runtime side
 
@@ -120,13 +106,7 @@ class HttpMessageStream:
             if not channel.pending:
                 channel.send.close()
             return
-        if self._standalone is not None:
-            try:
-                self._standalone.send_nowait(message)
-                return
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._standalone = None
-        self._backlog.append(message)
+        self._unrouted(message)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -135,4 +115,3 @@ class HttpMessageStream:
         for channel in set(self._routes.values()):
             channel.send.close()
         self._routes.clear()
-        self.close_standalone()

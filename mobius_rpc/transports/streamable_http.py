@@ -53,6 +53,7 @@ from ..framing.http import (
     legacy_version_header,
 )
 from .base import MessageStream
+from .event_store import EventStore, MemoryEventStore, StreamHub, parse_event_id
 from .http_session import HttpMessageStream, ResponseChannel
 
 __all__ = ("StreamableHTTPTransport", "SessionRecord", "SessionStore", "MemorySessionStore")
@@ -100,6 +101,9 @@ class MemorySessionStore:
 class _Live:
     stream: HttpMessageStream
     scope: anyio.CancelScope
+    streams_opened: int = 0
+    get_open: bool = False
+    get_position: int = 0  # the last standalone event a GET delivered
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -118,8 +122,9 @@ class StreamableHTTPTransport:
                  legacy_revisions: tuple[str, ...] = LEGACY_REVISIONS,
                  modern_revisions: tuple[str, ...] = MODERN_REVISIONS,
                  origin_policy: OriginPolicy | None = None,
-                 store: SessionStore | None = None, max_body_bytes: int = 4 * 1024 * 1024,
-                 session_idle_timeout: float = 1800.0, keepalive: float = 15.0,
+                 store: SessionStore | None = None, event_store: EventStore | None = None,
+                 max_body_bytes: int = 4 * 1024 * 1024, session_idle_timeout: float = 1800.0,
+                 keepalive: float = 15.0, retry_ms: int = 1000,
                  enable_get_stream: bool = True) -> None:
         self.serve = serve
         #: runs one stateless request; it must not fall back to the legacy era
@@ -128,6 +133,8 @@ class StreamableHTTPTransport:
         self.modern_revisions = modern_revisions
         self.origin_policy = origin_policy or OriginPolicy()
         self.store: SessionStore = store or MemorySessionStore()
+        self.hub = StreamHub(event_store or MemoryEventStore())
+        self.retry_ms = retry_ms
         self.max_body_bytes = max_body_bytes
         self.session_idle_timeout = session_idle_timeout
         self.keepalive = keepalive
@@ -275,7 +282,7 @@ class StreamableHTTPTransport:
         channel = live.stream.open_channel(ids)
         await live.stream.deliver(body)
         await self._respond(channel, live.stream, request, scope, receive, send, headers,
-                            record=record, modern=False)
+                            record=record, live=live)
         if "initialize" in methods and record.protocol_version is None:
             await self._end_session(session_id)  # initialize was refused: no session
 
@@ -283,7 +290,12 @@ class StreamableHTTPTransport:
         if self._tg is None:
             raise HttpRefusal(503, "Service Unavailable: the transport's lifespan is not running")
         session_id = secrets.token_urlsafe(24)
-        stream = HttpMessageStream()
+        standalone = f"{session_id}.get"
+
+        def to_standalone(message: bytes) -> None:
+            self.hub.append(standalone, message)
+
+        stream = HttpMessageStream(to_standalone)
         scope = anyio.CancelScope()
         self._live[session_id] = _Live(stream, scope)
         now = time.time()
@@ -294,6 +306,7 @@ class StreamableHTTPTransport:
                 await self.serve(stream)
             self._live.pop(session_id, None)
             self.store.delete(session_id)
+            self.hub.store.drop(f"{session_id}.")
 
         self._tg.start_soon(run)
         return session_id
@@ -310,15 +323,21 @@ class StreamableHTTPTransport:
                 channel = stream.open_channel(ids)
                 await stream.deliver(body)
                 await self._respond(channel, stream, Request(scope, receive), scope, receive,
-                                    send, {}, record=None, modern=True)
+                                    send, {}, record=None, live=None)
             await stream.aclose()
             tg.cancel_scope.cancel()
 
     async def _respond(self, channel: ResponseChannel, stream: HttpMessageStream,
                        request: Request, scope: Scope, receive: Receive, send: Send,
                        headers: dict[str, str], *, record: SessionRecord | None,
-                       modern: bool) -> None:
-        """Answer a POST: JSON when the first message settles it, else an SSE stream."""
+                       live: _Live | None) -> None:
+        """Answer a POST: JSON when the first message settles it, else an SSE stream.
+
+        A legacy session's SSE stream is stored as it is produced (``live`` is
+        its session), so a client that loses it can resume it with GET and
+        ``Last-Event-ID``; a stateless request's stream is not resumable.
+        """
+        modern = live is None
         try:
             first = await channel.receive.receive()
         except anyio.EndOfStream:
@@ -334,6 +353,19 @@ class StreamableHTTPTransport:
             stream.close_channel(channel)
             return
 
+        if live is not None and record is not None:
+            live.streams_opened += 1
+            name = f"{record.session_id}.{live.streams_opened}"
+            self.hub.append(name, first)
+            assert self._tg is not None
+            # The pump stores the rest even if this client goes away.
+            self._tg.start_soon(self._pump, channel, stream, name)
+            priming = record.protocol_version == "2025-11-25"
+            await EventSourceResponse(self._follow(name, 0, priming=priming),
+                                      headers={**headers, "X-Accel-Buffering": "no"},
+                                      ping=self.keepalive)(scope, receive, send)
+            return
+
         async def events() -> AsyncIterator[ServerSentEvent]:
             try:
                 yield ServerSentEvent(first.decode(), event="message")
@@ -344,6 +376,28 @@ class StreamableHTTPTransport:
 
         await EventSourceResponse(events(), headers={**headers, "X-Accel-Buffering": "no"},
                                   ping=self.keepalive)(scope, receive, send)
+
+    async def _pump(self, channel: ResponseChannel, stream: HttpMessageStream,
+                    name: str) -> None:
+        try:
+            async for message in channel.receive:
+                self.hub.append(name, message)
+        finally:
+            stream.close_channel(channel)
+            self.hub.finish(name)
+
+    async def _follow(self, name: str, after: int, *, priming: bool = False,
+                      live: _Live | None = None) -> AsyncIterator[ServerSentEvent]:
+        """SSE events of a stored stream after ``after``, live until it finishes."""
+        if priming:
+            # 2025-11-25: an id (and no data) first, so the client can always
+            # resume, and how long to wait before reconnecting.
+            yield ServerSentEvent("", id=f"{name}#{after}", retry=self.retry_ms)
+        async for event_id, data in self.hub.follow(name, after):
+            if live is not None:
+                parsed = parse_event_id(event_id)
+                live.get_position = parsed[1] if parsed else live.get_position
+            yield ServerSentEvent(data.decode(), id=event_id, event="message")
 
     # ---------------------------------------------------------- GET, DELETE
 
@@ -359,19 +413,31 @@ class StreamableHTTPTransport:
             raise HttpRefusal(405, "Method Not Allowed: no standalone stream")
         if not accepts(request.headers.get("accept", ""), "text/event-stream"):
             raise HttpRefusal(406, "Not Acceptable: Accept must list text/event-stream")
-        source = live.stream.open_standalone()
-        if source is None:
-            raise HttpRefusal(409, "Conflict: a standalone stream is already open")
+        last_event = request.headers.get("last-event-id")
+        if last_event is not None:
+            # Resume the stream that event belongs to, and only that stream.
+            parsed = parse_event_id(last_event)
+            if parsed is None or not parsed[0].startswith(f"{session_id}."):
+                raise HttpRefusal(400, "Bad Request: unknown Last-Event-ID")
+            name, after = parsed
+            if self.hub.store.after(name, after) is None and after > 0:
+                raise HttpRefusal(400, "Bad Request: cannot resume from that event")
+            events = self._follow(name, after, live=live if name.endswith(".get") else None)
+        else:
+            if live.get_open:
+                raise HttpRefusal(409, "Conflict: a standalone stream is already open")
+            events = self._follow(f"{session_id}.get", live.get_position, live=live)
+            live.get_open = True
 
-        async def events() -> AsyncIterator[ServerSentEvent]:
+        async def guarded() -> AsyncIterator[ServerSentEvent]:
             try:
-                async for message in source:
-                    yield ServerSentEvent(message.decode(), event="message")
+                async for event in events:
+                    yield event
             finally:
-                live.stream.close_standalone()
-                source.close()
+                if last_event is None:
+                    live.get_open = False
 
-        await EventSourceResponse(events(), headers={"X-Accel-Buffering": "no"},
+        await EventSourceResponse(guarded(), headers={"X-Accel-Buffering": "no"},
                                   ping=self.keepalive)(scope, receive, send)
 
     async def _delete(self, request: Request, scope: Scope, receive: Receive,
@@ -387,6 +453,7 @@ class StreamableHTTPTransport:
     async def _end_session(self, session_id: str) -> None:
         live = self._live.pop(session_id, None)
         self.store.delete(session_id)
+        self.hub.store.drop(f"{session_id}.")
         if live is not None:
             await live.stream.aclose()
             live.scope.cancel()
