@@ -73,7 +73,13 @@ class ClientSession:
         await tg.start(self.session.run)
 
     def close(self) -> None:
+        """Stop the session (from any task); requests in flight fail."""
         self.session.close()
+
+    async def aclose(self) -> None:
+        """Stop the session and wait until its transport is closed."""
+        self.session.close()
+        await self.session.wait_finished()
 
     async def initialize(self, protocol_version: str = LATEST_LEGACY, *,
                          timeout: float = 30.0) -> dict[str, Any]:

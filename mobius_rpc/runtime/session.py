@@ -103,6 +103,7 @@ class Session:
         self._waiters: dict[RequestId, _Waiter] = {}
         self._send_lock = anyio.Lock()
         self._closed = anyio.Event()
+        self._finished = anyio.Event()
         self._routed = stream if isinstance(stream, RoutedMessageStream) else None
 
     # ------------------------------------------------------------------ running
@@ -123,6 +124,7 @@ class Session:
                     await self.stream.aclose()
                 except Exception:  # the peer may already be gone
                     pass
+            self._finished.set()
 
     async def _receive_loop(self) -> None:
         connection = self.connection
@@ -252,6 +254,10 @@ class Session:
         """Stop serving: the receive loop and every handler task are cancelled."""
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+    async def wait_finished(self) -> None:
+        """Wait until :meth:`run` has returned and the stream is closed."""
+        await self._finished.wait()
 
     @property
     def closed(self) -> bool:

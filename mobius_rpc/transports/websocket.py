@@ -21,7 +21,7 @@ from ..core.limits import Limits
 from ..framing.http import HttpRefusal, OriginPolicy
 from .base import OVERSIZED, MessageStream
 
-__all__ = ("WebSocketTransport", "WebSocketStream")
+__all__ = ("WebSocketTransport", "WebSocketStream", "WebSocketClientStream")
 
 SUBPROTOCOL = "mcp"
 Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
@@ -81,3 +81,38 @@ class WebSocketTransport:
             return
         await websocket.accept(subprotocol=SUBPROTOCOL)
         await self.serve(WebSocketStream(websocket, self.max_message_bytes))
+
+
+class WebSocketClientStream:
+    """The client end: a MessageStream over a ``websockets`` client connection."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def connect(cls, url: str, **options: Any) -> WebSocketClientStream:
+        import websockets
+        from websockets.typing import Subprotocol
+
+        return cls(await websockets.connect(url, subprotocols=[Subprotocol(SUBPROTOCOL)],
+                                            **options))
+
+    async def receive(self) -> bytes:
+        import websockets
+
+        try:
+            message = await self.connection.recv()
+        except websockets.ConnectionClosed:
+            raise anyio.EndOfStream from None
+        return message.encode("utf-8") if isinstance(message, str) else bytes(message)
+
+    async def send(self, message: bytes) -> None:
+        import websockets
+
+        try:
+            await self.connection.send(message.decode("utf-8"))
+        except websockets.ConnectionClosed:
+            raise anyio.BrokenResourceError from None
+
+    async def aclose(self) -> None:
+        await self.connection.close()

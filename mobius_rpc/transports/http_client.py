@@ -1,0 +1,243 @@
+"""Client-side message streams for the network transports (Streamable HTTP, HTTP+SSE).
+
+They let the same client runtime that speaks stdio speak HTTP: ``send`` turns
+each message into a POST, and everything the server answers (a JSON body, an
+SSE stream, the standalone GET stream) comes out of ``receive`` in arrival
+order.  Each POST runs in its own task of the task group the stream is given,
+so a long SSE answer never blocks the next request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from anyio.abc import TaskGroup
+
+from ..core.errors import INTERNAL_ERROR, McpError
+from ..core.jsonrpc import error_response
+from ..core.modern import META_PROTOCOL_VERSION
+from ..framing.http import METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER
+
+__all__ = ("StreamableHTTPClientStream", "HttpSseClientStream", "sse_events")
+
+_NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str, str | None]]:
+    """(event, data, id) for each SSE event of a streaming response."""
+    event: str = "message"
+    data: list[str] = []
+    event_id: str | None = None
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                yield event, "\n".join(data), event_id
+            event, data, event_id = "message", [], None
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+
+
+class StreamableHTTPClientStream:
+    """A client MessageStream over Streamable HTTP, legacy session or 2026-07-28."""
+
+    def __init__(self, url: str, tg: TaskGroup, *, headers: dict[str, str] | None = None,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.url = url
+        self.tg = tg
+        self.headers = dict(headers or {})
+        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None
+        self._send, self._receive = anyio.create_memory_object_stream[bytes](math.inf)
+        self._get_started = False
+        # Every POST and the GET run in their own task; closing cancels them
+        # and waits, so no connection outlives the stream.
+        self._tasks: set[anyio.CancelScope] = set()
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    def _spawn(self, func: Any, *args: Any) -> None:
+        async def tracked() -> None:
+            with anyio.CancelScope() as scope:
+                self._tasks.add(scope)
+                self._idle = anyio.Event() if self._idle.is_set() else self._idle
+                try:
+                    await func(*args)
+                finally:
+                    self._tasks.discard(scope)
+                    if not self._tasks:
+                        self._idle.set()
+
+        self.tg.start_soon(tracked)
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise anyio.EndOfStream from None
+
+    async def send(self, message: bytes) -> None:
+        self._spawn(self._post, message)
+
+    def _headers_for(self, message: Any) -> dict[str, str]:
+        headers = {"Accept": "application/json, text/event-stream",
+                   "Content-Type": "application/json", **self.headers}
+        if self.session_id:
+            headers[SESSION_HEADER] = self.session_id
+        raw = message.get("params") if isinstance(message, dict) else None
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and META_PROTOCOL_VERSION in meta:
+            # 2026-07-28: the headers restate what the body says.
+            headers[VERSION_HEADER] = str(meta[META_PROTOCOL_VERSION])
+            headers[METHOD_HEADER] = str(message["method"])
+            field = _NAMED.get(message["method"])
+            if field and isinstance(params.get(field), str) and params[field].isascii():
+                headers[NAME_HEADER] = params[field]
+        elif self.protocol_version:
+            headers[VERSION_HEADER] = self.protocol_version
+        return headers
+
+    async def _post(self, data: bytes) -> None:
+        message = orjson.loads(data)
+        request_id = message.get("id") if isinstance(message, dict) and "method" in message \
+            else None
+        try:
+            async with self.client.stream("POST", self.url, content=data,
+                                          headers=self._headers_for(message)) as response:
+                if SESSION_HEADER in response.headers and self.session_id is None:
+                    self.session_id = response.headers[SESSION_HEADER]
+                if response.status_code == 202:
+                    return
+                kind = response.headers.get("content-type", "")
+                if kind.startswith("text/event-stream"):
+                    async for _, payload, _ in sse_events(response):
+                        self._deliver(payload.encode())
+                    return
+                body = await response.aread()
+                if body and kind.startswith("application/json"):
+                    self._deliver(body)
+                    return
+                raise McpError(INTERNAL_ERROR, f"HTTP {response.status_code} from the server")
+        except (httpx.HTTPError, McpError) as exc:
+            if request_id is not None:  # fail that request instead of hanging it
+                error = exc if isinstance(exc, McpError) else McpError(
+                    INTERNAL_ERROR, f"HTTP transport error: {exc}")
+                self._deliver(orjson.dumps(error_response(request_id, error)))
+
+    def _deliver(self, payload: bytes) -> None:
+        decoded = orjson.loads(payload)
+        result = decoded.get("result") if isinstance(decoded, dict) else None
+        if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
+            self.protocol_version = result["protocolVersion"]
+            if self.session_id and not self._get_started:
+                self._get_started = True
+                self._spawn(self._standalone)
+        try:
+            self._send.send_nowait(payload)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    async def _standalone(self) -> None:
+        """The GET stream: server messages that belong to no request."""
+        headers = {"Accept": "text/event-stream", **self.headers}
+        if self.session_id:
+            headers[SESSION_HEADER] = self.session_id
+        try:
+            async with self.client.stream("GET", self.url, headers=headers) as response:
+                if response.status_code != 200:
+                    return  # the server offers no standalone stream
+                async for _, payload, _ in sse_events(response):
+                    self._deliver(payload.encode())
+        except httpx.HTTPError:
+            return
+
+    async def aclose(self) -> None:
+        if self.session_id:
+            try:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self.client.delete(self.url, headers={
+                        SESSION_HEADER: self.session_id, **self.headers})
+            except httpx.HTTPError:
+                pass
+        for scope in list(self._tasks):
+            scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await self._idle.wait()
+            await self.client.aclose()
+        self._send.close()
+        self._receive.close()
+
+
+class HttpSseClientStream:
+    """A client MessageStream over the 2024-11-05 HTTP+SSE transport."""
+
+    def __init__(self, sse_url: str, tg: TaskGroup, *,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.sse_url = sse_url
+        self.tg = tg
+        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+        self._send, self._receive = anyio.create_memory_object_stream[bytes](math.inf)
+        self._endpoint: str | None = None
+        self._ready = anyio.Event()
+
+    async def start(self) -> None:
+        """Open the SSE stream and wait for the ``endpoint`` event."""
+        self._scope = anyio.CancelScope()
+        self._stopped = anyio.Event()
+
+        async def listen() -> None:
+            with self._scope:
+                await self._listen()
+            self._stopped.set()
+
+        self.tg.start_soon(listen)
+        with anyio.fail_after(10):
+            await self._ready.wait()
+        if self._endpoint is None:
+            raise McpError(INTERNAL_ERROR, "the server sent no endpoint event")
+
+    async def _listen(self) -> None:
+        try:
+            async with self.client.stream("GET", self.sse_url,
+                                          headers={"Accept": "text/event-stream"}) as response:
+                async for event, payload, _ in sse_events(response):
+                    if event == "endpoint":
+                        self._endpoint = str(httpx.URL(self.sse_url).join(payload))
+                        self._ready.set()
+                    elif event == "message":
+                        self._send.send_nowait(payload.encode())
+        except httpx.HTTPError:
+            pass  # the server went away: receive() now ends
+        finally:
+            self._ready.set()
+            self._send.close()
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise anyio.EndOfStream from None
+
+    async def send(self, message: bytes) -> None:
+        assert self._endpoint is not None, "call start() first"
+        response = await self.client.post(self._endpoint, content=message,
+                                          headers={"Content-Type": "application/json"})
+        if response.status_code >= 400:
+            raise anyio.BrokenResourceError
+
+    async def aclose(self) -> None:
+        self._scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await self._stopped.wait()
+            await self.client.aclose()
+        self._receive.close()
