@@ -68,28 +68,44 @@ async def connect_stdio(command: list[str] | None = None, *, revision: str = "20
 
 
 @asynccontextmanager
-async def connect_network(kind: str, *, revision: str = "2025-11-25",
-                          **client_kw: Any) -> AsyncIterator[ClientSession]:
-    """An initialized client on the demo served by a real uvicorn on loopback, over
-    Streamable HTTP (``http``), HTTP+SSE (``sse``) or WebSocket (``ws``)."""
-    transports = build_demo_server().asgi_app()
-    server = uvicorn.Server(uvicorn.Config(transports.app, host="127.0.0.1", port=0,
-                                           lifespan="on", log_level="warning",
-                                           timeout_graceful_shutdown=3))
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Run ``app`` on a real uvicorn bound to a free loopback port; yields ``host:port``.
+
+    On exit uvicorn is asked to stop and closes its own sockets before the task
+    group is torn down.
+    """
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
+                                           log_level="warning", timeout_graceful_shutdown=3))
     stopped = anyio.Event()
 
-    async def run_server() -> None:
+    async def run() -> None:
         try:
             await server.serve()
         finally:
             stopped.set()
 
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run_server)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(10):
             while not server.started:
                 await anyio.sleep(0.01)
-            base = f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        try:
+            yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            with anyio.move_on_after(5):
+                await stopped.wait()
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def connect_network(kind: str, *, revision: str = "2025-11-25",
+                          **client_kw: Any) -> AsyncIterator[ClientSession]:
+    """An initialized client on the demo served by a real uvicorn on loopback, over
+    Streamable HTTP (``http``), HTTP+SSE (``sse``) or WebSocket (``ws``)."""
+    with anyio.fail_after(30):
+        async with serve_asgi(build_demo_server().asgi_app().app) as base, \
+                anyio.create_task_group() as tg:
             stream: Any
             if kind == "http":
                 stream = StreamableHTTPClientStream(f"http://{base}/mcp", tg)
@@ -106,9 +122,6 @@ async def connect_network(kind: str, *, revision: str = "2025-11-25",
             finally:
                 with anyio.move_on_after(5):
                     await client.aclose()  # our connections close before the server stops
-                server.should_exit = True  # let uvicorn close its sockets itself
-                with anyio.move_on_after(5):
-                    await stopped.wait()
                 tg.cancel_scope.cancel()
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 
 mcp = pytest.importorskip("mcp")
 types = pytest.importorskip("mcp_types")
@@ -16,21 +15,15 @@ types = pytest.importorskip("mcp_types")
 from mcp import Client  # noqa: E402
 
 from mobius_rpc.demo import build_demo_server  # noqa: E402
+from tests.conftest import serve_asgi  # noqa: E402
 
 pytestmark = [pytest.mark.peers, pytest.mark.anyio]
 
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(build_demo_server().http_app(), host="127.0.0.1",
-                                           port=0, lifespan="on", log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/mcp"
-        server.should_exit = True
+    async with serve_asgi(build_demo_server().http_app()) as base:
+        yield f"http://{base}/mcp"
 
 
 async def elicit(context: Any, params: Any) -> Any:

@@ -10,9 +10,9 @@ import anyio
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from mobius_rpc.demo import build_demo_server
+from tests.conftest import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -25,17 +25,8 @@ META = {"io.modelcontextprotocol/protocolVersion": MODERN,
 
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
-    app = build_demo_server().http_app()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
-                                           log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}/mcp"
-        server.should_exit = True
+    async with serve_asgi(build_demo_server().http_app()) as base:
+        yield f"http://{base}/mcp"
 
 
 def sse_messages(text: str) -> list[dict[str, Any]]:

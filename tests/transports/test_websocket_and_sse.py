@@ -9,11 +9,12 @@ import anyio
 import httpx
 import orjson
 import pytest
-import uvicorn
 import websockets
 
 from mobius_rpc.client.session import ClientSession
 from mobius_rpc.demo import build_demo_server
+from mobius_rpc.transports.websocket import WebSocketClientStream
+from tests.conftest import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -24,36 +25,8 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
 
 @pytest.fixture
 async def base() -> AsyncIterator[str]:
-    transports = build_demo_server().asgi_app()
-    server = uvicorn.Server(uvicorn.Config(transports.app, host="127.0.0.1", port=0,
-                                           lifespan="on", log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)
-        yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        server.should_exit = True
-
-
-class WebSocketClientStream:
-    """A client MessageStream over a websockets connection (for our ClientSession)."""
-
-    def __init__(self, socket: Any) -> None:
-        self.socket = socket
-
-    async def receive(self) -> bytes:
-        try:
-            message = await self.socket.recv()
-        except websockets.ConnectionClosed:
-            raise anyio.EndOfStream from None
-        return message.encode() if isinstance(message, str) else message
-
-    async def send(self, message: bytes) -> None:
-        await self.socket.send(message.decode())
-
-    async def aclose(self) -> None:
-        await self.socket.close()
+    async with serve_asgi(build_demo_server().asgi_app().app) as address:
+        yield address
 
 
 @pytest.mark.parametrize("revision", ["2024-11-05", "2025-11-25", "2026-07-28"])
