@@ -33,6 +33,20 @@ def anyio_backend() -> str:
 
 
 @asynccontextmanager
+async def client_on(stream: Any, tg: Any, revision: str,
+                    **client_kw: Any) -> AsyncIterator[ClientSession]:
+    """An initialized ClientSession on ``stream``, closed (and its stream) on exit."""
+    client = ClientSession(stream, **client_kw)
+    await client.start(tg)
+    await client.initialize(revision)
+    try:
+        yield client
+    finally:
+        with anyio.move_on_after(5):
+            await client.aclose()
+
+
+@asynccontextmanager
 async def connect(server: Server, *, revision: str = "2025-11-25",
                   **client_kw: Any) -> AsyncIterator[ClientSession]:
     """Serve ``server`` on one end of a memory pair and an initialized client on the other."""
@@ -40,14 +54,9 @@ async def connect(server: Server, *, revision: str = "2025-11-25",
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, server_end)
-            client = ClientSession(client_end, **client_kw)
-            await client.start(tg)
-            await client.initialize(revision)
-            try:
+            async with client_on(client_end, tg, revision, **client_kw) as client:
                 yield client
-            finally:
-                client.close()
-                tg.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
 
 
 @asynccontextmanager
@@ -58,13 +67,8 @@ async def connect_stdio(command: list[str] | None = None, *, revision: str = "20
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             await transport.start(tg)
-            client = ClientSession(transport, **client_kw)
-            await client.start(tg)
-            await client.initialize(revision)
-            try:
+            async with client_on(transport, tg, revision, **client_kw) as client:
                 yield client
-            finally:
-                client.close()
 
 
 @asynccontextmanager
@@ -114,15 +118,10 @@ async def connect_network(kind: str, *, revision: str = "2025-11-25",
                 await stream.start()
             else:
                 stream = await WebSocketClientStream.connect(f"ws://{base}/ws")
-            client = ClientSession(stream, **client_kw)
-            await client.start(tg)
-            await client.initialize(revision)
-            try:
+            # the client (and its connections) closes before the server stops
+            async with client_on(stream, tg, revision, **client_kw) as client:
                 yield client
-            finally:
-                with anyio.move_on_after(5):
-                    await client.aclose()  # our connections close before the server stops
-                tg.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
 
 
 OpenDemo = Callable[..., AbstractAsyncContextManager[ClientSession]]
