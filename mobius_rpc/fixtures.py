@@ -148,6 +148,112 @@ def build_conformance_server() -> Server:
         """A tool whose input schema uses 2020-12 keywords, published verbatim."""
         return f"name={name}, address={address}"
 
+    # -- the 2026-07-28 diagnostic surface (multi round-trip requests) --------
+
+    form = {"type": "object", "properties": {"name": {"type": "string"}},
+            "required": ["name"]}
+
+    @tool()
+    async def test_missing_capability(ctx: Context) -> str:
+        """Needs sampling: -32021 when the request did not declare it."""
+        result = await ctx.sample("What is 2 + 2?", max_tokens=10)
+        return f"sampled: {result.get('content')}"
+
+    @tool()
+    async def test_logging_tool(ctx: Context) -> str:
+        """Logs three messages (only sent when the request asked for logs)."""
+        for step in ("first", "second", "third"):
+            await ctx.log("info", f"{step} log message")
+        return "logged"
+
+    @tool()
+    async def test_streaming_elicitation(ctx: Context) -> str:
+        """Reports progress, then needs an answer from the user."""
+        await ctx.report_progress(1, 2, "asking")
+        answer = await ctx.elicit("What is your name?", form)
+        return f"User response: {answer.get('content')}"
+
+    @tool()
+    async def test_input_required_result_elicitation(ctx: Context) -> str:
+        """Needs one elicitation (under the key the suite expects)."""
+        answer = await ctx.elicit("What is your name?", form, key="user_name")
+        return f"Hello, {(answer.get('content') or {}).get('name')}"
+
+    @tool()
+    async def test_input_required_result_sampling(ctx: Context) -> str:
+        """Needs one sampling round trip."""
+        result = await ctx.sample("What is the capital of France?", max_tokens=100)
+        block = result.get("content")
+        return f"LLM said: {block.get('text') if isinstance(block, dict) else block}"
+
+    @tool()
+    async def test_input_required_result_list_roots(ctx: Context) -> str:
+        """Needs the client's roots."""
+        roots = await ctx.list_roots()
+        return "Roots: " + ", ".join(str(r.get("uri")) for r in roots)
+
+    @tool()
+    async def test_input_required_result_request_state(ctx: Context) -> str:
+        """Needs one answer; the retry must echo the sealed requestState."""
+        answer = await ctx.elicit("Confirm?", {"type": "object", "properties": {
+            "confirm": {"type": "boolean"}}})
+        return f"confirmed={(answer.get('content') or {}).get('confirm')}"
+
+    @tool()
+    async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+        """Needs an elicitation, a sampling answer and the roots, in one round."""
+        got = await ctx.gather(name=ctx.elicit("What is your name?", form),
+                               greeting=ctx.sample("Say hello", max_tokens=20),
+                               roots=ctx.list_roots())
+        return f"{(got['name'].get('content') or {}).get('name')}: {got['greeting']}, " \
+               f"roots {got['roots']}"
+
+    @tool()
+    async def test_input_required_result_multi_round(ctx: Context) -> str:
+        """Needs two answers, one round each."""
+        first = await ctx.elicit("First question?", form)
+        second = await ctx.elicit("Second question?", form)
+        return f"{(first.get('content') or {}).get('name')} then " \
+               f"{(second.get('content') or {}).get('name')}"
+
+    @tool()
+    async def test_input_required_result_tampered_state(ctx: Context) -> str:
+        """Needs one answer; a tampered requestState is refused."""
+        answer = await ctx.elicit("What is your name?", form)
+        return f"Hello, {(answer.get('content') or {}).get('name')}"
+
+    @tool()
+    async def test_input_required_result_capabilities(ctx: Context) -> str:
+        """Asks only for input kinds the client declared."""
+        caps = ctx.client_capabilities
+        if "elicitation" in caps:
+            answer = await ctx.elicit("What is your name?", form)
+            return f"Hello, {(answer.get('content') or {}).get('name')}"
+        if "sampling" in caps:
+            result = await ctx.sample("Say hello", max_tokens=20)
+            return f"LLM said: {result.get('content')}"
+        return "The client declared no input capability; nothing was asked"
+
+    @server.prompt(description="A prompt that needs an answer from the user first")
+    async def test_input_required_result_prompt(ctx: Context) -> str:
+        answer = await ctx.elicit("Which topic?", {"type": "object", "properties": {
+            "topic": {"type": "string"}}, "required": ["topic"]})
+        return f"Write about {(answer.get('content') or {}).get('topic')}"
+
+    @tool()
+    def test_trigger_tool_change() -> str:
+        """Registers a new tool (tools list_changed)."""
+        server.tool(name=f"dynamic_tool_{len(server.tools)}",
+                    description="A tool added at run time")(lambda: "dynamic")
+        return "tool added"
+
+    @tool()
+    def test_trigger_prompt_change() -> str:
+        """Registers a new prompt (prompts list_changed)."""
+        server.prompt(name=f"dynamic_prompt_{len(server.prompts)}",
+                      description="A prompt added at run time")(lambda: "dynamic")
+        return "prompt added"
+
     @server.resource("test://static-text", name="static-text", mime_type="text/plain",
                      description="A static text resource")
     def static_text() -> str:

@@ -292,9 +292,12 @@ class Connection:
         peer_capabilities = self.peer_capabilities
         modern = False
         if self.role is Role.SERVER:
-            if req.method == "initialize":
+            if req.method == "initialize" and not (self.modern_revisions
+                                                   and looks_modern(req.params)):
                 self._on_initialize(req, events, batch)
                 return
+            # An initialize that carries a modern _meta is a 2026-07-28 request for
+            # a method that revision removed: -32601 below, like any unknown method.
             modern = self.era is Era.MODERN or bool(self.era is None and self.modern_revisions and (
                 not self.revisions or req.method == "server/discover"
                 or looks_modern(req.params)))

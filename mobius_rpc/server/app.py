@@ -279,8 +279,8 @@ class Server:
             gathered = ctx.answers
             state = seal_state(self.state_key, request.method, params, gathered,
                                now=time.time(), ttl=self.state_ttl)
-            return {"resultType": "input_required",
-                    "inputRequests": {needed.key: needed.request}, "requestState": state}
+            return {"resultType": "input_required", "inputRequests": needed.requests,
+                    "requestState": state}
 
     def _gather_answers(self, request: RequestReceived) -> dict[str, Any]:
         """Answers of earlier rounds (sealed in requestState) plus this retry's."""

@@ -10,6 +10,7 @@ fire-and-forget notifications tied to the current request.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import (
@@ -56,14 +57,14 @@ class CapabilityError(McpError):
 class InputRequired(Exception):  # noqa: N818 - a signal, not an error
     """Raised inside a modern-era handler that needs client input it does not have yet.
 
-    The server turns it into ``InputRequiredResult``; the client's retry runs
-    the handler again with the answer available under the same key.
+    ``requests`` maps keys to the embedded requests; the server turns it into
+    ``InputRequiredResult`` and the client's retry runs the handler again with
+    the answers available under the same keys.
     """
 
-    def __init__(self, key: str, request: dict[str, Any]) -> None:
-        super().__init__(f"input required: {key}")
-        self.key = key
-        self.request = request
+    def __init__(self, requests: dict[str, dict[str, Any]]) -> None:
+        super().__init__(f"input required: {', '.join(requests)}")
+        self.requests = requests
 
 
 class Context:
@@ -87,6 +88,7 @@ class Context:
         self.params = params
         self._answers = answers or {}
         self._input_count = 0
+        self._next_key: str | None = None
         #: set when this handler runs as a task (2025-11-25): client requests it
         #: makes carry the related-task metadata and mark the task input_required
         self.task_id: str | None = None
@@ -138,10 +140,10 @@ class Context:
                            {"requiredCapabilities": required})
         raise CapabilityError(".".join(path))
 
-    async def _request(self, method: str, params: dict[str, Any], timeout: float | None
-                       ) -> dict[str, Any]:
+    async def _request(self, method: str, params: dict[str, Any], timeout: float | None,
+                       key: str | None = None) -> dict[str, Any]:
         if self.modern:
-            return self._input(method, params)
+            return self._input(method, params, key)
         # The connection refuses (LocalProtocolError) what the negotiated
         # revision or the client's sub-capabilities do not allow.
         if self.task_id is None:
@@ -156,19 +158,43 @@ class Context:
         finally:
             manager.set_status(self.session, self.task_id, "working")
 
-    def _input(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _input(self, method: str, params: dict[str, Any], key: str | None) -> dict[str, Any]:
         """Modern era: the answer to this input request, or raise InputRequired."""
         if self.method not in MRTR_METHODS:
             raise McpError(INVALID_REQUEST, f"{self.method} cannot ask the client for input; "
                            "only tools/call, prompts/get and resources/read can")
-        # Keys are positional: the n-th input request of this handler run.  A
-        # retry re-runs the handler, so the same call gets the same key.
-        key = f"{method.split('/')[0]}-{self._input_count}"
+        # Without an explicit key, keys are positional: the n-th input request
+        # of this handler run.  A retry re-runs the handler, so the same call
+        # gets the same key.
+        if key is None:
+            key = f"{method.split('/')[0]}-{self._input_count}"
         self._input_count += 1
         answer = self._answers.get(key)
         if isinstance(answer, dict):
             return answer
-        raise InputRequired(key, {"method": method, "params": params})
+        raise InputRequired({key: {"method": method, "params": params}})
+
+    async def gather(self, **asks: Awaitable[Any]) -> dict[str, Any]:
+        """Several client inputs at once, by key: ``await ctx.gather(name=ctx.elicit(...),
+        model=ctx.sample(...))``.
+
+        In the modern era the missing ones go out together in one
+        ``InputRequiredResult`` (one round trip); in the legacy era they are
+        sent one after another.  Pass the calls unawaited.
+        """
+        answers: dict[str, Any] = {}
+        missing: dict[str, dict[str, Any]] = {}
+        for key, ask in asks.items():
+            self._next_key = key
+            try:
+                answers[key] = await ask
+            except InputRequired as needed:
+                missing.update(needed.requests)
+            finally:
+                self._next_key = None
+        if missing:
+            raise InputRequired(missing)
+        return answers
 
     @property
     def answers(self) -> dict[str, Any]:
@@ -184,7 +210,7 @@ class Context:
                      include_context: str | None = None,
                      tools: list[dict[str, Any]] | None = None,
                      tool_choice: dict[str, Any] | None = None,
-                     timeout: float | None = None) -> dict[str, Any]:
+                     timeout: float | None = None, key: str | None = None) -> dict[str, Any]:
         """Ask the client's model for a completion (``sampling/createMessage``).
 
         A plain string becomes one user text message.  Returns the
@@ -194,17 +220,18 @@ class Context:
         if isinstance(messages, str):
             messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
         params: dict[str, Any] = {"messages": messages, "maxTokens": max_tokens}
-        for key, value in (("systemPrompt", system_prompt), ("temperature", temperature),
-                           ("stopSequences", stop_sequences),
-                           ("modelPreferences", model_preferences),
-                           ("includeContext", include_context), ("tools", tools),
-                           ("toolChoice", tool_choice)):
+        for name, value in (("systemPrompt", system_prompt), ("temperature", temperature),
+                            ("stopSequences", stop_sequences),
+                            ("modelPreferences", model_preferences),
+                            ("includeContext", include_context), ("tools", tools),
+                            ("toolChoice", tool_choice)):
             if value is not None:
-                params[key] = value
-        return await self._request("sampling/createMessage", params, timeout)
+                params[name] = value
+        return await self._request("sampling/createMessage", params, timeout,
+                                   key or self._next_key)
 
     async def elicit(self, message: str, schema: dict[str, Any] | type, *,
-                     timeout: float | None = None) -> dict[str, Any]:
+                     timeout: float | None = None, key: str | None = None) -> dict[str, Any]:
         """Ask the user to fill a form (``elicitation/create``, form mode).
 
         ``schema`` is a flat object schema of primitive fields, or a dataclass /
@@ -218,7 +245,7 @@ class Context:
         params: dict[str, Any] = {"message": message, "requestedSchema": schema}
         if self.protocol_version not in ("2024-11-05", "2025-03-26", "2025-06-18"):
             params["mode"] = "form"
-        return await self._request("elicitation/create", params, timeout)
+        return await self._request("elicitation/create", params, timeout, key or self._next_key)
 
     async def elicit_url(self, message: str, url: str, elicitation_id: str = "", *,
                          timeout: float | None = None) -> dict[str, Any]:
@@ -238,10 +265,11 @@ class Context:
         await self.session.notify("notifications/elicitation/complete",
                                   {"elicitationId": elicitation_id})
 
-    async def list_roots(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+    async def list_roots(self, *, timeout: float | None = None,
+                         key: str | None = None) -> list[dict[str, Any]]:
         """The client's roots (``roots/list``)."""
         self._require("roots")
-        result = await self._request("roots/list", {}, timeout)
+        result = await self._request("roots/list", {}, timeout, key or self._next_key)
         roots = result.get("roots")
         return list(roots) if isinstance(roots, list) else []
 

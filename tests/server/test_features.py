@@ -423,3 +423,30 @@ async def test_mrtr_without_declared_capability_is_refused(demo: Server) -> None
             await client.call_tool("ask_user", {"question": "?"})
         assert info.value.code == -32021
         assert info.value.data == {"requiredCapabilities": {"elicitation": {}}}
+
+
+@pytest.mark.parametrize("revision", ["2025-11-25", "2026-07-28"])
+async def test_gather_asks_for_several_inputs(revision: str) -> None:
+    server = Server("gather")
+    rounds: list[int] = []
+
+    @server.tool()
+    async def profile(ctx: Context) -> str:
+        rounds.append(1)
+        got = await ctx.gather(who=ctx.elicit("Who?", {"type": "object", "properties": {
+            "name": {"type": "string"}}}), where=ctx.list_roots())
+        return f"{got['who']['content']['name']} in {got['where'][0]['uri']}"
+
+    async def elicitation(params: dict[str, Any]) -> dict[str, Any]:
+        return {"action": "accept", "content": {"name": "Ann"}}
+
+    async def roots() -> list[dict[str, Any]]:
+        return [{"uri": "file:///home"}]
+
+    async with connect(server, revision=revision, elicitation=elicitation,
+                       roots=roots) as client:
+        if revision == "2026-07-28":
+            first = await client.session.request("tools/call", {"name": "profile"})
+            assert set(first["inputRequests"]) == {"who", "where"}  # one round, both asks
+        result = await client.call_tool("profile", {})
+    assert text_of(result) == "Ann in file:///home"
