@@ -599,11 +599,11 @@ class Connection:
             raise LocalProtocolError(INTERNAL_ERROR,
                                      f"no unanswered request with id {request_id!r}")
         if entry.cancelled:
-            self._after_reply(entry, sent=False)
+            self._after_reply(entry)
             return None
         return entry
 
-    def _after_reply(self, entry: _InFlight, sent: bool = True) -> None:
+    def _after_reply(self, entry: _InFlight) -> None:
         if entry.batch is not None:
             entry.batch.pending -= 1
             self._flush_batch(entry.batch)

@@ -9,7 +9,6 @@ fire-and-forget notifications tied to the current request.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -320,9 +319,3 @@ class Context:
 def level_passes(level: str, threshold: str) -> bool:
     return _LEVEL_RANK[level] >= _LEVEL_RANK.get(threshold, 0)
 
-
-def as_jsonable(value: Any) -> Any:
-    """Dataclass instances become dicts (used for elicitation content defaults)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return value

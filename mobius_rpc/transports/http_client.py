@@ -22,6 +22,7 @@ from ..core.errors import INTERNAL_ERROR, McpError
 from ..core.jsonrpc import error_response
 from ..core.modern import META_PROTOCOL_VERSION
 from ..framing.http import METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER
+from .memory import receive_or_end
 
 __all__ = ("StreamableHTTPClientStream", "HttpSseClientStream", "sse_events")
 
@@ -80,10 +81,7 @@ class StreamableHTTPClientStream:
         self.tg.start_soon(tracked)
 
     async def receive(self) -> bytes:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise anyio.EndOfStream from None
+        return await receive_or_end(self._receive)
 
     async def send(self, message: bytes) -> None:
         self._spawn(self._post, message)
@@ -223,10 +221,7 @@ class HttpSseClientStream:
             self._send.close()
 
     async def receive(self) -> bytes:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise anyio.EndOfStream from None
+        return await receive_or_end(self._receive)
 
     async def send(self, message: bytes) -> None:
         assert self._endpoint is not None, "call start() first"

@@ -20,6 +20,8 @@ import anyio
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .memory import receive_or_end
+
 __all__ = ("HttpMessageStream", "ResponseChannel")
 
 RequestId = str | int
@@ -39,8 +41,15 @@ class ResponseChannel:
         return cls(set(ids), send, receive)
 
 
+_NOTIFICATION_PREFIX = b'{"jsonrpc":"2.0","method"'
+
+
 def _answered_ids(message: bytes) -> list[RequestId]:
     """The ids a serialized response (or batch of responses) answers."""
+    if message.startswith(_NOTIFICATION_PREFIX):
+        # The core serializes notifications with these leading keys (progress
+        # and log messages are most of a stream): no need to parse them again.
+        return []
     try:
         decoded = orjson.loads(message)
     except orjson.JSONDecodeError:
@@ -85,10 +94,7 @@ class HttpMessageStream:
     # ------------------------------------------------------- the runtime side
 
     async def receive(self) -> bytes:
-        try:
-            return await self._in_receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise anyio.EndOfStream from None
+        return await receive_or_end(self._in_receive)
 
     async def send(self, message: bytes) -> None:
         await self.send_routed(message, None)

@@ -25,6 +25,7 @@ from ..core.errors import INVALID_REQUEST, PARSE_ERROR, McpError
 from ..core.jsonrpc import error_response
 from ..framing.http import HttpRefusal, OriginPolicy, accepts
 from .base import MessageStream
+from .memory import receive_or_end
 
 __all__ = ("HttpSseTransport",)
 
@@ -39,10 +40,7 @@ class _SseSessionStream:
         self.out_send, self.out_receive = anyio.create_memory_object_stream[bytes](math.inf)
 
     async def receive(self) -> bytes:
-        try:
-            return await self.in_receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise anyio.EndOfStream from None
+        return await receive_or_end(self.in_receive)
 
     async def send(self, message: bytes) -> None:
         try:

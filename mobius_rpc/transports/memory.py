@@ -12,7 +12,19 @@ import math
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ("MemoryStream", "memory_pair")
+__all__ = ("MemoryStream", "memory_pair", "receive_or_end")
+
+
+async def receive_or_end(stream: MemoryObjectReceiveStream[bytes]) -> bytes:
+    """The next item, or ``EndOfStream`` once the stream is closed on either side.
+
+    Transports built on memory streams use it so that closing, from whichever
+    side, looks the same to the runtime: the end of the stream.
+    """
+    try:
+        return await stream.receive()
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        raise anyio.EndOfStream from None
 
 
 class MemoryStream:
@@ -22,10 +34,7 @@ class MemoryStream:
         self._incoming = incoming
 
     async def receive(self) -> bytes:
-        try:
-            return await self._incoming.receive()
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise anyio.EndOfStream from None
+        return await receive_or_end(self._incoming)
 
     async def send(self, message: bytes) -> None:
         await self._outgoing.send(message)
