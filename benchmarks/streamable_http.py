@@ -1,30 +1,70 @@
 """Streamable HTTP benchmark: M concurrent sessions calling a tool, next to a bare
 Starlette JSON handler on the same uvicorn, in one run.  Prints numbers only.
 
-For M = 1, 8, 32 sessions (each a legacy 2025-11-25 session with its own
-Mcp-Session-Id), every session calls ``echo`` in a loop for a fixed number of
-requests; we report throughput (req/s) and latency percentiles, and the same
-for a handler that answers the same JSON-RPC body with no MCP machinery at all.
-Servers run as separate uvicorn processes on loopback; the load comes from
-this process (httpx, one connection per session).
+Two servers run as separate processes (uvicorn, one worker, bound to 127.0.0.1):
+``mobius serve --http`` and a bare Starlette handler that answers the same
+JSON-RPC body with no MCP machinery.  For each M (default 1, 8, 32) both are
+loaded for a fixed duration by the same load generator, back to back:
 
-    python benchmarks/streamable_http.py [--requests 400] [--sessions 1,8,32]
+* ``wrk`` (the default when it is on PATH): ``wrk -t min(M,2) -c M -d SECS
+  --latency`` with a generated Lua script that sets the request and counts
+  every non-200 status and every body that is not a successful echo result;
+  any such response, or any socket error, fails the run.
+* ``python`` (the fallback): M httpx clients in this process, one connection
+  each.  It saturates near 1,300 req/s on a 2-core machine, so above one
+  session it measures itself rather than the server.
+
+Eras: ``modern`` (2026-07-28, the default) sends self-contained POSTs - no
+session, the version and client capabilities in ``params._meta`` and the
+``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name`` headers.  ``legacy``
+(2025-11-25) first opens M sessions from Python, then the load cycles through
+their ``Mcp-Session-Id`` values with a fresh request id per call.  Before any
+load, one request per server and era is sent with httpx and must come back 200
+with a non-error result.
+
+    python benchmarks/streamable_http.py [--duration 5] [--sessions 1,8,32]
+        [--eras modern,legacy] [--generator auto|wrk|python] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 
-HERE = Path(__file__).resolve().parent
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+ERAS = {"modern": MODERN, "legacy": LEGACY}
+TOOL = "echo"
+TEXT = "hello"
+#: every successful echo result from either server contains this, byte for byte
+SUCCESS_MARK = '"isError":false'
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN,
+               "io.modelcontextprotocol/clientCapabilities": {},
+               "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"}}
+MODERN_HEADERS = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call",
+                  "Mcp-Name": TOOL}
+TARGET_RATIO = 0.8
+TARGET_P99_MS = 10.0
+TARGET_P99_SESSIONS = 32
+
 BARE_APP = '''
 import orjson
 from starlette.applications import Starlette
@@ -32,21 +72,49 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+INFO = {"name": "bare", "version": "0"}
+
+
 async def mcp(request: Request) -> Response:
     message = orjson.loads(await request.body())
+    if "id" not in message:
+        return Response(status_code=202)
+    params = message.get("params") or {}
     if message.get("method") == "initialize":
         result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
-                  "serverInfo": {"name": "bare", "version": "0"}}
-    elif "id" not in message:
-        return Response(status_code=202)
+                  "serverInfo": INFO}
     else:
-        result = {"content": [{"type": "text", "text": message["params"]["arguments"]["text"]}],
-                  "isError": False}
+        text = params["arguments"]["text"]
+        result = {"content": [{"type": "text", "text": text}],
+                  "structuredContent": {"result": text}, "isError": False}
+        if "_meta" in params:
+            result["resultType"] = "complete"
+            result["_meta"] = {"io.modelcontextprotocol/serverInfo": INFO}
     return Response(orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}),
                     media_type="application/json", headers={"mcp-session-id": "bare"})
 
 app = Starlette(routes=[Route("/mcp", mcp, methods=["POST"])])
 '''
+
+
+@dataclass
+class Point:
+    """One measurement: a server under one load for one duration."""
+
+    era: str
+    server: str
+    sessions: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+class BenchmarkError(RuntimeError):
+    """A request failed or a server misbehaved: the numbers would be meaningless."""
+
+
+# --------------------------------------------------------------------------- servers
 
 
 def free_port() -> int:
@@ -55,83 +123,353 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(kind: str) -> tuple[subprocess.Popen[bytes], str]:
+@contextmanager
+def running(kind: str, workdir: Path) -> Iterator[str]:
+    """Start one server process on loopback and yield its endpoint URL."""
     port = free_port()
     if kind == "bare":
-        (HERE / "_bare_http_app.py").write_text(BARE_APP)
-        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "_bare_http_app:app",
-                   "--port", str(port), "--log-level", "warning"]
+        (workdir / "bare_http_app.py").write_text(BARE_APP)
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(workdir), "bare_http_app:app",
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                   "--log-level", "warning"]
     else:
-        command = [sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port", str(port)]
+        command = [sys.executable, "-m", "mobius_rpc", "serve", "--http",
+                   "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                raise BenchmarkError(f"{kind} server exited with status {proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(f"{kind} server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{kind} server did not start")
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-async def session_load(url: str, requests: int, latencies: list[float]) -> None:
+# --------------------------------------------------------------------------- requests
+
+
+def call_body(era: str, request_id: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": TOOL, "arguments": {"text": TEXT}}
+    if era == "modern":
+        params["_meta"] = MODERN_META
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+def legacy_headers(session_id: str) -> dict[str, str]:
+    return {**ACCEPT, "Mcp-Session-Id": session_id, "MCP-Protocol-Version": LEGACY}
+
+
+def open_legacy_sessions(url: str, count: int) -> list[str]:
+    """Initialize ``count`` legacy sessions and return their ids."""
+    ids: list[str] = []
+    with httpx.Client(timeout=10) as client:
+        for _ in range(count):
+            init = client.post(url, headers=ACCEPT, json={
+                "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": LEGACY, "capabilities": {},
+                    "clientInfo": {"name": "bench", "version": "0"}}})
+            session_id = init.headers.get("mcp-session-id")
+            if init.status_code != 200 or not session_id:
+                raise BenchmarkError(f"initialize failed: {init.status_code} {init.text[:200]}")
+            done = client.post(url, headers=legacy_headers(session_id),
+                               json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            if done.status_code != 202:
+                raise BenchmarkError(f"notifications/initialized answered {done.status_code}")
+            ids.append(session_id)
+    return ids
+
+
+def check_one_call(url: str, era: str, headers: dict[str, str]) -> None:
+    """Send one tools/call with httpx; it must be a 200 carrying a non-error echo result."""
+    reply = httpx.post(url, headers=headers, json=call_body(era, 1), timeout=10)
+    problem = None
+    if reply.status_code != 200:
+        problem = f"status {reply.status_code}"
+    else:
+        result = reply.json().get("result")
+        if not isinstance(result, dict) or result.get("isError") is not False:
+            problem = "no result or an error result"
+        elif result["content"][0]["text"] != TEXT:
+            problem = "the echo text differs"
+        elif era == "modern" and result.get("resultType") != "complete":
+            problem = "no resultType on a modern result"
+        elif SUCCESS_MARK not in reply.text:
+            problem = f"the body lacks {SUCCESS_MARK}, which the load generator looks for"
+    if problem:
+        raise BenchmarkError(f"{era} check request to {url}: {problem}: {reply.text[:300]}")
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+def lua_string(text: str) -> str:
+    """``text`` as a double-quoted Lua string literal."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            out.extend(f"\\{byte}" for byte in char.encode())
+    return '"' + "".join(out) + '"'
+
+
+def lua_table(headers: dict[str, str]) -> str:
+    return "{" + ", ".join(f"[{lua_string(k)}] = {lua_string(v)}"
+                           for k, v in headers.items()) + "}"
+
+
+# Counts failures per thread; done() sums them and prints one line the harness parses.
+LUA_CHECKS = """
+local threads = {}
+function setup(thread)
+  thread:set("index", #threads)
+  table.insert(threads, thread)
+end
+
+non200 = 0
+not_ok = 0
+function response(status, headers, body)
+  if status ~= 200 then
+    non200 = non200 + 1
+  elseif not string.find(body, %(mark)s, 1, true) then
+    not_ok = not_ok + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local bad_status, bad_body = 0, 0
+  for _, thread in ipairs(threads) do
+    bad_status = bad_status + thread:get("non200")
+    bad_body = bad_body + thread:get("not_ok")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    "@@bench requests=%%d non200=%%d not_ok=%%d connect=%%d read=%%d write=%%d timeout=%%d\\n",
+    summary.requests, bad_status, bad_body, e.connect, e.read, e.write, e.timeout))
+end
+"""
+
+
+def modern_script() -> str:
+    """Every request is the same self-contained POST: wrk builds it once."""
+    lines = ['wrk.method = "POST"',
+             f"wrk.body = {lua_string(orjson.dumps(call_body('modern', 1)).decode())}"]
+    lines += [f"wrk.headers[{lua_string(k)}] = {lua_string(v)}" for k, v in MODERN_HEADERS.items()]
+    return "\n".join(lines) + LUA_CHECKS % {"mark": lua_string(SUCCESS_MARK)}
+
+
+def legacy_script(session_ids: list[str], threads: int) -> str:
+    """Thread k cycles through sessions k, k+threads, ...; ids never repeat in a session."""
+    body = orjson.dumps(call_body("legacy", 0)).decode().replace('"id":0', '"id":%d', 1)
+    tables = ",\n  ".join(lua_table(legacy_headers(sid)) for sid in session_ids)
+    return f"""
+wrk.method = "POST"
+local all_headers = {{
+  {tables}
+}}
+local body_format = {lua_string(body)}
+local mine = {{}}
+local sent = 0
+function init(args)
+  for i = index + 1, #all_headers, {threads} do
+    table.insert(mine, all_headers[i])
+  end
+end
+function request()
+  sent = sent + 1
+  return wrk.format(nil, nil, mine[(sent % #mine) + 1], string.format(body_format, sent))
+end
+""" + LUA_CHECKS % {"mark": lua_string(SUCCESS_MARK)}
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def parse_latency_ms(output: str, percent: int) -> float:
+    found = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE)
+    if not found:
+        raise BenchmarkError(f"no {percent}% latency line in wrk output:\n{output}")
+    return float(found.group(1)) * _UNITS_MS[found.group(2)]
+
+
+def parse_wrk(output: str) -> tuple[float, float, float, int]:
+    """Requests/sec, p50 ms, p99 ms and the request count; raise on any failed request."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    counts = re.search(r"^@@bench (.*)$", output, re.MULTILINE)
+    if not rps or not counts:
+        raise BenchmarkError(f"unexpected wrk output:\n{output}")
+    fields = {key: int(value) for key, value in
+              (pair.split("=") for pair in counts.group(1).split())}
+    failures = {key: value for key, value in fields.items() if key != "requests" and value}
+    if failures:
+        raise BenchmarkError(f"requests failed {failures}:\n{output}")
+    return (float(rps.group(1)), parse_latency_ms(output, 50), parse_latency_ms(output, 99),
+            fields["requests"])
+
+
+def run_wrk(url: str, script: Path, sessions: int, seconds: float) -> tuple[float, float, float,
+                                                                          int]:
+    threads = min(sessions, 2)
+    command = ["wrk", "-t", str(threads), "-c", str(sessions), "-d", f"{max(1, round(seconds))}s",
+               "--latency", "-s", str(script), url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise BenchmarkError(f"wrk exited with {done.returncode}: {done.stderr}{done.stdout}")
+    return parse_wrk(done.stdout)
+
+
+def wrk_version() -> str:
+    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    first = (done.stdout or done.stderr).splitlines()
+    return first[0].split(" [")[0] if first else "wrk"
+
+
+# --------------------------------------------------------------------------- python fallback
+
+
+async def python_session(url: str, era: str, headers: dict[str, str], until: float,
+                         latencies: list[float]) -> None:
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=1)) as client:
-        init = await client.post(url, headers=ACCEPT, json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "0"}}})
-        headers = {**ACCEPT, "Mcp-Session-Id": init.headers.get("mcp-session-id", ""),
-                   "MCP-Protocol-Version": "2025-11-25"}
-        await client.post(url, headers=headers,
-                          json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-        for i in range(requests):
+        request_id = 0
+        while time.perf_counter() < until:
+            request_id += 1
             began = time.perf_counter()
-            reply = await client.post(url, headers=headers, json={
-                "jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
-                "params": {"name": "echo", "arguments": {"text": "hello"}}})
+            reply = await client.post(url, headers=headers, json=call_body(era, request_id))
             latencies.append(time.perf_counter() - began)
-            assert reply.status_code == 200, reply.text
+            if reply.status_code != 200 or SUCCESS_MARK not in reply.text:
+                raise BenchmarkError(f"request failed: {reply.status_code} {reply.text[:300]}")
 
 
-async def measure(url: str, sessions: int, requests: int) -> tuple[float, float, float]:
+async def python_load(url: str, era: str, header_sets: list[dict[str, str]],
+                      seconds: float) -> tuple[float, float, float, int]:
     latencies: list[float] = []
     began = time.perf_counter()
-    await asyncio.gather(*(session_load(url, requests, latencies) for _ in range(sessions)))
+    await asyncio.gather(*(python_session(url, era, headers, began + seconds, latencies)
+                           for headers in header_sets))
     elapsed = time.perf_counter() - began
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
-    p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    return len(latencies) / elapsed, p50, p99
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return len(latencies) / elapsed, p50, p99, len(latencies)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def measure(url: str, era: str, sessions: int, seconds: float, generator: str,
+            workdir: Path) -> tuple[float, float, float, int]:
+    if era == "modern":
+        session_ids: list[str] = []
+        header_sets = [MODERN_HEADERS] * sessions
+    else:
+        session_ids = open_legacy_sessions(url, sessions)
+        header_sets = [legacy_headers(sid) for sid in session_ids]
+    if generator == "python":
+        return asyncio.run(python_load(url, era, header_sets, seconds))
+    script = workdir / f"{era}-{sessions}.lua"
+    script.write_text(modern_script() if era == "modern"
+                      else legacy_script(session_ids, min(sessions, 2)))
+    return run_wrk(url, script, sessions, seconds)
+
+
+def pick_generator(choice: str) -> str:
+    if choice == "python":
+        return "python"
+    if shutil.which("wrk"):
+        return "wrk"
+    if choice == "wrk":
+        raise SystemExit("streamable_http.py: --generator wrk, but wrk is not on PATH "
+                         "(Debian/Ubuntu: apt-get install wrk)")
+    print("NOTE: wrk is not on PATH; falling back to the Python (httpx) load generator, which "
+          "saturates near 1,300 req/s and cannot judge the server above one session. "
+          "Install wrk (apt-get install wrk) for meaningful numbers.", file=sys.stderr)
+    return "python"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def print_table(era: str, counts: list[int], points: dict[tuple[str, str, int], Point]) -> None:
+    print(f"\n{era} era ({ERAS[era]}), tools/call {TOOL!r}, JSON answers")
+    print(f"{'M':>4}{'mobius req/s':>14}{'bare req/s':>12}{'ratio':>8}"
+          f"{'mobius p99':>12}{'bare p99':>10}   ratio>={TARGET_RATIO}"
+          f"  p99<={TARGET_P99_MS:g}ms@{TARGET_P99_SESSIONS}")
+    for m in counts:
+        mobius, bare = points[(era, "mobius", m)], points[(era, "bare", m)]
+        ratio = mobius.rps / bare.rps
+        p99_target = (verdict(mobius.p99_ms <= TARGET_P99_MS) if m == TARGET_P99_SESSIONS
+                      else "-")
+        print(f"{m:>4}{mobius.rps:>14.0f}{bare.rps:>12.0f}{ratio:>7.2f}x"
+              f"{mobius.p99_ms:>10.2f}ms{bare.p99_ms:>8.2f}ms   {verdict(ratio >= TARGET_RATIO):>10}"
+              f"  {p99_target:>11}")
+    if TARGET_P99_SESSIONS not in counts:
+        print(f"(the p99 target applies at M={TARGET_P99_SESSIONS}, which was not measured)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per session")
-    parser.add_argument("--sessions", default="1,8,32")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="seconds of load per server and point (wrk rounds to whole seconds)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load per server before measuring (0: none)")
+    parser.add_argument("--sessions", default="1,8,32", help="comma-separated values of M")
+    parser.add_argument("--eras", default="modern", help="comma-separated: modern, legacy")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                        help="auto: wrk when it is on PATH, else the Python generator")
+    parser.add_argument("--json", type=Path, help="also write the points to this file")
     args = parser.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
-    rows: dict[tuple[str, int], tuple[float, float, float]] = {}
-    for kind in ("bare", "mobius"):
-        proc, url = start(kind)
-        try:
-            asyncio.run(measure(url, 1, 50))  # warm-up
-            for m in counts:
-                rows[(kind, m)] = asyncio.run(measure(url, m, args.requests))
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    (HERE / "_bare_http_app.py").unlink(missing_ok=True)
-    print(f"Streamable HTTP tools/call (JSON answers), {args.requests} requests per session")
-    print(f"{'sessions':>8} {'server':<8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'req/s vs bare':>15}")
-    for m in counts:
-        bare = rows[("bare", m)]
-        for kind in ("bare", "mobius"):
-            rps, p50, p99 = rows[(kind, m)]
-            print(f"{m:>8} {kind:<8}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{rps / bare[0]:>14.2f}x")
+    eras = [era.strip() for era in args.eras.split(",")]
+    if unknown := [era for era in eras if era not in ERAS]:
+        parser.error(f"unknown era(s) {unknown}; choose from {sorted(ERAS)}")
+    generator = pick_generator(args.generator)
+    points: dict[tuple[str, str, int], Point] = {}
+    with tempfile.TemporaryDirectory(prefix="mobius-bench-") as tmp:
+        workdir = Path(tmp)
+        with running("bare", workdir) as bare_url, running("mobius", workdir) as mobius_url:
+            urls = {"bare": bare_url, "mobius": mobius_url}
+            for era in eras:
+                for server, url in urls.items():
+                    check_one_call(url, era, MODERN_HEADERS if era == "modern" else
+                                   legacy_headers(open_legacy_sessions(url, 1)[0]))
+                    if args.warmup > 0:
+                        measure(url, era, max(counts), args.warmup, generator, workdir)
+                for m in counts:
+                    for server, url in urls.items():  # back to back, so drift hits both
+                        rps, p50, p99, total = measure(url, era, m, args.duration, generator,
+                                                       workdir)
+                        points[(era, server, m)] = Point(era, server, m, rps, p50, p99, total)
+    load = (f"{wrk_version()}, -t min(M,2) -c M" if generator == "wrk"
+            else "Python httpx, one connection per session")
+    print(f"Streamable HTTP benchmark: load from {load}, "
+          f"{max(1, round(args.duration)) if generator == 'wrk' else args.duration:g} s per point; "
+          f"servers: uvicorn, 1 worker, 127.0.0.1")
+    print(f"NOTE: this machine has {os.cpu_count()} CPU cores and the load generator runs on "
+          f"them too, so client and server compete for CPU; compare ratios, not absolutes.")
+    for era in eras:
+        print_table(era, counts, points)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(p) for p in points.values()], indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchmarkError as exc:
+        raise SystemExit(f"streamable_http.py: FAILED: {exc}") from None

@@ -132,12 +132,7 @@ def demo() -> Server:
     return build_demo_server()
 
 
-# Streamable HTTP ("http") is not in this list yet: with server->client
-# requests (sampling) over it, the in-process uvicorn harness leaves an
-# accepted socket unclosed, which the strict warnings setting turns into a
-# failure.  Its behaviour is covered by tests/transports/test_streamable_http.py,
-# the interop tests and the official conformance suite meanwhile.
-CONTRACT_TRANSPORTS = ["memory", "stdio", "sse", "ws"]
+CONTRACT_TRANSPORTS = ["memory", "stdio", "http", "sse", "ws"]
 
 
 @pytest.fixture(params=CONTRACT_TRANSPORTS)
@@ -145,8 +140,7 @@ def open_demo(request: pytest.FixtureRequest) -> OpenDemo:
     """A factory: ``async with open_demo(revision=..., sampling=...) as client``.
 
     The contract suite: every test that takes it runs over the memory pair, a
-    stdio subprocess, HTTP+SSE and WebSocket (and ``connect_network("http")``
-    serves Streamable HTTP the same way).
+    stdio subprocess, Streamable HTTP, HTTP+SSE and WebSocket.
     """
     kind = request.param
     if kind == "memory":

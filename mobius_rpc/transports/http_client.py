@@ -36,8 +36,10 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str, 
     event_id: str | None = None
     async for line in response.aiter_lines():
         if line == "":
-            if data:
-                yield event, "\n".join(data), event_id
+            # An event whose data is empty (a priming event that only carries
+            # an id and a retry delay) is not dispatched, as in EventSource.
+            if data and (payload := "\n".join(data)):
+                yield event, payload, event_id
             event, data, event_id = "message", [], None
         elif line.startswith("event:"):
             event = line[6:].strip()
