@@ -10,13 +10,14 @@ and canned contents are dictated by the suite.
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 
 from .server import content
 from .server.app import Server
 from .server.context import Context
+from .server.hints import Param
 from .server.tools import ToolError
 
 __all__ = ("build_conformance_server",)
@@ -139,10 +140,16 @@ def build_conformance_server() -> Server:
     @tool(input_schema={
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
-        "$defs": {"address": {"type": "object", "properties": {
+        "$defs": {"address": {"$anchor": "address", "type": "object", "properties": {
             "street": {"type": "string"}, "city": {"type": "string"}}}},
         "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
-        "additionalProperties": False})
+        "additionalProperties": False,
+        # composition and conditionals that any object of the shape above satisfies,
+        # except that the name "geo" needs an address
+        "allOf": [{"anyOf": [{"required": ["name"]}, {"not": {"required": ["name"]}}]}],
+        "if": {"properties": {"name": {"const": "geo"}}, "required": ["name"]},
+        "then": {"required": ["address"]},
+        "else": {}})
     def json_schema_2020_12_tool(name: str | None = None,
                                  address: dict[str, Any] | None = None) -> str:
         """A tool whose input schema uses 2020-12 keywords, published verbatim."""
@@ -239,6 +246,15 @@ def build_conformance_server() -> Server:
         answer = await ctx.elicit("Which topic?", {"type": "object", "properties": {
             "topic": {"type": "string"}}, "required": ["topic"]})
         return f"Write about {(answer.get('content') or {}).get('topic')}"
+
+    @tool()
+    def test_custom_headers(
+            region: Annotated[str, Param(header="Region", description="Where to route")],
+            query: str,
+            priority: Annotated[int, Param(header="Priority")] = 0,
+            verbose: Annotated[bool, Param(header="Verbose")] = False) -> str:
+        """Arguments mirrored into Mcp-Param-* headers (2026-07-28 Streamable HTTP)."""
+        return f"region={region} priority={priority} verbose={verbose} query={query}"
 
     @tool()
     def test_trigger_tool_change() -> str:

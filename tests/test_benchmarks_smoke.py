@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,3 +25,34 @@ def test_stdio_benchmark_runs_and_reports_every_server(tmp_path: Path) -> None:
     rows = {row["server"]: row for row in json.loads(out.read_text())}
     assert set(rows) == {"bare", "mobius", "mobius-modern"}
     assert all(row["p50_us"] > 0 and row["pipelined_rps"] > 0 for row in rows.values())
+
+
+def run_http_benchmark(tmp_path: Path, *args: str, env: dict[str, str] | None = None
+                       ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """Run benchmarks/streamable_http.py for 1 s per point; its output and its JSON points."""
+    out = tmp_path / "http.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "streamable_http.py"), "--duration", "1",
+         "--warmup", "0", "--json", str(out), *args],
+        capture_output=True, text=True, timeout=120, check=True, env=env)
+    return done, json.loads(out.read_text())
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_streamable_http_benchmark_with_wrk(tmp_path: Path) -> None:
+    done, points = run_http_benchmark(tmp_path, "--generator", "wrk", "--sessions", "1,2",
+                                      "--eras", "modern,legacy")
+    assert "load from wrk" in done.stdout and "mobius req/s" in done.stdout
+    assert {(p["era"], p["server"], p["sessions"]) for p in points} == {
+        (era, server, m) for era in ("modern", "legacy") for server in ("bare", "mobius")
+        for m in (1, 2)}
+    assert all(isinstance(p["rps"], float) and p["rps"] > 0 for p in points)
+
+
+def test_streamable_http_benchmark_falls_back_without_wrk(tmp_path: Path) -> None:
+    no_wrk = tmp_path / "empty-path"
+    no_wrk.mkdir()
+    done, points = run_http_benchmark(tmp_path, "--sessions", "1",
+                                      env={**os.environ, "PATH": str(no_wrk)})
+    assert "wrk is not on PATH" in done.stderr and "Python httpx" in done.stdout
+    assert {(p["server"], p["sessions"]) for p in points} == {("bare", 1), ("mobius", 1)}

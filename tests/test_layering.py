@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "framing": {"core"},
     "transports": {"core", "framing"},
     "runtime": {"core", "transports"},
-    "server": {"core", "runtime", "transports"},
+    "server": {"core", "runtime", "transports", "framing"},
     "client": {"core", "runtime", "transports", "framing"},
 }
 CORE_FORBIDDEN = {"anyio", "asyncio", "socket", "starlette", "websockets", "psycopg", "sqlite3",

@@ -38,6 +38,7 @@ __all__ = (
     "decode_header_value",
     "check_modern_headers",
     "legacy_version_header",
+    "mismatch",
 )
 
 SESSION_HEADER = "mcp-session-id"
@@ -115,7 +116,8 @@ def decode_header_value(value: str) -> str:
             HEADER_MISMATCH, "Header mismatch: a base64 header value does not decode")) from None
 
 
-def _mismatch(what: str) -> HttpRefusal:
+def mismatch(what: str) -> HttpRefusal:
+    """A header that disagrees with the body: HTTP 400 with -32020 HeaderMismatch."""
     return HttpRefusal(400, f"Bad Request: {what}",
                        McpError(HEADER_MISMATCH, f"Header mismatch: {what}"))
 
@@ -132,15 +134,15 @@ def check_modern_headers(headers: Mapping[str, str], message: Any) -> None:
         return  # the body itself is invalid: the core answers -32602 for it
     version = headers.get(VERSION_HEADER)
     if version is None or decode_header_value(version) != meta.get(META_PROTOCOL_VERSION):
-        raise _mismatch("MCP-Protocol-Version is missing or differs from _meta")
+        raise mismatch("MCP-Protocol-Version is missing or differs from _meta")
     method = headers.get(METHOD_HEADER)
     if method is None or decode_header_value(method) != message["method"]:
-        raise _mismatch("Mcp-Method is missing or differs from the body's method")
+        raise mismatch("Mcp-Method is missing or differs from the body's method")
     field = _NAMED.get(message["method"])
     if field is not None:
         name = headers.get(NAME_HEADER)
         if name is None or decode_header_value(name) != params.get(field):
-            raise _mismatch(f"Mcp-Name is missing or differs from params.{field}")
+            raise mismatch(f"Mcp-Name is missing or differs from params.{field}")
 
 
 def legacy_version_header(headers: Mapping[str, str], negotiated: str | None,

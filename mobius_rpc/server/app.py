@@ -225,6 +225,7 @@ class Server:
         (``origin_policy``, ``max_body_bytes``, ``session_idle_timeout`` ...).
         """
         from ..transports.streamable_http import StreamableHTTPTransport
+        options.setdefault("header_parameters", self.tools.header_parameters)
         return StreamableHTTPTransport(self.serve, serve_modern=self.serve_modern,
                                        legacy_revisions=self.revisions,
                                        modern_revisions=self.modern_revisions, **options)
@@ -234,6 +235,7 @@ class Server:
         Starlette application): Streamable HTTP at ``/mcp``, HTTP+SSE at ``/sse``,
         WebSocket at ``/ws``."""
         from ..transports.asgi import McpTransports
+        options.setdefault("header_parameters", self.tools.header_parameters)
         return McpTransports(self.serve, serve_modern=self.serve_modern,
                              legacy_revisions=self.revisions,
                              modern_revisions=self.modern_revisions, limits=self.limits,

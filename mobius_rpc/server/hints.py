@@ -48,12 +48,15 @@ class Param:
     max_length: int | None = None
     pattern: str | None = None
     examples: list[Any] | None = None
+    #: 2026-07-28 Streamable HTTP: mirror this argument into ``Mcp-Param-<header>``
+    header: str | None = None
 
     def apply(self, schema: dict[str, Any]) -> dict[str, Any]:
         for key, value in (("description", self.description), ("title", self.title),
                            ("minimum", self.minimum), ("maximum", self.maximum),
                            ("minLength", self.min_length), ("maxLength", self.max_length),
-                           ("pattern", self.pattern), ("examples", self.examples)):
+                           ("pattern", self.pattern), ("examples", self.examples),
+                           ("x-mcp-header", self.header)):
             if value is not None:
                 schema[key] = value
         return schema

@@ -33,6 +33,7 @@ from ..core.errors import (
     McpError,
     RequestTimeoutError,
 )
+from ..framing.param_headers import InvalidHeaderAnnotation, header_parameters
 from .content import is_content, text, to_content_blocks
 from .context import CapabilityError, Context, InputRequired
 from .hints import ArgumentError, Signature, analyze
@@ -61,6 +62,8 @@ class Tool:
     structured: bool = True
     #: 2025-11-25 tasks: "forbidden" (default), "optional" or "required"
     task_support: str = "forbidden"
+    #: arguments mirrored into ``Mcp-Param-*`` headers: {argument: header suffix}
+    header_parameters: dict[str, str] = field(default_factory=dict)
     _output_validator: Any = field(default=None, repr=False)
 
     def definition(self) -> dict[str, Any]:
@@ -105,9 +108,14 @@ class ToolRegistry:
         if not _NAME.match(tool_name):
             raise ValueError(f"invalid tool name {tool_name!r}: use 1-128 of [A-Za-z0-9_.-]")
         signature = analyze(fn, context_type=Context, input_schema=input_schema)
+        try:
+            headers = header_parameters(signature.input_schema)
+        except InvalidHeaderAnnotation as exc:
+            raise ValueError(f"tool {tool_name!r}: {exc}") from None
         tool = Tool(tool_name, fn, signature, title=title,
                     description=description or signature.description, annotations=annotations,
-                    icons=icons, meta=meta, structured=structured, task_support=task_support)
+                    icons=icons, meta=meta, structured=structured, task_support=task_support,
+                    header_parameters=headers)
         if structured and signature.output_schema is not None:
             tool._output_validator = jsonschema_rs.validator_for(signature.output_schema)
         self._tools[tool_name] = tool
@@ -123,6 +131,11 @@ class ToolRegistry:
 
     def __len__(self) -> int:
         return len(self._tools)
+
+    def header_parameters(self, name: str) -> dict[str, str]:
+        """The ``Mcp-Param-*`` headers a call of tool ``name`` must carry (none if unknown)."""
+        tool = self._tools.get(name)
+        return tool.header_parameters if tool is not None else {}
 
     def supports_tasks(self) -> bool:
         return any(tool.task_support != "forbidden" for tool in self._tools.values())

@@ -22,6 +22,11 @@ from ..core.errors import INTERNAL_ERROR, McpError
 from ..core.jsonrpc import error_response
 from ..core.modern import META_PROTOCOL_VERSION
 from ..framing.http import METHOD_HEADER, NAME_HEADER, SESSION_HEADER, VERSION_HEADER
+from ..framing.param_headers import (
+    InvalidHeaderAnnotation,
+    encode_param_value,
+    header_parameters,
+)
 from .memory import receive_or_end
 
 __all__ = ("StreamableHTTPClientStream", "HttpSseClientStream", "sse_events")
@@ -62,6 +67,9 @@ class StreamableHTTPClientStream:
         self.protocol_version: str | None = None
         self._send, self._receive = anyio.create_memory_object_stream[bytes](math.inf)
         self._get_started = False
+        # tool name -> {argument: Mcp-Param suffix}, learnt from tools/list
+        # results, so tools/call can mirror annotated arguments (2026-07-28).
+        self._tool_headers: dict[str, dict[str, str]] = {}
         # Every POST and the GET run in their own task; closing cancels them
         # and waits, so no connection outlives the stream.
         self._tasks: set[anyio.CancelScope] = set()
@@ -101,8 +109,15 @@ class StreamableHTTPClientStream:
             headers[VERSION_HEADER] = str(meta[META_PROTOCOL_VERSION])
             headers[METHOD_HEADER] = str(message["method"])
             field = _NAMED.get(message["method"])
-            if field and isinstance(params.get(field), str) and params[field].isascii():
-                headers[NAME_HEADER] = params[field]
+            if field and isinstance(params.get(field), str):
+                headers[NAME_HEADER] = encode_param_value(params[field]) or ""
+            if message["method"] == "tools/call":
+                arguments = params.get("arguments")
+                given = arguments if isinstance(arguments, dict) else {}
+                for argument, suffix in self._tool_headers.get(str(params.get("name")), {}).items():
+                    value = encode_param_value(given.get(argument))
+                    if value is not None:
+                        headers[f"Mcp-Param-{suffix}"] = value
         elif self.protocol_version:
             headers[VERSION_HEADER] = self.protocol_version
         return headers
@@ -137,6 +152,8 @@ class StreamableHTTPClientStream:
     def _deliver(self, payload: bytes) -> None:
         decoded = orjson.loads(payload)
         result = decoded.get("result") if isinstance(decoded, dict) else None
+        if isinstance(result, dict) and isinstance(result.get("tools"), list):
+            self._learn_tool_headers(result["tools"])
         if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
             self.protocol_version = result["protocolVersion"]
             if self.session_id and not self._get_started:
@@ -146,6 +163,15 @@ class StreamableHTTPClientStream:
             self._send.send_nowait(payload)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
+
+    def _learn_tool_headers(self, tools: list[Any]) -> None:
+        for tool in tools:
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                continue
+            try:
+                self._tool_headers[tool["name"]] = header_parameters(tool.get("inputSchema"))
+            except InvalidHeaderAnnotation:
+                self._tool_headers.pop(tool["name"], None)  # the session drops such tools
 
     async def _standalone(self) -> None:
         """The GET stream: server messages that belong to no request."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -52,6 +52,7 @@ from ..framing.http import (
     check_modern_headers,
     legacy_version_header,
 )
+from ..framing.param_headers import check_param_headers
 from .base import MessageStream
 from .event_store import EventStore, MemoryEventStore, StreamHub, parse_event_id
 from .http_session import HttpMessageStream, ResponseChannel
@@ -125,7 +126,8 @@ class StreamableHTTPTransport:
                  store: SessionStore | None = None, event_store: EventStore | None = None,
                  max_body_bytes: int = 4 * 1024 * 1024, session_idle_timeout: float = 1800.0,
                  keepalive: float = 15.0, retry_ms: int = 1000,
-                 enable_get_stream: bool = True) -> None:
+                 enable_get_stream: bool = True,
+                 header_parameters: Callable[[str], Mapping[str, str]] | None = None) -> None:
         self.serve = serve
         #: runs one stateless request; it must not fall back to the legacy era
         self.serve_modern = serve_modern or serve
@@ -139,6 +141,8 @@ class StreamableHTTPTransport:
         self.session_idle_timeout = session_idle_timeout
         self.keepalive = keepalive
         self.enable_get_stream = enable_get_stream
+        #: tool name -> {argument: Mcp-Param suffix}, for the 2026-07-28 header check
+        self.header_parameters = header_parameters
         self._live: dict[str, _Live] = {}
         self._tg: TaskGroup | None = None
 
@@ -239,10 +243,25 @@ class StreamableHTTPTransport:
                 methods.append(incoming.method)
         session_id = request.headers.get(SESSION_HEADER)
         if session_id is None and self._is_modern(request, decoded):
-            check_modern_headers(request.headers, decoded)
+            try:
+                check_modern_headers(request.headers, decoded)
+                self._check_param_headers(request, decoded)
+            except HttpRefusal as refusal:  # answer it with the request's id
+                await _refusal_response(refusal, next(iter(ids), None))(scope, receive, send)
+                return
             await self._post_modern(body, ids, scope, receive, send)
             return
         await self._post_legacy(request, session_id, body, ids, methods, scope, receive, send)
+
+    def _check_param_headers(self, request: Request, message: Any) -> None:
+        if self.header_parameters is None or not isinstance(message, dict) \
+                or message.get("method") != "tools/call":
+            return
+        params = message.get("params")
+        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+            return
+        check_param_headers(request.headers, params.get("arguments"),
+                            self.header_parameters(params["name"]))
 
     def _is_modern(self, request: Request, message: Any) -> bool:
         if not self.modern_revisions:
