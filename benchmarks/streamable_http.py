@@ -11,8 +11,11 @@ loaded for a fixed duration by the same load generator, back to back:
   every non-200 status and every body that is not a successful echo result;
   any such response, or any socket error, fails the run.
 * ``python`` (the fallback): M httpx clients in this process, one connection
-  each.  It saturates near 1,300 req/s on a 2-core machine, so above one
-  session it measures itself rather than the server.
+  each.  It uses a whole core by itself and leaves the server mostly idle, so
+  it measures itself rather than the server.
+
+Each row also shows the CPU the server process used per wall second (from
+/proc): near 100% means the server, not the load generator, was the limit.
 
 Eras: ``modern`` (2026-07-28, the default) sends self-contained POSTs - no
 session, the version and client capabilities in ``params._meta`` and the
@@ -23,7 +26,7 @@ load, one request per server and era is sent with httpx and must come back 200
 with a non-error result.
 
     python benchmarks/streamable_http.py [--duration 5] [--sessions 1,8,32]
-        [--eras modern,legacy] [--generator auto|wrk|python] [--json out.json]
+        [--eras modern,legacy] [--generator auto|wrk|python] [--pin] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,11 +42,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -97,6 +100,15 @@ app = Starlette(routes=[Route("/mcp", mcp, methods=["POST"])])
 '''
 
 
+class Sample(NamedTuple):
+    """What one load run reports."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
 @dataclass
 class Point:
     """One measurement: a server under one load for one duration."""
@@ -108,6 +120,7 @@ class Point:
     p50_ms: float
     p99_ms: float
     requests: int
+    server_cpu: float | None  # CPU seconds the server used per wall second (1.0 = a core)
 
 
 class BenchmarkError(RuntimeError):
@@ -117,15 +130,37 @@ class BenchmarkError(RuntimeError):
 # --------------------------------------------------------------------------- servers
 
 
+@dataclass(frozen=True)
+class Server:
+    kind: str
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process so far (Linux), else None."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def pinned(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that confines the child (and every thread it starts) to ``cpus``."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 @contextmanager
-def running(kind: str, workdir: Path) -> Iterator[str]:
-    """Start one server process on loopback and yield its endpoint URL."""
+def running(kind: str, workdir: Path, cpus: set[int] | None = None) -> Iterator[Server]:
+    """Start one server process on loopback (on ``cpus`` if given); uvicorn runs in it."""
     port = free_port()
     if kind == "bare":
         (workdir / "bare_http_app.py").write_text(BARE_APP)
@@ -135,7 +170,8 @@ def running(kind: str, workdir: Path) -> Iterator[str]:
     else:
         command = [sys.executable, "-m", "mobius_rpc", "serve", "--http",
                    "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=pinned(cpus))
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -148,7 +184,7 @@ def running(kind: str, workdir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise BenchmarkError(f"{kind} server did not start") from None
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield Server(kind, f"http://127.0.0.1:{port}/mcp", proc.pid)
     finally:
         proc.terminate()
         try:
@@ -307,7 +343,7 @@ def parse_latency_ms(output: str, percent: int) -> float:
     return float(found.group(1)) * _UNITS_MS[found.group(2)]
 
 
-def parse_wrk(output: str) -> tuple[float, float, float, int]:
+def parse_wrk(output: str) -> Sample:
     """Requests/sec, p50 ms, p99 ms and the request count; raise on any failed request."""
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
     counts = re.search(r"^@@bench (.*)$", output, re.MULTILINE)
@@ -318,14 +354,13 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
     failures = {key: value for key, value in fields.items() if key != "requests" and value}
     if failures:
         raise BenchmarkError(f"requests failed {failures}:\n{output}")
-    return (float(rps.group(1)), parse_latency_ms(output, 50), parse_latency_ms(output, 99),
-            fields["requests"])
+    return Sample(float(rps.group(1)), parse_latency_ms(output, 50),
+                  parse_latency_ms(output, 99), fields["requests"])
 
 
-def run_wrk(url: str, script: Path, sessions: int, seconds: float) -> tuple[float, float, float,
-                                                                          int]:
+def run_wrk(url: str, script: Path, sessions: int, seconds: int) -> Sample:
     threads = min(sessions, 2)
-    command = ["wrk", "-t", str(threads), "-c", str(sessions), "-d", f"{max(1, round(seconds))}s",
+    command = ["wrk", "-t", str(threads), "-c", str(sessions), "-d", f"{seconds}s",
                "--latency", "-s", str(script), url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
@@ -356,7 +391,7 @@ async def python_session(url: str, era: str, headers: dict[str, str], until: flo
 
 
 async def python_load(url: str, era: str, header_sets: list[dict[str, str]],
-                      seconds: float) -> tuple[float, float, float, int]:
+                      seconds: int) -> Sample:
     latencies: list[float] = []
     began = time.perf_counter()
     await asyncio.gather(*(python_session(url, era, headers, began + seconds, latencies)
@@ -365,26 +400,34 @@ async def python_load(url: str, era: str, header_sets: list[dict[str, str]],
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    return len(latencies) / elapsed, p50, p99, len(latencies)
+    return Sample(len(latencies) / elapsed, p50, p99, len(latencies))
 
 
 # --------------------------------------------------------------------------- the run
 
 
-def measure(url: str, era: str, sessions: int, seconds: float, generator: str,
-            workdir: Path) -> tuple[float, float, float, int]:
+def measure(server: Server, era: str, sessions: int, seconds: int, generator: str,
+            workdir: Path) -> tuple[Sample, float | None]:
+    """Load ``server`` with ``sessions`` concurrent sessions; the sample and the server's CPU."""
     if era == "modern":
         session_ids: list[str] = []
         header_sets = [MODERN_HEADERS] * sessions
     else:
-        session_ids = open_legacy_sessions(url, sessions)
+        session_ids = open_legacy_sessions(server.url, sessions)
         header_sets = [legacy_headers(sid) for sid in session_ids]
-    if generator == "python":
-        return asyncio.run(python_load(url, era, header_sets, seconds))
-    script = workdir / f"{era}-{sessions}.lua"
-    script.write_text(modern_script() if era == "modern"
-                      else legacy_script(session_ids, min(sessions, 2)))
-    return run_wrk(url, script, sessions, seconds)
+    script: Path | None = None
+    if generator == "wrk":
+        script = workdir / f"{era}-{sessions}.lua"
+        script.write_text(modern_script() if era == "modern"
+                          else legacy_script(session_ids, min(sessions, 2)))
+    cpu_before, began = server.cpu_seconds(), time.perf_counter()
+    if script is not None:
+        sample = run_wrk(server.url, script, sessions, seconds)
+    else:
+        sample = asyncio.run(python_load(server.url, era, header_sets, seconds))
+    elapsed, cpu_after = time.perf_counter() - began, server.cpu_seconds()
+    cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / elapsed
+    return sample, cpu
 
 
 def pick_generator(choice: str) -> str:
@@ -395,8 +438,8 @@ def pick_generator(choice: str) -> str:
     if choice == "wrk":
         raise SystemExit("streamable_http.py: --generator wrk, but wrk is not on PATH "
                          "(Debian/Ubuntu: apt-get install wrk)")
-    print("NOTE: wrk is not on PATH; falling back to the Python (httpx) load generator, which "
-          "saturates near 1,300 req/s and cannot judge the server above one session. "
+    print("NOTE: wrk is not on PATH; falling back to the Python (httpx) load generator. It "
+          "saturates a core by itself, so above one session it measures itself, not the server. "
           "Install wrk (apt-get install wrk) for meaningful numbers.", file=sys.stderr)
     return "python"
 
@@ -405,63 +448,82 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def percent(cpu: float | None) -> str:
+    return "?" if cpu is None else f"{cpu * 100:.0f}"
+
+
 def print_table(era: str, counts: list[int], points: dict[tuple[str, str, int], Point]) -> None:
     print(f"\n{era} era ({ERAS[era]}), tools/call {TOOL!r}, JSON answers")
-    print(f"{'M':>4}{'mobius req/s':>14}{'bare req/s':>12}{'ratio':>8}"
-          f"{'mobius p99':>12}{'bare p99':>10}   ratio>={TARGET_RATIO}"
-          f"  p99<={TARGET_P99_MS:g}ms@{TARGET_P99_SESSIONS}")
+    print(f"{'M':>4}{'mobius req/s':>14}{'bare req/s':>12}{'ratio':>8}{'mobius p99':>12}"
+          f"{'bare p99':>10}{'ratio>=' + format(TARGET_RATIO, 'g'):>12}"
+          f"{f'p99<={TARGET_P99_MS:g}ms@{TARGET_P99_SESSIONS}':>15}{'server CPU% m/b':>17}")
     for m in counts:
         mobius, bare = points[(era, "mobius", m)], points[(era, "bare", m)]
         ratio = mobius.rps / bare.rps
         p99_target = (verdict(mobius.p99_ms <= TARGET_P99_MS) if m == TARGET_P99_SESSIONS
                       else "-")
+        cpu = f"{percent(mobius.server_cpu)}/{percent(bare.server_cpu)}"
         print(f"{m:>4}{mobius.rps:>14.0f}{bare.rps:>12.0f}{ratio:>7.2f}x"
-              f"{mobius.p99_ms:>10.2f}ms{bare.p99_ms:>8.2f}ms   {verdict(ratio >= TARGET_RATIO):>10}"
-              f"  {p99_target:>11}")
+              f"{mobius.p99_ms:>10.2f}ms{bare.p99_ms:>8.2f}ms"
+              f"{verdict(ratio >= TARGET_RATIO):>12}{p99_target:>15}{cpu:>17}")
     if TARGET_P99_SESSIONS not in counts:
         print(f"(the p99 target applies at M={TARGET_P99_SESSIONS}, which was not measured)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0,
-                        help="seconds of load per server and point (wrk rounds to whole seconds)")
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of load per server before measuring (0: none)")
+    parser.add_argument("--duration", type=int, default=5,
+                        help="whole seconds of load per server and point (default 5)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="seconds of load per server and era before measuring (0: none)")
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated values of M")
     parser.add_argument("--eras", default="modern", help="comma-separated: modern, legacy")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
                         help="auto: wrk when it is on PATH, else the Python generator")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the servers to one CPU and the load generator to the others")
     parser.add_argument("--json", type=Path, help="also write the points to this file")
     args = parser.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
     eras = [era.strip() for era in args.eras.split(",")]
     if unknown := [era for era in eras if era not in ERAS]:
         parser.error(f"unknown era(s) {unknown}; choose from {sorted(ERAS)}")
+    if args.duration < 1 or min(counts) < 1:
+        parser.error("--duration and every session count must be at least 1")
     generator = pick_generator(args.generator)
+    server_cpus: set[int] | None = None
+    if args.pin:
+        available = sorted(os.sched_getaffinity(0))
+        if len(available) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        server_cpus = {available[0]}
+        os.sched_setaffinity(0, available[1:])  # wrk, a child, inherits this
     points: dict[tuple[str, str, int], Point] = {}
     with tempfile.TemporaryDirectory(prefix="mobius-bench-") as tmp:
         workdir = Path(tmp)
-        with running("bare", workdir) as bare_url, running("mobius", workdir) as mobius_url:
-            urls = {"bare": bare_url, "mobius": mobius_url}
+        with running("bare", workdir, server_cpus) as bare, \
+                running("mobius", workdir, server_cpus) as mobius:
             for era in eras:
-                for server, url in urls.items():
-                    check_one_call(url, era, MODERN_HEADERS if era == "modern" else
-                                   legacy_headers(open_legacy_sessions(url, 1)[0]))
+                for server in (bare, mobius):
+                    check_one_call(server.url, era, MODERN_HEADERS if era == "modern" else
+                                   legacy_headers(open_legacy_sessions(server.url, 1)[0]))
                     if args.warmup > 0:
-                        measure(url, era, max(counts), args.warmup, generator, workdir)
+                        measure(server, era, max(counts), args.warmup, generator, workdir)
                 for m in counts:
-                    for server, url in urls.items():  # back to back, so drift hits both
-                        rps, p50, p99, total = measure(url, era, m, args.duration, generator,
-                                                       workdir)
-                        points[(era, server, m)] = Point(era, server, m, rps, p50, p99, total)
-    load = (f"{wrk_version()}, -t min(M,2) -c M" if generator == "wrk"
-            else "Python httpx, one connection per session")
-    print(f"Streamable HTTP benchmark: load from {load}, "
-          f"{max(1, round(args.duration)) if generator == 'wrk' else args.duration:g} s per point; "
-          f"servers: uvicorn, 1 worker, 127.0.0.1")
-    print(f"NOTE: this machine has {os.cpu_count()} CPU cores and the load generator runs on "
-          f"them too, so client and server compete for CPU; compare ratios, not absolutes.")
+                    for server in (bare, mobius):  # back to back, so drift hits both
+                        sample, cpu = measure(server, era, m, args.duration, generator, workdir)
+                        points[(era, server.kind, m)] = Point(era, server.kind, m, *sample, cpu)
+    if generator == "wrk":
+        load = f"{wrk_version()} (-t min(M,2) -c M --latency)"
+    else:
+        load = "the Python httpx generator (one connection per session)"
+        if args.generator == "auto":
+            load += " because wrk is not on PATH"
+    print(f"Streamable HTTP benchmark: load from {load}, {args.duration} s per point")
+    print("servers: separate processes, uvicorn with 1 worker on 127.0.0.1"
+          + (f"; pinned to CPU {sorted(server_cpus)}, load elsewhere" if server_cpus else ""))
+    print(f"NOTE: this machine has {os.cpu_count()} CPU cores, shared by the load generator and "
+          "the server under test; absolute numbers are low and noisy, compare the ratios.")
     for era in eras:
         print_table(era, counts, points)
     if args.json:
