@@ -534,6 +534,7 @@ class Connection:
             return
         assert isinstance(version, str) and isinstance(result, dict)
         self.revision = version
+        self.era = Era.LEGACY
         error = self._check_result("initialize", result)
         if error is not None:
             self.state = SessionState.CLOSED
@@ -667,6 +668,17 @@ class Connection:
             raise LocalProtocolError(INVALID_REQUEST, f"cannot use modern revision {revision!r}")
         self.era = Era.MODERN
         self.revision = revision
+
+    def use_legacy(self) -> None:
+        """Client side: give up the modern era before anything else happened.
+
+        An era probe sends ``server/discover`` first; a server that does not
+        answer it is legacy, so the same connection goes on to ``initialize``.
+        """
+        if self.role is not Role.CLIENT or self.era is Era.LEGACY:
+            raise LocalProtocolError(INVALID_REQUEST, "cannot switch to the legacy era now")
+        self.era = None
+        self.revision = None
 
     def _with_request_meta(self, params: dict[str, Any] | None) -> dict[str, Any]:
         out = dict(params or {})

@@ -10,7 +10,9 @@ so a long SSE answer never blocks the next request.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -34,24 +36,79 @@ __all__ = ("StreamableHTTPClientStream", "HttpSseClientStream", "sse_events")
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str, str | None]]:
-    """(event, data, id) for each SSE event of a streaming response."""
+@dataclass(slots=True)
+class SseEvent:
+    """One server-sent event; ``data`` may be empty (a priming event)."""
+
     event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry_ms: int | None = None
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Each SSE event of a streaming response, the empty ones included.
+
+    Callers deliver only events with data, but every ``id`` counts: it is the
+    position a dropped stream resumes from (``Last-Event-ID``).
+    """
+    current = SseEvent()
     data: list[str] = []
-    event_id: str | None = None
+    seen = False
     async for line in response.aiter_lines():
         if line == "":
-            # An event whose data is empty (a priming event that only carries
-            # an id and a retry delay) is not dispatched, as in EventSource.
-            if data and (payload := "\n".join(data)):
-                yield event, payload, event_id
-            event, data, event_id = "message", [], None
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line.startswith("id:"):
-            event_id = line[3:].strip()
+            if seen:
+                current.data = "\n".join(data)
+                yield current
+            current, data, seen = SseEvent(), [], False
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            current.event, seen = value, True
+        elif field == "data":
+            data.append(value)
+            seen = True
+        elif field == "id":
+            current.id, seen = value, True
+        elif field == "retry" and value.isdigit():
+            current.retry_ms, seen = int(value), True
+
+
+@dataclass(slots=True)
+class _StreamPosition:
+    """How far one request's SSE stream got: the resumption point and whether it is done."""
+
+    request_id: Any
+    last_id: str | None = None
+    retry_ms: int = 1000
+    answered: bool = False
+
+    def seen(self, event: SseEvent) -> None:
+        if event.id is not None:
+            self.last_id = event.id
+        if event.retry_ms is not None:
+            self.retry_ms = event.retry_ms
+
+    def answers(self, data: str) -> bool:
+        """Whether ``data`` is the response to our request (which ends the stream)."""
+        if self.request_id is None or '"method"' in data:
+            return False
+        try:
+            decoded = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(decoded, dict) and decoded.get("id") == self.request_id
+
+
+@contextmanager
+def _dropped_stream_is_resumable(position: _StreamPosition) -> Iterator[None]:
+    """A connection lost mid-stream is not an error while we can resume it."""
+    try:
+        yield
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        if position.last_id is None:
+            raise
 
 
 class StreamableHTTPClientStream:
@@ -67,6 +124,10 @@ class StreamableHTTPClientStream:
         self.protocol_version: str | None = None
         self._send, self._receive = anyio.create_memory_object_stream[bytes](math.inf)
         self._get_started = False
+        #: set when the server answers 404 for our session (it expired or restarted)
+        self.session_expired = False
+        #: how many times one request's dropped stream is reopened
+        self.max_resumes = 5
         # tool name -> {argument: Mcp-Param suffix}, learnt from tools/list
         # results, so tools/call can mirror annotated arguments (2026-07-28).
         self._tool_headers: dict[str, dict[str, str]] = {}
@@ -134,20 +195,83 @@ class StreamableHTTPClientStream:
                 if response.status_code == 202:
                     return
                 kind = response.headers.get("content-type", "")
-                if kind.startswith("text/event-stream"):
-                    async for _, payload, _ in sse_events(response):
-                        self._deliver(payload.encode())
+                if response.status_code < 300 and kind.startswith("text/event-stream"):
+                    position = _StreamPosition(request_id)
+                    with _dropped_stream_is_resumable(position):
+                        await self._read_stream(response, position)
+                    if position.answered or request_id is None:
+                        return
+                    if position.last_id is None:
+                        raise McpError(INTERNAL_ERROR, "the server ended the response stream "
+                                                       "without an answer")
+                    await self._resume(position)
                     return
                 body = await response.aread()
-                if body and kind.startswith("application/json"):
-                    self._deliver(body)
-                    return
-                raise McpError(INTERNAL_ERROR, f"HTTP {response.status_code} from the server")
+                self._answer_body(request_id, response.status_code, kind, body)
         except (httpx.HTTPError, McpError) as exc:
             if request_id is not None:  # fail that request instead of hanging it
                 error = exc if isinstance(exc, McpError) else McpError(
-                    INTERNAL_ERROR, f"HTTP transport error: {exc}")
+                    INTERNAL_ERROR, f"HTTP transport error: {type(exc).__name__}: {exc}")
                 self._deliver(orjson.dumps(error_response(request_id, error)))
+
+    def _answer_body(self, request_id: Any, status: int, kind: str, body: bytes) -> None:
+        """A JSON answer; an error status becomes an error for ``request_id``."""
+        decoded: Any = None
+        if body and kind.startswith("application/json"):
+            try:
+                decoded = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                decoded = None
+        if status < 300 and decoded is not None:
+            self._deliver(body)
+            return
+        if status == 404 and self.session_id is not None:
+            self.session_expired = True  # the owner re-initializes (a new session)
+        if request_id is None:
+            return
+        error = decoded.get("error") if isinstance(decoded, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("code"), int):
+            # The server's own JSON-RPC error, possibly without an id (HTTP
+            # refusals are sent before the body is read): it answers this request.
+            self._deliver(orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}))
+            return
+        raise McpError(INTERNAL_ERROR, f"HTTP {status} from the server",
+                       {"httpStatus": status})
+
+    async def _read_stream(self, response: httpx.Response, position: _StreamPosition) -> None:
+        async for event in sse_events(response):
+            position.seen(event)
+            if event.data:
+                if position.answers(event.data):
+                    position.answered = True
+                self._deliver(event.data.encode())
+
+    async def _resume(self, position: _StreamPosition) -> None:
+        """Reopen a dropped (or server-closed) request stream with ``Last-Event-ID``.
+
+        The server replays what came after that event, then goes on live; this
+        repeats, after the server's ``retry`` delay, until the answer arrives.
+        """
+        for _ in range(self.max_resumes):
+            await anyio.sleep(position.retry_ms / 1000)
+            headers = {"Accept": "text/event-stream", **self.headers,
+                       "Last-Event-ID": str(position.last_id)}
+            if self.session_id:
+                headers[SESSION_HEADER] = self.session_id
+            if self.protocol_version:
+                headers[VERSION_HEADER] = self.protocol_version
+            async with self.client.stream("GET", self.url, headers=headers) as response:
+                if response.status_code != 200:
+                    body = await response.aread()
+                    self._answer_body(position.request_id, response.status_code,
+                                      response.headers.get("content-type", ""), body)
+                    return
+                with _dropped_stream_is_resumable(position):
+                    await self._read_stream(response, position)
+            if position.answered:
+                return
+        raise McpError(INTERNAL_ERROR, f"the answer did not arrive after "
+                                       f"{self.max_resumes} stream resumptions")
 
     def _deliver(self, payload: bytes) -> None:
         decoded = orjson.loads(payload)
@@ -182,8 +306,9 @@ class StreamableHTTPClientStream:
             async with self.client.stream("GET", self.url, headers=headers) as response:
                 if response.status_code != 200:
                     return  # the server offers no standalone stream
-                async for _, payload, _ in sse_events(response):
-                    self._deliver(payload.encode())
+                async for event in sse_events(response):
+                    if event.data:
+                        self._deliver(event.data.encode())
         except httpx.HTTPError:
             return
 
@@ -207,9 +332,10 @@ class StreamableHTTPClientStream:
 class HttpSseClientStream:
     """A client MessageStream over the 2024-11-05 HTTP+SSE transport."""
 
-    def __init__(self, sse_url: str, tg: TaskGroup, *,
+    def __init__(self, sse_url: str, tg: TaskGroup, *, headers: dict[str, str] | None = None,
                  client: httpx.AsyncClient | None = None) -> None:
         self.sse_url = sse_url
+        self.headers = dict(headers or {})
         self.tg = tg
         self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         self._send, self._receive = anyio.create_memory_object_stream[bytes](math.inf)
@@ -234,14 +360,16 @@ class HttpSseClientStream:
 
     async def _listen(self) -> None:
         try:
-            async with self.client.stream("GET", self.sse_url,
-                                          headers={"Accept": "text/event-stream"}) as response:
-                async for event, payload, _ in sse_events(response):
-                    if event == "endpoint":
-                        self._endpoint = str(httpx.URL(self.sse_url).join(payload))
+            async with self.client.stream("GET", self.sse_url, headers={
+                    "Accept": "text/event-stream", **self.headers}) as response:
+                if response.status_code != 200:
+                    return  # no HTTP+SSE endpoint here: start() reports it
+                async for event in sse_events(response):
+                    if event.event == "endpoint" and event.data:
+                        self._endpoint = str(httpx.URL(self.sse_url).join(event.data))
                         self._ready.set()
-                    elif event == "message":
-                        self._send.send_nowait(payload.encode())
+                    elif event.event == "message" and event.data:
+                        self._send.send_nowait(event.data.encode())
         except httpx.HTTPError:
             pass  # the server went away: receive() now ends
         finally:
@@ -253,8 +381,8 @@ class HttpSseClientStream:
 
     async def send(self, message: bytes) -> None:
         assert self._endpoint is not None, "call start() first"
-        response = await self.client.post(self._endpoint, content=message,
-                                          headers={"Content-Type": "application/json"})
+        response = await self.client.post(self._endpoint, content=message, headers={
+            "Content-Type": "application/json", **self.headers})
         if response.status_code >= 400:
             raise anyio.BrokenResourceError
 

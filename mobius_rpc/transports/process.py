@@ -39,10 +39,16 @@ class ProcessTransport:
         self._lines: list[bytes | OversizedLine] = []
         self._process: anyio.abc.Process | None = None
         self._stderr_scope: anyio.CancelScope | None = None
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit status once it has been reaped."""
+        return self._process.returncode if self._process is not None else None
 
     async def start(self, tg: anyio.abc.TaskGroup) -> None:
         """Spawn the child; a command that cannot run raises ``OSError`` at once."""
@@ -86,8 +92,9 @@ class ProcessTransport:
     async def aclose(self) -> None:
         """Close stdin, wait, then SIGTERM, then SIGKILL; always reaps the child."""
         process = self._process
-        if process is None:
+        if process is None or self._closed:
             return
+        self._closed = True
         with anyio.CancelScope(shield=True):
             if process.stdin is not None:
                 try:

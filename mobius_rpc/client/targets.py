@@ -1,0 +1,147 @@
+"""Where a client connects: one small value per transport, and the stream it opens.
+
+A target is plain data (a command line, a URL, headers), so a configuration
+file, a connection pool or a test can build, compare and print it; only
+:meth:`open` touches the network or spawns a process.  ``from_config`` reads
+the ``mcpServers`` entry shape that MCP hosts use::
+
+    {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"],
+     "env": {"MEMORY_FILE_PATH": "/tmp/m.jsonl"}}
+    {"type": "http", "url": "http://127.0.0.1:8765/mcp", "headers": {"X-Key": "k"}}
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from anyio.abc import TaskGroup
+
+from ..core.errors import INTERNAL_ERROR, McpError
+from ..core.limits import Limits
+from ..transports.base import MessageStream
+from ..transports.http_client import HttpSseClientStream, StreamableHTTPClientStream
+from ..transports.process import ProcessTransport
+from ..transports.websocket import WebSocketClientStream
+
+__all__ = ("StdioTarget", "HttpTarget", "Target", "ConnectError", "target_from_config",
+           "target_from_url")
+
+
+class ConnectError(McpError):
+    """The client could not reach the server (bad command, refused connection ...)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(INTERNAL_ERROR, message)
+
+
+@dataclass(frozen=True)
+class StdioTarget:
+    """A server launched as a child process, spoken to over its stdin/stdout."""
+
+    command: str
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    kind: Literal["stdio"] = "stdio"
+
+    @classmethod
+    def parse(cls, command_line: str, **options: Any) -> StdioTarget:
+        """A target from one shell-quoted command line (``mobius client --stdio``)."""
+        words = shlex.split(command_line)
+        if not words:
+            raise ValueError("empty command")
+        return cls(words[0], tuple(words[1:]), **options)
+
+    def describe(self) -> str:
+        return shlex.join([self.command, *self.args])
+
+    async def open(self, tg: TaskGroup, limits: Limits) -> ProcessTransport:
+        executable = self.command
+        if os.sep not in executable and shutil.which(executable) is None:
+            raise ConnectError(f"cannot start {self.describe()!r}: "
+                               f"{executable!r} is not on PATH")
+        process = ProcessTransport([executable, *self.args], env=self.env, cwd=self.cwd,
+                                   limits=limits)
+        try:
+            await process.start(tg)
+        except OSError as exc:
+            raise ConnectError(f"cannot start {self.describe()!r}: {exc}") from exc
+        return process
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    """A remote server: Streamable HTTP (``http``), HTTP+SSE (``sse``) or WebSocket (``ws``)."""
+
+    url: str
+    kind: Literal["http", "sse", "ws"] = "http"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"{self.url} ({self.kind})"
+
+    async def open(self, tg: TaskGroup, limits: Limits) -> MessageStream:
+        try:
+            if self.kind == "http":
+                return StreamableHTTPClientStream(self.url, tg, headers=dict(self.headers))
+            if self.kind == "sse":
+                stream = HttpSseClientStream(self.url, tg, headers=dict(self.headers))
+                try:
+                    await stream.start()
+                except BaseException:
+                    await stream.aclose()
+                    raise
+                return stream
+            return await WebSocketClientStream.connect(
+                self.url, additional_headers=dict(self.headers) or None,
+                max_size=limits.max_message_bytes)
+        except McpError:
+            raise
+        except Exception as exc:  # httpx / websockets / OS errors, with their own texts
+            raise ConnectError(f"cannot connect to {self.describe()}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+
+Target = StdioTarget | HttpTarget
+
+
+def target_from_url(url: str, *, headers: Mapping[str, str] | None = None,
+                    kind: str | None = None) -> HttpTarget:
+    """A target for ``url``: ``ws://``/``wss://`` is WebSocket, else Streamable HTTP."""
+    if kind is None:
+        kind = "ws" if url.startswith(("ws://", "wss://")) else "http"
+    if kind not in ("http", "sse", "ws"):
+        raise ValueError(f"unknown transport {kind!r}")
+    return HttpTarget(url, kind, dict(headers or {}))  # type: ignore[arg-type]
+
+
+def target_from_config(entry: Mapping[str, Any]) -> Target:
+    """A target from one ``mcpServers`` entry (Claude Desktop, VS Code and Cursor shapes)."""
+    if not isinstance(entry, Mapping):
+        raise ValueError("a server entry must be an object")
+    if "command" in entry:
+        args = entry.get("args") or []
+        env = entry.get("env")
+        if not isinstance(entry["command"], str) or not isinstance(args, list) \
+                or not all(isinstance(a, str) for a in args):
+            raise ValueError("'command' must be a string and 'args' a list of strings")
+        if env is not None and not (isinstance(env, Mapping) and all(
+                isinstance(v, str) for v in env.values())):
+            raise ValueError("'env' must map names to strings")
+        return StdioTarget(entry["command"], tuple(args), dict(env) if env else None,
+                           entry.get("cwd"))
+    url = entry.get("url") or entry.get("serverUrl")
+    if not isinstance(url, str):
+        raise ValueError("a server entry needs 'command' (stdio) or 'url' (remote)")
+    kind = entry.get("type") or entry.get("transport")
+    kind = {"streamable-http": "http", "streamableHttp": "http", "websocket": "ws",
+            None: None}.get(kind, kind)
+    headers = entry.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        raise ValueError("'headers' must be an object")
+    return target_from_url(url, headers=headers, kind=kind)
