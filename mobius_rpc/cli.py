@@ -3,7 +3,8 @@
 ``mobius serve --stdio`` runs the demo server on stdin/stdout, the way MCP
 hosts launch servers; ``mobius serve --print-config HOST`` prints the snippet
 to paste into that host's configuration.  Logs always go to stderr: stdout
-belongs to the protocol.
+belongs to the protocol.  ``mobius client ...`` talks to any MCP server
+(see :mod:`mobius_rpc.client_cli`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
+
+from .client_cli import add_client_parser
 
 __all__ = ("main",)
 
@@ -129,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.set_defaults(func=_serve)
+    add_client_parser(sub)
     return parser
 
 

@@ -1,8 +1,10 @@
 """The client side: :class:`Client` (one server), :class:`ClientManager` (many)."""
 
 from .client import Client, ConnectError
+from .manager import ClientManager, ServerHealth, load_server_config
 from .session import ClientSession
 from .targets import HttpTarget, StdioTarget, target_from_config, target_from_url
 
-__all__ = ("Client", "ClientSession", "ConnectError", "HttpTarget", "StdioTarget",
-           "target_from_config", "target_from_url")
+__all__ = ("Client", "ClientManager", "ClientSession", "ConnectError", "HttpTarget",
+           "ServerHealth", "StdioTarget", "load_server_config", "target_from_config",
+           "target_from_url")

@@ -64,7 +64,8 @@ class Client:
                  timeout: float = 60.0, connect_timeout: float = 30.0,
                  probe_timeout: float = 5.0, limits: Limits | None = None,
                  validate: bool = True, name: str = "mobius-client",
-                 version: str = __version__) -> None:
+                 version: str = __version__,
+                 on_disconnect: Callable[[Client], None] | None = None) -> None:
         self.target: Target = target_from_url(target) if isinstance(target, str) else target
         if revision is not None and revision not in LEGACY_REVISIONS + MODERN_REVISIONS:
             raise ValueError(f"unknown protocol revision {revision!r}")
@@ -86,6 +87,8 @@ class Client:
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._lock = anyio.Lock()
+        #: called (in the connection's task) when the server goes away on its own
+        self.on_disconnect = on_disconnect
 
     # ------------------------------------------------------------- lifecycle
 
@@ -326,6 +329,8 @@ class _Runner:
                 if went_away:
                     client.last_error = _describe(None, client)
                     log.warning("%s: connection lost: %s", client.label, client.last_error)
+                    if client.on_disconnect is not None:
+                        client.on_disconnect(client)
                 tg.cancel_scope.cancel()
         finally:
             if client.state in ("ready", "closing", "connecting"):

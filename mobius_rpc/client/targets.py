@@ -141,7 +141,7 @@ def target_from_config(entry: Mapping[str, Any]) -> Target:
     kind = entry.get("type") or entry.get("transport")
     kind = {"streamable-http": "http", "streamableHttp": "http", "websocket": "ws",
             None: None}.get(kind, kind)
-    headers = entry.get("headers") or {}
+    headers = entry.get("headers", {})
     if not isinstance(headers, Mapping):
         raise ValueError("'headers' must be an object")
     return target_from_url(url, headers=headers, kind=kind)
