@@ -30,7 +30,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .. import __version__
-from ..core.errors import ConnectionClosedError, McpError
+from ..core.errors import UNSUPPORTED_PROTOCOL_VERSION, ConnectionClosedError, McpError
 from ..core.limits import Limits
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
 from ..framing.param_headers import InvalidHeaderAnnotation, header_parameters
@@ -363,23 +363,66 @@ class _Runner:
     async def _settle_era(self, session: ClientSession) -> None:
         client = self.client
         pinned = client.revision
+        if pinned in session.connection.modern_revisions:
+            try:
+                await session.initialize(pinned, timeout=client.connect_timeout)
+            except McpError as exc:
+                # A server may refuse a first request's version and name the
+                # ones it takes: if ours is among them, one retry is warranted.
+                if pinned not in (_supported_versions(exc) or ()) or session.session.closed:
+                    raise
+                await session.initialize(pinned, timeout=client.connect_timeout)
+            return
         if pinned is not None:
             await session.initialize(pinned, timeout=client.connect_timeout)
             return
+        legacy_version = LATEST_LEGACY
         modern = session.connection.modern_revisions
-        if modern:
+        version: str | None = modern[0] if modern else None
+        for _ in range(3):  # the first choice, then what a -32022 answer offers
+            if version is None:
+                break
             try:
-                found = await session.initialize(modern[0], timeout=client.probe_timeout)
+                found = await session.initialize(version, timeout=client.probe_timeout)
             except McpError as exc:
                 if session.session.closed:
                     raise
-                log.debug("%s: no 2026-07-28 answer (%s); trying initialize",
-                          client.label, exc)
-            else:
-                if modern[0] in (found.get("supportedVersions") or []):
-                    return
+                offered = _supported_versions(exc)
+                if offered is None:  # any other error: a legacy server
+                    log.debug("%s: no %s answer (%s); trying initialize",
+                              client.label, version, exc)
+                    break
+                session.connection.use_legacy()
+                common = [v for v in modern if v in offered]
+                legacy = [v for v in session.connection.revisions if v in offered]
+                legacy_version = max(legacy) if legacy else legacy_version
+                version = common[0] if common else None
+                continue
+            if version in (found.get("supportedVersions") or []):
+                return
+            break
+        if session.connection.era is not None:
             session.connection.use_legacy()
-        await session.initialize(LATEST_LEGACY, timeout=client.connect_timeout)
+        try:
+            await session.initialize(legacy_version, timeout=client.connect_timeout)
+        except McpError as exc:
+            # A dual-era server that was slow to start took our timed-out
+            # server/discover as its first message and now serves 2026-07-28
+            # on this connection: its -32022 says so, and we follow it.
+            offered = [v for v in _supported_versions(exc) or ()
+                       if v in session.connection.modern_revisions]
+            if not offered or session.session.closed:
+                raise
+            log.debug("%s: the server holds this connection in %s", client.label, offered[0])
+            await session.initialize(offered[0], timeout=client.connect_timeout)
+
+
+def _supported_versions(error: McpError) -> list[str] | None:
+    """The versions an UnsupportedProtocolVersion error offers (None: another error)."""
+    if error.code != UNSUPPORTED_PROTOCOL_VERSION or not isinstance(error.data, dict):
+        return None
+    offered = error.data.get("supported")
+    return [v for v in offered if isinstance(v, str)] if isinstance(offered, list) else None
 
 
 async def _close_quietly(client: Client) -> None:

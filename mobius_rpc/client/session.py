@@ -38,6 +38,33 @@ Callback = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 RootsCallback = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
+def with_schema_defaults(params: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """An accepted form answer with the requested schema's defaults filled in.
+
+    A user who leaves a field alone means its default; the server should not
+    have to know which fields a client's form showed pre-filled.
+    """
+    schema = params.get("requestedSchema")
+    if answer.get("action") != "accept" or not isinstance(schema, dict):
+        return answer
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return answer
+    content = dict(answer.get("content") or {})
+    for name, spec in properties.items():
+        if name not in content and isinstance(spec, dict) and _answerable(spec.get("default")):
+            content[name] = spec["default"]
+    return {**answer, "content": content}
+
+
+def _answerable(value: Any) -> bool:
+    """Whether an ``ElicitResult`` may carry ``value``: the schema of every revision
+    admits strings, integers, booleans and string lists only (so no 95.5)."""
+    if isinstance(value, (str, bool, int)):
+        return True
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 class ClientSession:
     def __init__(self, stream: MessageStream, *, name: str = "mobius-client",
                  version: str = "0.1.0", sampling: Callback | None = None,
@@ -112,7 +139,7 @@ class ClientSession:
         if method == "sampling/createMessage" and self._sampling is not None:
             return await self._sampling(params)
         if method == "elicitation/create" and self._elicitation is not None:
-            return await self._elicitation(params)
+            return with_schema_defaults(params, await self._elicitation(params))
         if method == "roots/list" and self._roots is not None:
             return {"roots": await self._roots()}
         raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")

@@ -666,6 +666,11 @@ class Connection:
         """
         if self.role is not Role.CLIENT or revision not in self.modern_revisions:
             raise LocalProtocolError(INVALID_REQUEST, f"cannot use modern revision {revision!r}")
+        if self.state is SessionState.INITIALIZING and self.era is None and not any(
+                pending.method == "initialize" for pending in self._outstanding.values()):
+            # The server refused our initialize because it serves 2026-07-28
+            # on this connection (an era probe it answered too late).
+            self.state = SessionState.UNINITIALIZED
         self.era = Era.MODERN
         self.revision = revision
 
