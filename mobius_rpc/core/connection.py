@@ -203,11 +203,14 @@ class Connection:
 
     # ----------------------------------------------------------------- receive
 
-    def receive(self, data: bytes, now: float) -> list[Event]:
+    def receive(self, data: bytes, now: float, *, decoded: Any = None) -> list[Event]:
         """Digest one framed message (one stdio line, one HTTP body, one WS frame).
 
         Returns the events it produced; replies it owes are in
         :meth:`data_to_send`.  Never raises for anything the peer sent.
+        ``decoded`` is ``data`` already parsed by a transport that had to look
+        inside it (Streamable HTTP), so that it is not parsed twice; the size
+        and depth limits still apply to ``data``.
         """
         events: list[Event] = []
         if self.state is SessionState.CLOSED:
@@ -224,11 +227,13 @@ class Connection:
                 f"Invalid Request: JSON nesting deeper than {self.limits.max_depth} levels"),
                 None, events)
             return events
-        try:
-            message = jsonrpc.parse(data)
-        except RemoteProtocolError as exc:
-            self._reject(None, exc, None, events)
-            return events
+        message = decoded
+        if message is None:
+            try:
+                message = jsonrpc.parse(data)
+            except RemoteProtocolError as exc:
+                self._reject(None, exc, None, events)
+                return events
         if isinstance(message, list):
             self._receive_batch(message, now, events)
         else:

@@ -21,6 +21,7 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,8 +60,12 @@ class HttpRefusal(Exception):
     error: McpError | None = None
 
 
+@lru_cache(maxsize=256)
 def accepts(accept_header: str, *media_types: str) -> bool:
-    """Whether ``Accept`` lists every one of ``media_types`` (or a matching wildcard)."""
+    """Whether ``Accept`` lists every one of ``media_types`` (or a matching wildcard).
+
+    Cached: a client sends the same ``Accept`` on every request.
+    """
     offered = {part.split(";")[0].strip().lower() for part in accept_header.split(",")}
     if "*/*" in offered:
         return True
@@ -94,14 +99,21 @@ class OriginPolicy:
             raise HttpRefusal(403, f"Forbidden: origin {origin!r} is not allowed")
 
     def _host_ok(self, host: str) -> bool:
-        name = urlsplit(f"//{host}").hostname or ""
-        return name in _LOOPBACK or host in self.allowed_hosts or name in self.allowed_hosts
+        return _host_allowed(self.allowed_hosts, host)
 
     def _origin_ok(self, origin: str) -> bool:
         if origin in self.allowed_origins:
             return True
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and (parts.hostname or "") in _LOOPBACK
+
+
+@lru_cache(maxsize=256)
+def _host_allowed(allowed_hosts: tuple[str, ...], host: str) -> bool:
+    """Cached: the same few ``Host`` values come on every request, and parsing one
+    costs more than the rest of the origin check."""
+    name = urlsplit(f"//{host}").hostname or ""
+    return name in _LOOPBACK or host in allowed_hosts or name in allowed_hosts
 
 
 def decode_header_value(value: str) -> str:

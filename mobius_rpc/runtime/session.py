@@ -22,9 +22,10 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..core.connection import Connection
@@ -101,10 +102,13 @@ class Session:
         self._tg: TaskGroup | None = None
         self._scopes: dict[RequestId, anyio.CancelScope] = {}
         self._waiters: dict[RequestId, _Waiter] = {}
-        self._send_lock = anyio.Lock()
-        self._closed = anyio.Event()
-        self._finished = anyio.Event()
-        self._routed = stream if isinstance(stream, RoutedMessageStream) else None
+        # Uncontended (the usual case) it is taken without a trip through the loop.
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._closed = False
+        #: created only if someone waits for the end (most sessions end unwatched)
+        self._finished: anyio.Event | None = None
+        self._done = False
+        self._routed = stream if _is_routed(stream) else None
 
     # ------------------------------------------------------------------ running
 
@@ -118,13 +122,30 @@ class Session:
                 tg.cancel_scope.cancel()
         finally:
             self._tg = None
-            self._shutdown()
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self.stream.aclose()
-                except Exception:  # the peer may already be gone
-                    pass
+            await self._finish()
+
+    async def _finish(self) -> None:
+        """Fail what is still waiting, close the stream, and say we are done."""
+        self._shutdown()
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.stream.aclose()
+            except Exception:  # the peer may already be gone
+                pass
+        self._done = True
+        if self._finished is not None:
             self._finished.set()
+
+    @property
+    def _running(self) -> bool:
+        """Whether work can be started beside the handlers (see :meth:`_spawn`)."""
+        return self._tg is not None
+
+    def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Start ``func`` in a task that ends with the session."""
+        if self._tg is None:
+            raise ConnectionClosedError()
+        self._tg.start_soon(func, *args)
 
     async def _receive_loop(self) -> None:
         connection = self.connection
@@ -146,13 +167,12 @@ class Session:
                 return
 
     def _dispatch(self, event: Event) -> None:
-        assert self._tg is not None
         if isinstance(event, RequestReceived):
             scope = anyio.CancelScope()
             self._scopes[event.id] = scope
-            self._tg.start_soon(self._serve_request, event, scope)
+            self._spawn(self._serve_request, event, scope)
         elif isinstance(event, NotificationReceived):
-            self._tg.start_soon(self._serve_notification, event)
+            self._spawn(self._serve_notification, event)
         elif isinstance(event, (ResponseReceived, ErrorReceived)):
             waiter = self._waiters.get(event.id)
             if waiter is not None:
@@ -168,7 +188,7 @@ class Session:
         elif isinstance(event, ProgressReceived):
             waiter = self._waiters.get(event.id)
             if waiter is not None and waiter.on_progress is not None:
-                self._tg.start_soon(self._call_progress, waiter.on_progress, event)
+                self._spawn(self._call_progress, waiter.on_progress, event)
         elif isinstance(event, SessionInitialized):
             self.handler.session_initialized(self, event)
         elif isinstance(event, MessageRejected):
@@ -219,7 +239,7 @@ class Session:
 
     async def _flush(self) -> bool:
         """Send everything the connection queued; False when the peer is gone."""
-        if self._closed.is_set():
+        if self._closed:
             return False
         if not self.connection.has_data_to_send():
             return True
@@ -233,12 +253,12 @@ class Session:
                     for data in self.connection.data_to_send():
                         await self.stream.send(data)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                self._closed.set()
+                self._closed = True
                 return False
         return True
 
     def _shutdown(self) -> None:
-        self._closed.set()
+        self._closed = True
         for event in self.connection.close():
             waiter = self._waiters.get(event.id) if isinstance(event, ErrorReceived) else None
             if waiter is not None and isinstance(event, ErrorReceived):
@@ -257,11 +277,16 @@ class Session:
 
     async def wait_finished(self) -> None:
         """Wait until :meth:`run` has returned and the stream is closed."""
+        if self._done:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._finished is None:
+            self._finished = anyio.Event()
         await self._finished.wait()
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._closed
 
     # ------------------------------------------------------------ our requests
 
@@ -277,7 +302,7 @@ class Session:
         :raises LocalProtocolError: the method is not allowed here (capability).
         Cancelling the caller sends ``notifications/cancelled`` too.
         """
-        if self._closed.is_set():
+        if self._closed:
             raise ConnectionClosedError()
         connection = self.connection
         if timeout is None:
@@ -325,7 +350,7 @@ class Session:
         It belongs to the request whose handler sends it, unless ``unrelated``
         (pushes such as resource updates, which may be caused by another session).
         """
-        if self._closed.is_set():
+        if self._closed:
             raise ConnectionClosedError()
         related = None if unrelated else current_request.get()
         self.connection.notify(method, params, related=related)
@@ -338,23 +363,29 @@ class Session:
         tool call).  Raises :class:`ConnectionClosedError` when the session is
         not running.
         """
-        if self._tg is None or self._closed.is_set():
+        if not self._running or self._closed:
             raise ConnectionClosedError()
-        self._tg.start_soon(func, *args)
+        self._spawn(func, *args)
 
     def notify_soon(self, method: str, params: dict[str, Any] | None = None, *,
                     related: RequestId | None = None) -> None:
         """Queue a notification from synchronous code; a task sends it shortly."""
-        if self._closed.is_set() or self._tg is None:
+        if self._closed or not self._running:
             return
         try:
             self.connection.notify(method, params, related=related)
         except McpError as exc:
             log.warning("not sending %s: %s", method, exc.message)
             return
-        self._tg.start_soon(self._flush)
+        self._spawn(self._flush)
 
     async def send_raw(self, message: dict[str, Any]) -> None:
         """Send an already-built message bypassing the core (tests of broken peers only)."""
         async with self._send_lock:
             await self.stream.send(dumps(message))
+
+
+def _is_routed(stream: MessageStream) -> TypeGuard[RoutedMessageStream]:
+    """``isinstance(stream, RoutedMessageStream)`` without the cost of a runtime
+    protocol check (it inspects every member, on every session created)."""
+    return callable(getattr(stream, "send_routed", None))

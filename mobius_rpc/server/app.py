@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 
 from ..core.connection import Connection, Role
 from ..core.errors import INVALID_PARAMS, McpError, RemoteProtocolError
@@ -38,8 +39,9 @@ from ..core.limits import Limits
 from ..core.modern import META_SUBSCRIPTION_ID, CachePolicy
 from ..core.request_state import open_state, seal_state
 from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS, Era
+from ..runtime.exchange import ExchangeSession
 from ..runtime.session import Session
-from ..transports.base import MessageStream
+from ..transports.base import MessageStream, RoutedMessageStream
 from .context import MRTR_METHODS, Context, InputRequired, level_passes
 from .pagination import paginate
 from .prompts import PromptRegistry
@@ -102,6 +104,9 @@ class Server:
         self._notification_handlers: dict[str, NotificationHandler] = {}
         self._sessions: set[Session] = set()
         self._listeners: set[_Listener] = set()
+        #: capabilities() as of the last registration; every connection (one
+        #: per stateless request) shares it, so it is dropped on any change
+        self._capabilities: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ decorators
 
@@ -157,6 +162,7 @@ class Server:
 
         def register(fn: F) -> F:
             self._completers[(ref_type, ref)] = fn
+            self._capabilities = None
             return fn
         return register
 
@@ -168,6 +174,7 @@ class Server:
         """
         def register(fn: RequestHandler) -> RequestHandler:
             self._request_handlers[method] = fn
+            self._capabilities = None
             return fn
         return register
 
@@ -201,7 +208,9 @@ class Server:
         ``legacy=False`` makes a modern-only connection (a stateless HTTP
         request, which has no initialize to fall back on).
         """
-        return Connection(Role.SERVER, info=self.info, capabilities=self.capabilities(),
+        if self._capabilities is None:
+            self._capabilities = self.capabilities()
+        return Connection(Role.SERVER, info=self.info, capabilities=self._capabilities,
                           instructions=self.instructions,
                           revisions=self.revisions if legacy else (),
                           modern_revisions=self.modern_revisions, limits=self.limits,
@@ -218,6 +227,18 @@ class Server:
         """Serve one stateless 2026-07-28 exchange on ``stream``."""
         await self.serve(stream, legacy=False)
 
+    async def serve_exchange(self, body: bytes, decoded: Any, stream: RoutedMessageStream,
+                             spawner: TaskGroup) -> None:
+        """Serve one stateless 2026-07-28 POST body in the calling task.
+
+        The cheap form of :meth:`serve_modern` for transports that hold the
+        whole exchange (Streamable HTTP): no receive loop or task group of its
+        own; ``decoded`` is ``body`` already parsed (or None), ``spawner``
+        runs what handlers start beside themselves.
+        """
+        session = ExchangeSession(self.connection(legacy=False), stream, self, spawner)
+        await session.serve_once(body, decoded)
+
     def http_app(self, **options: Any) -> Any:
         """An ASGI app serving this server over Streamable HTTP (both eras).
 
@@ -227,6 +248,7 @@ class Server:
         from ..transports.streamable_http import StreamableHTTPTransport
         options.setdefault("header_parameters", self.tools.header_parameters)
         return StreamableHTTPTransport(self.serve, serve_modern=self.serve_modern,
+                                       exchange=self.serve_exchange,
                                        legacy_revisions=self.revisions,
                                        modern_revisions=self.modern_revisions, **options)
 
@@ -237,6 +259,7 @@ class Server:
         from ..transports.asgi import McpTransports
         options.setdefault("header_parameters", self.tools.header_parameters)
         return McpTransports(self.serve, serve_modern=self.serve_modern,
+                             exchange=self.serve_exchange,
                              legacy_revisions=self.revisions,
                              modern_revisions=self.modern_revisions, limits=self.limits,
                              **options)
@@ -456,6 +479,7 @@ class Server:
                     related=listener.subscription_id)
 
     def _list_changed(self, kind: str) -> None:
+        self._capabilities = None
         method = f"notifications/{kind}/list_changed"
         for session in list(self._sessions):
             if not session.closed and session.connection.can_send(method):

@@ -228,6 +228,8 @@ def to_jsonable(value: Any) -> Any:
 
 def _convert(tp: Any, value: Any) -> Any:
     """A validated JSON value -> the declared Python type (best effort, never lossy)."""
+    if tp is str or tp is int or tp is bool or tp is Any:
+        return value  # what the JSON value already is: skip the type inspection below
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Annotated, typing.NotRequired, typing.Required):

@@ -20,7 +20,7 @@ from ..core.limits import Limits
 from ..framing.http import OriginPolicy
 from .base import MessageStream
 from .http_sse import HttpSseTransport
-from .streamable_http import StreamableHTTPTransport
+from .streamable_http import Exchange, StreamableHTTPTransport
 from .websocket import WebSocketTransport
 
 __all__ = ("McpTransports",)
@@ -33,13 +33,15 @@ class McpTransports:
     """The transports of one server and the Starlette app that routes to them."""
 
     def __init__(self, serve: Serve, *, serve_modern: Serve | None = None,
+                 exchange: Exchange | None = None,
                  legacy_revisions: tuple[str, ...], modern_revisions: tuple[str, ...],
                  origin_policy: OriginPolicy | None = None, limits: Limits | None = None,
                  **http_options: Any) -> None:
         policy = origin_policy or OriginPolicy()
         limits = limits or Limits()
         self.streamable_http = StreamableHTTPTransport(
-            serve, serve_modern=serve_modern, legacy_revisions=legacy_revisions,
+            serve, serve_modern=serve_modern, exchange=exchange,
+            legacy_revisions=legacy_revisions,
             modern_revisions=modern_revisions, origin_policy=policy,
             max_body_bytes=limits.max_message_bytes, **http_options)
         self.sse = HttpSseTransport(serve, origin_policy=policy,

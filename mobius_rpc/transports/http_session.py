@@ -13,6 +13,7 @@ stores it until a GET delivers it).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,9 +21,10 @@ import anyio
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ..core.errors import McpError
 from .memory import receive_or_end
 
-__all__ = ("HttpMessageStream", "ResponseChannel")
+__all__ = ("HttpMessageStream", "ResponseChannel", "status_for")
 
 RequestId = str | int
 
@@ -42,6 +44,10 @@ class ResponseChannel:
 
 
 _NOTIFICATION_PREFIX = b'{"jsonrpc":"2.0","method"'
+# The core serializes a single message with "jsonrpc" then "id" first and the
+# member that says what it is next; reading the id from that head saves
+# parsing a whole result (which may be large) only to find its id.
+_HEAD = re.compile(rb'\{"jsonrpc":"2\.0","id":(-?\d+|"(?:[^"\\]|\\.)*"),"(result|error|method)":')
 
 
 def _answered_ids(message: bytes) -> list[RequestId]:
@@ -50,6 +56,12 @@ def _answered_ids(message: bytes) -> list[RequestId]:
         # The core serializes notifications with these leading keys (progress
         # and log messages are most of a stream): no need to parse them again.
         return []
+    head = _HEAD.match(message)
+    if head is not None:
+        if head.group(2) == b"method":
+            return []  # a request of ours, not an answer
+        answered: RequestId = orjson.loads(head.group(1))
+        return [answered]
     try:
         decoded = orjson.loads(message)
     except orjson.JSONDecodeError:
@@ -121,3 +133,16 @@ class HttpMessageStream:
         for channel in set(self._routes.values()):
             channel.send.close()
         self._routes.clear()
+
+
+def status_for(message: bytes) -> int:
+    """2026-07-28: a request's error answer carries its HTTP status (400, 404 ...)."""
+    if b'"error"' not in message:
+        return 200  # no error member anywhere, so not an error answer: skip the parse
+    try:
+        decoded = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return 200
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
+        return McpError.from_error_object(decoded["error"]).http_status_hint
+    return 200

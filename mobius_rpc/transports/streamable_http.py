@@ -13,6 +13,9 @@ which method a modern request names for its header checks).
 * 2026-07-28: every POST is self-contained; the request runs in a runtime
   made for it and answered with JSON, or with a request-scoped SSE stream
   when progress or log notifications precede the result; GET/DELETE -> 405.
+  Given an ``exchange`` callable, the runtime is awaited in the POST's own
+  task and writes its answer directly (:mod:`.http_exchange`); without one,
+  ``serve_modern`` runs on a message stream like a session.
 
 Session records are plain data in a :class:`SessionStore`; only the live
 stream of a session is kept in the process that serves it.  Run it directly
@@ -35,7 +38,7 @@ import orjson
 from anyio.abc import TaskGroup
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -53,15 +56,19 @@ from ..framing.http import (
     legacy_version_header,
 )
 from ..framing.param_headers import check_param_headers
-from .base import MessageStream
+from .base import MessageStream, RoutedMessageStream
 from .event_store import EventStore, MemoryEventStore, StreamHub, parse_event_id
-from .http_session import HttpMessageStream, ResponseChannel
+from .http_exchange import ExchangeResponse
+from .http_session import HttpMessageStream, ResponseChannel, status_for
 
 __all__ = ("StreamableHTTPTransport", "SessionRecord", "SessionStore", "MemorySessionStore")
 
 log = logging.getLogger("mobius_rpc.http")
 
 Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
+#: serves one stateless POST: (body, body parsed, the stream to answer on, a
+#: task group for work beside the handler); returns when it is answered
+Exchange = Callable[[bytes, Any, RoutedMessageStream, TaskGroup], Coroutine[Any, Any, None]]
 
 
 @dataclass(slots=True)
@@ -120,6 +127,7 @@ class StreamableHTTPTransport:
     """An ASGI app serving MCP at one endpoint; ``serve`` runs a runtime on a stream."""
 
     def __init__(self, serve: Serve, *, serve_modern: Serve | None = None,
+                 exchange: Exchange | None = None,
                  legacy_revisions: tuple[str, ...] = LEGACY_REVISIONS,
                  modern_revisions: tuple[str, ...] = MODERN_REVISIONS,
                  origin_policy: OriginPolicy | None = None,
@@ -131,6 +139,8 @@ class StreamableHTTPTransport:
         self.serve = serve
         #: runs one stateless request; it must not fall back to the legacy era
         self.serve_modern = serve_modern or serve
+        #: the cheaper way to run one stateless request, when the server offers it
+        self.exchange = exchange
         self.legacy_revisions = legacy_revisions
         self.modern_revisions = modern_revisions
         self.origin_policy = origin_policy or OriginPolicy()
@@ -176,19 +186,22 @@ class StreamableHTTPTransport:
             return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
+        headers = _headers_of(scope)
         try:
-            self.origin_policy.check(request.headers)
-            handler = {"POST": self._post, "GET": self._get, "DELETE": self._delete}.get(
-                request.method)
-            if handler is None:
+            self.origin_policy.check(headers)
+            method = scope["method"]
+            if method == "POST":
+                await self._post(headers, scope, receive, send)
+            elif method == "GET":
+                await self._get(headers, scope, receive, send)
+            elif method == "DELETE":
+                await self._delete(headers, scope, receive, send)
+            else:
                 raise HttpRefusal(405, "Method Not Allowed")
-            await handler(request, scope, receive, send)
         except HttpRefusal as refusal:
-            headers = {"Allow": "GET, POST, DELETE"} if refusal.status == 405 else None
             response = _refusal_response(refusal)
-            if headers:
-                response.headers.update(headers)
+            if refusal.status == 405:
+                response.headers["Allow"] = "GET, POST, DELETE"
             await response(scope, receive, send)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
@@ -201,28 +214,33 @@ class StreamableHTTPTransport:
 
     # ---------------------------------------------------------------- POST
 
-    async def _read_body(self, request: Request) -> bytes:
-        length = request.headers.get("content-length")
+    async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+        length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             raise HttpRefusal(413, "Content Too Large")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise HttpRefusal(413, "Content Too Large")
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _post(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        if not accepts(request.headers.get("accept", ""), "application/json",
-                       "text/event-stream"):
+    async def _post(self, headers: Mapping[str, str], scope: Scope, receive: Receive,
+                    send: Send) -> None:
+        if not accepts(headers.get("accept", ""), "application/json", "text/event-stream"):
             raise HttpRefusal(406, "Not Acceptable: Accept must list application/json and "
                                    "text/event-stream")
-        content_type = request.headers.get("content-type", "")
+        content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise HttpRefusal(415, "Unsupported Media Type: send application/json")
-        body = await self._read_body(request)
+        body = await self._read_body(headers, receive)
         try:
             decoded = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -241,32 +259,32 @@ class StreamableHTTPTransport:
             if isinstance(incoming, IncomingRequest):
                 ids.add(incoming.id)
                 methods.append(incoming.method)
-        session_id = request.headers.get(SESSION_HEADER)
-        if session_id is None and self._is_modern(request, decoded):
+        session_id = headers.get(SESSION_HEADER)
+        if session_id is None and self._is_modern(headers, decoded):
             try:
-                check_modern_headers(request.headers, decoded)
-                self._check_param_headers(request, decoded)
+                check_modern_headers(headers, decoded)
+                self._check_param_headers(headers, decoded)
             except HttpRefusal as refusal:  # answer it with the request's id
                 await _refusal_response(refusal, next(iter(ids), None))(scope, receive, send)
                 return
-            await self._post_modern(body, ids, scope, receive, send)
+            await self._post_modern(body, decoded, ids, scope, receive, send)
             return
-        await self._post_legacy(request, session_id, body, ids, methods, scope, receive, send)
+        await self._post_legacy(headers, session_id, body, ids, methods, scope, receive, send)
 
-    def _check_param_headers(self, request: Request, message: Any) -> None:
+    def _check_param_headers(self, headers: Mapping[str, str], message: Any) -> None:
         if self.header_parameters is None or not isinstance(message, dict) \
                 or message.get("method") != "tools/call":
             return
         params = message.get("params")
         if not isinstance(params, dict) or not isinstance(params.get("name"), str):
             return
-        check_param_headers(request.headers, params.get("arguments"),
+        check_param_headers(headers, params.get("arguments"),
                             self.header_parameters(params["name"]))
 
-    def _is_modern(self, request: Request, message: Any) -> bool:
+    def _is_modern(self, headers: Mapping[str, str], message: Any) -> bool:
         if not self.modern_revisions:
             return False
-        if request.headers.get(VERSION_HEADER) in self.modern_revisions:
+        if headers.get(VERSION_HEADER) in self.modern_revisions:
             return True
         if isinstance(message, dict):
             params = message.get("params")
@@ -276,8 +294,8 @@ class StreamableHTTPTransport:
             return not self.legacy_revisions or message.get("method") == "server/discover"
         return False
 
-    async def _post_legacy(self, request: Request, session_id: str | None, body: bytes,
-                           ids: set[str | int], methods: list[str], scope: Scope,
+    async def _post_legacy(self, request_headers: Mapping[str, str], session_id: str | None,
+                           body: bytes, ids: set[str | int], methods: list[str], scope: Scope,
                            receive: Receive, send: Send) -> None:
         headers: dict[str, str] = {}
         if session_id is None:
@@ -290,7 +308,7 @@ class StreamableHTTPTransport:
         if record is None or live is None:
             raise HttpRefusal(404, "Not Found: unknown or expired session")
         if "initialize" not in methods:
-            legacy_version_header(request.headers, record.protocol_version,
+            legacy_version_header(request_headers, record.protocol_version,
                                   self.legacy_revisions)
         record.last_seen = time.time()
         self.store.put(record)
@@ -300,7 +318,7 @@ class StreamableHTTPTransport:
             return
         channel = live.stream.open_channel(ids)
         await live.stream.deliver(body)
-        await self._respond(channel, live.stream, request, scope, receive, send, headers,
+        await self._respond(channel, live.stream, scope, receive, send, headers,
                             record=record, live=live)
         if "initialize" in methods and record.protocol_version is None:
             await self._end_session(session_id)  # initialize was refused: no session
@@ -330,8 +348,15 @@ class StreamableHTTPTransport:
         self._tg.start_soon(run)
         return session_id
 
-    async def _post_modern(self, body: bytes, ids: set[str | int], scope: Scope,
+    async def _post_modern(self, body: bytes, decoded: Any, ids: set[str | int], scope: Scope,
                            receive: Receive, send: Send) -> None:
+        if self.exchange is not None:
+            if self._tg is not None:
+                await self._exchange(self._tg, body, decoded, ids, scope, receive, send)
+                return
+            async with anyio.create_task_group() as tg:  # no lifespan: lend one of our own
+                await self._exchange(tg, body, decoded, ids, scope, receive, send)
+            return
         stream = HttpMessageStream()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.serve_modern, stream)
@@ -341,13 +366,31 @@ class StreamableHTTPTransport:
             else:
                 channel = stream.open_channel(ids)
                 await stream.deliver(body)
-                await self._respond(channel, stream, Request(scope, receive), scope, receive,
-                                    send, {}, record=None, live=None)
+                await self._respond(channel, stream, scope, receive, send, {}, record=None,
+                                    live=None)
             await stream.aclose()
             tg.cancel_scope.cancel()
 
+    async def _exchange(self, spawner: TaskGroup, body: bytes, decoded: Any,
+                        ids: set[str | int], scope: Scope, receive: Receive,
+                        send: Send) -> None:
+        """Run one stateless request in this task; answer as :class:`ExchangeResponse` says."""
+        assert self.exchange is not None
+        host = anyio.CancelScope()
+        response = ExchangeResponse(ids, scope, receive, send, spawner=spawner, host=host,
+                                    keepalive=self.keepalive)
+        if not ids:
+            await response.finish()  # notifications only: 202 before they are handled
+        try:
+            with host:
+                await self.exchange(body, decoded, response, spawner)
+        except BaseException:
+            response.abandon()
+            raise
+        await response.finish()
+
     async def _respond(self, channel: ResponseChannel, stream: HttpMessageStream,
-                       request: Request, scope: Scope, receive: Receive, send: Send,
+                       scope: Scope, receive: Receive, send: Send,
                        headers: dict[str, str], *, record: SessionRecord | None,
                        live: _Live | None) -> None:
         """Answer a POST: JSON when the first message settles it, else an SSE stream.
@@ -366,7 +409,7 @@ class StreamableHTTPTransport:
             record.protocol_version = _negotiated_version(first)
             self.store.put(record)
         if not channel.pending:  # the first message was the (whole) answer
-            status = _status_for(first) if modern else 200
+            status = status_for(first) if modern else 200
             await Response(first, status, headers, media_type="application/json")(
                 scope, receive, send)
             stream.close_channel(channel)
@@ -420,8 +463,9 @@ class StreamableHTTPTransport:
 
     # ---------------------------------------------------------- GET, DELETE
 
-    async def _get(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        session_id = request.headers.get(SESSION_HEADER)
+    async def _get(self, headers: Mapping[str, str], scope: Scope, receive: Receive,
+                   send: Send) -> None:
+        session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             # No session: nothing to stream (and 2026-07-28 has no GET at all).
             raise HttpRefusal(405, "Method Not Allowed: GET needs an Mcp-Session-Id")
@@ -430,9 +474,9 @@ class StreamableHTTPTransport:
             raise HttpRefusal(404, "Not Found: unknown or expired session")
         if not self.enable_get_stream:
             raise HttpRefusal(405, "Method Not Allowed: no standalone stream")
-        if not accepts(request.headers.get("accept", ""), "text/event-stream"):
+        if not accepts(headers.get("accept", ""), "text/event-stream"):
             raise HttpRefusal(406, "Not Acceptable: Accept must list text/event-stream")
-        last_event = request.headers.get("last-event-id")
+        last_event = headers.get("last-event-id")
         if last_event is not None:
             # Resume the stream that event belongs to, and only that stream.
             parsed = parse_event_id(last_event)
@@ -459,9 +503,9 @@ class StreamableHTTPTransport:
         await EventSourceResponse(guarded(), headers={"X-Accel-Buffering": "no"},
                                   ping=self.keepalive)(scope, receive, send)
 
-    async def _delete(self, request: Request, scope: Scope, receive: Receive,
+    async def _delete(self, headers: Mapping[str, str], scope: Scope, receive: Receive,
                       send: Send) -> None:
-        session_id = request.headers.get(SESSION_HEADER)
+        session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise HttpRefusal(405, "Method Not Allowed: DELETE needs an Mcp-Session-Id")
         if session_id not in self._live:
@@ -478,6 +522,17 @@ class StreamableHTTPTransport:
             live.scope.cancel()
 
 
+def _headers_of(scope: Scope) -> dict[str, str]:
+    """The request headers as a plain dict (names are lower case in ASGI).
+
+    Looked up about ten times per POST, where Starlette's ``Headers`` scans
+    the raw list on each lookup.  Built backwards so that, as there, the
+    first of repeated headers wins.
+    """
+    return {name.decode("latin-1"): value.decode("latin-1")
+            for name, value in reversed(scope["headers"])}
+
+
 def _negotiated_version(message: bytes) -> str | None:
     try:
         decoded = orjson.loads(message)
@@ -486,14 +541,3 @@ def _negotiated_version(message: bytes) -> str | None:
     result = decoded.get("result") if isinstance(decoded, dict) else None
     version = result.get("protocolVersion") if isinstance(result, dict) else None
     return version if isinstance(version, str) else None
-
-
-def _status_for(message: bytes) -> int:
-    """2026-07-28: a request's error answer carries its HTTP status (400, 404 ...)."""
-    try:
-        decoded = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return 200
-    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
-        return McpError.from_error_object(decoded["error"]).http_status_hint
-    return 200

@@ -1,0 +1,112 @@
+"""A session that serves one self-contained message in the caller's task.
+
+A stateless 2026-07-28 request (one HTTP POST) carries everything it needs
+and gets one answer.  Served like a long-lived :class:`Session` it paid for a
+receive loop, a task group, a task per request and the hand-offs between
+them, which cost several times what the request itself does.
+:class:`ExchangeSession` awaits the handler directly in the task that
+delivered the message and returns once the answer is sent.
+
+Work that has to run beside the handler (``notify_soon``, ``start_soon``)
+goes to a task group the caller lends, usually the transport's long-lived
+one, each piece under its own cancel scope so that it still ends with the
+session, as it would in a session's own task group.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..core.connection import Connection
+from ..core.errors import ConnectionClosedError
+from ..core.events import NotificationReceived, RequestReceived
+from ..transports.base import MessageStream
+from .session import Session, SessionHandler
+
+__all__ = ("ExchangeSession",)
+
+log = logging.getLogger("mobius_rpc.runtime")
+
+
+class ExchangeSession(Session):
+    """A :class:`Session` for exactly one incoming message (a stateless exchange)."""
+
+    def __init__(self, connection: Connection, stream: MessageStream, handler: SessionHandler,
+                 spawner: TaskGroup, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(connection, stream, handler, clock=clock)
+        self._spawner = spawner
+        self._serving = False
+        self._background: set[anyio.CancelScope] = set()
+
+    async def serve_once(self, data: bytes, decoded: Any = None) -> None:
+        """Digest ``data`` (already parsed as ``decoded``, if given) and serve it.
+
+        Requests are handled one after another in this task; returns when
+        every answer has been sent (or :meth:`close` was called), after
+        cancelling whatever the handlers left running.
+        """
+        self._serving = True
+        try:
+            for event in self.connection.receive(data, self.clock(), decoded=decoded):
+                if self._closed:
+                    break
+                if isinstance(event, RequestReceived):
+                    # Its cancel scope is the one close() cancels.
+                    scope = anyio.CancelScope()
+                    self._scopes[event.id] = scope
+                    await self._serve_request(event, scope)
+                elif isinstance(event, NotificationReceived):
+                    await self._serve_notification(event)
+                else:
+                    self._dispatch(event)
+            await self._flush()
+        finally:
+            self._serving = False
+            for scope in self._background:
+                scope.cancel()
+            await self._finish()
+
+    async def _finish(self) -> None:
+        # The stream is the transport's: it completes the response after we return.
+        self._shutdown()
+        self._done = True
+        if self._finished is not None:
+            self._finished.set()
+
+    @property
+    def _running(self) -> bool:
+        return self._serving
+
+    def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        if not self._serving:
+            raise ConnectionClosedError()
+        scope = anyio.CancelScope()
+        self._background.add(scope)
+        self._spawner.start_soon(self._run_background, scope, func, args)
+
+    async def _run_background(self, scope: anyio.CancelScope,
+                              func: Callable[..., Coroutine[Any, Any, Any]],
+                              args: tuple[Any, ...]) -> None:
+        # The task group is shared with other exchanges: an error here must
+        # end this piece of work, not the group.
+        try:
+            with scope:
+                await func(*args)
+        except Exception:
+            log.exception("background work of a stateless request failed")
+        finally:
+            self._background.discard(scope)
+
+    def close(self) -> None:
+        """Stop serving: the handler and everything it started are cancelled."""
+        self._closed = True
+        for scope in self._scopes.values():
+            scope.cancel()
+        for scope in self._background:
+            scope.cancel()
