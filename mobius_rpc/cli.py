@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from .client_cli import add_client_parser
+from .conformance.cli import add_conformance_parser
 
 __all__ = ("main",)
 
@@ -133,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.set_defaults(func=_serve)
     add_client_parser(sub)
+    add_conformance_parser(sub)
     return parser
 
 

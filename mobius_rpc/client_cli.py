@@ -15,12 +15,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from .client import Client, ClientManager, StdioTarget, load_server_config, target_from_url
-from .core.errors import McpError
+if TYPE_CHECKING:  # imported when a command runs, not when ``mobius serve`` starts
+    from .client import Client, ClientManager
 
 __all__ = ("add_client_parser",)
 
@@ -64,6 +62,10 @@ def add_client_parser(sub: Any) -> None:
 
 
 def run_client_command(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .core.errors import McpError
+
     try:
         return anyio.run(_run, args)
     except (McpError, ValueError, KeyError, OSError) as exc:
@@ -93,6 +95,8 @@ def _arguments(args: argparse.Namespace, *, text_only: bool = False) -> dict[str
 
 
 def _client(args: argparse.Namespace) -> Client:
+    from .client import Client, StdioTarget, load_server_config, target_from_url
+
     options: dict[str, Any] = {"revision": args.revision, "timeout": args.timeout}
     if args.stdio:
         return Client(StdioTarget.parse(args.stdio), **options)
@@ -109,6 +113,8 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from .client import ClientManager
+
     if args.config and not args.server:
         async with ClientManager.from_config(args.config, revision=args.revision,
                                              timeout=args.timeout) as manager:
@@ -122,6 +128,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _act(args: argparse.Namespace, peer: Client | ClientManager) -> int:
+    from .client import Client
+
     action = args.action
     if action == "tools":
         tools = await peer.list_tools()

@@ -26,6 +26,9 @@ from mobius_rpc.transports.websocket import WebSocketClientStream
 
 SERVE_STDIO = [sys.executable, "-m", "mobius_rpc", "serve", "--stdio"]
 
+# pytester runs the conformance plugin the way another project would use it
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture
 def anyio_backend() -> str:

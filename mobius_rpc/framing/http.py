@@ -153,6 +153,8 @@ def check_modern_headers(headers: Mapping[str, str], message: Any) -> None:
     field = _NAMED.get(message["method"])
     if field is not None:
         name = headers.get(NAME_HEADER)
+        if name is None and not isinstance(params.get(field), str):
+            return  # nothing to mirror: the body itself is invalid (-32602 from the core)
         if name is None or decode_header_value(name) != params.get(field):
             raise mismatch(f"Mcp-Name is missing or differs from params.{field}")
 

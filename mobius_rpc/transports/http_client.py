@@ -122,6 +122,8 @@ class StreamableHTTPClientStream:
         self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        #: the 2026-07-28 revision our requests declared (stateless use)
+        self.modern_version: str | None = None
         self._send, self._receive = anyio.create_memory_object_stream[bytes](math.inf)
         self._get_started = False
         #: set when the server answers 404 for our session (it expired or restarted)
@@ -167,7 +169,8 @@ class StreamableHTTPClientStream:
         meta = params.get("_meta")
         if isinstance(meta, dict) and META_PROTOCOL_VERSION in meta:
             # 2026-07-28: the headers restate what the body says.
-            headers[VERSION_HEADER] = str(meta[META_PROTOCOL_VERSION])
+            self.modern_version = str(meta[META_PROTOCOL_VERSION])
+            headers[VERSION_HEADER] = self.modern_version
             headers[METHOD_HEADER] = str(message["method"])
             field = _NAMED.get(message["method"])
             if field and isinstance(params.get(field), str):
@@ -181,10 +184,19 @@ class StreamableHTTPClientStream:
                         headers[f"Mcp-Param-{suffix}"] = value
         elif self.protocol_version:
             headers[VERSION_HEADER] = self.protocol_version
+        elif self.modern_version:
+            # a 2026-07-28 notification or response: no _meta of its own, but the
+            # version header still tells the server which era it belongs to
+            headers[VERSION_HEADER] = self.modern_version
+            if isinstance(message, dict) and isinstance(message.get("method"), str):
+                headers[METHOD_HEADER] = message["method"]
         return headers
 
     async def _post(self, data: bytes) -> None:
-        message = orjson.loads(data)
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            message = None  # sent as is: the server's parse error comes back
         request_id = message.get("id") if isinstance(message, dict) and "method" in message \
             else None
         try:
@@ -227,9 +239,11 @@ class StreamableHTTPClientStream:
             return
         if status == 404 and self.session_id is not None:
             self.session_expired = True  # the owner re-initializes (a new session)
-        if request_id is None:
-            return
         error = decoded.get("error") if isinstance(decoded, dict) else None
+        if request_id is None:
+            if isinstance(error, dict):  # e.g. a parse error: it answers no request
+                self._deliver(body)
+            return
         if isinstance(error, dict) and isinstance(error.get("code"), int):
             # The server's own JSON-RPC error, possibly without an id (HTTP
             # refusals are sent before the body is read): it answers this request.
