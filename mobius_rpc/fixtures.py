@@ -257,6 +257,14 @@ def build_conformance_server() -> Server:
         return f"region={region} priority={priority} verbose={verbose} query={query}"
 
     @tool()
+    async def test_reconnection(ctx: Context) -> str:
+        """Ends its own SSE response mid-call (2025-11-25 polling); the client gets the
+        result by reconnecting with GET and Last-Event-ID."""
+        ctx.close_sse_stream()
+        await anyio.sleep(0.3)
+        return "Reconnection test completed"
+
+    @tool()
     def test_trigger_tool_change() -> str:
         """Registers a new tool (tools list_changed)."""
         server.tool(name=f"dynamic_tool_{len(server.tools)}",

@@ -274,6 +274,19 @@ class Context:
 
     # -------------------------------------------------------- progress, logging
 
+    def close_sse_stream(self) -> bool:
+        """End this request's SSE response now, before the result (2025-11-25 polling).
+
+        Over Streamable HTTP a long call need not hold a connection open: the
+        client reconnects after the server's ``retry`` delay with GET and
+        ``Last-Event-ID`` and receives what followed, the result included.
+        Returns False where that does not apply (other transports or revisions).
+        """
+        detach = getattr(self.session.stream, "detach_response", None)
+        if detach is None or self.protocol_version != "2025-11-25":
+            return False
+        return bool(detach(self.request_id))
+
     async def report_progress(self, progress: float, total: float | None = None,
                               message: str | None = None) -> None:
         """Progress for this request; does nothing when the client sent no token."""

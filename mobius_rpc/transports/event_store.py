@@ -122,8 +122,10 @@ class StreamHub:
         self.store.finish(stream)
         self._wake(stream)
 
-    async def follow(self, stream: str, after: int = 0) -> AsyncIterator[Event]:
-        """Stored events after ``after``, then live ones, until the stream finishes.
+    async def follow(self, stream: str, after: int = 0, *,
+                     stop: anyio.Event | None = None) -> AsyncIterator[Event]:
+        """Stored events after ``after``, then live ones, until the stream finishes
+        (or ``stop`` is set: the rest stays stored for a later resumption).
 
         :raises LookupError: ``after`` is not a position this stream can resume from.
         """
@@ -144,9 +146,25 @@ class StreamHub:
                 yield event_id, data
             if self.store.finished(stream) and not self.store.after(stream, seq):
                 return
+            if stop is not None and stop.is_set():
+                return
             wakeup = self._wakeups.get(stream)
             if wakeup is None:
                 wakeup = self._wakeups[stream] = anyio.Event()
             if self.store.after(stream, seq):  # appended while we were yielding
                 continue
-            await wakeup.wait()
+            await _either(wakeup, stop)
+
+
+async def _either(first: anyio.Event, second: anyio.Event | None) -> None:
+    """Wait until one of two events is set."""
+    if second is None:
+        await first.wait()
+        return
+    async with anyio.create_task_group() as tg:
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(wait, first)
+        tg.start_soon(wait, second)

@@ -36,6 +36,10 @@ class ResponseChannel:
     pending: set[RequestId]
     send: MemoryObjectSendStream[bytes] = field(repr=False)
     receive: MemoryObjectReceiveStream[bytes] = field(repr=False)
+    #: set when the server ends this POST's SSE response early (2025-11-25
+    #: polling): the messages still go to the event store, and the client
+    #: fetches them with GET and Last-Event-ID
+    detached: anyio.Event = field(default_factory=anyio.Event, repr=False)
 
     @classmethod
     def open(cls, ids: set[RequestId]) -> ResponseChannel:
@@ -90,6 +94,14 @@ class HttpMessageStream:
         for request_id in ids:
             self._routes[request_id] = channel
         return channel
+
+    def detach_response(self, request_id: RequestId) -> bool:
+        """End the SSE response carrying ``request_id`` now; False if there is none."""
+        channel = self._routes.get(request_id)
+        if channel is None:
+            return False
+        channel.detached.set()
+        return True
 
     def close_channel(self, channel: ResponseChannel) -> None:
         """The POST is done (answered, or its client left): forget its routes."""

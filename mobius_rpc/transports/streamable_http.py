@@ -400,15 +400,30 @@ class StreamableHTTPTransport:
         ``Last-Event-ID``; a stateless request's stream is not resumable.
         """
         modern = live is None
+        polling = record is not None and record.protocol_version == "2025-11-25"
         try:
-            first = await channel.receive.receive()
+            first = await (_first_or_detached(channel) if polling
+                           else channel.receive.receive())
         except anyio.EndOfStream:
             await Response(status_code=202)(scope, receive, send)
             return
+        if first is None and live is not None and record is not None:
+            # Closed by the server before anything was sent: a priming event
+            # only, and the client picks everything up with GET.
+            live.streams_opened += 1
+            name = f"{record.session_id}.{live.streams_opened}"
+            assert self._tg is not None
+            self._tg.start_soon(self._pump, channel, stream, name)
+            await EventSourceResponse(self._follow(name, 0, priming=True, stop=channel.detached),
+                                      headers={**headers, "X-Accel-Buffering": "no"},
+                                      ping=self.keepalive)(scope, receive, send)
+            return
+        assert first is not None
         if record is not None and record.protocol_version is None:
             record.protocol_version = _negotiated_version(first)
             self.store.put(record)
-        if not channel.pending:  # the first message was the (whole) answer
+        if not channel.pending and not channel.receive.statistics().current_buffer_used:
+            # the first message was the (whole) answer: nothing else is waiting
             status = status_for(first) if modern else 200
             await Response(first, status, headers, media_type="application/json")(
                 scope, receive, send)
@@ -423,7 +438,8 @@ class StreamableHTTPTransport:
             # The pump stores the rest even if this client goes away.
             self._tg.start_soon(self._pump, channel, stream, name)
             priming = record.protocol_version == "2025-11-25"
-            await EventSourceResponse(self._follow(name, 0, priming=priming),
+            await EventSourceResponse(self._follow(name, 0, priming=priming,
+                                                   stop=channel.detached),
                                       headers={**headers, "X-Accel-Buffering": "no"},
                                       ping=self.keepalive)(scope, receive, send)
             return
@@ -449,13 +465,14 @@ class StreamableHTTPTransport:
             self.hub.finish(name)
 
     async def _follow(self, name: str, after: int, *, priming: bool = False,
-                      live: _Live | None = None) -> AsyncIterator[ServerSentEvent]:
+                      live: _Live | None = None,
+                      stop: anyio.Event | None = None) -> AsyncIterator[ServerSentEvent]:
         """SSE events of a stored stream after ``after``, live until it finishes."""
         if priming:
             # 2025-11-25: an id (and no data) first, so the client can always
             # resume, and how long to wait before reconnecting.
             yield ServerSentEvent("", id=f"{name}#{after}", retry=self.retry_ms)
-        async for event_id, data in self.hub.follow(name, after):
+        async for event_id, data in self.hub.follow(name, after, stop=stop):
             if live is not None:
                 parsed = parse_event_id(event_id)
                 live.get_position = parsed[1] if parsed else live.get_position
@@ -531,6 +548,30 @@ def _headers_of(scope: Scope) -> dict[str, str]:
     """
     return {name.decode("latin-1"): value.decode("latin-1")
             for name, value in reversed(scope["headers"])}
+
+
+async def _first_or_detached(channel: ResponseChannel) -> bytes | None:
+    """The first message for a POST, or None if the server detached its stream first."""
+    first: bytes | None = None
+    ended = False
+    async with anyio.create_task_group() as tg:
+        async def take() -> None:
+            nonlocal first, ended
+            try:
+                first = await channel.receive.receive()
+            except anyio.EndOfStream:
+                ended = True
+            tg.cancel_scope.cancel()
+
+        async def detached() -> None:
+            await channel.detached.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(take)
+        tg.start_soon(detached)
+    if ended:
+        raise anyio.EndOfStream
+    return first
 
 
 def _negotiated_version(message: bytes) -> str | None:

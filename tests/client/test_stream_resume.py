@@ -17,6 +17,7 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 
+from mobius_rpc import Context, Server
 from mobius_rpc.client import Client
 from mobius_rpc.demo import build_demo_server
 from tests.conftest import serve_asgi
@@ -87,3 +88,33 @@ async def test_dropped_stream_resumes_without_loss_or_duplicates(cut_after: int)
             assert proxy.cuts == 1  # the stream really was cut
     assert result["content"][0]["text"] == "counted to 8"
     assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+async def test_server_closed_stream_is_polled_back() -> None:
+    """2025-11-25 polling: the tool ends its own SSE response mid-call; the client
+    waits the server's retry delay, reconnects with Last-Event-ID and gets the rest."""
+    server = Server("polling")
+    closed: list[bool] = []
+
+    @server.tool()
+    async def long_job(ctx: Context) -> str:
+        await ctx.report_progress(1, 2, "half way")
+        closed.append(ctx.close_sse_stream())
+        await anyio.sleep(0.2)
+        await ctx.report_progress(2, 2, "done")
+        return "job finished"
+
+    steps: list[float] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        steps.append(value)
+
+    with anyio.fail_after(30):
+        async with serve_asgi(server.asgi_app(retry_ms=100).app) as base:
+            async with Client(f"http://{base}/mcp", revision="2025-11-25") as client:
+                result = await client.call_tool("long_job", {}, on_progress=progress)
+            async with Client(f"http://{base}/mcp", revision="2025-06-18") as client:
+                await client.call_tool("long_job", {})  # no polling before 2025-11-25
+    assert result["content"][0]["text"] == "job finished"
+    assert steps == [1, 2]
+    assert closed == [True, False]
