@@ -47,7 +47,7 @@ VERSION_HEADER = "mcp-protocol-version"
 METHOD_HEADER = "mcp-method"
 NAME_HEADER = "mcp-name"
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-_ENCODED = re.compile(r"^=\?base64\?([A-Za-z0-9+/=]*)\?=$")
+_ENCODED = re.compile(r"=\?base64\?([A-Za-z0-9+/=]*)\?=")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
@@ -118,7 +118,7 @@ def _host_allowed(allowed_hosts: tuple[str, ...], host: str) -> bool:
 
 def decode_header_value(value: str) -> str:
     """A header value, decoding the ``=?base64?...?=`` form used for non-ASCII text."""
-    found = _ENCODED.match(value.strip())
+    found = _ENCODED.fullmatch(value.strip())
     if not found:
         return value.strip()
     try:

@@ -36,12 +36,12 @@ __all__ = (
 PARAM_HEADER_PREFIX = "mcp-param-"
 # An HTTP field-name token (RFC 9110 §5.6.2): no spaces, colons, controls or
 # non-ASCII characters.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Primitive JSON types a header can carry exactly (a float has no single
 # textual form, so ``number`` is excluded).
 _HEADER_TYPES = frozenset(("string", "integer", "boolean"))
 # Plain printable ASCII without surrounding whitespace travels as is.
-_PLAIN = re.compile(r"^(?:[!-~](?:[ -~]*[!-~])?)?$")
+_PLAIN = re.compile(r"(?:[!-~](?:[ -~]*[!-~])?)?")
 
 
 class InvalidHeaderAnnotation(ValueError):
@@ -64,7 +64,7 @@ def header_parameters(input_schema: Mapping[str, Any] | None) -> dict[str, str]:
         if not isinstance(schema, Mapping) or "x-mcp-header" not in schema:
             continue
         name = schema["x-mcp-header"]
-        if not isinstance(name, str) or not _TOKEN.match(name):
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise InvalidHeaderAnnotation(
                 f"x-mcp-header of {argument!r} must be a non-empty header-name token")
         kinds = _value_types(schema)
@@ -116,7 +116,7 @@ def encode_param_value(value: Any) -> str | None:
     text = _text_of(value)
     if text is None:
         return None
-    if _PLAIN.match(text) and not (text.startswith("=?base64?") and text.endswith("?=")):
+    if _PLAIN.fullmatch(text) and not (text.startswith("=?base64?") and text.endswith("?=")):
         return text
     return "=?base64?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
 

@@ -47,8 +47,9 @@ def schema(**properties: Any) -> dict[str, Any]:
     schema(value={"type": "string", "x-mcp-header": "Région"}),
     schema(value={"type": "string", "x-mcp-header": "Region\t1"}),
     schema(value={"type": "string", "x-mcp-header": 7}),
+    schema(value={"type": "string", "x-mcp-header": "Region\n"}),
 ], ids=["empty", "object", "array", "null", "number", "duplicate", "duplicate-case", "space",
-        "colon", "non-ascii", "control", "not-text"])
+        "colon", "non-ascii", "control", "not-text", "trailing-newline"])
 def test_malformed_annotations_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidHeaderAnnotation):
         header_parameters(bad)
@@ -69,7 +70,8 @@ def test_encoding_of_values() -> None:
     assert encode_param_value("a b") == "a b"  # internal spaces travel as they are
     assert encode_param_value(42) == "42" and encode_param_value(True) == "true"
     assert encode_param_value(None) is None and encode_param_value({"x": 1}) is None
-    for unsafe in (" lead", "trail ", "\ttab", "é", "line\r\nbreak", "\x01", "=?base64?x?="):
+    for unsafe in (" lead", "trail ", "\ttab", "é", "line\r\nbreak", "\x01", "=?base64?x?=",
+                   "\n", "end\n"):
         encoded = encode_param_value(unsafe)
         assert encoded is not None and encoded.startswith("=?base64?")
         assert decode_header_value(encoded) == unsafe
