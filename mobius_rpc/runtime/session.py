@@ -117,6 +117,9 @@ class Session:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                attach = getattr(self.stream, "attach_receiver", None)
+                if attach is not None:
+                    attach(self._take)
                 task_status.started()
                 await self._receive_loop()
                 tg.cancel_scope.cancel()
@@ -165,6 +168,21 @@ class Session:
                 self._dispatch(event)
             if not await self._flush():
                 return
+
+    async def _take(self, data: bytes, decoded: Any = None) -> None:
+        """Digest one message in the caller's task: one turn of the receive loop.
+
+        Streams fed by a caller that holds the message anyway (a Streamable
+        HTTP POST) attach this, so the message skips the queue and the loop's
+        task switch; ``decoded`` is ``data`` already parsed, or None.
+        Requests still get a task of their own in this session.
+        """
+        if self._closed:
+            return
+        for event in self.connection.receive(data, self.clock(), decoded=decoded):
+            self._dispatch(event)
+        if not await self._flush():
+            self.close()  # the peer is gone: end the session as the loop would
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import orjson
@@ -27,6 +28,8 @@ from .memory import receive_or_end
 __all__ = ("HttpMessageStream", "ResponseChannel", "status_for")
 
 RequestId = str | int
+#: how the runtime takes a body in the delivering task: (body, body parsed or None)
+Receiver = Callable[[bytes, Any], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -40,11 +43,40 @@ class ResponseChannel:
     #: polling): the messages still go to the event store, and the client
     #: fetches them with GET and Last-Event-ID
     detached: anyio.Event = field(default_factory=anyio.Event, repr=False)
+    #: set while the POST waits in :meth:`first`, so that a message, the end
+    #: of the channel or a detach can wake it
+    _wakeup: anyio.Event | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, ids: set[RequestId]) -> ResponseChannel:
         send, receive = anyio.create_memory_object_stream[bytes](math.inf)
         return cls(set(ids), send, receive)
+
+    def wake(self) -> None:
+        """Tell a POST waiting in :meth:`first` that something changed."""
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def first(self, *, or_detached: bool) -> bytes | None:
+        """The first message for this POST; None if ``or_detached`` and it was detached first.
+
+        Racing the receive against ``detached`` in two tasks of a task group
+        cost more than the rest of a small request; instead the POST sleeps
+        on one event that :meth:`wake` sets.  A message already waiting wins
+        over a detach, and the end of the channel raises ``anyio.EndOfStream``.
+        """
+        while True:
+            try:
+                return self.receive.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            if or_detached and self.detached.is_set():
+                return None
+            self._wakeup = wakeup = anyio.Event()
+            try:
+                await wakeup.wait()
+            finally:
+                self._wakeup = None
 
 
 _NOTIFICATION_PREFIX = b'{"jsonrpc":"2.0","method"'
@@ -85,6 +117,10 @@ class HttpMessageStream:
         # have nowhere to go and are dropped.
         self._unrouted = unrouted or (lambda message: None)
         self.closed = False
+        # Set by the runtime once it runs (attach_receiver); bodies queued
+        # before that (``_backlog``) are read by its receive loop first.
+        self._receiver: Receiver | None = None
+        self._backlog = 0
 
     # --------------------------------------------------------- the HTTP side
 
@@ -101,6 +137,7 @@ class HttpMessageStream:
         if channel is None:
             return False
         channel.detached.set()
+        channel.wake()
         return True
 
     def close_channel(self, channel: ResponseChannel) -> None:
@@ -111,14 +148,38 @@ class HttpMessageStream:
         channel.send.close()
         channel.receive.close()
 
-    async def deliver(self, body: bytes) -> None:
-        """Hand one POST body (a message or a batch) to the runtime."""
-        await self._in_send.send(body)
+    async def deliver(self, body: bytes, decoded: Any = None) -> None:
+        """Hand one POST body (a message or a batch; ``decoded`` if already parsed) on.
+
+        When the runtime has attached a receiver the body is digested in the
+        POST's own task, saving the hop through the session's receive loop
+        (a queue, a task switch and a second parse of the body).  Until then,
+        and while bodies queued earlier are still unread, it is queued, so
+        that bodies reach the runtime in the order they were delivered.
+        """
+        receiver = self._receiver
+        if receiver is not None and not self._backlog:
+            await receiver(body, decoded)
+            return
+        self._backlog += 1
+        try:
+            await self._in_send.send(body)
+        except BaseException:
+            self._backlog -= 1
+            raise
 
     # ------------------------------------------------------- the runtime side
 
+    def attach_receiver(self, receiver: Receiver) -> None:
+        """Digest later bodies with ``receiver`` in the delivering task (see :meth:`deliver`)."""
+        self._receiver = receiver
+
     async def receive(self) -> bytes:
-        return await receive_or_end(self._in_receive)
+        body = await receive_or_end(self._in_receive)
+        # Counted down in the same step as the body leaves the queue: the
+        # runtime digests it before any other task can deliver past it.
+        self._backlog -= 1
+        return body
 
     async def send(self, message: bytes) -> None:
         await self.send_routed(message, None)
@@ -135,15 +196,18 @@ class HttpMessageStream:
                 self._routes.pop(answered, None)
             if not channel.pending:
                 channel.send.close()
+            channel.wake()
             return
         self._unrouted(message)
 
     async def aclose(self) -> None:
         self.closed = True
+        self._receiver = None
         self._in_send.close()
         self._in_receive.close()
         for channel in set(self._routes.values()):
             channel.send.close()
+            channel.wake()
         self._routes.clear()
 
 

@@ -269,7 +269,8 @@ class StreamableHTTPTransport:
                 return
             await self._post_modern(body, decoded, ids, scope, receive, send)
             return
-        await self._post_legacy(headers, session_id, body, ids, methods, scope, receive, send)
+        await self._post_legacy(headers, session_id, body, decoded, ids, methods, scope,
+                                receive, send)
 
     def _check_param_headers(self, headers: Mapping[str, str], message: Any) -> None:
         if self.header_parameters is None or not isinstance(message, dict) \
@@ -295,8 +296,8 @@ class StreamableHTTPTransport:
         return False
 
     async def _post_legacy(self, request_headers: Mapping[str, str], session_id: str | None,
-                           body: bytes, ids: set[str | int], methods: list[str], scope: Scope,
-                           receive: Receive, send: Send) -> None:
+                           body: bytes, decoded: Any, ids: set[str | int], methods: list[str],
+                           scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[str, str] = {}
         if session_id is None:
             if "initialize" not in methods:
@@ -313,11 +314,11 @@ class StreamableHTTPTransport:
         record.last_seen = time.time()
         self.store.put(record)
         if not ids:
-            await live.stream.deliver(body)
+            await live.stream.deliver(body, decoded)
             await Response(status_code=202)(scope, receive, send)
             return
         channel = live.stream.open_channel(ids)
-        await live.stream.deliver(body)
+        await live.stream.deliver(body, decoded)
         await self._respond(channel, live.stream, scope, receive, send, headers,
                             record=record, live=live)
         if "initialize" in methods and record.protocol_version is None:
@@ -361,11 +362,11 @@ class StreamableHTTPTransport:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.serve_modern, stream)
             if not ids:
-                await stream.deliver(body)
+                await stream.deliver(body, decoded)
                 await Response(status_code=202)(scope, receive, send)
             else:
                 channel = stream.open_channel(ids)
-                await stream.deliver(body)
+                await stream.deliver(body, decoded)
                 await self._respond(channel, stream, scope, receive, send, {}, record=None,
                                     live=None)
             await stream.aclose()
@@ -402,8 +403,7 @@ class StreamableHTTPTransport:
         modern = live is None
         polling = record is not None and record.protocol_version == "2025-11-25"
         try:
-            first = await (_first_or_detached(channel) if polling
-                           else channel.receive.receive())
+            first = await channel.first(or_detached=polling)
         except anyio.EndOfStream:
             await Response(status_code=202)(scope, receive, send)
             return
@@ -548,30 +548,6 @@ def _headers_of(scope: Scope) -> dict[str, str]:
     """
     return {name.decode("latin-1"): value.decode("latin-1")
             for name, value in reversed(scope["headers"])}
-
-
-async def _first_or_detached(channel: ResponseChannel) -> bytes | None:
-    """The first message for a POST, or None if the server detached its stream first."""
-    first: bytes | None = None
-    ended = False
-    async with anyio.create_task_group() as tg:
-        async def take() -> None:
-            nonlocal first, ended
-            try:
-                first = await channel.receive.receive()
-            except anyio.EndOfStream:
-                ended = True
-            tg.cancel_scope.cancel()
-
-        async def detached() -> None:
-            await channel.detached.wait()
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(take)
-        tg.start_soon(detached)
-    if ended:
-        raise anyio.EndOfStream
-    return first
 
 
 def _negotiated_version(message: bytes) -> str | None:
