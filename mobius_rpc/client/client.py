@@ -38,7 +38,7 @@ from ..runtime.session import ProgressCallback
 from ..transports.http_client import StreamableHTTPClientStream
 from ..transports.process import ProcessTransport
 from .background import spawn_background
-from .session import Callback, ClientSession, RootsCallback
+from .session import Callback, ClientSession, RequestHelpers, RootsCallback
 from .targets import ConnectError, HttpTarget, Target, target_from_url
 
 __all__ = ("Client", "ConnectError")
@@ -48,7 +48,7 @@ log = logging.getLogger("mobius_rpc.client")
 _MAX_PAGES = 1000
 
 
-class Client:
+class Client(RequestHelpers):
     """A connection to one MCP server; ``async with Client(target) as client: ...``.
 
     ``target`` is a :class:`StdioTarget`, an :class:`HttpTarget` or a URL.
@@ -217,9 +217,6 @@ class Client:
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self.session.notify(method, params)
 
-    async def ping(self) -> dict[str, Any]:
-        return await self.request("ping")
-
     async def _all_pages(self, method: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cursor: str | None = None
@@ -244,47 +241,14 @@ class Client:
             tools.append(tool)
         return tools
 
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
-                        timeout: float | None = None,
-                        on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"name": name, "arguments": arguments or {}}
-        return await self.request("tools/call", params, timeout=timeout,
-                                  on_progress=on_progress)
-
     async def list_resources(self) -> list[dict[str, Any]]:
         return await self._all_pages("resources/list", "resources")
 
     async def list_resource_templates(self) -> list[dict[str, Any]]:
         return await self._all_pages("resources/templates/list", "resourceTemplates")
 
-    async def read_resource(self, uri: str) -> dict[str, Any]:
-        return await self.request("resources/read", {"uri": uri})
-
-    async def subscribe(self, uri: str) -> dict[str, Any]:
-        return await self.request("resources/subscribe", {"uri": uri})
-
-    async def unsubscribe(self, uri: str) -> dict[str, Any]:
-        return await self.request("resources/unsubscribe", {"uri": uri})
-
     async def list_prompts(self) -> list[dict[str, Any]]:
         return await self._all_pages("prompts/list", "prompts")
-
-    async def get_prompt(self, name: str, arguments: dict[str, str] | None = None
-                         ) -> dict[str, Any]:
-        params: dict[str, Any] = {"name": name}
-        if arguments:
-            params["arguments"] = arguments
-        return await self.request("prompts/get", params)
-
-    async def complete(self, ref: dict[str, Any], argument: str, value: str,
-                       context: dict[str, str] | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"ref": ref, "argument": {"name": argument, "value": value}}
-        if context is not None:
-            params["context"] = {"arguments": context}
-        return await self.request("completion/complete", params)
-
-    async def set_logging_level(self, level: str) -> dict[str, Any]:
-        return await self.request("logging/setLevel", {"level": level})
 
 
 class _Runner:

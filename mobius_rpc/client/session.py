@@ -32,7 +32,7 @@ from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, 
 from ..runtime.session import ProgressCallback, Session
 from ..transports.base import MessageStream
 
-__all__ = ("ClientSession",)
+__all__ = ("ClientSession", "RequestHelpers")
 
 Callback = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 RootsCallback = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -65,7 +65,60 @@ def _answerable(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-class ClientSession:
+class RequestHelpers:
+    """Typed shortcuts for the requests whose shape is the same for every caller.
+
+    Shared by :class:`ClientSession` (one session on one stream) and
+    :class:`~mobius_rpc.client.Client` (a managed connection); each supplies
+    its own :meth:`request`, and keeps its own list methods (a page versus
+    every page).
+    """
+
+    async def request(self, method: str, params: dict[str, Any] | None = None, *,
+                      timeout: float | None = None,
+                      on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def ping(self) -> dict[str, Any]:
+        return await self.request("ping")
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
+                        timeout: float | None = None,
+                        on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name}
+        if arguments is not None:
+            params["arguments"] = arguments
+        return await self.request("tools/call", params, timeout=timeout,
+                                  on_progress=on_progress)
+
+    async def read_resource(self, uri: str) -> dict[str, Any]:
+        return await self.request("resources/read", {"uri": uri})
+
+    async def subscribe(self, uri: str) -> dict[str, Any]:
+        return await self.request("resources/subscribe", {"uri": uri})
+
+    async def unsubscribe(self, uri: str) -> dict[str, Any]:
+        return await self.request("resources/unsubscribe", {"uri": uri})
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None = None
+                         ) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name}
+        if arguments is not None:
+            params["arguments"] = arguments
+        return await self.request("prompts/get", params)
+
+    async def complete(self, ref: dict[str, Any], argument: str, value: str,
+                       context: dict[str, str] | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"ref": ref, "argument": {"name": argument, "value": value}}
+        if context is not None:
+            params["context"] = {"arguments": context}
+        return await self.request("completion/complete", params)
+
+    async def set_logging_level(self, level: str) -> dict[str, Any]:
+        return await self.request("logging/setLevel", {"level": level})
+
+
+class ClientSession(RequestHelpers):
     def __init__(self, stream: MessageStream, *, name: str = "mobius-client",
                  version: str = "0.1.0", sampling: Callback | None = None,
                  elicitation: Callback | None = None, roots: RootsCallback | None = None,
@@ -189,20 +242,8 @@ class ClientSession:
                                                 on_progress=on_progress)
         return result
 
-    async def ping(self) -> dict[str, Any]:
-        return await self.request("ping")
-
     async def list_tools(self, cursor: str | None = None) -> dict[str, Any]:
         return await self.request("tools/list", {"cursor": cursor} if cursor else None)
-
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
-                        timeout: float | None = None,
-                        on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"name": name}
-        if arguments is not None:
-            params["arguments"] = arguments
-        return await self.request("tools/call", params, timeout=timeout,
-                                  on_progress=on_progress)
 
     async def list_resources(self, cursor: str | None = None) -> dict[str, Any]:
         return await self.request("resources/list", {"cursor": cursor} if cursor else None)
@@ -211,34 +252,8 @@ class ClientSession:
         return await self.request("resources/templates/list",
                                   {"cursor": cursor} if cursor else None)
 
-    async def read_resource(self, uri: str) -> dict[str, Any]:
-        return await self.request("resources/read", {"uri": uri})
-
-    async def subscribe(self, uri: str) -> dict[str, Any]:
-        return await self.request("resources/subscribe", {"uri": uri})
-
-    async def unsubscribe(self, uri: str) -> dict[str, Any]:
-        return await self.request("resources/unsubscribe", {"uri": uri})
-
     async def list_prompts(self, cursor: str | None = None) -> dict[str, Any]:
         return await self.request("prompts/list", {"cursor": cursor} if cursor else None)
-
-    async def get_prompt(self, name: str, arguments: dict[str, str] | None = None
-                         ) -> dict[str, Any]:
-        params: dict[str, Any] = {"name": name}
-        if arguments is not None:
-            params["arguments"] = arguments
-        return await self.request("prompts/get", params)
-
-    async def complete(self, ref: dict[str, Any], argument: str, value: str,
-                       context: dict[str, str] | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"ref": ref, "argument": {"name": argument, "value": value}}
-        if context is not None:
-            params["context"] = {"arguments": context}
-        return await self.request("completion/complete", params)
-
-    async def set_logging_level(self, level: str) -> dict[str, Any]:
-        return await self.request("logging/setLevel", {"level": level})
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self.session.notify(method, params)

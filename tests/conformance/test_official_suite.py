@@ -64,17 +64,22 @@ def server_url() -> Iterator[str]:
     proc.stderr.close()
 
 
+def run_suite(*args: str, marker: str = "=== SUMMARY ===") -> str:
+    """Run the suite (``args`` after node), assert it exited 0, return its summary."""
+    done = subprocess.run([str(NODE), *args], capture_output=True, text=True, timeout=900,
+                          cwd=SUITE_DIR)
+    output = done.stdout + done.stderr
+    summary = output[output.rfind(marker):]
+    print(summary)
+    assert done.returncode == 0, summary or output[-3000:]
+    return summary
+
+
 def test_every_server_scenario_passes(suite: Path, server_url: str) -> None:
     started = time.monotonic()
-    done = subprocess.run(
-        [str(NODE), str(suite), "server", "--url", server_url, "--suite", "all",
-         "--expected-failures", str(SUITE_DIR / "expected-failures.yml")],
-        capture_output=True, text=True, timeout=900, cwd=SUITE_DIR)
-    output = done.stdout + done.stderr
-    summary = output[output.rfind("=== SUMMARY ==="):]
-    print(summary)
+    summary = run_suite(str(suite), "server", "--url", server_url, "--suite", "all",
+                        "--expected-failures", str(SUITE_DIR / "expected-failures.yml"))
     print(f"suite ran in {time.monotonic() - started:.1f}s")
-    assert done.returncode == 0, summary or output[-3000:]
     total = re.search(r"Total: (\d+) passed, (\d+) failed", summary)
     assert total is not None and int(total.group(2)) == 0
     assert summary.count("✓") >= 30  # every scenario of the suite ran and passed
@@ -87,15 +92,10 @@ def test_every_server_scenario_passes(suite: Path, server_url: str) -> None:
 def test_alpha_requirement_sets(suite: Path, server_url: str, requirements: str,
                                 expected_failures: str | None) -> None:
     """The 0.2.0 alpha's frozen requirement set of each revision, at that revision's wire."""
-    command = [str(NODE), str(ALPHA), "server", "--url", server_url,
-               "--requirements", requirements]
-    if expected_failures:
-        command += ["--expected-failures", str(SUITE_DIR / expected_failures)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=SUITE_DIR)
-    output = done.stdout + done.stderr
-    summary = output[output.rfind("=== SUMMARY ==="):]
-    print(summary)
-    assert done.returncode == 0, summary or output[-3000:]
+    extra = ["--expected-failures", str(SUITE_DIR / expected_failures)] \
+        if expected_failures else []
+    summary = run_suite(str(ALPHA), "server", "--url", server_url,
+                        "--requirements", requirements, *extra)
     assert summary.count("✓") >= 30
 
 
@@ -109,14 +109,9 @@ def passed_scenarios(summary: str) -> set[str]:
 def test_client_scenarios(suite: Path) -> None:
     """Our Client, driven by conformance/official/client.py, against the suite's mock
     servers: every scenario passes except the listed ones (OAuth, one schema clash)."""
-    done = subprocess.run(
-        [str(NODE), str(suite), "client", "--command", CLIENT_COMMAND, "--suite", "all",
-         "--expected-failures", str(SUITE_DIR / "expected-failures.yml")],
-        capture_output=True, text=True, timeout=900, cwd=SUITE_DIR)
-    output = done.stdout + done.stderr
-    summary = output[output.rfind("=== SUITE SUMMARY ==="):]
-    print(summary)
-    assert done.returncode == 0, summary or output[-3000:]
+    summary = run_suite(str(suite), "client", "--command", CLIENT_COMMAND, "--suite", "all",
+                        "--expected-failures", str(SUITE_DIR / "expected-failures.yml"),
+                        marker="=== SUITE SUMMARY ===")
     assert {"initialize", "tools_call", "sse-retry"} <= passed_scenarios(summary)
 
 
@@ -129,13 +124,8 @@ def test_client_scenarios(suite: Path) -> None:
 ])
 def test_alpha_client_requirement_sets(suite: Path, requirements: str,
                                        must_pass: set[str]) -> None:
-    done = subprocess.run(
-        [str(NODE), str(ALPHA), "client", "--command", CLIENT_COMMAND,
-         "--requirements", requirements,
-         "--expected-failures", str(SUITE_DIR / "expected-failures-alpha.yml")],
-        capture_output=True, text=True, timeout=900, cwd=SUITE_DIR)
-    output = done.stdout + done.stderr
-    summary = output[output.rfind("=== SUITE SUMMARY ==="):]
-    print(summary)
-    assert done.returncode == 0, summary or output[-3000:]
+    summary = run_suite(str(ALPHA), "client", "--command", CLIENT_COMMAND,
+                        "--requirements", requirements,
+                        "--expected-failures", str(SUITE_DIR / "expected-failures-alpha.yml"),
+                        marker="=== SUITE SUMMARY ===")
     assert must_pass <= passed_scenarios(summary)
