@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, Phase, given, reject, seed, settings
 from hypothesis import strategies as st
 
 from ..client.targets import Target
+from ..core.methods import methods_for
 from ..core.schema import schema_for
 from .checks import response_problems
 from .driver import Driver, Hang, ServerGone
@@ -158,7 +159,6 @@ def _check_invalid(connection: _Connection, case: tuple[Mutation, dict[str, Any]
 
 
 def _message_def(revision: str, method: str) -> str:
-    from ..core.methods import methods_for
     return methods_for(revision)[method].message_def
 
 

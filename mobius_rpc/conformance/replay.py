@@ -147,7 +147,7 @@ async def _http_step(driver: Driver, step: dict[str, Any], names: dict[str, Any]
     headers = httpx.Headers({"Accept": "application/json, text/event-stream",
                              "Content-Type": "application/json"})
     if stream is not None and message is not None:
-        headers.update(stream._headers_for(message))  # what our client would send
+        headers.update(stream.headers_for(message))  # what our client would send
     elif stream is not None and stream.session_id and not driver.modern:
         headers[SESSION_HEADER] = stream.session_id
         headers[VERSION_HEADER] = driver.revision

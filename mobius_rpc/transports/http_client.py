@@ -159,7 +159,8 @@ class StreamableHTTPClientStream:
     async def send(self, message: bytes) -> None:
         self._spawn(self._post, message)
 
-    def _headers_for(self, message: Any) -> dict[str, str]:
+    def headers_for(self, message: Any) -> dict[str, str]:
+        """The headers this stream sends with ``message`` (the checker reuses them)."""
         headers = {"Accept": "application/json, text/event-stream",
                    "Content-Type": "application/json", **self.headers}
         if self.session_id:
@@ -201,7 +202,7 @@ class StreamableHTTPClientStream:
             else None
         try:
             async with self.client.stream("POST", self.url, content=data,
-                                          headers=self._headers_for(message)) as response:
+                                          headers=self.headers_for(message)) as response:
                 if SESSION_HEADER in response.headers and self.session_id is None:
                     self.session_id = response.headers[SESSION_HEADER]
                 if response.status_code == 202:
