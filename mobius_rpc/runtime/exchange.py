@@ -7,6 +7,11 @@ them, which cost several times what the request itself does.
 :class:`ExchangeSession` awaits the handler directly in the task that
 delivered the message and returns once the answer is sent.
 
+The caller serves the exchange inside a cancel scope of its own (the HTTP
+transport cancels it when the client leaves) and lends it as ``scope``:
+:meth:`close` cancels it, and requests need no cancel scope each, since a
+stateless exchange cannot receive ``notifications/cancelled``.
+
 Work that has to run beside the handler (``notify_soon``, ``start_soon``)
 goes to a task group the caller lends, usually the transport's long-lived
 one, each piece under its own cancel scope so that it still ends with the
@@ -38,9 +43,12 @@ class ExchangeSession(Session):
     """A :class:`Session` for exactly one incoming message (a stateless exchange)."""
 
     def __init__(self, connection: Connection, stream: MessageStream, handler: SessionHandler,
-                 spawner: TaskGroup, *, clock: Callable[[], float] = time.monotonic) -> None:
+                 spawner: TaskGroup, *, scope: anyio.CancelScope | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(connection, stream, handler, clock=clock)
         self._spawner = spawner
+        #: the scope the caller serves this exchange in (None: one per request)
+        self._host = scope
         self._serving = False
         self._background: set[anyio.CancelScope] = set()
 
@@ -57,10 +65,11 @@ class ExchangeSession(Session):
                 if self._closed:
                     break
                 if isinstance(event, RequestReceived):
-                    # Its cancel scope is the one close() cancels.
-                    scope = anyio.CancelScope()
-                    self._scopes[event.id] = scope
-                    await self._serve_request(event, scope)
+                    if self._host is not None:
+                        await self._serve_request(event, None)
+                    else:  # its cancel scope is the one close() cancels
+                        scope = self._scopes[event.id] = anyio.CancelScope()
+                        await self._serve_request(event, scope)
                 elif isinstance(event, NotificationReceived):
                     await self._serve_notification(event)
                 else:
@@ -106,6 +115,8 @@ class ExchangeSession(Session):
     def close(self) -> None:
         """Stop serving: the handler and everything it started are cancelled."""
         self._closed = True
+        if self._host is not None:
+            self._host.cancel()
         for scope in self._scopes.values():
             scope.cancel()
         for scope in self._background:

@@ -51,6 +51,7 @@ from ..core.events import (
 )
 from ..core.jsonrpc import dumps, error_response
 from ..transports.base import OVERSIZED, MessageStream, RoutedMessageStream
+from .sendlock import SendLock
 
 __all__ = ("Session", "SessionHandler", "ProgressCallback")
 
@@ -103,7 +104,7 @@ class Session:
         self._scopes: dict[RequestId, anyio.CancelScope] = {}
         self._waiters: dict[RequestId, _Waiter] = {}
         # Uncontended (the usual case) it is taken without a trip through the loop.
-        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._send_lock = SendLock()
         self._closed = False
         #: created only if someone waits for the end (most sessions end unwatched)
         self._finished: anyio.Event | None = None
@@ -217,28 +218,37 @@ class Session:
                 waiter.error = RequestTimeoutError(event.method, waiter.timeout)
                 waiter.done.set()
 
-    async def _serve_request(self, event: RequestReceived, scope: anyio.CancelScope) -> None:
-        # The one boundary where handler exceptions become wire errors.
-        connection = self.connection
+    async def _serve_request(self, event: RequestReceived,
+                             scope: anyio.CancelScope | None) -> None:
+        # ``scope`` cancels this request alone (notifications/cancelled); None
+        # when the caller's own scope covers it (a stateless exchange).
         current_request.set(event.id)  # this task's context only
         try:
-            with scope:
-                try:
-                    result = await self.handler.handle_request(self, event)
-                except McpError as exc:
-                    connection.respond_error(event.id, exc)
-                except Exception:
-                    log.exception("handler for %s failed", event.method)
-                    connection.respond_error(event.id, McpError(
-                        INTERNAL_ERROR, f"Internal error while handling {event.method}"))
-                else:
-                    connection.respond(event.id, result)
-            if scope.cancelled_caught:
-                # Cancelled by the peer: the connection drops the reply.
-                connection.respond_error(event.id, McpError(INTERNAL_ERROR, "cancelled"))
+            if scope is None:
+                await self._answer(event)
+            else:
+                with scope:
+                    await self._answer(event)
+                if scope.cancelled_caught:
+                    # Cancelled by the peer: the connection drops the reply.
+                    self.connection.respond_error(event.id, McpError(INTERNAL_ERROR, "cancelled"))
         finally:
             self._scopes.pop(event.id, None)
         await self._flush()
+
+    async def _answer(self, event: RequestReceived) -> None:
+        # The one boundary where handler exceptions become wire errors.
+        connection = self.connection
+        try:
+            result = await self.handler.handle_request(self, event)
+        except McpError as exc:
+            connection.respond_error(event.id, exc)
+        except Exception:
+            log.exception("handler for %s failed", event.method)
+            connection.respond_error(event.id, McpError(
+                INTERNAL_ERROR, f"Internal error while handling {event.method}"))
+        else:
+            connection.respond(event.id, result)
 
     async def _serve_notification(self, event: NotificationReceived) -> None:
         try:

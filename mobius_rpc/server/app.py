@@ -228,15 +228,18 @@ class Server:
         await self.serve(stream, legacy=False)
 
     async def serve_exchange(self, body: bytes, decoded: Any, stream: RoutedMessageStream,
-                             spawner: TaskGroup) -> None:
+                             spawner: TaskGroup, *, scope: anyio.CancelScope | None = None
+                             ) -> None:
         """Serve one stateless 2026-07-28 POST body in the calling task.
 
         The cheap form of :meth:`serve_modern` for transports that hold the
         whole exchange (Streamable HTTP): no receive loop or task group of its
         own; ``decoded`` is ``body`` already parsed (or None), ``spawner``
-        runs what handlers start beside themselves.
+        runs what handlers start beside themselves; ``scope``, if given, is
+        the cancel scope the caller awaits this in, which closing cancels.
         """
-        session = ExchangeSession(self.connection(legacy=False), stream, self, spawner)
+        session = ExchangeSession(self.connection(legacy=False), stream, self, spawner,
+                                  scope=scope)
         await session.serve_once(body, decoded)
 
     def http_app(self, **options: Any) -> Any:

@@ -67,8 +67,9 @@ log = logging.getLogger("mobius_rpc.http")
 
 Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
 #: serves one stateless POST: (body, body parsed, the stream to answer on, a
-#: task group for work beside the handler); returns when it is answered
-Exchange = Callable[[bytes, Any, RoutedMessageStream, TaskGroup], Coroutine[Any, Any, None]]
+#: task group for work beside the handler, and keyword ``scope``: the cancel
+#: scope it runs in); returns when it is answered
+Exchange = Callable[..., Coroutine[Any, Any, None]]
 
 
 @dataclass(slots=True)
@@ -384,7 +385,7 @@ class StreamableHTTPTransport:
             await response.finish()  # notifications only: 202 before they are handled
         try:
             with host:
-                await self.exchange(body, decoded, response, spawner)
+                await self.exchange(body, decoded, response, spawner, scope=host)
         except BaseException:
             response.abandon()
             raise
