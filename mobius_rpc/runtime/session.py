@@ -170,20 +170,35 @@ class Session:
             if not await self._flush():
                 return
 
-    async def _take(self, data: bytes, decoded: Any = None) -> None:
+    async def _take(self, data: bytes, decoded: Any = None, inline: bool = False) -> None:
         """Digest one message in the caller's task: one turn of the receive loop.
 
         Streams fed by a caller that holds the message anyway (a Streamable
         HTTP POST) attach this, so the message skips the queue and the loop's
         task switch; ``decoded`` is ``data`` already parsed, or None.
-        Requests still get a task of their own in this session.
+        Requests get a task of their own in this session, except that with
+        ``inline`` a message holding exactly one request has it served in
+        the caller's task (under its own cancel scope, which
+        ``notifications/cancelled`` and the end of the session cancel), and
+        this returns once it is answered.
         """
         if self._closed:
             return
-        for event in self.connection.receive(data, self.clock(), decoded=decoded):
-            self._dispatch(event)
+        events = self.connection.receive(data, self.clock(), decoded=decoded)
+        serve_here: RequestReceived | None = None
+        if inline:
+            requests = [event for event in events if isinstance(event, RequestReceived)]
+            if len(requests) == 1:
+                serve_here = requests[0]
+        for event in events:
+            if event is not serve_here:
+                self._dispatch(event)
         if not await self._flush():
             self.close()  # the peer is gone: end the session as the loop would
+            return
+        if serve_here is not None:
+            scope = self._scopes[serve_here.id] = anyio.CancelScope()
+            await self._serve_request(serve_here, scope)
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
@@ -296,12 +311,16 @@ class Session:
             if not waiter.done.is_set():
                 waiter.error = ConnectionClosedError()
                 waiter.done.set()
+        for scope in self._scopes.values():
+            scope.cancel()  # requests served in their callers' tasks end with the session
         self.handler.session_closed(self)
 
     def close(self) -> None:
-        """Stop serving: the receive loop and every handler task are cancelled."""
+        """Stop serving: the receive loop and every request handler are cancelled."""
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        for scope in self._scopes.values():
+            scope.cancel()
 
     async def wait_finished(self) -> None:
         """Wait until :meth:`run` has returned and the stream is closed."""

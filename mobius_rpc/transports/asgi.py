@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute, get_route_path
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from ..core.limits import Limits
@@ -86,7 +86,16 @@ class _McpFirst:
         self.rest = rest
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and get_route_path(scope) == self.path:
+        if scope["type"] == "http" and _route_path(scope) == self.path:
             await self.endpoint(scope, receive, send)
         else:
             await self.rest(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The request path below the mount point (``root_path``), as routers match it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("/", ""):
+        return path[len(root):]
+    return path

@@ -29,7 +29,7 @@ from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
-from .http_session import RequestId, _answered_ids, status_for
+from .http_session import RequestId, _answered_ids, send_whole, status_for
 
 __all__ = ("ExchangeResponse",)
 
@@ -72,7 +72,7 @@ class ExchangeResponse:
         if events is None:
             if not self.pending:
                 self.answered = True
-                await self._send_whole(message, status_for(message), _JSON)
+                await send_whole(self._send, message, status_for(message), _JSON)
                 return
             events = self._open_stream()
         try:
@@ -97,19 +97,12 @@ class ExchangeResponse:
             await self._sse_done.wait()
         elif not self.answered:
             self.answered = True
-            await self._send_whole(b"", 202, None)
+            await send_whole(self._send, b"", 202, None)
 
     def abandon(self) -> None:
         """The runtime failed: stop the SSE stream, if any, without answering."""
         if self._events is not None:
             self._events.close()
-
-    async def _send_whole(self, body: bytes, status: int, media_type: bytes | None) -> None:
-        headers = [(b"content-length", str(len(body)).encode())]
-        if media_type is not None:
-            headers.append((b"content-type", media_type))
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body})
 
     def _open_stream(self) -> MemoryObjectSendStream[bytes]:
         events, messages = anyio.create_memory_object_stream[bytes](math.inf)

@@ -14,69 +14,133 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import orjson
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..core.errors import McpError
 from .memory import receive_or_end
 
-__all__ = ("HttpMessageStream", "ResponseChannel", "status_for")
+__all__ = ("HttpMessageStream", "ResponseChannel", "send_whole", "status_for")
 
 RequestId = str | int
-#: how the runtime takes a body in the delivering task: (body, body parsed or None)
-Receiver = Callable[[bytes, Any], Awaitable[None]]
+#: how the runtime takes a body in the delivering task: (body, body parsed or
+#: None, whether its one request may be served in that task too)
+Receiver = Callable[[bytes, Any, bool], Awaitable[None]]
 
 
-@dataclass(eq=False)
 class ResponseChannel:
-    """What one POST waits on: messages for its requests, until all are answered."""
+    """What one POST waits on: messages for its requests, until all are answered.
 
-    pending: set[RequestId]
-    send: MemoryObjectSendStream[bytes] = field(repr=False)
-    receive: MemoryObjectReceiveStream[bytes] = field(repr=False)
-    #: set when the server ends this POST's SSE response early (2025-11-25
-    #: polling): the messages still go to the event store, and the client
-    #: fetches them with GET and Last-Event-ID
-    detached: anyio.Event = field(default_factory=anyio.Event, repr=False)
-    #: set while the POST waits in :meth:`first`, so that a message, the end
-    #: of the channel or a detach can wake it
-    _wakeup: anyio.Event | None = field(default=None, repr=False)
+    One is made per POST, so it is a deque and a wake-up event rather than
+    an anyio memory stream pair (which, with its events, cost more than the
+    JSON work of a small request).  One consumer at a time reads it: the
+    POST in :meth:`first`, then whoever iterates it.
+    """
+
+    __slots__ = ("pending", "on_early", "_messages", "_ended", "_closed", "_detached",
+                 "_detached_event", "_wakeup")
+
+    def __init__(self, ids: set[RequestId]) -> None:
+        self.pending = set(ids)
+        #: set while the POST's own task serves its request (see
+        #: :meth:`HttpMessageStream.deliver`): called once, as soon as something
+        #: has to be written before the request returns (a message that is not
+        #: the last answer, or a detach), to start writing the response elsewhere
+        self.on_early: Callable[[], None] | None = None
+        self._messages: deque[bytes] = deque()
+        self._ended = False  # nothing more will be put
+        self._closed = False  # nobody reads any more: puts are dropped
+        self._detached = False
+        self._detached_event: anyio.Event | None = None
+        #: set while the consumer waits, so that a message, the end or a detach wakes it
+        self._wakeup: anyio.Event | None = None
 
     @classmethod
     def open(cls, ids: set[RequestId]) -> ResponseChannel:
-        send, receive = anyio.create_memory_object_stream[bytes](math.inf)
-        return cls(set(ids), send, receive)
+        return cls(ids)
+
+    # ------------------------------------------------------------ producing
+
+    def put(self, message: bytes) -> None:
+        if not self._closed:
+            self._messages.append(message)
+
+    def end(self) -> None:
+        """No more messages will come (all answered, or the session ended)."""
+        self._ended = True
+
+    def close(self) -> None:
+        """The POST is done with it: what is still put is dropped."""
+        self._ended = self._closed = True
+        self._messages.clear()
+
+    def detach(self) -> None:
+        """The server ends this POST's SSE response early (2025-11-25 polling):
+        the messages still go to the event store, and the client fetches them
+        with GET and Last-Event-ID."""
+        self._detached = True
+        if self._detached_event is not None:
+            self._detached_event.set()
+
+    @property
+    def detached(self) -> anyio.Event:
+        """An event set on :meth:`detach` (made on first use; most POSTs never need it)."""
+        if self._detached_event is None:
+            self._detached_event = anyio.Event()
+            if self._detached:
+                self._detached_event.set()
+        return self._detached_event
 
     def wake(self) -> None:
-        """Tell a POST waiting in :meth:`first` that something changed."""
+        """Tell a consumer waiting on this channel that something changed."""
         if self._wakeup is not None:
             self._wakeup.set()
+        elif self.on_early is not None and (self.pending or self._detached):
+            start, self.on_early = self.on_early, None
+            start()
+
+    # ------------------------------------------------------------ consuming
+
+    @property
+    def buffered(self) -> int:
+        return len(self._messages)
 
     async def first(self, *, or_detached: bool) -> bytes | None:
         """The first message for this POST; None if ``or_detached`` and it was detached first.
 
-        Racing the receive against ``detached`` in two tasks of a task group
-        cost more than the rest of a small request; instead the POST sleeps
-        on one event that :meth:`wake` sets.  A message already waiting wins
-        over a detach, and the end of the channel raises ``anyio.EndOfStream``.
+        A message already waiting wins over a detach, and the end of the
+        channel raises ``anyio.EndOfStream``.
         """
         while True:
-            try:
-                return self.receive.receive_nowait()
-            except anyio.WouldBlock:
-                pass
-            if or_detached and self.detached.is_set():
+            if self._messages:
+                return self._messages.popleft()
+            if self._ended:
+                raise anyio.EndOfStream
+            if or_detached and self._detached:
                 return None
-            self._wakeup = wakeup = anyio.Event()
-            try:
-                await wakeup.wait()
-            finally:
-                self._wakeup = None
+            await self._wait()
+
+    def __aiter__(self) -> ResponseChannel:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            if self._messages:
+                return self._messages.popleft()
+            if self._ended:
+                raise StopAsyncIteration
+            await self._wait()
+
+    async def _wait(self) -> None:
+        self._wakeup = wakeup = anyio.Event()
+        try:
+            await wakeup.wait()
+        finally:
+            self._wakeup = None
 
 
 _NOTIFICATION_PREFIX = b'{"jsonrpc":"2.0","method"'
@@ -136,7 +200,7 @@ class HttpMessageStream:
         channel = self._routes.get(request_id)
         if channel is None:
             return False
-        channel.detached.set()
+        channel.detach()
         channel.wake()
         return True
 
@@ -145,10 +209,9 @@ class HttpMessageStream:
         for request_id in list(channel.pending):
             if self._routes.get(request_id) is channel:
                 del self._routes[request_id]
-        channel.send.close()
-        channel.receive.close()
+        channel.close()
 
-    async def deliver(self, body: bytes, decoded: Any = None) -> None:
+    async def deliver(self, body: bytes, decoded: Any = None, *, inline: bool = False) -> None:
         """Hand one POST body (a message or a batch; ``decoded`` if already parsed) on.
 
         When the runtime has attached a receiver the body is digested in the
@@ -156,10 +219,15 @@ class HttpMessageStream:
         (a queue, a task switch and a second parse of the body).  Until then,
         and while bodies queued earlier are still unread, it is queued, so
         that bodies reach the runtime in the order they were delivered.
+
+        ``inline``: a body holding exactly one request may have that request
+        served in this task as well, and then this returns once it is
+        answered; the POST sets its channel's ``on_early`` to be told when it
+        must start responding before that.
         """
         receiver = self._receiver
         if receiver is not None and not self._backlog:
-            await receiver(body, decoded)
+            await receiver(body, decoded, inline)
             return
         self._backlog += 1
         try:
@@ -187,15 +255,12 @@ class HttpMessageStream:
     async def send_routed(self, message: bytes, related: RequestId | None) -> None:
         channel = self._routes.get(related) if related is not None else None
         if channel is not None:
-            try:
-                channel.send.send_nowait(message)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the client went away; the answer has nowhere to go
+            channel.put(message)  # dropped if the client went away
             for answered in _answered_ids(message):
                 channel.pending.discard(answered)
                 self._routes.pop(answered, None)
             if not channel.pending:
-                channel.send.close()
+                channel.end()
             channel.wake()
             return
         self._unrouted(message)
@@ -206,9 +271,22 @@ class HttpMessageStream:
         self._in_send.close()
         self._in_receive.close()
         for channel in set(self._routes.values()):
-            channel.send.close()
+            channel.end()
             channel.wake()
         self._routes.clear()
+
+
+async def send_whole(send: Callable[[dict[str, Any]], Awaitable[None]], body: bytes,
+                     status: int, media_type: bytes | None,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Write a complete response to ASGI ``send`` (no Starlette ``Response`` to build)."""
+    raw = [(b"content-length", str(len(body)).encode())]
+    if media_type is not None:
+        raw.append((b"content-type", media_type))
+    if headers:
+        raw.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 def status_for(message: bytes) -> int:

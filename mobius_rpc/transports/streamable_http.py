@@ -56,10 +56,10 @@ from ..framing.http import (
     legacy_version_header,
 )
 from ..framing.param_headers import check_param_headers
-from .base import MessageStream, RoutedMessageStream
+from .base import MessageStream
 from .event_store import EventStore, MemoryEventStore, StreamHub, parse_event_id
 from .http_exchange import ExchangeResponse
-from .http_session import HttpMessageStream, ResponseChannel, status_for
+from .http_session import HttpMessageStream, ResponseChannel, send_whole, status_for
 
 __all__ = ("StreamableHTTPTransport", "SessionRecord", "SessionStore", "MemorySessionStore")
 
@@ -113,6 +113,9 @@ class _Live:
     streams_opened: int = 0
     get_open: bool = False
     get_position: int = 0  # the last standalone event a GET delivered
+
+
+_JSON = b"application/json"
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -319,9 +322,27 @@ class StreamableHTTPTransport:
             await Response(status_code=202)(scope, receive, send)
             return
         channel = live.stream.open_channel(ids)
-        await live.stream.deliver(body, decoded)
-        await self._respond(channel, live.stream, scope, receive, send, headers,
-                            record=record, live=live)
+        respond = (channel, live.stream, scope, receive, send, headers)
+        # The request is served in this task (saving a task and two switches)
+        # and the answer written below; should anything have to be written
+        # before it is answered, the response is written from another task.
+        elsewhere: anyio.Event | None = None
+
+        def respond_elsewhere() -> None:
+            nonlocal elsewhere
+            elsewhere = anyio.Event()
+            assert self._tg is not None
+            self._tg.start_soon(self._respond_then_set, elsewhere, respond, record, live)
+
+        channel.on_early = respond_elsewhere
+        try:
+            await live.stream.deliver(body, decoded, inline=True)
+        finally:
+            channel.on_early = None
+        if elsewhere is not None:
+            await elsewhere.wait()
+        else:
+            await self._respond(*respond, record=record, live=live)
         if "initialize" in methods and record.protocol_version is None:
             await self._end_session(session_id)  # initialize was refused: no session
 
@@ -391,6 +412,15 @@ class StreamableHTTPTransport:
             raise
         await response.finish()
 
+    async def _respond_then_set(self, done: anyio.Event, respond: tuple[Any, ...],
+                                record: SessionRecord, live: _Live) -> None:
+        try:
+            await self._respond(*respond, record=record, live=live)
+        except Exception:  # the task group is shared: never let one response end it
+            log.exception("a Streamable HTTP response failed")
+        finally:
+            done.set()
+
     async def _respond(self, channel: ResponseChannel, stream: HttpMessageStream,
                        scope: Scope, receive: Receive, send: Send,
                        headers: dict[str, str], *, record: SessionRecord | None,
@@ -423,11 +453,11 @@ class StreamableHTTPTransport:
         if record is not None and record.protocol_version is None:
             record.protocol_version = _negotiated_version(first)
             self.store.put(record)
-        if not channel.pending and not channel.receive.statistics().current_buffer_used:
+        if not channel.pending and not channel.buffered:
             # the first message was the (whole) answer: nothing else is waiting
             status = status_for(first) if modern else 200
-            await Response(first, status, headers, media_type="application/json")(
-                scope, receive, send)
+            await send_whole(send, first, status, _JSON,
+                             [(k.lower().encode(), v.encode()) for k, v in headers.items()])
             stream.close_channel(channel)
             return
 
@@ -448,7 +478,7 @@ class StreamableHTTPTransport:
         async def events() -> AsyncIterator[ServerSentEvent]:
             try:
                 yield ServerSentEvent(first.decode(), event="message")
-                async for message in channel.receive:
+                async for message in channel:
                     yield ServerSentEvent(message.decode(), event="message")
             finally:
                 stream.close_channel(channel)
@@ -459,7 +489,7 @@ class StreamableHTTPTransport:
     async def _pump(self, channel: ResponseChannel, stream: HttpMessageStream,
                     name: str) -> None:
         try:
-            async for message in channel.receive:
+            async for message in channel:
                 self.hub.append(name, message)
         finally:
             stream.close_channel(channel)
