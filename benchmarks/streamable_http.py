@@ -4,7 +4,9 @@ Starlette JSON handler on the same uvicorn, in one run.  Prints numbers only.
 Two servers run as separate processes (uvicorn, one worker, bound to 127.0.0.1):
 ``mobius serve --http`` and a bare Starlette handler that answers the same
 JSON-RPC body with no MCP machinery.  For each M (default 1, 8, 32) both are
-loaded for a fixed duration by the same load generator, back to back:
+loaded by the same load generator in interleaved slices (bare, mobius, mobius,
+bare, ... ``--rounds`` each), so that a machine whose speed drifts (a shared
+host does) slows both alike:
 
 * ``wrk`` (the default when it is on PATH): ``wrk -t min(M,2) -c M -d SECS
   --latency`` with a generated Lua script that sets the request and counts
@@ -25,7 +27,7 @@ their ``Mcp-Session-Id`` values with a fresh request id per call.  Before any
 load, one request per server and era is sent with httpx and must come back 200
 with a non-error result.
 
-    python benchmarks/streamable_http.py [--duration 5] [--sessions 1,8,32]
+    python benchmarks/streamable_http.py [--duration 5] [--rounds 3] [--sessions 1,8,32]
         [--eras modern,legacy] [--generator auto|wrk|python] [--pin] [--json out.json]
 """
 
@@ -430,6 +432,22 @@ def measure(server: Server, era: str, sessions: int, seconds: int, generator: st
     return sample, cpu
 
 
+def combine(slices: list[tuple[Sample, float | None]]) -> tuple[float, float, float, int,
+                                                               float | None]:
+    """One point from equal-length slices: mean req/s, median p50 and p99, total
+    requests, mean server CPU."""
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    samples = [sample for sample, _ in slices]
+    cpus = [cpu for _, cpu in slices if cpu is not None]
+    return (sum(s.rps for s in samples) / len(samples), median([s.p50_ms for s in samples]),
+            median([s.p99_ms for s in samples]), sum(s.requests for s in samples),
+            sum(cpus) / len(cpus) if cpus else None)
+
+
 def pick_generator(choice: str) -> str:
     if choice == "python":
         return "python"
@@ -474,6 +492,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--duration", type=int, default=5,
                         help="whole seconds of load per server and point (default 5)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="slices per server and point, interleaved between the two "
+                             "servers; each lasts --duration (default 3)")
     parser.add_argument("--warmup", type=int, default=1,
                         help="seconds of load per server and era before measuring (0: none)")
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated values of M")
@@ -488,8 +509,8 @@ def main() -> None:
     eras = [era.strip() for era in args.eras.split(",")]
     if unknown := [era for era in eras if era not in ERAS]:
         parser.error(f"unknown era(s) {unknown}; choose from {sorted(ERAS)}")
-    if args.duration < 1 or min(counts) < 1:
-        parser.error("--duration and every session count must be at least 1")
+    if args.duration < 1 or args.rounds < 1 or min(counts) < 1:
+        parser.error("--duration, --rounds and every session count must be at least 1")
     generator = pick_generator(args.generator)
     server_cpus: set[int] | None = None
     if args.pin:
@@ -510,16 +531,26 @@ def main() -> None:
                     if args.warmup > 0:
                         measure(server, era, max(counts), args.warmup, generator, workdir)
                 for m in counts:
-                    for server in (bare, mobius):  # back to back, so drift hits both
-                        sample, cpu = measure(server, era, m, args.duration, generator, workdir)
-                        points[(era, server.kind, m)] = Point(era, server.kind, m, *sample, cpu)
+                    # Interleaved slices (bare, mobius, mobius, bare, ...), so that
+                    # drift in the machine's speed hits both servers alike.
+                    slices: dict[str, list[tuple[Sample, float | None]]] = {"bare": [],
+                                                                          "mobius": []}
+                    for round_no in range(args.rounds):
+                        order = (bare, mobius) if round_no % 2 == 0 else (mobius, bare)
+                        for server in order:
+                            slices[server.kind].append(
+                                measure(server, era, m, args.duration, generator, workdir))
+                    for kind, taken in slices.items():
+                        points[(era, kind, m)] = Point(era, kind, m, *combine(taken))
     if generator == "wrk":
         load = f"{wrk_version()} (-t min(M,2) -c M --latency)"
     else:
         load = "the Python httpx generator (one connection per session)"
         if args.generator == "auto":
             load += " because wrk is not on PATH"
-    print(f"Streamable HTTP benchmark: load from {load}, {args.duration} s per point")
+    print(f"Streamable HTTP benchmark: load from {load}; per point and server {args.rounds} "
+          f"slices of {args.duration} s, interleaved with the other server's (req/s: their "
+          "mean; p50/p99: their median)")
     print("servers: separate processes, uvicorn with 1 worker on 127.0.0.1"
           + (f"; pinned to CPU {sorted(server_cpus)}, load elsewhere" if server_cpus else ""))
     print(f"NOTE: this machine has {os.cpu_count()} CPU cores, shared by the load generator and "

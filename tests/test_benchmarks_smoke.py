@@ -33,7 +33,7 @@ def run_http_benchmark(tmp_path: Path, *args: str, env: dict[str, str] | None = 
     out = tmp_path / "http.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "streamable_http.py"), "--duration", "1",
-         "--warmup", "0", "--json", str(out), *args],
+         "--warmup", "0", "--rounds", "2", "--json", str(out), *args],
         capture_output=True, text=True, timeout=120, check=True, env=env)
     return done, json.loads(out.read_text())
 
