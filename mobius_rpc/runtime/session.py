@@ -238,6 +238,7 @@ class Session:
         # ``scope`` cancels this request alone (notifications/cancelled); None
         # when the caller's own scope covers it (a stateless exchange).
         current_request.set(event.id)  # this task's context only
+        cancelled = False
         try:
             if scope is None:
                 await self._answer(event)
@@ -246,10 +247,16 @@ class Session:
                     await self._answer(event)
                 if scope.cancelled_caught:
                     # Cancelled by the peer: the connection drops the reply.
+                    cancelled = True
                     self.connection.respond_error(event.id, McpError(INTERNAL_ERROR, "cancelled"))
         finally:
             self._scopes.pop(event.id, None)
         await self._flush()
+        if cancelled:
+            # A stream that waits for each answer (an HTTP POST) must not wait for this one.
+            unanswered = getattr(self.stream, "unanswered", None)
+            if unanswered is not None:
+                unanswered(event.id)
 
     async def _answer(self, event: RequestReceived) -> None:
         # The one boundary where handler exceptions become wire errors.

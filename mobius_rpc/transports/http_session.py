@@ -204,6 +204,15 @@ class HttpMessageStream:
         channel.wake()
         return True
 
+    def unanswered(self, request_id: RequestId) -> None:
+        """``request_id`` was cancelled and gets no answer: its POST stops waiting for it."""
+        channel = self._routes.pop(request_id, None)
+        if channel is not None:
+            channel.pending.discard(request_id)
+            if not channel.pending:
+                channel.end()
+            channel.wake()
+
     def close_channel(self, channel: ResponseChannel) -> None:
         """The POST is done (answered, or its client left): forget its routes."""
         for request_id in list(channel.pending):

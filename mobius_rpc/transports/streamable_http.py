@@ -436,7 +436,10 @@ class StreamableHTTPTransport:
         try:
             first = await channel.first(or_detached=polling)
         except anyio.EndOfStream:
-            await Response(status_code=202)(scope, receive, send)
+            # No answer will come (the request was cancelled, or the session
+            # ended): an event stream with no events says so.
+            await send_whole(send, b"", 200, b"text/event-stream",
+                             [(k.lower().encode(), v.encode()) for k, v in headers.items()])
             return
         if first is None and live is not None and record is not None:
             # Closed by the server before anything was sent: a priming event
