@@ -56,3 +56,18 @@ def test_streamable_http_benchmark_falls_back_without_wrk(tmp_path: Path) -> Non
                                       env={**os.environ, "PATH": str(no_wrk)})
     assert "wrk is not on PATH" in done.stderr and "Python httpx" in done.stdout
     assert {(p["server"], p["sessions"]) for p in points} == {("bare", 1), ("mobius", 1)}
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_http_instructions_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "instr.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "http_instructions.py"), "--requests", "3",
+         "--base", "2", "--eras", "modern,legacy", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=True)
+    assert "bare/mobius" in done.stdout
+    rows = json.loads(out.read_text())
+    assert {(row["era"], row["server"]) for row in rows} == {
+        (era, server) for era in ("modern", "legacy") for server in ("bare", "mobius")}
+    # Every request runs Python code in the server: far more than a few thousand instructions.
+    assert all(row["instructions_per_request"] > 10_000 for row in rows)

@@ -213,8 +213,13 @@ def _json_type(value: Any) -> str | None:
     return None
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, Enums, tuples and sets -> plain JSON-compatible values."""
+    if type(value) in _PLAIN:
+        return value  # most tool results: no need for the checks below
     if isinstance(value, enum.Enum):
         return to_jsonable(value.value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
