@@ -9,7 +9,7 @@ side.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -95,25 +95,36 @@ async def test_progress_streams_before_the_handler_returns(served: tuple[str, Pr
         assert seen[-1]["result"]["content"][0]["text"] == "released"
 
 
+async def post_while(client: httpx.AsyncClient, url: str, headers: dict[str, str],
+                     body: dict[str, Any], probe: Probe,
+                     meanwhile: Callable[[], Awaitable[None]]) -> httpx.Response:
+    """POST ``body``; once its handler has started, run ``meanwhile``; the POST's reply."""
+    replies: list[httpx.Response] = []
+
+    async def post() -> None:
+        replies.append(await client.post(url, headers=headers, json=body))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(post)
+            await probe.started.wait()
+            await meanwhile()
+    return replies[0]
+
+
 async def test_cancelled_request_stops_and_its_post_ends(served: tuple[str, Probe]) -> None:
     url, probe = served
     async with httpx.AsyncClient(timeout=10) as client:
         headers = await legacy_session(client, url)
-        replies: list[httpx.Response] = []
 
-        async def post() -> None:
-            replies.append(await client.post(url, headers=headers, json=call(5, "wait_forever")))
+        async def cancel() -> None:
+            note = await client.post(url, headers=headers, json={
+                "jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": 5, "reason": "test"}})
+            assert note.status_code == 202
+            await probe.cancelled.wait()
 
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(post)
-                await probe.started.wait()
-                note = await client.post(url, headers=headers, json={
-                    "jsonrpc": "2.0", "method": "notifications/cancelled",
-                    "params": {"requestId": 5, "reason": "test"}})
-                assert note.status_code == 202
-                await probe.cancelled.wait()
-        (reply,) = replies
+        reply = await post_while(client, url, headers, call(5, "wait_forever"), probe, cancel)
         # No answer is owed for a cancelled request: an event stream with none.
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
@@ -129,19 +140,13 @@ async def test_deleting_the_session_stops_its_running_request(
     url, probe = served
     async with httpx.AsyncClient(timeout=10) as client:
         headers = await legacy_session(client, url)
-        replies: list[httpx.Response] = []
 
-        async def post() -> None:
-            replies.append(await client.post(url, headers=headers, json=call(1, "wait_forever")))
+        async def delete() -> None:
+            assert (await client.delete(url, headers=headers)).status_code == 200
+            await probe.cancelled.wait()
 
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(post)
-                await probe.started.wait()
-                deleted = await client.delete(url, headers=headers)
-                assert deleted.status_code == 200
-                await probe.cancelled.wait()
-        assert replies[0].status_code == 200 and sse_messages(replies[0].text) == []
+        reply = await post_while(client, url, headers, call(1, "wait_forever"), probe, delete)
+        assert reply.status_code == 200 and sse_messages(reply.text) == []
         gone = await client.post(url, headers=headers,
                                  json={"jsonrpc": "2.0", "id": 2, "method": "ping"})
         assert gone.status_code == 404
@@ -152,19 +157,14 @@ async def test_requests_of_one_session_still_run_side_by_side(
     url, probe = served
     async with httpx.AsyncClient(timeout=10) as client:
         headers = await legacy_session(client, url)
-        held: list[httpx.Response] = []
 
-        async def post_held() -> None:
-            held.append(await client.post(url, headers=headers, json=call(1, "hold")))
+        async def echo_then_release() -> None:
+            echoed = await client.post(url, headers=headers,
+                                       json=call(2, "echo", text="meanwhile"))
+            assert echoed.json()["result"]["content"][0]["text"] == "meanwhile"
+            assert not probe.finished
+            probe.release.set()
 
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(post_held)
-                await probe.started.wait()
-                echoed = await client.post(url, headers=headers,
-                                           json=call(2, "echo", text="meanwhile"))
-                assert echoed.json()["result"]["content"][0]["text"] == "meanwhile"
-                assert not probe.finished
-                probe.release.set()
-        messages = sse_messages(held[0].text)
+        held = await post_while(client, url, headers, call(1, "hold"), probe, echo_then_release)
+        messages = sse_messages(held.text)
         assert messages[-1]["result"]["content"][0]["text"] == "released"
