@@ -50,7 +50,7 @@ from ..core.events import (
     SessionInitialized,
 )
 from ..core.jsonrpc import dumps, error_response
-from ..transports.base import OVERSIZED, MessageStream, RoutedMessageStream
+from ..transports.base import OVERSIZED, MessageStream, RoutedMessageStream, cancel_scope_type
 from .sendlock import SendLock
 
 __all__ = ("Session", "SessionHandler", "ProgressCallback")
@@ -110,6 +110,8 @@ class Session:
         self._finished: anyio.Event | None = None
         self._done = False
         self._routed = stream if _is_routed(stream) else None
+        #: learnt on the first request, in the loop the session runs in
+        self._scope_type: type[anyio.CancelScope] | None = None
 
     # ------------------------------------------------------------------ running
 
@@ -197,12 +199,12 @@ class Session:
             self.close()  # the peer is gone: end the session as the loop would
             return
         if serve_here is not None:
-            scope = self._scopes[serve_here.id] = anyio.CancelScope()
+            scope = self._scopes[serve_here.id] = self._new_scope()
             await self._serve_request(serve_here, scope)
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
-            scope = anyio.CancelScope()
+            scope = self._new_scope()
             self._scopes[event.id] = scope
             self._spawn(self._serve_request, event, scope)
         elif isinstance(event, NotificationReceived):
@@ -232,6 +234,12 @@ class Session:
             if waiter is not None:
                 waiter.error = RequestTimeoutError(event.method, waiter.timeout)
                 waiter.done.set()
+
+    def _new_scope(self) -> anyio.CancelScope:
+        """A cancel scope for one request (see :func:`cancel_scope_type`)."""
+        if self._scope_type is None:
+            self._scope_type = cancel_scope_type()
+        return self._scope_type()
 
     async def _serve_request(self, event: RequestReceived,
                              scope: anyio.CancelScope | None) -> None:

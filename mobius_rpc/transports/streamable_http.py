@@ -56,7 +56,7 @@ from ..framing.http import (
     legacy_version_header,
 )
 from ..framing.param_headers import check_param_headers
-from .base import MessageStream
+from .base import MessageStream, cancel_scope_type
 from .event_store import EventStore, MemoryEventStore, StreamHub, parse_event_id
 from .http_exchange import ExchangeResponse
 from .http_session import HttpMessageStream, ResponseChannel, send_whole, status_for
@@ -159,6 +159,8 @@ class StreamableHTTPTransport:
         self.header_parameters = header_parameters
         self._live: dict[str, _Live] = {}
         self._tg: TaskGroup | None = None
+        #: the cancel scope class of the loop the lifespan runs in (see cancel_scope_type)
+        self._scope_type: type[anyio.CancelScope] = anyio.CancelScope
 
     # ------------------------------------------------------------- lifecycle
 
@@ -167,11 +169,13 @@ class StreamableHTTPTransport:
         """Own the task group that legacy sessions run in; end them all on exit."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self._scope_type = cancel_scope_type()
             tg.start_soon(self._expire_idle_sessions)
             try:
                 yield
             finally:
                 self._tg = None
+                self._scope_type = anyio.CancelScope
                 for live in self._live.values():
                     await live.stream.aclose()
                     live.scope.cancel()
@@ -399,7 +403,7 @@ class StreamableHTTPTransport:
                         send: Send) -> None:
         """Run one stateless request in this task; answer as :class:`ExchangeResponse` says."""
         assert self.exchange is not None
-        host = anyio.CancelScope()
+        host = self._scope_type()
         response = ExchangeResponse(ids, scope, receive, send, spawner=spawner, host=host,
                                     keepalive=self.keepalive)
         if not ids:
