@@ -118,6 +118,11 @@ class _Live:
 _JSON = b"application/json"
 
 
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Response headers as ASGI wants them."""
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
@@ -443,7 +448,7 @@ class StreamableHTTPTransport:
             # No answer will come (the request was cancelled, or the session
             # ended): an event stream with no events says so.
             await send_whole(send, b"", 200, b"text/event-stream",
-                             [(k.lower().encode(), v.encode()) for k, v in headers.items()])
+                             _raw(headers))
             return
         if first is None and live is not None and record is not None:
             # Closed by the server before anything was sent: a priming event
@@ -464,7 +469,7 @@ class StreamableHTTPTransport:
             # the first message was the (whole) answer: nothing else is waiting
             status = status_for(first) if modern else 200
             await send_whole(send, first, status, _JSON,
-                             [(k.lower().encode(), v.encode()) for k, v in headers.items()])
+                             _raw(headers))
             stream.close_channel(channel)
             return
 
