@@ -68,7 +68,7 @@ class ExchangeSession(Session):
                     if self._host is not None:
                         await self._serve_request(event, None)
                     else:  # its cancel scope is the one close() cancels
-                        scope = self._scopes[event.id] = anyio.CancelScope()
+                        scope = self._scopes[event.id] = self._new_scope()
                         await self._serve_request(event, scope)
                 elif isinstance(event, NotificationReceived):
                     await self._serve_notification(event)

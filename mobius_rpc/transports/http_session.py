@@ -59,10 +59,6 @@ class ResponseChannel:
         #: set while the consumer waits, so that a message, the end or a detach wakes it
         self._wakeup: anyio.Event | None = None
 
-    @classmethod
-    def open(cls, ids: set[RequestId]) -> ResponseChannel:
-        return cls(ids)
-
     # ------------------------------------------------------------ producing
 
     def put(self, message: bytes) -> None:
@@ -190,7 +186,7 @@ class HttpMessageStream:
 
     def open_channel(self, ids: set[RequestId]) -> ResponseChannel:
         """Register a POST's request ids before its body is delivered."""
-        channel = ResponseChannel.open(ids)
+        channel = ResponseChannel(ids)
         for request_id in ids:
             self._routes[request_id] = channel
         return channel
