@@ -209,8 +209,9 @@ class Connection:
         Returns the events it produced; replies it owes are in
         :meth:`data_to_send`.  Never raises for anything the peer sent.
         ``decoded`` is ``data`` already parsed by a transport that had to look
-        inside it (Streamable HTTP), so that it is not parsed twice; the size
-        and depth limits still apply to ``data``.
+        inside it (Streamable HTTP), so that it is not parsed twice, or a
+        :class:`~.jsonrpc.Classified` when it checked the envelopes as well;
+        the size and depth limits still apply to ``data``.
         """
         events: list[Event] = []
         if self.state is SessionState.CLOSED:
@@ -228,19 +229,24 @@ class Connection:
                 None, events)
             return events
         message = decoded
+        classified: list[jsonrpc.Incoming] | None = None
         if message is None:
             try:
                 message = jsonrpc.parse(data)
             except RemoteProtocolError as exc:
                 self._reject(None, exc, None, events)
                 return events
+        elif type(message) is jsonrpc.Classified:
+            message, classified = message.message, message.items
         if isinstance(message, list):
-            self._receive_batch(message, now, events)
+            self._receive_batch(message, now, events, classified)
         else:
-            self._receive_one(message, now, events, None)
+            self._receive_one(message, now, events, None,
+                              classified[0] if classified else None)
         return events
 
-    def _receive_batch(self, items: list[Any], now: float, events: list[Event]) -> None:
+    def _receive_batch(self, items: list[Any], now: float, events: list[Event],
+                       classified: list[jsonrpc.Incoming] | None) -> None:
         revision = self.revision
         if revision is None or not has_batches(revision):
             why = ("before initialization" if revision is None
@@ -259,18 +265,20 @@ class Connection:
                 None, events)
             return
         batch = _Batch()
-        for item in items:
-            self._receive_one(item, now, events, batch)
+        for index, item in enumerate(items):
+            self._receive_one(item, now, events, batch,
+                              classified[index] if classified else None)
         batch.complete = True
         self._flush_batch(batch)
 
     def _receive_one(self, message: Any, now: float, events: list[Event],
-                     batch: _Batch | None) -> None:
-        try:
-            incoming = jsonrpc.classify(message)
-        except jsonrpc.EnvelopeError as exc:
-            self._reject(exc.request_id, exc, batch, events)
-            return
+                     batch: _Batch | None, incoming: jsonrpc.Incoming | None = None) -> None:
+        if incoming is None:
+            try:
+                incoming = jsonrpc.classify(message)
+            except jsonrpc.EnvelopeError as exc:
+                self._reject(exc.request_id, exc, batch, events)
+                return
         if isinstance(incoming, jsonrpc.IncomingRequest):
             self._on_request(incoming, now, events, batch)
         elif isinstance(incoming, jsonrpc.IncomingNotification):

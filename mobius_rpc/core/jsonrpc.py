@@ -29,6 +29,7 @@ __all__ = (
     "IncomingNotification",
     "IncomingResponse",
     "IncomingError",
+    "Classified",
     "parse",
     "classify",
     "dumps",
@@ -75,6 +76,21 @@ class IncomingError:
 
 
 Incoming = IncomingRequest | IncomingNotification | IncomingResponse | IncomingError
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """A body its transport already parsed and envelope-checked.
+
+    ``message`` is the decoded JSON (one message or a batch) and ``items``
+    what :func:`classify` made of each message in it, in order.  A transport
+    that must look at the envelopes anyway (Streamable HTTP answers a bad one
+    with HTTP 400 before any session is involved) hands this on so that the
+    connection does not check every envelope a second time.
+    """
+
+    message: Any
+    items: list[Incoming]
 
 
 def parse(data: bytes | str) -> Any:

@@ -118,9 +118,12 @@ def _host_allowed(allowed_hosts: tuple[str, ...], host: str) -> bool:
 
 def decode_header_value(value: str) -> str:
     """A header value, decoding the ``=?base64?...?=`` form used for non-ASCII text."""
-    found = _ENCODED.fullmatch(value.strip())
+    value = value.strip()
+    if not value.startswith("=?"):
+        return value  # plain text, the usual case: no pattern to match
+    found = _ENCODED.fullmatch(value)
     if not found:
-        return value.strip()
+        return value
     try:
         return base64.b64decode(found.group(1), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):

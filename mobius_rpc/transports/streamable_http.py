@@ -43,7 +43,14 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..core.errors import INVALID_REQUEST, PARSE_ERROR, McpError
-from ..core.jsonrpc import EnvelopeError, IncomingRequest, classify, error_response
+from ..core.jsonrpc import (
+    Classified,
+    EnvelopeError,
+    Incoming,
+    IncomingRequest,
+    classify,
+    error_response,
+)
 from ..core.modern import META_PROTOCOL_VERSION
 from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
 from ..framing.http import (
@@ -263,13 +270,15 @@ class StreamableHTTPTransport:
         items = decoded if isinstance(decoded, list) else [decoded]
         ids: set[str | int] = set()
         methods: list[str] = []
+        classified: list[Incoming] = []
         for item in items:
             try:
                 incoming = classify(item)
             except EnvelopeError as exc:
                 await _json(error_response(exc.request_id, exc), 400)(scope, receive, send)
                 return
-            if isinstance(incoming, IncomingRequest):
+            classified.append(incoming)
+            if type(incoming) is IncomingRequest:
                 ids.add(incoming.id)
                 methods.append(incoming.method)
         session_id = headers.get(SESSION_HEADER)
@@ -280,10 +289,11 @@ class StreamableHTTPTransport:
             except HttpRefusal as refusal:  # answer it with the request's id
                 await _refusal_response(refusal, next(iter(ids), None))(scope, receive, send)
                 return
-            await self._post_modern(body, decoded, ids, scope, receive, send)
+            await self._post_modern(body, Classified(decoded, classified), ids, scope, receive,
+                                    send)
             return
-        await self._post_legacy(headers, session_id, body, decoded, ids, methods, scope,
-                                receive, send)
+        await self._post_legacy(headers, session_id, body, Classified(decoded, classified), ids,
+                                methods, scope, receive, send)
 
     def _check_param_headers(self, headers: Mapping[str, str], message: Any) -> None:
         if self.header_parameters is None or not isinstance(message, dict) \

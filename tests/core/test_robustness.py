@@ -20,6 +20,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mobius_rpc.core import jsonrpc
 from mobius_rpc.core.connection import Connection, Role
 from mobius_rpc.core.events import RequestReceived
 from mobius_rpc.core.limits import Limits
@@ -134,3 +135,24 @@ def test_requests_with_usable_ids_get_exactly_one_reply(message: dict[str, Any])
     if "method" in message and "id" not in message and isinstance(message.get("method"), str) \
             and message.get("jsonrpc") == "2.0" and isinstance(message.get("params", {}), dict):
         assert replies == []  # a valid-envelope notification is never answered
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=messages() | st.lists(messages(), max_size=4),
+       version=st.sampled_from(["2025-03-26", "2025-11-25"]))
+def test_a_classified_body_is_digested_like_the_raw_one(body: Any, version: str) -> None:
+    # Streamable HTTP checks the envelopes itself and hands on what it found
+    # (jsonrpc.Classified); the connection must then behave exactly as when
+    # it parses and checks the same bytes on its own.
+    items = body if isinstance(body, list) else [body]
+    try:
+        classified = [jsonrpc.classify(item) for item in items]
+    except jsonrpc.EnvelopeError:
+        return  # the transport answers these itself (HTTP 400); nothing is handed on
+    raw = orjson.dumps(body)
+    plain, given_classified = ready(version), ready(version)
+    from_raw = plain.receive(raw, 1.0)
+    from_classified = given_classified.receive(raw, 1.0,
+                                               decoded=jsonrpc.Classified(body, classified))
+    assert repr(from_classified) == repr(from_raw)  # errors compare by identity, not value
+    assert given_classified.data_to_send() == plain.data_to_send()
