@@ -73,7 +73,10 @@ from .revisions import (
 from .schema import SchemaError, schema_for
 from .state import SessionState, Trigger, accepts_requests, transition
 
-__all__ = ("Role", "Connection")
+__all__ = ("Role", "Connection", "Outgoing")
+
+#: a queued message with its routing: (data, related request id, ids it answers)
+Outgoing = tuple[bytes, RequestId | None, tuple[RequestId, ...]]
 
 log = logging.getLogger("mobius_rpc.core")
 
@@ -143,6 +146,7 @@ class Connection:
         validate: bool = True,
         cache_policy: CachePolicy | None = None,
     ) -> None:
+        # Configuration: shared by every connection fresh() makes from this one.
         self.role = role
         self.info = info
         self.capabilities: dict[str, Any] = capabilities if capabilities is not None else {}
@@ -150,36 +154,56 @@ class Connection:
         self.revisions = revisions
         self.modern_revisions = modern_revisions
         self.cache_policy = cache_policy or CachePolicy()
-        self.era: Era | None = None
         self.limits = limits or Limits()
         self.validate = validate
+        # Spelled out: Enum.value is a property call.
+        self._role = "client" if role is Role.CLIENT else "server"
+        self._peer_role = "server" if role is Role.CLIENT else "client"
+        self._start()
+
+    def _start(self) -> None:
+        """Enter the initial state; everything a connection learns or tracks lives here."""
+        self.era: Era | None = None
         self.state = SessionState.UNINITIALIZED
         self.revision: str | None = None
         self.peer_info: dict[str, Any] = {}
         self.peer_capabilities: dict[str, Any] = {}
-        self._role = role.value
-        self._peer_role = "server" if role is Role.CLIENT else "client"
-        # (serialized message, the incoming request it belongs to): transports
-        # with one stream per request (Streamable HTTP) route on the second part.
-        self._outbox: list[tuple[bytes, RequestId | None]] = []
+        # (serialized message, the incoming request it belongs to, the ids of
+        # the incoming requests it answers): transports with one stream per
+        # request (Streamable HTTP) route on the last two parts.
+        self._outbox: list[Outgoing] = []
         self._in_flight: dict[RequestId, _InFlight] = {}
         self._outstanding: dict[RequestId, _Outstanding] = {}
         self._progress_tokens: dict[str | int, RequestId] = {}
         self._next_id = 1
         # A modern client may call methods before (or without) server/discover;
         # until it knows the server's capabilities it does not gate on them.
-        self._peer_capabilities_known = role is Role.SERVER
+        self._peer_capabilities_known = self.role is Role.SERVER
+
+    def fresh(self) -> Connection:
+        """A new connection configured like this one, in the initial state.
+
+        A stateless (2026-07-28) server makes one connection per request;
+        copying a template's configuration costs a third of the constructor.
+        """
+        new = object.__new__(Connection)
+        new.__dict__.update(self.__dict__)
+        new._start()
+        return new
 
     # ------------------------------------------------------------------ output
 
     def data_to_send(self) -> list[bytes]:
         """Drain the serialized messages queued for the peer, oldest first."""
         out, self._outbox = self._outbox, []
-        return [data for data, _ in out]
+        return [data for data, _, _ in out]
 
-    def routed_data_to_send(self) -> list[tuple[bytes, RequestId | None]]:
-        """Like :meth:`data_to_send`, with the id of the incoming request each
-        message belongs to (its response, or what its handler sent), or None."""
+    def routed_data_to_send(self) -> list[Outgoing]:
+        """Like :meth:`data_to_send`, with the routing of each message:
+        ``(data, related, answers)``.  ``related`` is the id of the incoming
+        request the message belongs to (its response, or what its handler
+        sent), or None; ``answers`` the ids of the incoming requests it
+        answers (one for a response, several for a batch's, none otherwise)."""
         out, self._outbox = self._outbox, []
         return out
 
@@ -192,13 +216,16 @@ class Connection:
         if batch is not None:
             batch.replies.append(message)
         else:
-            self._outbox.append((jsonrpc.dumps(message), message.get("id")))
+            request_id = message.get("id")
+            self._outbox.append((jsonrpc.dumps(message), request_id,
+                                 () if request_id is None else (request_id,)))
 
     def _flush_batch(self, batch: _Batch) -> None:
         if batch.complete and batch.pending == 0 and batch.replies:
             # A batch is answered as a whole; route it by its first identified reply.
-            related = next((r["id"] for r in batch.replies if r.get("id") is not None), None)
-            self._outbox.append((jsonrpc.dumps(batch.replies), related))
+            answers = tuple(r["id"] for r in batch.replies if r.get("id") is not None)
+            self._outbox.append((jsonrpc.dumps(batch.replies), answers[0] if answers else None,
+                                 answers))
             batch.replies = []
 
     # ----------------------------------------------------------------- receive
@@ -668,7 +695,7 @@ class Connection:
             timeout = self.limits.request_timeout
         task = method == "tools/call" and params is not None and "task" in params
         self._outstanding[request_id] = _Outstanding(method, now + timeout, token, task)
-        self._outbox.append((jsonrpc.dumps(message), related))
+        self._outbox.append((jsonrpc.dumps(message), related, ()))
         return request_id
 
     def use_modern(self, revision: str) -> None:
@@ -726,7 +753,7 @@ class Connection:
                 "InitializeRequest", message)
         deadline = now + (timeout if timeout is not None else self.limits.request_timeout)
         self._outstanding[request_id] = _Outstanding("initialize", deadline, None)
-        self._outbox.append((jsonrpc.dumps(message), None))
+        self._outbox.append((jsonrpc.dumps(message), None, ()))
         return request_id
 
     def notify(self, method: str, params: dict[str, Any] | None = None, *,
@@ -746,7 +773,7 @@ class Connection:
         spec = self._sendable(method, Kind.NOTIFICATION, params)
         message = jsonrpc.notification(method, params)
         self._check_outgoing(spec, message)
-        self._outbox.append((jsonrpc.dumps(message), related))
+        self._outbox.append((jsonrpc.dumps(message), related, ()))
 
     def can_send(self, method: str, params: dict[str, Any] | None = None) -> bool:
         """Whether :meth:`request`/:meth:`notify` would accept ``method`` now."""
@@ -801,7 +828,7 @@ class Connection:
         if reason:
             params["reason"] = reason
         self._outbox.append((jsonrpc.dumps(jsonrpc.notification("notifications/cancelled",
-                                                                params)), None))
+                                                                params)), None, ()))
 
     def next_deadline(self) -> float | None:
         """The earliest deadline among requests we sent, or None."""

@@ -305,8 +305,8 @@ class Session:
             routed = self._routed
             try:
                 if routed is not None:
-                    for data, related in self.connection.routed_data_to_send():
-                        await routed.send_routed(data, related)
+                    for data, related, answers in self.connection.routed_data_to_send():
+                        await routed.send_routed(data, related, answers)
                 else:
                     for data in self.connection.data_to_send():
                         await self.stream.send(data)

@@ -231,6 +231,19 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def _converts(tp: Any) -> bool:
+    """Whether :func:`_convert` may change a value of type ``tp`` (False: the JSON
+    value already is the Python one, and binding can skip the type inspection)."""
+    if tp is str or tp is int or tp is bool or tp is Any:
+        return False
+    origin = typing.get_origin(tp)
+    if origin in (typing.Annotated, typing.NotRequired, typing.Required):
+        return _converts(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(arm is not _NoneType and _converts(arm) for arm in typing.get_args(tp))
+    return True
+
+
 def _convert(tp: Any, value: Any) -> Any:
     """A validated JSON value -> the declared Python type (best effort, never lossy)."""
     if tp is str or tp is int or tp is bool or tp is Any:
@@ -314,6 +327,12 @@ class Signature:
     description: str | None
     _hints: dict[str, Any] = field(repr=False, default_factory=dict)
     _validator: Any = field(repr=False, default=None)
+    #: the declared type of each parameter whose value binding converts
+    _converting: dict[str, Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        converting = {name: hint for name, hint in self._hints.items() if _converts(hint)}
+        object.__setattr__(self, "_converting", converting)
 
     def bind(self, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
         """Validated, converted keyword arguments; raises :class:`ArgumentError`."""
@@ -323,7 +342,8 @@ class Signature:
             path = ".".join(str(p) for p in error.instance_path)
             raise ArgumentError(path, error.message)
         properties = self.input_schema.get("properties", {})
-        return {name: _convert(self._hints.get(name, Any), value)
+        converting = self._converting
+        return {name: _convert(converting[name], value) if name in converting else value
                 for name, value in args.items() if name in properties}
 
     def serialize_output(self, value: Any) -> Any:

@@ -41,6 +41,8 @@ from .hints import ArgumentError, Signature, analyze
 __all__ = ("Tool", "ToolRegistry", "ToolError")
 
 log = logging.getLogger("mobius_rpc.server")
+#: what sync handlers usually return: never awaitable, so the ABC check is skipped
+_PLAIN_VALUES = frozenset({str, dict, list, int, float, bool, type(None)})
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
@@ -157,7 +159,7 @@ class ToolRegistry:
             kwargs[tool.signature.context_param] = ctx
         try:
             value = tool.fn(**kwargs)
-            if inspect.isawaitable(value):
+            if type(value) not in _PLAIN_VALUES and inspect.isawaitable(value):
                 value = await value
         except InputRequired:
             raise  # modern era: the server answers InputRequiredResult

@@ -45,11 +45,15 @@ class RoutedMessageStream(MessageStream, Protocol):
 
     ``related`` is the id of the peer's request a message belongs to: its
     response, or a notification/request its handler sent; None for messages
-    that belong to no request (list changes, pings).  Stream transports with
-    a single channel do not implement this.
+    that belong to no request (list changes, pings).  ``answers`` are the ids
+    of the peer's requests the message answers (one for a response, several
+    for a batch's), so that the stream knows when a request's channel is
+    done without parsing the message.  Stream transports with a single
+    channel do not implement this.
     """
 
-    async def send_routed(self, message: bytes, related: str | int | None) -> None: ...
+    async def send_routed(self, message: bytes, related: str | int | None,
+                          answers: tuple[str | int, ...] = ()) -> None: ...
 
 
 def cancel_scope_type() -> type[anyio.CancelScope]:

@@ -29,7 +29,7 @@ from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
-from .http_session import RequestId, _answered_ids, send_whole, status_for
+from .http_session import RequestId, send_whole, status_for
 
 __all__ = ("ExchangeResponse",)
 
@@ -63,10 +63,11 @@ class ExchangeResponse:
     async def send(self, message: bytes) -> None:
         await self.send_routed(message, None)
 
-    async def send_routed(self, message: bytes, related: RequestId | None) -> None:
+    async def send_routed(self, message: bytes, related: RequestId | None,
+                          answers: tuple[RequestId, ...] = ()) -> None:
         if related is None or self.answered:
             return
-        for answered in _answered_ids(message):
+        for answered in answers:
             self.pending.discard(answered)
         events = self._events
         if events is None:

@@ -13,7 +13,6 @@ stores it until a GET delivers it).
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -139,34 +138,6 @@ class ResponseChannel:
             self._wakeup = None
 
 
-_NOTIFICATION_PREFIX = b'{"jsonrpc":"2.0","method"'
-# The core serializes a single message with "jsonrpc" then "id" first and the
-# member that says what it is next; reading the id from that head saves
-# parsing a whole result (which may be large) only to find its id.
-_HEAD = re.compile(rb'\{"jsonrpc":"2\.0","id":(-?\d+|"(?:[^"\\]|\\.)*"),"(result|error|method)":')
-
-
-def _answered_ids(message: bytes) -> list[RequestId]:
-    """The ids a serialized response (or batch of responses) answers."""
-    if message.startswith(_NOTIFICATION_PREFIX):
-        # The core serializes notifications with these leading keys (progress
-        # and log messages are most of a stream): no need to parse them again.
-        return []
-    head = _HEAD.match(message)
-    if head is not None:
-        if head.group(2) == b"method":
-            return []  # a request of ours, not an answer
-        answered: RequestId = orjson.loads(head.group(1))
-        return [answered]
-    try:
-        decoded = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return []
-    items = decoded if isinstance(decoded, list) else [decoded]
-    return [item["id"] for item in items if isinstance(item, dict) and "method" not in item
-            and isinstance(item.get("id"), (str, int))]
-
-
 class HttpMessageStream:
     """A RoutedMessageStream fed by POST bodies and drained by response streams."""
 
@@ -257,11 +228,12 @@ class HttpMessageStream:
     async def send(self, message: bytes) -> None:
         await self.send_routed(message, None)
 
-    async def send_routed(self, message: bytes, related: RequestId | None) -> None:
+    async def send_routed(self, message: bytes, related: RequestId | None,
+                          answers: tuple[RequestId, ...] = ()) -> None:
         channel = self._routes.get(related) if related is not None else None
         if channel is not None:
             channel.put(message)  # dropped if the client went away
-            for answered in _answered_ids(message):
+            for answered in answers:
                 channel.pending.discard(answered)
                 self._routes.pop(answered, None)
             if not channel.pending:

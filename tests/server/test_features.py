@@ -450,3 +450,25 @@ async def test_gather_asks_for_several_inputs(revision: str) -> None:
             assert set(first["inputRequests"]) == {"who", "where"}  # one round, both asks
         result = await client.call_tool("profile", {})
     assert text_of(result) == "Ann in file:///home"
+
+
+def test_each_connection_follows_the_server_configuration_as_it_is_now() -> None:
+    # Connections are copied from a cached template (one per stateless
+    # request): a registration or a changed setting must reach the next one.
+    server = Server("configured")
+    first = server.connection(legacy=False)
+    assert "prompts" not in first.capabilities and first.validate is True
+
+    @server.prompt()
+    def greet() -> str:
+        return "hi"
+
+    server.limits = Limits(max_batch=2)
+    server.validate = False
+    server.instructions = "be brief"
+    later = server.connection(legacy=False)
+    assert "prompts" in later.capabilities
+    assert later.limits.max_batch == 2 and later.validate is False
+    assert later.instructions == "be brief"
+    assert later.revisions == () and server.connection().revisions == server.revisions
+    assert server.connection(legacy=False) is not later

@@ -110,7 +110,7 @@ def test_channel_delivers_each_message_once_in_order(ops: list[str], or_detached
                     return
                 if not channel._ended:
                     sent.append(message)
-                await stream.send_routed(message, 1)
+                await stream.send_routed(message, 1, (1,) if op == "answer" else ())
             await stream.aclose()
 
         async def consume() -> None:

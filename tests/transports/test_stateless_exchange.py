@@ -18,7 +18,7 @@ import pytest
 
 from mobius_rpc.server.app import Server
 from mobius_rpc.server.context import Context
-from mobius_rpc.transports.http_session import _answered_ids, status_for
+from mobius_rpc.transports.http_session import status_for
 from tests.conftest import serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -134,13 +134,6 @@ async def test_notifications_alone_get_202(served: tuple[str, Probe]) -> None:
                                   json={"jsonrpc": "2.0", "method": "notifications/cancelled",
                                         "params": {"requestId": 1}})
     assert reply.status_code == 202 and reply.content == b""
-
-
-def test_answer_heads_are_read_without_parsing_the_result() -> None:
-    assert _answered_ids(b'{"jsonrpc":"2.0","id":"a\\"b","result":{"x":"\\"id\\""}}') == ['a"b']
-    assert _answered_ids(b'{"jsonrpc":"2.0","id":-4,"error":{"code":1,"message":"m"}}') == [-4]
-    assert _answered_ids(b'{"jsonrpc":"2.0","id":4,"method":"ping"}') == []
-    assert _answered_ids(b'{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"m"}}') == []
 
 
 def test_status_of_an_answer() -> None:

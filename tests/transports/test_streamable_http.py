@@ -234,15 +234,3 @@ async def test_modern_mrtr_and_request_scoped_sse(base_url: str) -> None:
         messages = sse_messages(counted.text)
         assert [m.get("method") for m in messages[:-1]].count("notifications/progress") == 2
         assert messages[-1]["result"]["content"][0]["text"] == "counted to 2"
-
-
-def test_routing_shortcut_matches_the_core_serializer() -> None:
-    from mobius_rpc.core import jsonrpc
-    from mobius_rpc.transports.http_session import _answered_ids
-
-    note = jsonrpc.dumps(jsonrpc.notification("notifications/progress", {"progress": 1}))
-    assert _answered_ids(note) == []
-    assert _answered_ids(jsonrpc.dumps(jsonrpc.response(3, {}))) == [3]
-    batch = jsonrpc.dumps([jsonrpc.response(1, {}), jsonrpc.response("b", {})])
-    assert _answered_ids(batch) == [1, "b"]
-    assert _answered_ids(jsonrpc.dumps(jsonrpc.request(9, "ping", None))) == []
