@@ -146,7 +146,6 @@ class Connection:
         validate: bool = True,
         cache_policy: CachePolicy | None = None,
     ) -> None:
-        # Configuration: shared by every connection fresh() makes from this one.
         self.role = role
         self.info = info
         self.capabilities: dict[str, Any] = capabilities if capabilities is not None else {}
@@ -159,10 +158,6 @@ class Connection:
         # Spelled out: Enum.value is a property call.
         self._role = "client" if role is Role.CLIENT else "server"
         self._peer_role = "server" if role is Role.CLIENT else "client"
-        self._start()
-
-    def _start(self) -> None:
-        """Enter the initial state; everything a connection learns or tracks lives here."""
         self.era: Era | None = None
         self.state = SessionState.UNINITIALIZED
         self.revision: str | None = None
@@ -178,18 +173,7 @@ class Connection:
         self._next_id = 1
         # A modern client may call methods before (or without) server/discover;
         # until it knows the server's capabilities it does not gate on them.
-        self._peer_capabilities_known = self.role is Role.SERVER
-
-    def fresh(self) -> Connection:
-        """A new connection configured like this one, in the initial state.
-
-        A stateless (2026-07-28) server makes one connection per request;
-        copying a template's configuration costs a third of the constructor.
-        """
-        new = object.__new__(Connection)
-        new.__dict__.update(self.__dict__)
-        new._start()
-        return new
+        self._peer_capabilities_known = role is Role.SERVER
 
     # ------------------------------------------------------------------ output
 

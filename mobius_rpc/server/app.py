@@ -107,8 +107,6 @@ class Server:
         #: capabilities() as of the last registration; every connection (one
         #: per stateless request) shares it, so it is dropped on any change
         self._capabilities: dict[str, Any] | None = None
-        #: never-used connections that connection() copies (keyed by ``legacy``)
-        self._templates: dict[bool, Connection] = {}
 
     # ------------------------------------------------------------ decorators
 
@@ -212,20 +210,11 @@ class Server:
         """
         if self._capabilities is None:
             self._capabilities = self.capabilities()
-        revisions = self.revisions if legacy else ()
-        template = self._templates.get(legacy)
-        if template is None or not (  # built from the configuration as it is now?
-                template.capabilities is self._capabilities and template.info is self.info
-                and template.revisions is revisions and template.validate is self.validate
-                and template.modern_revisions is self.modern_revisions
-                and template.limits is self.limits and template.cache_policy is self.cache_policy
-                and template.instructions is self.instructions):
-            template = self._templates[legacy] = Connection(
-                Role.SERVER, info=self.info, capabilities=self._capabilities,
-                instructions=self.instructions, revisions=revisions,
-                modern_revisions=self.modern_revisions, limits=self.limits,
-                validate=self.validate, cache_policy=self.cache_policy)
-        return template.fresh()
+        return Connection(Role.SERVER, info=self.info, capabilities=self._capabilities,
+                          instructions=self.instructions,
+                          revisions=self.revisions if legacy else (),
+                          modern_revisions=self.modern_revisions, limits=self.limits,
+                          validate=self.validate, cache_policy=self.cache_policy)
 
     # ---------------------------------------------------------------- running
 

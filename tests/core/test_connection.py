@@ -313,31 +313,6 @@ def test_client_and_server_connections_pair_up() -> None:
     assert note == NotificationReceived("notifications/tools/list_changed", {})
 
 
-@pytest.mark.parametrize("role", [Role.SERVER, Role.CLIENT])
-def test_fresh_is_a_new_connection_in_the_initial_state(role: Role) -> None:
-    # fresh() copies a template's configuration; whatever the template went
-    # through, the copy must equal a newly constructed connection and share
-    # no state with the template (a stateless server makes one per request).
-    config: dict[str, Any] = dict(info={"name": "t", "version": "1"}, capabilities=SERVER_CAPS,
-                                  limits=Limits(max_batch=3), validate=False)
-    template = Connection(role, **config)
-    if role is Role.SERVER:
-        init(template)
-        send(template, call(5))  # left in flight
-    else:
-        template.initialize(now=0.0)  # left outstanding
-    copy = template.fresh()
-    expected = Connection(role, **config)
-    assert type(copy) is Connection
-    assert vars(copy) == vars(expected)
-    for name, value in vars(copy).items():
-        if isinstance(value, (list, dict, set)) and name not in ("info", "capabilities"):
-            assert value is not getattr(template, name), f"{name} is shared with the template"
-    if role is Role.SERVER:  # and it works on its own: the template's id 5 is not in use here
-        init(copy)
-        assert isinstance(send(copy, call(5))[0], RequestReceived)
-
-
 def test_routed_output_says_which_requests_each_message_answers() -> None:
     # Streamable HTTP ends a request's response on these ids, without
     # parsing the messages it writes.

@@ -453,8 +453,8 @@ async def test_gather_asks_for_several_inputs(revision: str) -> None:
 
 
 def test_each_connection_follows_the_server_configuration_as_it_is_now() -> None:
-    # Connections are copied from a cached template (one per stateless
-    # request): a registration or a changed setting must reach the next one.
+    # A stateless server makes a connection per request: a registration or a
+    # changed setting must reach the next one.
     server = Server("configured")
     first = server.connection(legacy=False)
     assert "prompts" not in first.capabilities and first.validate is True
