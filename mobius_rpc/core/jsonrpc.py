@@ -46,7 +46,10 @@ def valid_id(value: object) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-@dataclass(frozen=True, slots=True)
+# The envelope types are read-only by convention, not frozen: a frozen
+# dataclass sets each field through object.__setattr__, which made building
+# one cost three times as much, and every message builds one.
+@dataclass(slots=True)
 class IncomingRequest:
     id: RequestId
     method: str
@@ -54,21 +57,21 @@ class IncomingRequest:
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingNotification:
     method: str
     params: dict[str, Any]
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingResponse:
     id: RequestId
     result: Any
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingError:
     id: RequestId | None
     error: Any
@@ -78,7 +81,7 @@ class IncomingError:
 Incoming = IncomingRequest | IncomingNotification | IncomingResponse | IncomingError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention, like the envelope types
 class Classified:
     """A body its transport already parsed and envelope-checked.
 

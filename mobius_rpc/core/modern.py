@@ -65,7 +65,7 @@ class CachePolicy:
         return self.per_method.get(method, (self.ttl_ms, self.scope))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention; frozen would triple its cost
 class RequestMeta:
     version: str
     client_capabilities: dict[str, Any]

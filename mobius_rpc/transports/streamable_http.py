@@ -238,10 +238,15 @@ class StreamableHTTPTransport:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             raise HttpRefusal(413, "Content Too Large")
+        message = await receive()
+        if not message.get("more_body", False) and message["type"] == "http.request":
+            body: bytes = message.get("body", b"")  # the whole body at once: the usual case
+            if len(body) > self.max_body_bytes:
+                raise HttpRefusal(413, "Content Too Large")
+            return body
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk = message.get("body", b"")
@@ -250,7 +255,8 @@ class StreamableHTTPTransport:
                 raise HttpRefusal(413, "Content Too Large")
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return b"".join(chunks)
+            message = await receive()
 
     async def _post(self, headers: Mapping[str, str], scope: Scope, receive: Receive,
                     send: Send) -> None:

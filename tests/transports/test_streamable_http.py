@@ -234,3 +234,30 @@ async def test_modern_mrtr_and_request_scoped_sse(base_url: str) -> None:
         messages = sse_messages(counted.text)
         assert [m.get("method") for m in messages[:-1]].count("notifications/progress") == 2
         assert messages[-1]["result"]["content"][0]["text"] == "counted to 2"
+
+
+async def test_bodies_sent_in_chunks_are_joined_and_limited() -> None:
+    # Without Content-Length (chunked transfer) the body reaches the app in
+    # several pieces: they are joined, and the size limit still holds.
+    async def pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), size):
+            yield data[start:start + size]
+            await anyio.sleep(0.01)  # arrive separately
+
+    call = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"text": "x" * 1500}, "_meta": META}})
+    modern = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call",
+              "Mcp-Name": "echo"}
+    async with serve_asgi(build_demo_server().http_app(max_body_bytes=4096)) as base:
+        url = f"http://{base}/mcp"
+        async with httpx.AsyncClient(timeout=10) as client:
+            joined = await client.post(url, headers=modern, content=pieces(call, 500))
+            assert joined.status_code == 200, joined.text
+            assert joined.json()["result"]["content"][0]["text"] == "x" * 1500
+            too_big = orjson.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                    "params": {"name": "echo", "arguments": {"text": "x" * 5000},
+                                               "_meta": META}})
+            refused = await client.post(url, headers=modern, content=pieces(too_big, 1000))
+            assert refused.status_code == 413
+            whole = await client.post(url, headers=modern, content=too_big)  # Content-Length
+            assert whole.status_code == 413
