@@ -53,7 +53,7 @@ from .events import (
 )
 from .gates import gate_failure, has_capability
 from .limits import Limits, nesting_depth_exceeds
-from .methods import Kind, MethodSpec, lookup, may_send
+from .methods import Kind, MethodSpec, lookup, may_send, requests_from
 from .modern import (
     META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO,
@@ -102,11 +102,13 @@ class _InFlight:
     method: str
     progress_token: str | int | None
     batch: _Batch | None
-    cancelled: bool = False
     #: the revision the request was made in (per request in the modern era)
-    revision: str | None = None
+    revision: str
+    #: the schema definition its result must match (None: not checked)
+    result_def: str | None
     #: a task-augmented request (2025-11-25): its result is a CreateTaskResult
     task: bool = False
+    cancelled: bool = False
 
 
 @dataclass(slots=True)
@@ -158,6 +160,7 @@ class Connection:
         # Spelled out: Enum.value is a property call.
         self._role = "client" if role is Role.CLIENT else "server"
         self._peer_role = "server" if role is Role.CLIENT else "client"
+        self._incoming_requests = requests_from(self._peer_role)
         self.era: Era | None = None
         self.state = SessionState.UNINITIALIZED
         self.revision: str | None = None
@@ -335,8 +338,9 @@ class Connection:
                 self.era = Era.MODERN
                 self.revision = revision = meta.version
                 peer_capabilities = meta.client_capabilities
-        spec = lookup(revision, req.method)
-        if spec is None or spec.kind is not Kind.REQUEST or not may_send(spec, self._peer_role):
+        table = self._incoming_requests.get(revision)
+        spec = table.get(req.method) if table is not None else None
+        if spec is None:
             # Unknown methods are -32601 in every state (a legacy-only server
             # answers server/discover this way, as old servers do).
             self._reject(req.id, RemoteProtocolError(
@@ -368,8 +372,8 @@ class Connection:
         # when we declared task support for it; otherwise the field is ignored.
         task = "task" in req.params and req.method == "tools/call" and has_capability(
             self.capabilities, ("tasks", "requests", "tools", "call"))
-        self._in_flight[req.id] = _InFlight(req.method, token, batch, revision=revision,
-                                            task=task)
+        self._in_flight[req.id] = _InFlight(req.method, token, batch, revision,
+                                            "CreateTaskResult" if task else spec.result_def, task)
         if batch is not None:
             batch.pending += 1
         events.append(RequestReceived(req.id, req.method, req.params))
@@ -421,7 +425,8 @@ class Connection:
         }
         if self.instructions:
             result["instructions"] = self.instructions
-        self._in_flight[req.id] = _InFlight("initialize", None, None, revision=revision)
+        self._in_flight[req.id] = _InFlight("initialize", None, None, revision,
+                                            "InitializeResult")
         self.respond(req.id, result)
         events.append(SessionInitialized(revision, self.peer_info, self.peer_capabilities))
 
@@ -585,11 +590,8 @@ class Connection:
         entry = self._take_in_flight(request_id)
         if entry is None:
             return
-        revision = entry.revision or self.revision or LATEST_LEGACY
-        spec = lookup(revision, entry.method)
-        result_def = spec.result_def if spec is not None else None
-        if entry.task:
-            result_def = "CreateTaskResult"
+        revision = entry.revision
+        result_def = entry.result_def
         if self.era is Era.MODERN:
             result = decorate_result(entry.method, result, self.info, self.cache_policy)
             if result.get("resultType") == "input_required":

@@ -14,7 +14,7 @@ from enum import Enum
 
 from .revisions import LEGACY_REVISIONS, MODERN_REVISIONS
 
-__all__ = ("Direction", "Kind", "MethodSpec", "lookup", "methods_for", "Gate")
+__all__ = ("Direction", "Kind", "MethodSpec", "lookup", "methods_for", "requests_from", "Gate")
 
 
 class Direction(Enum):
@@ -190,3 +190,20 @@ def may_send(spec: MethodSpec, role: str) -> bool:
     if spec.direction is Direction.BOTH:
         return True
     return (spec.direction is Direction.CLIENT_TO_SERVER) == (role == "client")
+
+
+_REQUESTS_FROM = {
+    sender: {revision: {method: spec for method, spec in table.items()
+                        if spec.kind is Kind.REQUEST and may_send(spec, sender)}
+             for revision, table in _TABLES.items()}
+    for sender in ("client", "server")}
+
+
+def requests_from(sender: str) -> dict[str, dict[str, MethodSpec]]:
+    """Per revision, the requests ``sender`` ("client" or "server") may send.
+
+    What a receiver looks an incoming request up in: one dict lookup where
+    :func:`lookup` plus the kind and direction checks would be three calls,
+    on every request.  Shared tables: do not mutate.
+    """
+    return _REQUESTS_FROM[sender]

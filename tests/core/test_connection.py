@@ -332,3 +332,21 @@ def test_routed_output_says_which_requests_each_message_answers() -> None:
         (7, ()), (7, (7,)), ("b", ("b", "a", "c")), (None, ())]
     assert [orjson.loads(data)["id"] for data, _, _ in routed[1:2]] == [7]
     assert [reply["id"] for reply in orjson.loads(routed[2][0])] == ["b", "a", "c"]
+
+
+def test_request_tables_agree_with_the_method_table() -> None:
+    # The receiver's one-lookup tables hold exactly the requests lookup() and
+    # may_send() allow the sender, for every revision.
+    from mobius_rpc.core.methods import Kind, lookup, may_send, methods_for, requests_from
+    from mobius_rpc.core.revisions import ALL_REVISIONS
+    for sender in ("client", "server"):
+        tables = requests_from(sender)
+        assert set(tables) == set(ALL_REVISIONS)
+        for revision in ALL_REVISIONS:
+            expected = {}
+            for method in methods_for(revision):
+                spec = lookup(revision, method)
+                if spec is not None and spec.kind is Kind.REQUEST and may_send(spec, sender):
+                    expected[method] = spec
+            assert tables[revision] == expected
+        assert all(("tools/call" in tables[r]) == (sender == "client") for r in ALL_REVISIONS)
