@@ -470,20 +470,23 @@ def percent(cpu: float | None) -> str:
     return "?" if cpu is None else f"{cpu * 100:.0f}"
 
 
-def print_table(era: str, counts: list[int], points: dict[tuple[str, str, int], Point]) -> None:
+def print_table(era: str, counts: list[int], points: dict[tuple[str, str, int], Point],
+                round_ratios: dict[tuple[str, int], list[float]]) -> None:
     print(f"\n{era} era ({ERAS[era]}), tools/call {TOOL!r}, JSON answers")
     print(f"{'M':>4}{'mobius req/s':>14}{'bare req/s':>12}{'ratio':>8}{'mobius p99':>12}"
           f"{'bare p99':>10}{'ratio>=' + format(TARGET_RATIO, 'g'):>12}"
-          f"{f'p99<={TARGET_P99_MS:g}ms@{TARGET_P99_SESSIONS}':>15}{'server CPU% m/b':>17}")
+          f"{f'p99<={TARGET_P99_MS:g}ms@{TARGET_P99_SESSIONS}':>15}{'server CPU% m/b':>17}"
+          "  ratio per round")
     for m in counts:
         mobius, bare = points[(era, "mobius", m)], points[(era, "bare", m)]
         ratio = mobius.rps / bare.rps
         p99_target = (verdict(mobius.p99_ms <= TARGET_P99_MS) if m == TARGET_P99_SESSIONS
                       else "-")
         cpu = f"{percent(mobius.server_cpu)}/{percent(bare.server_cpu)}"
+        rounds = " ".join(f"{r:.2f}" for r in round_ratios[(era, m)])
         print(f"{m:>4}{mobius.rps:>14.0f}{bare.rps:>12.0f}{ratio:>7.2f}x"
               f"{mobius.p99_ms:>10.2f}ms{bare.p99_ms:>8.2f}ms"
-              f"{verdict(ratio >= TARGET_RATIO):>12}{p99_target:>15}{cpu:>17}")
+              f"{verdict(ratio >= TARGET_RATIO):>12}{p99_target:>15}{cpu:>17}  {rounds}")
     if TARGET_P99_SESSIONS not in counts:
         print(f"(the p99 target applies at M={TARGET_P99_SESSIONS}, which was not measured)")
 
@@ -520,6 +523,9 @@ def main() -> None:
         server_cpus = {available[0]}
         os.sched_setaffinity(0, available[1:])  # wrk, a child, inherits this
     points: dict[tuple[str, str, int], Point] = {}
+    # mobius/bare per round: each round's two slices ran back to back, so the
+    # spread of these says how far the machine drifted during the point.
+    round_ratios: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="mobius-bench-") as tmp:
         workdir = Path(tmp)
         with running("bare", workdir, server_cpus) as bare, \
@@ -542,6 +548,8 @@ def main() -> None:
                                 measure(server, era, m, args.duration, generator, workdir))
                     for kind, taken in slices.items():
                         points[(era, kind, m)] = Point(era, kind, m, *combine(taken))
+                    round_ratios[(era, m)] = [ours.rps / theirs.rps for (ours, _), (theirs, _)
+                                              in zip(slices["mobius"], slices["bare"])]
     if generator == "wrk":
         load = f"{wrk_version()} (-t min(M,2) -c M --latency)"
     else:
@@ -556,9 +564,11 @@ def main() -> None:
     print(f"NOTE: this machine has {os.cpu_count()} CPU cores, shared by the load generator and "
           "the server under test; absolute numbers are low and noisy, compare the ratios.")
     for era in eras:
-        print_table(era, counts, points)
+        print_table(era, counts, points, round_ratios)
     if args.json:
-        args.json.write_text(json.dumps([asdict(p) for p in points.values()], indent=2))
+        args.json.write_text(json.dumps(
+            [{**asdict(p), "round_ratios": round_ratios[(p.era, p.sessions)]}
+             for p in points.values()], indent=2))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ def test_streamable_http_benchmark_with_wrk(tmp_path: Path) -> None:
         (era, server, m) for era in ("modern", "legacy") for server in ("bare", "mobius")
         for m in (1, 2)}
     assert all(isinstance(p["rps"], float) and p["rps"] > 0 for p in points)
+    assert all(len(p["round_ratios"]) == 2 and min(p["round_ratios"]) > 0 for p in points)
+    assert "ratio per round" in done.stdout
 
 
 def test_streamable_http_benchmark_falls_back_without_wrk(tmp_path: Path) -> None:
