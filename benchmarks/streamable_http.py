@@ -548,8 +548,9 @@ def main() -> None:
                                 measure(server, era, m, args.duration, generator, workdir))
                     for kind, taken in slices.items():
                         points[(era, kind, m)] = Point(era, kind, m, *combine(taken))
-                    round_ratios[(era, m)] = [ours.rps / theirs.rps for (ours, _), (theirs, _)
-                                              in zip(slices["mobius"], slices["bare"])]
+                    paired = zip(slices["mobius"], slices["bare"], strict=True)
+                    round_ratios[(era, m)] = [ours.rps / theirs.rps
+                                              for (ours, _), (theirs, _) in paired]
     if generator == "wrk":
         load = f"{wrk_version()} (-t min(M,2) -c M --latency)"
     else:
