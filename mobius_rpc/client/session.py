@@ -210,6 +210,9 @@ class ClientSession(RequestHelpers):
     def session_closed(self, session: Session) -> None:
         pass
 
+    def may_send_early(self, request: RequestReceived) -> bool:
+        return True  # a client's sessions are long-lived, never stateless exchanges
+
     # ----------------------------------------------------------------- calls
 
     async def request(self, method: str, params: dict[str, Any] | None = None, *,

@@ -7,10 +7,15 @@ them, which cost several times what the request itself does.
 :class:`ExchangeSession` awaits the handler directly in the task that
 delivered the message and returns once the answer is sent.
 
-The caller serves the exchange inside a cancel scope of its own (the HTTP
-transport cancels it when the client leaves) and lends it as ``scope``:
-:meth:`close` cancels it, and requests need no cancel scope each, since a
-stateless exchange cannot receive ``notifications/cancelled``.
+The caller lends a cancel scope, not yet entered, as ``scope`` (the HTTP
+transport cancels it when the client leaves a streamed answer), and
+:meth:`close` cancels it too.  The exchange enters it around its request
+only when the handler says the request may send something before its answer
+(:meth:`SessionHandler.may_send_early`): only such a request can turn into
+a stream the client leaves, and nothing else can ask to cancel a stateless
+request (it cannot receive ``notifications/cancelled``).  Entering a cancel
+scope costs about as much as validating the message, so a plain request
+(a tool without a context, a list) is served without one.
 
 Work that has to run beside the handler (``notify_soon``, ``start_soon``)
 goes to a task group the caller lends, usually the transport's long-lived
@@ -30,7 +35,7 @@ from anyio.abc import TaskGroup
 
 from ..core.connection import Connection
 from ..core.errors import ConnectionClosedError
-from ..core.events import NotificationReceived, RequestReceived
+from ..core.events import Event, NotificationReceived, RequestReceived
 from ..transports.base import MessageStream
 from .session import Session, SessionHandler
 
@@ -47,7 +52,8 @@ class ExchangeSession(Session):
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(connection, stream, handler, clock=clock)
         self._spawner = spawner
-        #: the scope the caller serves this exchange in (None: one per request)
+        #: the caller's scope, entered around a request that may need cancelling
+        #: (None: each request gets a scope of its own)
         self._host = scope
         self._serving = False
         self._background: set[anyio.CancelScope] = set()
@@ -61,25 +67,38 @@ class ExchangeSession(Session):
         """
         self._serving = True
         try:
-            for event in self.connection.receive(data, self.clock(), decoded=decoded):
-                if self._closed:
-                    break
-                if isinstance(event, RequestReceived):
-                    if self._host is not None:
-                        await self._serve_request(event, None)
-                    else:  # its cancel scope is the one close() cancels
-                        scope = self._scopes[event.id] = self._new_scope()
-                        await self._serve_request(event, scope)
-                elif isinstance(event, NotificationReceived):
-                    await self._serve_notification(event)
-                else:
-                    self._dispatch(event)
-            await self._flush()
+            events = self.connection.receive(data, self.clock(), decoded=decoded)
+            host = self._host
+            if host is not None and self._may_need_cancelling(events):
+                with host:
+                    await self._serve_events(events)
+            else:
+                await self._serve_events(events)
         finally:
             self._serving = False
             for scope in self._background:
                 scope.cancel()
             await self._finish()
+
+    def _may_need_cancelling(self, events: list[Event]) -> bool:
+        may_send_early = self.handler.may_send_early
+        return any(type(event) is RequestReceived and may_send_early(event) for event in events)
+
+    async def _serve_events(self, events: list[Event]) -> None:
+        for event in events:
+            if self._closed:
+                break
+            if isinstance(event, RequestReceived):
+                if self._host is not None:  # guarded by it, if it may need cancelling
+                    await self._serve_request(event, None)
+                else:  # its cancel scope is the one close() cancels
+                    scope = self._scopes[event.id] = self._new_scope()
+                    await self._serve_request(event, scope)
+            elif isinstance(event, NotificationReceived):
+                await self._serve_notification(event)
+            else:
+                self._dispatch(event)
+        await self._flush()
 
     async def _finish(self) -> None:
         # The stream is the transport's: it completes the response after we return.

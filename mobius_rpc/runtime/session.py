@@ -78,6 +78,17 @@ class SessionHandler(Protocol):
 
     def session_closed(self, session: Session) -> None: ...
 
+    def may_send_early(self, request: RequestReceived) -> bool:
+        """Whether handling ``request`` may send anything before its answer
+        (progress, log messages, requests to the peer) or wait on the peer.
+
+        True is always safe.  A stateless exchange makes only such requests
+        cancellable (a cancel scope costs about as much as validating the
+        message): the others are answered without a chance to be cancelled,
+        as nothing can ask for it before their answer.
+        """
+        ...
+
 
 @dataclass(slots=True)
 class _Waiter:

@@ -236,7 +236,9 @@ class Server:
         whole exchange (Streamable HTTP): no receive loop or task group of its
         own; ``decoded`` is ``body`` already parsed (or None), ``spawner``
         runs what handlers start beside themselves; ``scope``, if given, is
-        the cancel scope the caller awaits this in, which closing cancels.
+        a cancel scope not yet entered, which the exchange enters around a
+        request that may send before its answer (:meth:`may_send_early`):
+        cancelling it (the client left, or :meth:`Session.close`) stops it.
         """
         session = ExchangeSession(self.connection(legacy=False), stream, self, spawner,
                                   scope=scope)
@@ -281,6 +283,20 @@ class Server:
 
     def session_closed(self, session: Session) -> None:
         self._sessions.discard(session)
+
+    def may_send_early(self, request: RequestReceived) -> bool:
+        """See :meth:`SessionHandler.may_send_early`: only application code that
+        gets a :class:`Context` (or a custom request handler) can send early."""
+        method = request.method
+        if method in self._request_handlers:
+            return True
+        if method == "tools/call":
+            params = request.params
+            name = params.get("name")
+            tool = self.tools.get(name) if isinstance(name, str) else None
+            return tool is not None and (tool.signature.context_param is not None
+                                         or "task" in params)
+        return method not in _QUIET_METHODS
 
     async def handle_notification(self, session: Session, note: NotificationReceived) -> None:
         handler = self._notification_handlers.get(note.method)
@@ -500,6 +516,10 @@ def _page(result: dict[str, Any], cursor: str | None) -> dict[str, Any]:
         result["nextCursor"] = cursor
     return result
 
+
+#: built-in methods that run no application code: they send nothing before their answer
+_QUIET_METHODS = frozenset(("ping", "tools/list", "resources/list", "resources/templates/list",
+                            "prompts/list", "server/discover"))
 
 _BUILTINS: dict[str, Callable[[Server, Context, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "tools/list": Server._tools_list,

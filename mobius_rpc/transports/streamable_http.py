@@ -429,9 +429,8 @@ class StreamableHTTPTransport:
                                     keepalive=self.keepalive)
         if not ids:
             await response.finish()  # notifications only: 202 before they are handled
-        try:
-            with host:
-                await self.exchange(body, decoded, response, spawner, scope=host)
+        try:  # the exchange enters ``host`` itself, if its request may need cancelling
+            await self.exchange(body, decoded, response, spawner, scope=host)
         except BaseException:
             response.abandon()
             raise

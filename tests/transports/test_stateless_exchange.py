@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from mobius_rpc.core.events import RequestReceived
 from mobius_rpc.server.app import Server
 from mobius_rpc.server.context import Context
 from mobius_rpc.transports.http_session import status_for
@@ -141,3 +142,30 @@ def test_status_of_an_answer() -> None:
     # "error" inside a result is not an error answer
     assert status_for(b'{"jsonrpc":"2.0","id":1,"result":{"error":{"code":-32601}}}') == 200
     assert status_for(b'{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"m"}}') == 404
+
+
+def test_which_requests_may_send_before_their_answer() -> None:
+    # A stateless request is made cancellable (served inside the transport's
+    # cancel scope) only when its handling may send before the answer.
+    server = probe_server(Probe())
+
+    @server.tool()
+    def plain(text: str) -> str:
+        return text
+
+    @server.request_handler("completion/complete")
+    async def complete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return {"completion": {"values": []}}
+
+    def request(method: str, **params: Any) -> RequestReceived:
+        return RequestReceived(1, method, params)
+
+    assert server.may_send_early(request("tools/call", name="wait_forever")) is True
+    assert server.may_send_early(request("tools/call", name="plain")) is False
+    assert server.may_send_early(request("tools/call", name="plain", task={})) is True
+    assert server.may_send_early(request("tools/call", name="no-such-tool")) is False
+    assert server.may_send_early(request("completion/complete")) is True  # custom handler
+    for method in ("prompts/get", "resources/read", "subscriptions/listen", "tasks/result"):
+        assert server.may_send_early(request(method)) is True
+    for method in ("tools/list", "prompts/list", "resources/list", "server/discover"):
+        assert server.may_send_early(request(method)) is False
