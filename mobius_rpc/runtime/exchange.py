@@ -81,8 +81,10 @@ class ExchangeSession(Session):
             await self._finish()
 
     def _may_need_cancelling(self, events: list[Event]) -> bool:
-        may_send_early = self.handler.may_send_early
-        return any(type(event) is RequestReceived and may_send_early(event) for event in events)
+        for event in events:  # a loop: any() would build a generator per request
+            if type(event) is RequestReceived and self.handler.may_send_early(event):
+                return True
+        return False
 
     async def _serve_events(self, events: list[Event]) -> None:
         for event in events:
