@@ -263,20 +263,24 @@ class Connection:
                        classified: list[jsonrpc.Incoming] | None) -> None:
         revision = self.revision
         if revision is None or not has_batches(revision):
-            why = ("before initialization" if revision is None
-                   else f"in protocol revision {revision}")
-            self._reject(None, RemoteProtocolError(
-                INVALID_REQUEST, f"Invalid Request: batches are not accepted {why}"), None, events)
+            if revision is not None:
+                why = f"in protocol revision {revision}"
+            elif self.revisions or not self.modern_revisions:
+                why = "before initialization"
+            else:  # a stateless connection: no revision of that era has batches
+                why = f"in protocol revision {'/'.join(self.modern_revisions)}"
+            self._reject_batch(items, RemoteProtocolError(
+                INVALID_REQUEST, f"Invalid Request: batches are not accepted {why}"), events)
             return
         if not items:
             self._reject(None, RemoteProtocolError(
                 INVALID_REQUEST, "Invalid Request: empty batch"), None, events)
             return
         if len(items) > self.limits.max_batch:
-            self._reject(None, RemoteProtocolError(
+            self._reject_batch(items, RemoteProtocolError(
                 INVALID_REQUEST,
                 f"Invalid Request: batch of {len(items)} exceeds {self.limits.max_batch}"),
-                None, events)
+                events)
             return
         batch = _Batch()
         for index, item in enumerate(items):
@@ -305,6 +309,19 @@ class Connection:
         if reply:
             self._queue(jsonrpc.error_response(request_id, error), batch)
         events.append(MessageRejected(error, reply))
+
+    def _reject_batch(self, items: list[Any], error: McpError, events: list[Event]) -> None:
+        """Refuse a whole batch with one id-less error.
+
+        That error is the only reply its requests get, so it is routed as
+        their answer: a transport that waits for each request's answer (an
+        HTTP POST) must not wait for them.
+        """
+        answers = tuple(item["id"] for item in items if isinstance(item, dict)
+                        and "method" in item and jsonrpc.valid_id(item.get("id")))
+        self._outbox.append((jsonrpc.dumps(jsonrpc.error_response(None, error)),
+                             answers[0] if answers else None, answers))
+        events.append(MessageRejected(error, True))
 
     # Requests -----------------------------------------------------------
 
@@ -581,15 +598,16 @@ class Connection:
 
     # -------------------------------------------------------------------- send
 
-    def respond(self, request_id: RequestId, result: dict[str, Any]) -> None:
-        """Answer a request the peer sent.  Dropped silently if the peer cancelled it.
+    def respond(self, request_id: RequestId, result: dict[str, Any]) -> bool:
+        """Answer a request the peer sent.  Dropped silently if the peer cancelled it
+        (or the connection closed): returns whether an answer was queued.
 
         A result that fails our own schema is a bug in the application: it is
         logged and replaced by -32603, never sent malformed.
         """
         entry = self._take_in_flight(request_id)
         if entry is None:
-            return
+            return False
         revision = entry.revision
         result_def = entry.result_def
         if self.era is Era.MODERN:
@@ -606,17 +624,20 @@ class Connection:
                     INTERNAL_ERROR, f"Internal error: the {entry.method} result failed "
                     "validation")), entry.batch)
                 self._after_reply(entry)
-                return
+                return True
         self._queue(jsonrpc.response(request_id, result), entry.batch)
         self._after_reply(entry)
+        return True
 
-    def respond_error(self, request_id: RequestId, error: McpError) -> None:
-        """Answer a request the peer sent with an error (dropped if it was cancelled)."""
+    def respond_error(self, request_id: RequestId, error: McpError) -> bool:
+        """Answer a request the peer sent with an error; dropped if it was cancelled
+        (or the connection closed): returns whether an answer was queued."""
         entry = self._take_in_flight(request_id)
         if entry is None:
-            return
+            return False
         self._queue(jsonrpc.error_response(request_id, error), entry.batch)
         self._after_reply(entry)
+        return True
 
     def _take_in_flight(self, request_id: RequestId) -> _InFlight | None:
         entry = self._in_flight.pop(request_id, None)

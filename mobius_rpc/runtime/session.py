@@ -257,39 +257,41 @@ class Session:
         # ``scope`` cancels this request alone (notifications/cancelled); None
         # when the caller's own scope covers it (a stateless exchange).
         current_request.set(event.id)  # this task's context only
-        cancelled = False
+        answered = False
         try:
             if scope is None:
-                await self._answer(event)
+                answered = await self._answer(event)
             else:
                 with scope:
-                    await self._answer(event)
+                    answered = await self._answer(event)
                 if scope.cancelled_caught:
                     # Cancelled by the peer: the connection drops the reply.
-                    cancelled = True
-                    self.connection.respond_error(event.id, McpError(INTERNAL_ERROR, "cancelled"))
+                    answered = self.connection.respond_error(
+                        event.id, McpError(INTERNAL_ERROR, "cancelled"))
         finally:
             self._scopes.pop(event.id, None)
         await self._flush()
-        if cancelled:
-            # A stream that waits for each answer (an HTTP POST) must not wait for this one.
+        if not answered:
+            # The peer cancelled it (even if the handler finished first, its answer
+            # is dropped), or the session closed: a stream that waits for each
+            # answer (an HTTP POST) must not wait for this one.
             unanswered = getattr(self.stream, "unanswered", None)
             if unanswered is not None:
                 unanswered(event.id)
 
-    async def _answer(self, event: RequestReceived) -> None:
+    async def _answer(self, event: RequestReceived) -> bool:
+        """Whether an answer was queued (see :meth:`Connection.respond`)."""
         # The one boundary where handler exceptions become wire errors.
         connection = self.connection
         try:
             result = await self.handler.handle_request(self, event)
         except McpError as exc:
-            connection.respond_error(event.id, exc)
+            return connection.respond_error(event.id, exc)
         except Exception:
             log.exception("handler for %s failed", event.method)
-            connection.respond_error(event.id, McpError(
+            return connection.respond_error(event.id, McpError(
                 INTERNAL_ERROR, f"Internal error while handling {event.method}"))
-        else:
-            connection.respond(event.id, result)
+        return connection.respond(event.id, result)
 
     async def _serve_notification(self, event: NotificationReceived) -> None:
         try:

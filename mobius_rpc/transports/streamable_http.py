@@ -52,7 +52,7 @@ from ..core.jsonrpc import (
     error_response,
 )
 from ..core.modern import META_PROTOCOL_VERSION
-from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
+from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS, has_batches
 from ..framing.http import (
     SESSION_HEADER,
     VERSION_HEADER,
@@ -325,7 +325,8 @@ class StreamableHTTPTransport:
         return False
 
     async def _post_legacy(self, request_headers: Mapping[str, str], session_id: str | None,
-                           body: bytes, decoded: Any, ids: set[str | int], methods: list[str],
+                           body: bytes, decoded: Classified, ids: set[str | int],
+                           methods: list[str],
                            scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[str, str] = {}
         if session_id is None:
@@ -340,6 +341,12 @@ class StreamableHTTPTransport:
         if "initialize" not in methods:
             legacy_version_header(request_headers, record.protocol_version,
                                   self.legacy_revisions)
+            negotiated = record.protocol_version
+            if isinstance(decoded.message, list) and negotiated and not has_batches(negotiated):
+                # The whole body is refused: 4xx, not an answer on a response stream.
+                why = f"batches are not accepted in protocol revision {negotiated}"
+                raise HttpRefusal(400, f"Bad Request: {why}",
+                                  McpError(INVALID_REQUEST, f"Invalid Request: {why}"))
         record.last_seen = time.time()
         self.store.put(record)
         if not ids:

@@ -350,3 +350,16 @@ def test_request_tables_agree_with_the_method_table() -> None:
                     expected[method] = spec
             assert tables[revision] == expected
         assert all(("tools/call" in tables[r]) == (sender == "client") for r in ALL_REVISIONS)
+
+
+def test_a_refused_batch_is_routed_as_the_answer_of_its_requests() -> None:
+    # One id-less error answers the whole batch: a transport that waits for
+    # each request's answer learns that none other will come.
+    conn = server()
+    init(conn, "2025-11-25")
+    events = conn.receive(orjson.dumps([call(1), {"jsonrpc": "2.0", "method": "ping"},
+                                        {"jsonrpc": "2.0", "id": "b", "method": "ping"}]), 0.0)
+    assert [type(e) for e in events] == [MessageRejected]
+    [(data, related, answers)] = conn.routed_data_to_send()
+    assert orjson.loads(data)["id"] is None and orjson.loads(data)["error"]["code"] == -32600
+    assert (related, answers) == (1, (1, "b"))

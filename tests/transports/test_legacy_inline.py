@@ -64,6 +64,19 @@ async def served() -> AsyncIterator[tuple[str, Probe]]:
         """Echo."""
         return text
 
+    @server.tool()
+    def cancelled_meanwhile(ctx: Context) -> str:
+        """Finish, but only after the peer's cancel for this request landed.
+
+        Fed to the connection directly: a cancel that arrives while a handler
+        runs without a checkpoint, which no cancel scope can interrupt.
+        """
+        ctx.session.connection.receive(orjson.dumps({
+            "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": ctx.request_id}}), 0.0)
+        probe.finished = True
+        return "finished anyway"
+
     async with serve_asgi(server.asgi_app().app) as base:
         yield f"http://{base}/mcp", probe
 
@@ -133,6 +146,24 @@ async def test_cancelled_request_stops_and_its_post_ends(served: tuple[str, Prob
         ping = await client.post(url, headers=headers,
                                  json={"jsonrpc": "2.0", "id": 6, "method": "ping"})
         assert ping.json() == {"jsonrpc": "2.0", "id": 6, "result": {}}
+
+
+async def test_an_answer_dropped_for_a_late_cancel_does_not_hold_its_post(
+        served: tuple[str, Probe]) -> None:
+    # The handler finishes, but the peer cancelled the request meanwhile: the
+    # connection drops the answer, and the POST must end without one.
+    url, probe = served
+    async with httpx.AsyncClient(timeout=10) as client:
+        headers = await legacy_session(client, url)
+        with anyio.fail_after(5):
+            reply = await client.post(url, headers=headers, json=call(7, "cancelled_meanwhile"))
+        assert probe.finished
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        assert sse_messages(reply.text) == []
+        ping = await client.post(url, headers=headers,
+                                 json={"jsonrpc": "2.0", "id": 8, "method": "ping"})
+        assert ping.json() == {"jsonrpc": "2.0", "id": 8, "result": {}}
 
 
 async def test_deleting_the_session_stops_its_running_request(

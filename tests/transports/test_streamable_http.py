@@ -261,3 +261,25 @@ async def test_bodies_sent_in_chunks_are_joined_and_limited() -> None:
             assert refused.status_code == 413
             whole = await client.post(url, headers=modern, content=too_big)  # Content-Length
             assert whole.status_code == 413
+
+
+async def test_a_batch_where_none_is_accepted_is_refused_not_left_waiting(base_url: str) -> None:
+    # Only 2025-03-26 has batches. Elsewhere the whole body is refused with a
+    # 400 and an id-less -32600, instead of a POST waiting for answers.
+    batch = [{"jsonrpc": "2.0", "id": 5, "method": "ping"},
+             {"jsonrpc": "2.0", "id": 6, "method": "tools/list"}]
+    modern = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "ping"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        with anyio.fail_after(10):
+            headers = await legacy_session(client, base_url, "2025-11-25")
+            refused = await client.post(base_url, headers=headers, json=batch)
+            assert refused.status_code == 400
+            assert refused.json()["id"] is None
+            assert refused.json()["error"]["code"] == -32600
+            stateless = await client.post(base_url, headers=modern, json=batch)
+            assert stateless.status_code == 400
+            assert stateless.json()["error"]["code"] == -32600
+            old = await legacy_session(client, base_url, "2025-03-26")
+            accepted = await client.post(base_url, headers=old, json=batch)
+            assert accepted.status_code == 200
+            assert sorted(reply["id"] for reply in accepted.json()) == [5, 6]
