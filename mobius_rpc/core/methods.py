@@ -9,8 +9,10 @@ comes from :func:`lookup`; nothing else hard-codes method strings for gating.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 
 from .revisions import LEGACY_REVISIONS, MODERN_REVISIONS
 
@@ -193,17 +195,18 @@ def may_send(spec: MethodSpec, role: str) -> bool:
 
 
 _REQUESTS_FROM = {
-    sender: {revision: {method: spec for method, spec in table.items()
-                        if spec.kind is Kind.REQUEST and may_send(spec, sender)}
-             for revision, table in _TABLES.items()}
+    sender: MappingProxyType({
+        revision: MappingProxyType({method: spec for method, spec in table.items()
+                                    if spec.kind is Kind.REQUEST and may_send(spec, sender)})
+        for revision, table in _TABLES.items()})
     for sender in ("client", "server")}
 
 
-def requests_from(sender: str) -> dict[str, dict[str, MethodSpec]]:
+def requests_from(sender: str) -> Mapping[str, Mapping[str, MethodSpec]]:
     """Per revision, the requests ``sender`` ("client" or "server") may send.
 
-    What a receiver looks an incoming request up in: one dict lookup where
+    What a receiver looks an incoming request up in: one lookup where
     :func:`lookup` plus the kind and direction checks would be three calls,
-    on every request.  Shared tables: do not mutate.
+    on every request.  The tables are shared, hence read-only views.
     """
     return _REQUESTS_FROM[sender]

@@ -44,6 +44,10 @@ __all__ = ("ExchangeSession",)
 log = logging.getLogger("mobius_rpc.runtime")
 
 
+def _always(request: RequestReceived) -> bool:
+    return True
+
+
 class ExchangeSession(Session):
     """A :class:`Session` for exactly one incoming message (a stateless exchange)."""
 
@@ -55,6 +59,9 @@ class ExchangeSession(Session):
         #: the caller's scope, entered around a request that may need cancelling
         #: (None: each request gets a scope of its own)
         self._host = scope
+        #: a handler that does not say which requests may send early: all may
+        self._may_send_early: Callable[[RequestReceived], bool] = getattr(
+            handler, "may_send_early", _always)
         self._serving = False
         self._background: set[anyio.CancelScope] = set()
 
@@ -82,7 +89,7 @@ class ExchangeSession(Session):
 
     def _may_need_cancelling(self, events: list[Event]) -> bool:
         for event in events:  # a loop: any() would build a generator per request
-            if type(event) is RequestReceived and self.handler.may_send_early(event):
+            if type(event) is RequestReceived and self._may_send_early(event):
                 return True
         return False
 
@@ -134,7 +141,9 @@ class ExchangeSession(Session):
             self._background.discard(scope)
 
     def close(self) -> None:
-        """Stop serving: the handler and everything it started are cancelled."""
+        """Stop serving: what the handlers started beside themselves is cancelled,
+        and so is a request that may send before its answer (the others cannot
+        be interrupted: they run to the end, and their answer is dropped)."""
         self._closed = True
         if self._host is not None:
             self._host.cancel()

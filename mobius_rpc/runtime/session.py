@@ -188,7 +188,8 @@ class Session:
 
         Streams fed by a caller that holds the message anyway (a Streamable
         HTTP POST) attach this, so the message skips the queue and the loop's
-        task switch; ``decoded`` is ``data`` already parsed, or None.
+        task switch; ``decoded`` is ``data`` already parsed (or a
+        :class:`~..core.jsonrpc.Classified`), or None.
         Requests get a task of their own in this session, except that with
         ``inline`` a message holding exactly one request has it served in
         the caller's task (under its own cancel scope, which
@@ -254,8 +255,9 @@ class Session:
 
     async def _serve_request(self, event: RequestReceived,
                              scope: anyio.CancelScope | None) -> None:
-        # ``scope`` cancels this request alone (notifications/cancelled); None
-        # when the caller's own scope covers it (a stateless exchange).
+        # ``scope`` cancels this request alone (notifications/cancelled); None in
+        # a stateless exchange, which enters the caller's scope around a request
+        # that may need cancelling (see ExchangeSession).
         current_request.set(event.id)  # this task's context only
         answered = False
         try:

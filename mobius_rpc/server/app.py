@@ -234,11 +234,13 @@ class Server:
 
         The cheap form of :meth:`serve_modern` for transports that hold the
         whole exchange (Streamable HTTP): no receive loop or task group of its
-        own; ``decoded`` is ``body`` already parsed (or None), ``spawner``
+        own; ``decoded`` is ``body`` already parsed (a ``jsonrpc.Classified``
+        when the envelopes were checked too; or None), ``spawner``
         runs what handlers start beside themselves; ``scope``, if given, is
         a cancel scope not yet entered, which the exchange enters around a
         request that may send before its answer (:meth:`may_send_early`):
-        cancelling it (the client left, or :meth:`Session.close`) stops it.
+        cancelling it (the client left, or :meth:`Session.close`) stops that
+        request; the others cannot be asked to stop before they answer.
         """
         session = ExchangeSession(self.connection(legacy=False), stream, self, spawner,
                                   scope=scope)

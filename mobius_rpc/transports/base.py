@@ -53,7 +53,7 @@ class RoutedMessageStream(MessageStream, Protocol):
     """
 
     async def send_routed(self, message: bytes, related: str | int | None,
-                          answers: tuple[str | int, ...] = ()) -> None: ...
+                          answers: tuple[str | int, ...]) -> None: ...
 
 
 def cancel_scope_type() -> type[anyio.CancelScope]:

@@ -10,7 +10,8 @@ through an inbox, per-request channels and a task that drains them:
 * anything arrives before the answer (progress, log messages): the response
   becomes an SSE stream.  sse-starlette runs it in a task of its own, with
   keep-alive pings, and when the client goes away the request is cancelled
-  (``host``, the cancel scope the runtime is awaited in).
+  (``host``, the cancel scope the runtime enters around a request that may
+  send before its answer, which is every request that can get here).
 
 Messages that belong to no request of the POST have no standalone stream to
 go to, and are dropped.
@@ -61,10 +62,10 @@ class ExchangeResponse:
         raise anyio.EndOfStream  # the body was the only message
 
     async def send(self, message: bytes) -> None:
-        await self.send_routed(message, None)
+        await self.send_routed(message, None, ())
 
     async def send_routed(self, message: bytes, related: RequestId | None,
-                          answers: tuple[RequestId, ...] = ()) -> None:
+                          answers: tuple[RequestId, ...]) -> None:
         if related is None or self.answered:
             return
         for answered in answers:

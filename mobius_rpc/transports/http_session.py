@@ -26,8 +26,9 @@ from .memory import receive_or_end
 __all__ = ("HttpMessageStream", "ResponseChannel", "send_whole", "status_for")
 
 RequestId = str | int
-#: how the runtime takes a body in the delivering task: (body, body parsed or
-#: None, whether its one request may be served in that task too)
+#: how the runtime takes a body in the delivering task: (body, the body parsed
+#: (a jsonrpc.Classified when its envelopes were checked) or None, whether its
+#: one request may be served in that task too)
 Receiver = Callable[[bytes, Any, bool], Awaitable[None]]
 
 
@@ -226,10 +227,10 @@ class HttpMessageStream:
         return body
 
     async def send(self, message: bytes) -> None:
-        await self.send_routed(message, None)
+        await self.send_routed(message, None, ())
 
     async def send_routed(self, message: bytes, related: RequestId | None,
-                          answers: tuple[RequestId, ...] = ()) -> None:
+                          answers: tuple[RequestId, ...]) -> None:
         channel = self._routes.get(related) if related is not None else None
         if channel is not None:
             channel.put(message)  # dropped if the client went away

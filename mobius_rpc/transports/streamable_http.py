@@ -73,9 +73,11 @@ __all__ = ("StreamableHTTPTransport", "SessionRecord", "SessionStore", "MemorySe
 log = logging.getLogger("mobius_rpc.http")
 
 Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
-#: serves one stateless POST: (body, body parsed, the stream to answer on, a
-#: task group for work beside the handler, and keyword ``scope``: the cancel
-#: scope it runs in); returns when it is answered
+#: serves one stateless POST: (body, the body parsed and envelope-checked as a
+#: jsonrpc.Classified, the stream to answer on, a task group for work beside
+#: the handler, and keyword ``scope``: a cancel scope, not entered, that the
+#: transport cancels when the client leaves a streamed answer; the exchange
+#: enters it around what that must stop); returns when it is answered
 Exchange = Callable[..., Coroutine[Any, Any, None]]
 
 

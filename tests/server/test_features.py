@@ -471,4 +471,3 @@ def test_each_connection_follows_the_server_configuration_as_it_is_now() -> None
     assert later.limits.max_batch == 2 and later.validate is False
     assert later.instructions == "be brief"
     assert later.revisions == () and server.connection().revisions == server.revisions
-    assert server.connection(legacy=False) is not later

@@ -283,3 +283,36 @@ async def test_a_batch_where_none_is_accepted_is_refused_not_left_waiting(base_u
             accepted = await client.post(base_url, headers=old, json=batch)
             assert accepted.status_code == 200
             assert sorted(reply["id"] for reply in accepted.json()) == [5, 6]
+
+
+async def test_body_reading_joins_chunks_and_enforces_the_limit() -> None:
+    # The ASGI side of it, without a server: whatever the pieces, the body is
+    # joined, and the limit holds with or without Content-Length.
+    from starlette.requests import ClientDisconnect
+
+    from mobius_rpc.framing.http import HttpRefusal
+
+    transport = build_demo_server().http_app(max_body_bytes=10)
+
+    def receiving(*messages: dict[str, Any]) -> Any:
+        queue = list(messages)
+
+        async def receive() -> dict[str, Any]:
+            return queue.pop(0)
+        return receive
+
+    def piece(body: bytes, more: bool) -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": more}
+
+    assert await transport._read_body({}, receiving(piece(b"0123456789", False))) == b"0123456789"
+    assert await transport._read_body({}, receiving(
+        piece(b"01", True), piece(b"", True), piece(b"234", False))) == b"01234"
+    for messages in ([piece(b"0123456789A", False)],  # one piece, no Content-Length
+                     [piece(b"012345", True), piece(b"6789A", False)]):
+        with pytest.raises(HttpRefusal) as refused:
+            await transport._read_body({}, receiving(*messages))
+        assert refused.value.status == 413
+    with pytest.raises(HttpRefusal):
+        await transport._read_body({"content-length": "11"}, receiving())
+    with pytest.raises(ClientDisconnect):
+        await transport._read_body({}, receiving(piece(b"01", True), {"type": "http.disconnect"}))
