@@ -204,15 +204,17 @@ class Connection:
             batch.replies.append(message)
         else:
             request_id = message.get("id")
-            self._outbox.append((jsonrpc.dumps(message), request_id,
-                                 () if request_id is None else (request_id,)))
+            self._queue_answer(message, () if request_id is None else (request_id,))
+
+    def _queue_answer(self, reply: Any, answers: tuple[RequestId, ...]) -> None:
+        """Queue a reply routed by the requests it answers (the first one, if any)."""
+        self._outbox.append((jsonrpc.dumps(reply), answers[0] if answers else None, answers))
 
     def _flush_batch(self, batch: _Batch) -> None:
         if batch.complete and batch.pending == 0 and batch.replies:
-            # A batch is answered as a whole; route it by its first identified reply.
-            answers = tuple(r["id"] for r in batch.replies if r.get("id") is not None)
-            self._outbox.append((jsonrpc.dumps(batch.replies), answers[0] if answers else None,
-                                 answers))
+            # A batch is answered as a whole.
+            self._queue_answer(batch.replies, tuple(
+                r["id"] for r in batch.replies if r.get("id") is not None))
             batch.replies = []
 
     # ----------------------------------------------------------------- receive
@@ -231,16 +233,16 @@ class Connection:
         if self.state is SessionState.CLOSED:
             return events
         if len(data) > self.limits.max_message_bytes:
-            self._reject(None, RemoteProtocolError(
+            self._refuse(decoded, RemoteProtocolError(
                 INVALID_REQUEST,
                 f"Invalid Request: message of {len(data)} bytes exceeds the limit of "
-                f"{self.limits.max_message_bytes}"), None, events)
+                f"{self.limits.max_message_bytes}"), events)
             return events
         if nesting_depth_exceeds(data, self.limits.max_depth):
-            self._reject(None, RemoteProtocolError(
+            self._refuse(decoded, RemoteProtocolError(
                 INVALID_REQUEST,
                 f"Invalid Request: JSON nesting deeper than {self.limits.max_depth} levels"),
-                None, events)
+                events)
             return events
         message = decoded
         classified: list[jsonrpc.Incoming] | None = None
@@ -269,7 +271,7 @@ class Connection:
                 why = "before initialization"
             else:  # a stateless connection: no revision of that era has batches
                 why = f"in protocol revision {'/'.join(self.modern_revisions)}"
-            self._reject_batch(items, RemoteProtocolError(
+            self._refuse(items, RemoteProtocolError(
                 INVALID_REQUEST, f"Invalid Request: batches are not accepted {why}"), events)
             return
         if not items:
@@ -277,7 +279,7 @@ class Connection:
                 INVALID_REQUEST, "Invalid Request: empty batch"), None, events)
             return
         if len(items) > self.limits.max_batch:
-            self._reject_batch(items, RemoteProtocolError(
+            self._refuse(items, RemoteProtocolError(
                 INVALID_REQUEST,
                 f"Invalid Request: batch of {len(items)} exceeds {self.limits.max_batch}"),
                 events)
@@ -310,17 +312,16 @@ class Connection:
             self._queue(jsonrpc.error_response(request_id, error), batch)
         events.append(MessageRejected(error, reply))
 
-    def _reject_batch(self, items: list[Any], error: McpError, events: list[Event]) -> None:
-        """Refuse a whole batch with one id-less error.
+    def _refuse(self, message: Any, error: McpError, events: list[Event]) -> None:
+        """Refuse a whole message (too large, too deep, a batch not accepted here)
+        with one id-less error.
 
-        That error is the only reply its requests get, so it is routed as
-        their answer: a transport that waits for each request's answer (an
-        HTTP POST) must not wait for them.
+        That error is the only reply the requests in it get, so it is routed
+        as their answer when they are known (``message`` is the decoded body,
+        or None when it was not parsed): a transport that waits for each
+        request's answer (an HTTP POST) must not wait for them.
         """
-        answers = tuple(item["id"] for item in items if isinstance(item, dict)
-                        and "method" in item and jsonrpc.valid_id(item.get("id")))
-        self._outbox.append((jsonrpc.dumps(jsonrpc.error_response(None, error)),
-                             answers[0] if answers else None, answers))
+        self._queue_answer(jsonrpc.error_response(None, error), _request_ids(message))
         events.append(MessageRejected(error, True))
 
     # Requests -----------------------------------------------------------
@@ -864,6 +865,16 @@ class Connection:
         self._progress_tokens.clear()
         self._in_flight.clear()
         return events
+
+
+def _request_ids(message: Any) -> tuple[RequestId, ...]:
+    """The ids of the requests in a decoded body (a message, a batch, a Classified)."""
+    if type(message) is jsonrpc.Classified:
+        return tuple(item.id for item in message.items
+                     if type(item) is jsonrpc.IncomingRequest)
+    items = message if isinstance(message, list) else [message]
+    return tuple(item["id"] for item in items if isinstance(item, dict)
+                 and "method" in item and jsonrpc.valid_id(item.get("id")))
 
 
 def _invalid_params(exc: SchemaError) -> RemoteProtocolError:

@@ -30,6 +30,7 @@ __all__ = (
     "IncomingResponse",
     "IncomingError",
     "Classified",
+    "REFUSAL_HEAD",
     "parse",
     "classify",
     "dumps",
@@ -167,6 +168,11 @@ def dumps(message: Any) -> bytes:
 
 def response(request_id: RequestId, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+#: how :func:`error_response` with a null id starts once serialized: the reply
+#: to a message refused as a whole (no id could be read, or none applies)
+REFUSAL_HEAD = b'{"jsonrpc":"2.0","id":null,"error":'
 
 
 def error_response(request_id: RequestId | None, error: McpError) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..core.errors import INVALID_REQUEST, PARSE_ERROR, McpError
 from ..core.jsonrpc import (
+    REFUSAL_HEAD,
     Classified,
     EnvelopeError,
     Incoming,
@@ -52,7 +53,7 @@ from ..core.jsonrpc import (
     error_response,
 )
 from ..core.modern import META_PROTOCOL_VERSION
-from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS, has_batches
+from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
 from ..framing.http import (
     SESSION_HEADER,
     VERSION_HEADER,
@@ -343,12 +344,6 @@ class StreamableHTTPTransport:
         if "initialize" not in methods:
             legacy_version_header(request_headers, record.protocol_version,
                                   self.legacy_revisions)
-            negotiated = record.protocol_version
-            if isinstance(decoded.message, list) and negotiated and not has_batches(negotiated):
-                # The whole body is refused: 4xx, not an answer on a response stream.
-                why = f"batches are not accepted in protocol revision {negotiated}"
-                raise HttpRefusal(400, f"Bad Request: {why}",
-                                  McpError(INVALID_REQUEST, f"Invalid Request: {why}"))
         record.last_seen = time.time()
         self.store.put(record)
         if not ids:
@@ -490,8 +485,9 @@ class StreamableHTTPTransport:
             record.protocol_version = _negotiated_version(first)
             self.store.put(record)
         if not channel.pending and not channel.buffered:
-            # the first message was the (whole) answer: nothing else is waiting
-            status = status_for(first) if modern else 200
+            # the first message was the (whole) answer: nothing else is waiting.
+            # Legacy errors answer with 200, except a body refused as a whole (4xx).
+            status = status_for(first) if modern or first.startswith(REFUSAL_HEAD) else 200
             await send_whole(send, first, status, _JSON,
                              _raw(headers))
             stream.close_channel(channel)

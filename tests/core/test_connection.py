@@ -363,3 +363,22 @@ def test_a_refused_batch_is_routed_as_the_answer_of_its_requests() -> None:
     [(data, related, answers)] = conn.routed_data_to_send()
     assert orjson.loads(data)["id"] is None and orjson.loads(data)["error"]["code"] == -32600
     assert (related, answers) == (1, (1, "b"))
+
+
+def test_a_message_refused_whole_is_routed_as_the_answer_of_its_requests() -> None:
+    # Too deep (or too large) is refused before the message is read; when the
+    # transport parsed it already, the refusal still answers its request.
+    from mobius_rpc.core import jsonrpc
+    conn = server(limits=Limits(max_depth=8))
+    init(conn)
+    deep = call(3, args={"x": [[[[[[[[1]]]]]]]]})
+    body = orjson.dumps(deep)
+    events = conn.receive(body, 0.0, decoded=jsonrpc.Classified(deep, [jsonrpc.classify(deep)]))
+    assert [type(e) for e in events] == [MessageRejected]
+    [(data, related, answers)] = conn.routed_data_to_send()
+    assert data.startswith(jsonrpc.REFUSAL_HEAD) and orjson.loads(data)["error"]["code"] == -32600
+    assert (related, answers) == (3, (3,))
+    conn.receive(body, 0.0, decoded=deep)  # parsed but not classified: the same
+    assert [(r, a) for _, r, a in conn.routed_data_to_send()] == [(3, (3,))]
+    conn.receive(body, 0.0)  # never parsed: no request is known to answer
+    assert [(r, a) for _, r, a in conn.routed_data_to_send()] == [(None, ())]

@@ -316,3 +316,24 @@ async def test_body_reading_joins_chunks_and_enforces_the_limit() -> None:
         await transport._read_body({"content-length": "11"}, receiving())
     with pytest.raises(ClientDisconnect):
         await transport._read_body({}, receiving(piece(b"01", True), {"type": "http.disconnect"}))
+
+
+async def test_a_body_too_deep_is_refused_in_both_eras(base_url: str) -> None:
+    # Refused before it is read (the nesting limit): a 400 with an id-less
+    # -32600, never a POST waiting for an answer that does not come.
+    arguments: Any = "x"
+    for _ in range(80):
+        arguments = {"k": arguments}
+    deep = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": arguments}}}
+    modern = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call",
+              "Mcp-Name": "echo"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        with anyio.fail_after(10):
+            headers = await legacy_session(client, base_url)
+            legacy = await client.post(base_url, headers=headers, json=deep)
+            stateless = await client.post(base_url, headers=modern, json={
+                **deep, "params": {**deep["params"], "_meta": META}})
+        for reply in (legacy, stateless):
+            assert reply.status_code == 400
+            assert reply.json()["id"] is None and reply.json()["error"]["code"] == -32600
