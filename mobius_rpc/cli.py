@@ -74,6 +74,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.fixture == "conformance":
         from .fixtures import build_conformance_server
         server = build_conformance_server()
+    if args.end_of_input_grace is not None:
+        if args.end_of_input_grace < 0:
+            print("mobius serve: --end-of-input-grace must be 0 or more seconds", file=sys.stderr)
+            return 2
+        from dataclasses import replace
+        server.limits = replace(server.limits, end_of_input_grace=args.end_of_input_grace)
     if args.http:
         return _serve_http(server, args.host, args.port)
     try:
@@ -130,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--era", choices=("both", "legacy", "modern"), default="both",
                        help="protocol eras to serve: legacy (2024-11-05 .. 2025-11-25), "
                             "modern (2026-07-28) or both, chosen per connection (default)")
+    serve.add_argument("--end-of-input-grace", type=float, metavar="SECONDS",
+                       help="with --stdio: how long requests received before stdin ends get "
+                            "to finish and be answered before they are cancelled "
+                            "(default: 10)")
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.set_defaults(func=_serve)

@@ -306,6 +306,26 @@ class Connection:
         else:
             self._on_response(incoming, events)
 
+    def _before_initialize(self, method: str) -> RemoteProtocolError:
+        """The error for a request that is neither modern nor after ``initialize``.
+
+        A server of both eras cannot tell a legacy client that skipped the
+        handshake from a 2026-07-28 client that forgot its ``_meta``: the
+        latter is the likelier (stateless clients send no ``initialize``), and
+        its error is about params, so it gets -32602 saying both what
+        ``_meta`` must carry and that legacy clients start with ``initialize``.
+        A legacy-only server knows it is the handshake.
+        """
+        if self.era is None and self.modern_revisions and self.role is Role.SERVER:
+            return RemoteProtocolError(INVALID_PARAMS, (
+                f"Invalid params: a {', '.join(self.modern_revisions)} request must carry "
+                f"params._meta with {META_PROTOCOL_VERSION!r} and {META_CLIENT_CAPABILITIES!r};"
+                f" a client of an earlier revision must send 'initialize' first "
+                f"(got {method!r} without either)"))
+        return RemoteProtocolError(
+            INVALID_REQUEST, f"Invalid Request: {method!r} received before "
+            "initialization; the first request must be 'initialize'")
+
     def _reject(self, request_id: RequestId | None, error: McpError, batch: _Batch | None,
                 events: list[Event], *, reply: bool = True) -> None:
         if reply:
@@ -365,9 +385,7 @@ class Connection:
                 METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
             return
         if not modern and not accepts_requests(self.state) and req.method != "ping":
-            self._reject(req.id, RemoteProtocolError(
-                INVALID_REQUEST, f"Invalid Request: {req.method!r} received before "
-                "initialization; the first request must be 'initialize'"), batch, events)
+            self._reject(req.id, self._before_initialize(req.method), batch, events)
             return
         why = gate_failure(spec, req.params, self.capabilities, peer_capabilities,
                            self._role, revision)

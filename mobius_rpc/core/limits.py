@@ -12,6 +12,10 @@ Defaults (all configurable per connection):
 * ``max_batch`` = 64 entries in a 2025-03-26 batch.
 * ``request_timeout`` = 60 s for requests *we* send (sampling, elicitation,
   roots); the peer gets ``notifications/cancelled`` when it expires.
+* ``end_of_input_grace`` = 10 s: when the peer closes its side of a stream
+  whose other direction still works (stdio: stdin ends, stdout is open), the
+  requests already received get this long to finish and be answered; what
+  still runs then is cancelled and answered with an error.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Limits:
     max_depth: int = 64
     max_batch: int = 64
     request_timeout: float = 60.0
+    end_of_input_grace: float = 10.0
 
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)

@@ -57,6 +57,9 @@ __all__ = ("Session", "SessionHandler", "ProgressCallback")
 
 log = logging.getLogger("mobius_rpc.runtime")
 
+#: how long requests cancelled at the end of the grace period get to send their error
+_CANCEL_ANSWER_TIMEOUT = 2.0
+
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None] | None]
 
 #: The incoming request whose handler is running in this task (None elsewhere):
@@ -123,6 +126,14 @@ class Session:
         self._routed = stream if _is_routed(stream) else None
         #: learnt on the first request, in the loop the session runs in
         self._scope_type: type[anyio.CancelScope] | None = None
+        #: requests received and not yet answered (and their answers flushed)
+        self._in_flight = 0
+        self._idle: anyio.Event | None = None
+        #: set when the end of input's grace period ran out: the cancelled
+        #: requests' error message
+        self._stopping: str | None = None
+        #: whether our output still reaches the peer after its input ended
+        self._answers_after_end = bool(getattr(stream, "answers_after_end_of_input", False))
 
     # ------------------------------------------------------------------ running
 
@@ -135,7 +146,8 @@ class Session:
                 if attach is not None:
                     attach(self._take)
                 task_status.started()
-                await self._receive_loop()
+                if await self._receive_loop() and self._busy:
+                    await self._drain_in_flight()
                 tg.cancel_scope.cancel()
         finally:
             self._tg = None
@@ -164,13 +176,17 @@ class Session:
             raise ConnectionClosedError()
         self._tg.start_soon(func, *args)
 
-    async def _receive_loop(self) -> None:
+    async def _receive_loop(self) -> bool:
+        """Digest messages until the input ends; True when it ended cleanly
+        on a stream whose sending side still works (see :meth:`_drain_in_flight`)."""
         connection = self.connection
         while True:
             try:
                 data = await self.stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return
+            except anyio.EndOfStream:
+                return self._answers_after_end and not self._closed
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return False
             if data is OVERSIZED or data == OVERSIZED:
                 connection._queue(error_response(None, McpError(
                     INVALID_REQUEST, "Invalid Request: message exceeds the size limit of "
@@ -181,7 +197,45 @@ class Session:
             for event in events:
                 self._dispatch(event)
             if not await self._flush():
-                return
+                return False
+
+    async def _drain_in_flight(self) -> None:
+        """The peer's input ended but our output still reaches it (stdin closed
+        after the last request): answer what was received before that.
+
+        Nothing the peer could still send can arrive, so requests we are
+        waiting on fail at once (a handler waiting for sampling ends instead of
+        timing out).  Requests being served get ``end_of_input_grace`` seconds
+        to finish; those still running are cancelled and answered with an
+        error, so that no request the peer sent goes unanswered in silence.
+        """
+        self._fail_waiters(ConnectionClosedError("the peer closed its side of the stream"))
+        grace = self.connection.limits.end_of_input_grace
+        with anyio.move_on_after(grace):
+            await self._wait_idle()
+        if not self._busy:
+            return
+        log.warning("end of input: %d request(s) still running after %.1f s; cancelling them",
+                    len(self._scopes), grace)
+        self._stopping = (f"Request cancelled: the peer closed its input and the request did "
+                          f"not finish within the grace period of {grace:g} s")
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        with anyio.move_on_after(_CANCEL_ANSWER_TIMEOUT):  # answering an error is quick
+            await self._wait_idle()
+
+    @property
+    def _busy(self) -> bool:
+        """Whether a received request is not yet answered: dispatched requests
+        hold a scope before their task starts, and count as in flight until
+        their answer is flushed."""
+        return bool(self._in_flight or self._scopes)
+
+    async def _wait_idle(self) -> None:
+        """Wait until no request received by this session is being served."""
+        while self._busy:
+            self._idle = anyio.Event()
+            await self._idle.wait()
 
     async def _take(self, data: bytes, decoded: Any = None, inline: bool = False) -> None:
         """Digest one message in the caller's task: one turn of the receive loop.
@@ -260,6 +314,7 @@ class Session:
         # that may need cancelling (see ExchangeSession).
         current_request.set(event.id)  # this task's context only
         answered = False
+        self._in_flight += 1
         try:
             if scope is None:
                 answered = await self._answer(event)
@@ -267,12 +322,18 @@ class Session:
                 with scope:
                     answered = await self._answer(event)
                 if scope.cancelled_caught:
-                    # Cancelled by the peer: the connection drops the reply.
+                    # Cancelled by the peer (the connection drops the reply), or
+                    # by the end of input's grace period (the peer gets the error).
                     answered = self.connection.respond_error(
-                        event.id, McpError(INTERNAL_ERROR, "cancelled"))
+                        event.id, McpError(INTERNAL_ERROR, self._stopping or "cancelled"))
         finally:
             self._scopes.pop(event.id, None)
-        await self._flush()
+        try:
+            await self._flush()
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight and self._idle is not None:
+                self._idle.set()
         if not answered:
             # The peer cancelled it (even if the handler finished first, its answer
             # is dropped), or the session closed: a stream that waits for each
@@ -337,13 +398,16 @@ class Session:
             if waiter is not None and isinstance(event, ErrorReceived):
                 waiter.error = event.error
                 waiter.done.set()
-        for waiter in self._waiters.values():
-            if not waiter.done.is_set():
-                waiter.error = ConnectionClosedError()
-                waiter.done.set()
+        self._fail_waiters(ConnectionClosedError())
         for scope in self._scopes.values():
             scope.cancel()  # requests served in their callers' tasks end with the session
         self.handler.session_closed(self)
+
+    def _fail_waiters(self, error: ConnectionClosedError) -> None:
+        for waiter in self._waiters.values():
+            if not waiter.done.is_set():
+                waiter.error = error
+                waiter.done.set()
 
     def close(self) -> None:
         """Stop serving: the receive loop and every request handler are cancelled."""

@@ -27,6 +27,10 @@ __all__ = ("ProcessTransport",)
 class ProcessTransport:
     """A :class:`MessageStream` over a child process's stdin/stdout."""
 
+    #: the child closing its stdout leaves its stdin open: the runtime answers
+    #: the requests already received (see ``Limits.end_of_input_grace``)
+    answers_after_end_of_input = True
+
     def __init__(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
                  cwd: str | None = None, limits: Limits | None = None,
                  exit_timeout: float = 2.0) -> None:

@@ -37,6 +37,10 @@ def _is_pipe_like(fd: int) -> bool:
 class StdioTransport:
     """Messages from ``stdin`` lines, to ``stdout`` lines (default: the process's own)."""
 
+    #: stdin's end leaves stdout open: the runtime answers the requests already received
+    #: (see ``Limits.end_of_input_grace``)
+    answers_after_end_of_input = True
+
     def __init__(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
                  *, limits: Limits | None = None) -> None:
         self._stdin = stdin if stdin is not None else sys.stdin.buffer

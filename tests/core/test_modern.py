@@ -182,3 +182,41 @@ def test_initialize_sent_as_a_modern_request_is_method_not_found() -> None:
                                            "clientInfo": {"name": "c", "version": "1"}}), 0.0)
         (reply,) = out(conn)
         assert reply["error"]["code"] == -32601
+
+
+@pytest.mark.parametrize("params", [{}, None, {"_meta": {}}, {"cursor": "x"}])
+def test_a_dual_era_server_answers_a_first_request_without_meta_with_invalid_params(
+        params: dict[str, Any] | None) -> None:
+    # A 2026-07-28 client that forgot _meta, or a legacy client that skipped
+    # initialize: -32602 telling both what to send; the connection stays open to
+    # either era afterwards.
+    conn = server()
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": 4, "method": "tools/list"}
+    if params is not None:
+        message["params"] = params
+    assert conn.receive(orjson.dumps(message), 0.0)[0].__class__.__name__ == "MessageRejected"
+    (reply,) = out(conn)
+    assert reply["id"] == 4 and reply["error"]["code"] == -32602
+    text = reply["error"]["message"]
+    assert "io.modelcontextprotocol/protocolVersion" in text and "'initialize' first" in text
+    assert conn.era is None
+    (event,) = conn.receive(req(5, "tools/list"), 0.0)
+    assert isinstance(event, RequestReceived) and conn.era is Era.MODERN
+
+
+def test_a_legacy_only_server_still_asks_for_initialize_first() -> None:
+    conn = server(modern=())
+    conn.receive(req(4, "tools/list", meta=None), 0.0)
+    (reply,) = out(conn)
+    assert reply["error"]["code"] == -32600
+    assert "the first request must be 'initialize'" in reply["error"]["message"]
+
+
+def test_after_a_legacy_initialize_requests_without_meta_are_legacy_requests() -> None:
+    conn = server()
+    conn.receive(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "c", "version": "1"}}}), 0.0)
+    out(conn)
+    (event,) = conn.receive(req(2, "tools/list", meta=None), 0.0)
+    assert isinstance(event, RequestReceived) and conn.era is Era.LEGACY

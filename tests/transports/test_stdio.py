@@ -167,3 +167,15 @@ def test_era_restricted_servers_over_stdio() -> None:
     finally:
         modern_only.close()
         legacy_only.close()
+
+
+@pytest.mark.parametrize(("era", "code"), [("both", -32602), ("legacy", -32600)])
+def test_a_first_request_without_meta_or_initialize(era: str, code: int) -> None:
+    server = RawServer(SERVE + ["--era", era])
+    try:
+        server.send({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}})
+        reply = server.read()
+        assert reply["id"] == 4 and reply["error"]["code"] == code
+        assert "'initialize'" in reply["error"]["message"]
+    finally:
+        server.close()
