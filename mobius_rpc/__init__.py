@@ -16,6 +16,7 @@ from .core.limits import Limits as Limits
 from .core.revisions import ALL_REVISIONS as ALL_REVISIONS
 from .core.revisions import LATEST_LEGACY as LATEST_LEGACY
 from .core.revisions import LEGACY_REVISIONS as LEGACY_REVISIONS
+from .core.version import __version__ as __version__
 from .runtime.session import Session as Session
 from .server.app import Server as Server
 from .server.context import CapabilityError as CapabilityError
@@ -25,8 +26,6 @@ from .server.resources import ResourceNotFound as ResourceNotFound
 from .server.tools import ToolError as ToolError
 from .transports.memory import memory_pair as memory_pair
 from .transports.stdio import StdioTransport as StdioTransport
-
-__version__ = "0.1.0"
 
 __all__ = (
     "ALL_REVISIONS",

@@ -29,10 +29,10 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .. import __version__
 from ..core.errors import UNSUPPORTED_PROTOCOL_VERSION, ConnectionClosedError, McpError
 from ..core.limits import Limits
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
+from ..core.version import __version__
 from ..framing.param_headers import InvalidHeaderAnnotation, header_parameters
 from ..runtime.session import ProgressCallback
 from ..transports.http_client import StreamableHTTPClientStream

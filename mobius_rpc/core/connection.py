@@ -59,8 +59,8 @@ from .modern import (
     META_CLIENT_INFO,
     META_PROTOCOL_VERSION,
     CachePolicy,
+    RequestMeta,
     decorate_result,
-    looks_modern,
     read_request_meta,
 )
 from .revisions import (
@@ -68,10 +68,13 @@ from .revisions import (
     LEGACY_REVISIONS,
     Era,
     has_batches,
+    is_modern_request,
+    looks_modern,
     negotiate_legacy,
 )
 from .schema import SchemaError, schema_for
 from .state import SessionState, Trigger, accepts_requests, transition
+from .types import TransportContext
 
 __all__ = ("Role", "Connection", "Outgoing")
 
@@ -174,6 +177,8 @@ class Connection:
         self._outstanding: dict[RequestId, _Outstanding] = {}
         self._progress_tokens: dict[str | int, RequestId] = {}
         self._next_id = 1
+        #: the transport context of the message being received (see receive)
+        self._transport: TransportContext | None = None
         # A modern client may call methods before (or without) server/discover;
         # until it knows the server's capabilities it does not gate on them.
         self._peer_capabilities_known = role is Role.SERVER
@@ -219,7 +224,8 @@ class Connection:
 
     # ----------------------------------------------------------------- receive
 
-    def receive(self, data: bytes, now: float, *, decoded: Any = None) -> list[Event]:
+    def receive(self, data: bytes, now: float, *, decoded: Any = None,
+                transport: TransportContext | None = None) -> list[Event]:
         """Digest one framed message (one stdio line, one HTTP body, one WS frame).
 
         Returns the events it produced; replies it owes are in
@@ -227,8 +233,11 @@ class Connection:
         ``decoded`` is ``data`` already parsed by a transport that had to look
         inside it (Streamable HTTP), so that it is not parsed twice, or a
         :class:`~.jsonrpc.Classified` when it checked the envelopes as well;
-        the size and depth limits still apply to ``data``.
+        the size and depth limits still apply to ``data``.  ``transport``
+        says where the message came from; the requests and notifications in
+        it carry it up unread.
         """
+        self._transport = transport
         events: list[Event] = []
         if self.state is SessionState.CLOSED:
             return events
@@ -306,6 +315,20 @@ class Connection:
         else:
             self._on_response(incoming, events)
 
+    def refuse_oversized(self, limit: int) -> list[Event]:
+        """Answer a message the transport dropped for breaking its size limit.
+
+        Framing transports never hold such a message whole (a stdio line is
+        cut off as it arrives), so there is nothing to parse and no id to
+        answer: the peer gets one id-less -32600.
+        """
+        events: list[Event] = []
+        if self.state is not SessionState.CLOSED:
+            self._reject(None, RemoteProtocolError(
+                INVALID_REQUEST, f"Invalid Request: message exceeds the size limit of "
+                f"{limit} bytes"), None, events)
+        return events
+
     def _before_initialize(self, method: str) -> RemoteProtocolError:
         """The error for a request that is neither modern nor after ``initialize``.
 
@@ -356,6 +379,7 @@ class Connection:
         revision = self.revision or LATEST_LEGACY
         peer_capabilities = self.peer_capabilities
         modern = False
+        meta: RequestMeta | None = None
         if self.role is Role.SERVER:
             if req.method == "initialize" and not (self.modern_revisions
                                                    and looks_modern(req.params)):
@@ -363,9 +387,8 @@ class Connection:
                 return
             # An initialize that carries a modern _meta is a 2026-07-28 request for
             # a method that revision removed: -32601 below, like any unknown method.
-            modern = self.era is Era.MODERN or bool(self.era is None and self.modern_revisions and (
-                not self.revisions or req.method == "server/discover"
-                or looks_modern(req.params)))
+            modern = self.era is Era.MODERN or (self.era is None and is_modern_request(
+                req.method, req.params, legacy=self.revisions, modern=self.modern_revisions))
             if modern:
                 # Stateless (2026-07-28): everything the request needs is in its _meta.
                 try:
@@ -412,7 +435,7 @@ class Connection:
                                             "CreateTaskResult" if task else spec.result_def, task)
         if batch is not None:
             batch.pending += 1
-        events.append(RequestReceived(req.id, req.method, req.params))
+        events.append(RequestReceived(req.id, req.method, req.params, meta, self._transport))
 
     def _on_initialize(self, req: jsonrpc.IncomingRequest, events: list[Event],
                        batch: _Batch | None) -> None:
@@ -503,7 +526,7 @@ class Connection:
         elif note.method == "notifications/progress":
             self._on_progress(note.params, events)
         else:
-            events.append(NotificationReceived(note.method, note.params))
+            events.append(NotificationReceived(note.method, note.params, self._transport))
 
     def _on_cancelled(self, params: dict[str, Any], events: list[Event]) -> None:
         request_id = params.get("requestId")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import McpError
+from .modern import RequestMeta
+from .types import RequestId, TransportContext
 
 __all__ = (
     "RequestId",
@@ -26,16 +28,22 @@ __all__ = (
     "MessageRejected",
 )
 
-RequestId = str | int
-
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
-    """The peer asked us something; answer with ``Connection.respond``."""
+    """The peer asked us something; answer with ``Connection.respond``.
+
+    ``meta`` is the request's 2026-07-28 ``_meta``, parsed and checked once by
+    the connection (None for a legacy request: its session holds the same
+    facts); ``transport`` is what the transport said about where the message
+    came from (None when the caller gave nothing).
+    """
 
     id: RequestId
     method: str
     params: dict[str, Any]
+    meta: RequestMeta | None = None
+    transport: TransportContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,7 @@ class NotificationReceived:
 
     method: str
     params: dict[str, Any]
+    transport: TransportContext | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from .errors import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, McpError, RemoteProtocolError
-from .events import RequestId
+from .types import RequestId
 
 __all__ = (
     "Incoming",

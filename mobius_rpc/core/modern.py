@@ -27,10 +27,10 @@ __all__ = (
     "META_LOG_LEVEL",
     "META_SERVER_INFO",
     "META_SUBSCRIPTION_ID",
+    "META_RELATED_TASK",
     "CACHEABLE_METHODS",
     "CachePolicy",
     "RequestMeta",
-    "looks_modern",
     "read_request_meta",
     "decorate_result",
 )
@@ -41,6 +41,8 @@ META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+#: 2025-11-25 tasks: what a request sent on behalf of a task carries
+META_RELATED_TASK = "io.modelcontextprotocol/related-task"
 
 #: results that carry ``ttlMs`` and ``cacheScope`` (CacheableResult)
 CACHEABLE_METHODS = frozenset(("server/discover", "tools/list", "prompts/list", "resources/list",
@@ -71,12 +73,6 @@ class RequestMeta:
     client_capabilities: dict[str, Any]
     client_info: dict[str, Any] | None
     log_level: str | None
-
-
-def looks_modern(params: dict[str, Any]) -> bool:
-    """Whether a request announces itself as modern (names a version in ``_meta``)."""
-    meta = params.get("_meta")
-    return isinstance(meta, dict) and META_PROTOCOL_VERSION in meta
 
 
 def read_request_meta(params: dict[str, Any], supported: tuple[str, ...]) -> RequestMeta:

@@ -3,12 +3,18 @@
 MCP has two eras.  Legacy revisions (2024-11-05 .. 2025-11-25) negotiate a
 version once, in ``initialize``; the modern revision (2026-07-28) names the
 version in every request's ``_meta``.  This module is the single list of what
-we speak, so every other module asks here instead of hard-coding strings.
+we speak and the one place that answers era questions: which era a request
+belongs to (:func:`is_modern_request`, :func:`looks_modern`) and which
+features a revision has (the ``has_*`` predicates), so every other module
+asks here instead of hard-coding revision strings.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
+
+from .modern import META_PROTOCOL_VERSION
 
 __all__ = (
     "Era",
@@ -18,8 +24,13 @@ __all__ = (
     "LATEST_LEGACY",
     "LATEST",
     "era_of",
+    "looks_modern",
+    "is_modern_request",
     "negotiate_legacy",
     "has_batches",
+    "has_progress_message",
+    "has_form_mode_field",
+    "has_stream_polling",
 )
 
 
@@ -46,6 +57,34 @@ def era_of(revision: str) -> Era:
     raise ValueError(f"unknown protocol revision {revision!r}")
 
 
+def looks_modern(params: dict[str, Any]) -> bool:
+    """Whether a request announces itself as modern (names a version in ``_meta``)."""
+    meta = params.get("_meta")
+    return isinstance(meta, dict) and META_PROTOCOL_VERSION in meta
+
+
+def is_modern_request(method: object, params: object, *, legacy: tuple[str, ...],
+                      modern: tuple[str, ...], declared: str | None = None) -> bool:
+    """Whether a request that opens a connection (or a stateless HTTP POST)
+    belongs to the modern era, on a peer that serves ``legacy`` and ``modern``.
+
+    Modern when the era is served at all and the request says so: its
+    ``MCP-Protocol-Version`` header (``declared``, HTTP only) names a modern
+    revision, or its ``_meta`` names a version.  A request that says nothing
+    is modern only where there is no legacy era to fall back on, or when it
+    is ``server/discover``, which only the modern era has.  A request without
+    ``_meta`` on a server of both eras is therefore legacy, and must follow
+    ``initialize`` (the connection's error says what either era needed).
+    """
+    if not modern:
+        return False
+    if declared is not None and declared in modern:
+        return True
+    if isinstance(params, dict) and looks_modern(params):
+        return True
+    return not legacy or method == "server/discover"
+
+
 def negotiate_legacy(requested: object, supported: tuple[str, ...] = LEGACY_REVISIONS) -> str:
     """The revision a server answers ``initialize`` with.
 
@@ -62,3 +101,20 @@ def negotiate_legacy(requested: object, supported: tuple[str, ...] = LEGACY_REVI
 def has_batches(revision: str) -> bool:
     """JSON-RPC batches exist only in 2025-03-26 (added there, removed in 2025-06-18)."""
     return revision == "2025-03-26"
+
+
+def has_progress_message(revision: str | None) -> bool:
+    """``notifications/progress`` carries a ``message`` from 2025-03-26 on."""
+    return revision != "2024-11-05"
+
+
+def has_form_mode_field(revision: str | None) -> bool:
+    """Elicitation requests name their ``mode`` (form or URL) from 2025-11-25 on."""
+    return revision not in ("2024-11-05", "2025-03-26", "2025-06-18")
+
+
+def has_stream_polling(revision: str | None) -> bool:
+    """2025-11-25 Streamable HTTP: a server may end an SSE response before its
+    answer, after a priming event with an id, and the client resumes it with
+    ``Last-Event-ID`` (later revisions have no such response streams)."""
+    return revision == "2025-11-25"

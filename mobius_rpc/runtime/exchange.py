@@ -36,69 +36,120 @@ from anyio.abc import TaskGroup
 from ..core.connection import Connection
 from ..core.errors import ConnectionClosedError
 from ..core.events import Event, NotificationReceived, RequestReceived
+from ..core.types import TransportContext
 from ..transports.base import MessageStream
 from .session import Session, SessionHandler
 
-__all__ = ("ExchangeSession",)
+__all__ = ("ExchangeSession", "LentTasks")
 
 log = logging.getLogger("mobius_rpc.runtime")
 
 
-def _always(request: RequestReceived) -> bool:
-    return True
+class LentTasks:
+    """A :class:`~.session.TaskRunner` on a task group the transport lends.
+
+    The group is shared with other exchanges, so each piece of work runs
+    under a cancel scope of its own that ends with this exchange; cancelling
+    also cancels the caller's ``host`` scope (a request that may send before
+    its answer runs inside it).
+    """
+
+    __slots__ = ("spawner", "host", "serving", "_background")
+
+    def __init__(self, spawner: TaskGroup, host: anyio.CancelScope | None) -> None:
+        self.spawner = spawner
+        self.host = host
+        self.serving = False
+        self._background: set[anyio.CancelScope] = set()
+
+    @property
+    def running(self) -> bool:
+        return self.serving
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        if not self.serving:
+            raise ConnectionClosedError()
+        scope = anyio.CancelScope()
+        self._background.add(scope)
+        self.spawner.start_soon(self._run, scope, func, args)
+
+    async def _run(self, scope: anyio.CancelScope,
+                   func: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]) -> None:
+        # An error here must end this piece of work, not the shared group.
+        try:
+            with scope:
+                await func(*args)
+        except Exception:
+            log.exception("background work of a stateless request failed")
+        finally:
+            self._background.discard(scope)
+
+    def cancel_background(self) -> None:
+        for scope in self._background:
+            scope.cancel()
+
+    def cancel(self) -> None:
+        """What can be stopped: the background work, and a request that may
+        send before its answer (the others run to the end; their answer is
+        dropped)."""
+        if self.host is not None:
+            self.host.cancel()
+        self.cancel_background()
 
 
 class ExchangeSession(Session):
-    """A :class:`Session` for exactly one incoming message (a stateless exchange)."""
+    """A :class:`Session` for exactly one incoming message (a stateless exchange).
+
+    It overrides nothing: its tasks are a :class:`LentTasks`, the stream is
+    left to the transport, and :meth:`serve_once` is the whole of its life.
+    """
 
     def __init__(self, connection: Connection, stream: MessageStream, handler: SessionHandler,
                  spawner: TaskGroup, *, scope: anyio.CancelScope | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(connection, stream, handler, clock=clock)
-        self._spawner = spawner
-        #: the caller's scope, entered around a request that may need cancelling
-        #: (None: each request gets a scope of its own)
-        self._host = scope
-        #: a handler that does not say which requests may send early: all may
-        self._may_send_early: Callable[[RequestReceived], bool] = getattr(
-            handler, "may_send_early", _always)
-        self._serving = False
-        self._background: set[anyio.CancelScope] = set()
+        tasks = LentTasks(spawner, scope)
+        super().__init__(connection, stream, handler, clock=clock, tasks=tasks,
+                         owns_stream=False)
+        self._lent = tasks
 
-    async def serve_once(self, data: bytes, decoded: Any = None) -> None:
+    async def serve_once(self, data: bytes, decoded: Any = None,
+                         transport: TransportContext | None = None) -> None:
         """Digest ``data`` (already parsed as ``decoded``, if given) and serve it.
 
         Requests are handled one after another in this task; returns when
         every answer has been sent (or :meth:`close` was called), after
         cancelling whatever the handlers left running.
         """
-        self._serving = True
+        lent = self._lent
+        lent.serving = True
         try:
-            events = self.connection.receive(data, self.clock(), decoded=decoded)
-            host = self._host
+            events = self.connection.receive(data, self.clock(), decoded=decoded,
+                                             transport=transport)
+            host = lent.host
             if host is not None and self._may_need_cancelling(events):
                 with host:
                     await self._serve_events(events)
             else:
                 await self._serve_events(events)
         finally:
-            self._serving = False
-            for scope in self._background:
-                scope.cancel()
+            lent.serving = False
+            lent.cancel_background()
             await self._finish()
 
     def _may_need_cancelling(self, events: list[Event]) -> bool:
+        may_send_early = self.handler.may_send_early
         for event in events:  # a loop: any() would build a generator per request
-            if type(event) is RequestReceived and self._may_send_early(event):
+            if type(event) is RequestReceived and may_send_early(event):
                 return True
         return False
 
     async def _serve_events(self, events: list[Event]) -> None:
+        host = self._lent.host
         for event in events:
             if self._closed:
                 break
             if isinstance(event, RequestReceived):
-                if self._host is not None:  # guarded by it, if it may need cancelling
+                if host is not None:  # guarded by it, if it may need cancelling
                     await self._serve_request(event, None)
                 else:  # its cancel scope is the one close() cancels
                     scope = self._scopes[event.id] = self._new_scope()
@@ -108,46 +159,3 @@ class ExchangeSession(Session):
             else:
                 self._dispatch(event)
         await self._flush()
-
-    async def _finish(self) -> None:
-        # The stream is the transport's: it completes the response after we return.
-        self._shutdown()
-        self._done = True
-        if self._finished is not None:
-            self._finished.set()
-
-    @property
-    def _running(self) -> bool:
-        return self._serving
-
-    def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        if not self._serving:
-            raise ConnectionClosedError()
-        scope = anyio.CancelScope()
-        self._background.add(scope)
-        self._spawner.start_soon(self._run_background, scope, func, args)
-
-    async def _run_background(self, scope: anyio.CancelScope,
-                              func: Callable[..., Coroutine[Any, Any, Any]],
-                              args: tuple[Any, ...]) -> None:
-        # The task group is shared with other exchanges: an error here must
-        # end this piece of work, not the group.
-        try:
-            with scope:
-                await func(*args)
-        except Exception:
-            log.exception("background work of a stateless request failed")
-        finally:
-            self._background.discard(scope)
-
-    def close(self) -> None:
-        """Stop serving: what the handlers started beside themselves is cancelled,
-        and so is a request that may send before its answer (the others cannot
-        be interrupted: they run to the end, and their answer is dropped)."""
-        self._closed = True
-        if self._host is not None:
-            self._host.cancel()
-        for scope in self._scopes.values():
-            scope.cancel()
-        for scope in self._background:
-            scope.cancel()

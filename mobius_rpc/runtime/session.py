@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeGuard
+from typing import Any, Protocol, cast
 
 import anyio
 import anyio.lowlevel
@@ -31,7 +31,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..core.connection import Connection
 from ..core.errors import (
     INTERNAL_ERROR,
-    INVALID_REQUEST,
     ConnectionClosedError,
     McpError,
     RequestTimeoutError,
@@ -43,17 +42,27 @@ from ..core.events import (
     MessageRejected,
     NotificationReceived,
     ProgressReceived,
-    RequestId,
     RequestReceived,
     RequestTimedOut,
     ResponseReceived,
     SessionInitialized,
 )
-from ..core.jsonrpc import dumps, error_response
-from ..transports.base import OVERSIZED, MessageStream, RoutedMessageStream, cancel_scope_type
+from ..core.jsonrpc import dumps
+from ..core.types import RequestId, TransportContext
+from ..transports.base import (
+    MessageStream,
+    OversizedMessage,
+    ReceiverAttaching,
+    ResponseDetaching,
+    RoutedMessageStream,
+    UnansweredReporting,
+    cancel_scope_type,
+    capabilities_of,
+    context_of,
+)
 from .sendlock import SendLock
 
-__all__ = ("Session", "SessionHandler", "ProgressCallback")
+__all__ = ("Session", "SessionHandler", "ProgressCallback", "TaskRunner", "OwnTasks")
 
 log = logging.getLogger("mobius_rpc.runtime")
 
@@ -93,6 +102,50 @@ class SessionHandler(Protocol):
         ...
 
 
+class TaskRunner(Protocol):
+    """Where a session runs work beside its handlers (a request's task, a
+    notification's, ``start_soon``), and how that work is stopped.
+
+    A long-lived session owns a task group (:class:`OwnTasks`); a stateless
+    exchange borrows the transport's (``runtime.exchange.LentTasks``).
+    """
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`start_soon` can start work now."""
+        ...
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Start ``func``; raises :class:`ConnectionClosedError` when not running."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop everything started here (and, for a session's own group, its loop)."""
+        ...
+
+
+class OwnTasks:
+    """The task group of a session's :meth:`Session.run`: work ends with the session."""
+
+    __slots__ = ("group",)
+
+    def __init__(self) -> None:
+        self.group: TaskGroup | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.group is not None
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        if self.group is None:
+            raise ConnectionClosedError()
+        self.group.start_soon(func, *args)
+
+    def cancel(self) -> None:
+        if self.group is not None:
+            self.group.cancel_scope.cancel()
+
+
 @dataclass(slots=True)
 class _Waiter:
     method: str
@@ -107,14 +160,21 @@ class Session:
     """One live connection: a :class:`Connection`, a stream, and a handler."""
 
     def __init__(self, connection: Connection, stream: MessageStream, handler: SessionHandler,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, clock: Callable[[], float] = time.monotonic,
+                 tasks: TaskRunner | None = None, owns_stream: bool = True) -> None:
+        """``tasks`` runs the work beside the handlers (default: a task group of
+        :meth:`run`'s own); ``owns_stream`` False leaves the stream open at the
+        end, for a transport that completes its response itself."""
         self.connection = connection
         self.stream = stream
         self.handler = handler
         self.clock = clock
         #: plain per-session data the layers above keep (log level, subscriptions ...)
         self.state: dict[str, Any] = {}
-        self._tg: TaskGroup | None = None
+        own = OwnTasks() if tasks is None else None
+        self._own_tasks = own
+        self._tasks: TaskRunner = tasks if tasks is not None else cast(TaskRunner, own)
+        self._owns_stream = owns_stream
         self._scopes: dict[RequestId, anyio.CancelScope] = {}
         self._waiters: dict[RequestId, _Waiter] = {}
         # Uncontended (the usual case) it is taken without a trip through the loop.
@@ -123,77 +183,78 @@ class Session:
         #: created only if someone waits for the end (most sessions end unwatched)
         self._finished: anyio.Event | None = None
         self._done = False
-        self._routed = stream if _is_routed(stream) else None
+        caps = capabilities_of(stream)
+        #: the stream's optional parts, typed, or None where it states it lacks them
+        self._routed = cast(RoutedMessageStream, stream) if caps.routed else None
+        self._attaching = cast(ReceiverAttaching, stream) if caps.attaches_receiver else None
+        self._reporting = cast(UnansweredReporting, stream) if caps.reports_unanswered else None
+        self._detaching = cast(ResponseDetaching, stream) if caps.detaches_responses else None
         #: learnt on the first request, in the loop the session runs in
         self._scope_type: type[anyio.CancelScope] | None = None
         #: requests received and not yet answered (and their answers flushed)
         self._in_flight = 0
         self._idle: anyio.Event | None = None
+        #: the peer's input ended: requests we would send could get no answer
+        self._input_ended = False
         #: set when the end of input's grace period ran out: the cancelled
         #: requests' error message
         self._stopping: str | None = None
         #: whether our output still reaches the peer after its input ended
-        self._answers_after_end = bool(getattr(stream, "answers_after_end_of_input", False))
+        self._answers_after_end = caps.answers_after_end_of_input
 
     # ------------------------------------------------------------------ running
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until the stream ends or :meth:`close` is called."""
+        own = self._own_tasks
+        if own is None:
+            raise RuntimeError("this session runs in tasks lent to it; it has no loop to run")
         try:
             async with anyio.create_task_group() as tg:
-                self._tg = tg
-                attach = getattr(self.stream, "attach_receiver", None)
-                if attach is not None:
-                    attach(self._take)
+                own.group = tg
+                if self._attaching is not None:
+                    self._attaching.attach_receiver(self._take)
                 task_status.started()
                 if await self._receive_loop() and self._busy:
                     await self._drain_in_flight()
                 tg.cancel_scope.cancel()
         finally:
-            self._tg = None
+            own.group = None
             await self._finish()
 
     async def _finish(self) -> None:
-        """Fail what is still waiting, close the stream, and say we are done."""
+        """Fail what is still waiting, close the stream (if ours), and say we are done."""
         self._shutdown()
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.stream.aclose()
-            except Exception:  # the peer may already be gone
-                pass
+        if self._owns_stream:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.stream.aclose()
+                except Exception:  # the peer may already be gone
+                    pass
         self._done = True
         if self._finished is not None:
             self._finished.set()
 
-    @property
-    def _running(self) -> bool:
-        """Whether work can be started beside the handlers (see :meth:`_spawn`)."""
-        return self._tg is not None
-
     def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Start ``func`` in a task that ends with the session."""
-        if self._tg is None:
-            raise ConnectionClosedError()
-        self._tg.start_soon(func, *args)
+        self._tasks.start_soon(func, *args)
 
     async def _receive_loop(self) -> bool:
         """Digest messages until the input ends; True when it ended cleanly
         on a stream whose sending side still works (see :meth:`_drain_in_flight`)."""
         connection = self.connection
+        stream = self.stream
         while True:
             try:
-                data = await self.stream.receive()
+                data = await stream.receive()
             except anyio.EndOfStream:
                 return self._answers_after_end and not self._closed
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return False
-            if data is OVERSIZED or data == OVERSIZED:
-                connection._queue(error_response(None, McpError(
-                    INVALID_REQUEST, "Invalid Request: message exceeds the size limit of "
-                    f"{connection.limits.max_message_bytes} bytes")))
-                events: list[Event] = []
+            except OversizedMessage as exc:
+                events: list[Event] = connection.refuse_oversized(exc.limit)
             else:
-                events = connection.receive(data, self.clock())
+                events = connection.receive(data, self.clock(), transport=context_of(stream))
             for event in events:
                 self._dispatch(event)
             if not await self._flush():
@@ -209,6 +270,7 @@ class Session:
         to finish; those still running are cancelled and answered with an
         error, so that no request the peer sent goes unanswered in silence.
         """
+        self._input_ended = True
         self._fail_waiters(ConnectionClosedError("the peer closed its side of the stream"))
         grace = self.connection.limits.end_of_input_grace
         with anyio.move_on_after(grace):
@@ -237,13 +299,15 @@ class Session:
             self._idle = anyio.Event()
             await self._idle.wait()
 
-    async def _take(self, data: bytes, decoded: Any = None, inline: bool = False) -> None:
+    async def _take(self, data: bytes, decoded: Any, inline: bool,
+                    transport: TransportContext) -> None:
         """Digest one message in the caller's task: one turn of the receive loop.
 
         Streams fed by a caller that holds the message anyway (a Streamable
         HTTP POST) attach this, so the message skips the queue and the loop's
         task switch; ``decoded`` is ``data`` already parsed (or a
-        :class:`~..core.jsonrpc.Classified`), or None.
+        :class:`~..core.jsonrpc.Classified`), or None; ``transport`` the
+        context of the request that carried it.
         Requests get a task of their own in this session, except that with
         ``inline`` a message holding exactly one request has it served in
         the caller's task (under its own cancel scope, which
@@ -252,7 +316,8 @@ class Session:
         """
         if self._closed:
             return
-        events = self.connection.receive(data, self.clock(), decoded=decoded)
+        events = self.connection.receive(data, self.clock(), decoded=decoded,
+                                         transport=transport)
         serve_here: RequestReceived | None = None
         if inline:
             requests = [event for event in events if isinstance(event, RequestReceived)]
@@ -338,9 +403,8 @@ class Session:
             # The peer cancelled it (even if the handler finished first, its answer
             # is dropped), or the session closed: a stream that waits for each
             # answer (an HTTP POST) must not wait for this one.
-            unanswered = getattr(self.stream, "unanswered", None)
-            if unanswered is not None:
-                unanswered(event.id)
+            if self._reporting is not None:
+                self._reporting.unanswered(event.id)
 
     async def _answer(self, event: RequestReceived) -> bool:
         """Whether an answer was queued (see :meth:`Connection.respond`)."""
@@ -410,11 +474,20 @@ class Session:
                 waiter.done.set()
 
     def close(self) -> None:
-        """Stop serving: the receive loop and every request handler are cancelled."""
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+        """Stop serving: the receive loop and every request handler are cancelled
+        (in a stateless exchange, what its lent tasks can cancel: see
+        ``runtime.exchange.LentTasks``)."""
+        if self._own_tasks is None:
+            self._closed = True
+        self._tasks.cancel()
         for scope in self._scopes.values():
             scope.cancel()
+
+    def detach_response(self, request_id: RequestId) -> bool:
+        """End the response that carries ``request_id`` now, before its answer,
+        where the transport can resume it later (2025-11-25 Streamable HTTP
+        polling); False where it cannot."""
+        return self._detaching is not None and self._detaching.detach_response(request_id)
 
     async def wait_finished(self) -> None:
         """Wait until :meth:`run` has returned and the stream is closed."""
@@ -443,7 +516,7 @@ class Session:
         :raises LocalProtocolError: the method is not allowed here (capability).
         Cancelling the caller sends ``notifications/cancelled`` too.
         """
-        if self._closed:
+        if self._closed or self._input_ended:
             raise ConnectionClosedError()
         connection = self.connection
         if timeout is None:
@@ -457,6 +530,8 @@ class Session:
     async def wait_for(self, request_id: RequestId, method: str, timeout: float,
                        on_progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Wait for the answer to a request already queued on the connection."""
+        if self._input_ended:  # nothing the peer sends can reach us any more
+            raise ConnectionClosedError("the peer closed its side of the stream")
         connection = self.connection
         waiter = _Waiter(method, timeout, on_progress=on_progress)
         self._waiters[request_id] = waiter
@@ -504,14 +579,14 @@ class Session:
         tool call).  Raises :class:`ConnectionClosedError` when the session is
         not running.
         """
-        if not self._running or self._closed:
+        if not self._tasks.running or self._closed:
             raise ConnectionClosedError()
         self._spawn(func, *args)
 
     def notify_soon(self, method: str, params: dict[str, Any] | None = None, *,
                     related: RequestId | None = None) -> None:
         """Queue a notification from synchronous code; a task sends it shortly."""
-        if self._closed or not self._running:
+        if self._closed or not self._tasks.running:
             return
         try:
             self.connection.notify(method, params, related=related)
@@ -524,9 +599,3 @@ class Session:
         """Send an already-built message bypassing the core (tests of broken peers only)."""
         async with self._send_lock:
             await self.stream.send(dumps(message))
-
-
-def _is_routed(stream: MessageStream) -> TypeGuard[RoutedMessageStream]:
-    """``isinstance(stream, RoutedMessageStream)`` without the cost of a runtime
-    protocol check (it inspects every member, on every session created)."""
-    return callable(getattr(stream, "send_routed", None))

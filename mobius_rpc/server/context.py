@@ -10,7 +10,7 @@ fire-and-forget notifications tied to the current request.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import (
     INVALID_REQUEST,
@@ -19,21 +19,18 @@ from ..core.errors import (
     LocalProtocolError,
     McpError,
 )
-from ..core.events import RequestId
+from ..core.events import RequestReceived
 from ..core.gates import has_capability
-from ..core.modern import (
-    META_CLIENT_CAPABILITIES,
-    META_CLIENT_INFO,
-    META_LOG_LEVEL,
-    META_PROTOCOL_VERSION,
-)
-from ..core.revisions import Era
+from ..core.modern import META_RELATED_TASK, RequestMeta
+from ..core.revisions import has_form_mode_field, has_progress_message, has_stream_polling
+from ..core.types import RequestId, TransportContext, TransportKind
 
 if TYPE_CHECKING:
     from ..runtime.session import Session
-    from .app import Server
+    from .tasks import TaskManager
 
-__all__ = ("Context", "CapabilityError", "InputRequired", "LOG_LEVELS", "MRTR_METHODS")
+__all__ = ("Context", "ContextHost", "CapabilityError", "InputRequired", "LOG_LEVELS",
+           "MRTR_METHODS", "send_log")
 
 #: the requests that may answer InputRequiredResult (2026-07-28, MRTR)
 MRTR_METHODS = frozenset(("tools/call", "prompts/get", "resources/read"))
@@ -66,6 +63,13 @@ class InputRequired(Exception):  # noqa: N818 - a signal, not an error
         self.requests = requests
 
 
+class ContextHost(Protocol):
+    """What a :class:`Context` needs of the server it runs in (a ``Server``)."""
+
+    task_manager: TaskManager
+    default_log_level: str
+
+
 class Context:
     """Per-request access to the client, progress and logging, in either era.
 
@@ -78,13 +82,16 @@ class Context:
     they do nothing irreversible before their last input request.
     """
 
-    def __init__(self, server: Server, session: Session, request_id: RequestId, method: str,
-                 params: dict[str, Any], answers: dict[str, Any] | None = None) -> None:
+    def __init__(self, server: ContextHost, session: Session, request: RequestReceived,
+                 answers: dict[str, Any] | None = None) -> None:
         self.server = server
         self.session = session
-        self.request_id = request_id
-        self.method = method
-        self.params = params
+        self.request = request
+        self.request_id: RequestId = request.id
+        self.method = request.method
+        self.params = request.params
+        #: the request's 2026-07-28 ``_meta`` as the connection parsed it (None: legacy)
+        self.request_meta: RequestMeta | None = request.meta
         self._answers = answers or {}
         self._input_count = 0
         self._next_key: str | None = None
@@ -96,33 +103,39 @@ class Context:
 
     @property
     def meta(self) -> dict[str, Any]:
+        """The request's raw ``_meta`` (progress token, related task ...)."""
         meta = self.params.get("_meta")
         return meta if isinstance(meta, dict) else {}
 
     @property
+    def transport(self) -> TransportContext:
+        """Where the request came from: transport kind, remote address, headers,
+        the stdio process identity, and the authenticated principal once an
+        authenticator has set it.  The only way a handler sees headers."""
+        context = self.request.transport
+        return context if context is not None else _IN_PROCESS
+
+    @property
     def modern(self) -> bool:
         """Whether this request is in the modern (stateless) era."""
-        return self.session.connection.era is Era.MODERN
+        return self.request_meta is not None
 
     @property
     def client_capabilities(self) -> dict[str, Any]:
-        if self.modern:
-            caps = self.meta.get(META_CLIENT_CAPABILITIES)
-            return caps if isinstance(caps, dict) else {}
+        if self.request_meta is not None:
+            return self.request_meta.client_capabilities
         return self.session.connection.peer_capabilities
 
     @property
     def client_info(self) -> dict[str, Any]:
-        if self.modern:
-            info = self.meta.get(META_CLIENT_INFO)
-            return info if isinstance(info, dict) else {}
+        if self.request_meta is not None:
+            return self.request_meta.client_info or {}
         return self.session.connection.peer_info
 
     @property
     def protocol_version(self) -> str | None:
-        if self.modern:
-            version = self.meta.get(META_PROTOCOL_VERSION)
-            return version if isinstance(version, str) else None
+        if self.request_meta is not None:
+            return self.request_meta.version
         return self.session.connection.revision
 
     def _require(self, *path: str) -> None:
@@ -148,8 +161,7 @@ class Context:
         if self.task_id is None:
             return await self.session.request(method, params, timeout=timeout)
         params = {**params, "_meta": {**(params.get("_meta") or {}),
-                                      "io.modelcontextprotocol/related-task":
-                                          {"taskId": self.task_id}}}
+                                      META_RELATED_TASK: {"taskId": self.task_id}}}
         manager = self.server.task_manager
         manager.set_status(self.session, self.task_id, "input_required")
         try:
@@ -242,7 +254,7 @@ class Context:
             from .hints import object_schema_for_type
             schema = object_schema_for_type(schema)
         params: dict[str, Any] = {"message": message, "requestedSchema": schema}
-        if self.protocol_version not in ("2024-11-05", "2025-03-26", "2025-06-18"):
+        if has_form_mode_field(self.protocol_version):
             params["mode"] = "form"
         return await self._request("elicitation/create", params, timeout, key or self._next_key)
 
@@ -282,10 +294,9 @@ class Context:
         ``Last-Event-ID`` and receives what followed, the result included.
         Returns False where that does not apply (other transports or revisions).
         """
-        detach = getattr(self.session.stream, "detach_response", None)
-        if detach is None or self.protocol_version != "2025-11-25":
+        if not has_stream_polling(self.protocol_version):
             return False
-        return bool(detach(self.request_id))
+        return self.session.detach_response(self.request_id)
 
     async def report_progress(self, progress: float, total: float | None = None,
                               message: str | None = None) -> None:
@@ -296,7 +307,7 @@ class Context:
         params: dict[str, Any] = {"progressToken": token, "progress": progress}
         if total is not None:
             params["total"] = total
-        if message is not None and self.protocol_version != "2024-11-05":
+        if message is not None and has_progress_message(self.protocol_version):
             params["message"] = message
         try:
             await self.session.notify("notifications/progress", params)
@@ -308,13 +319,14 @@ class Context:
         if level not in _LEVEL_RANK:
             raise ValueError(f"unknown log level {level!r}; use one of {LOG_LEVELS}")
         threshold: str | None = None
-        if self.modern:
+        if self.request_meta is not None:
             # Modern era: only when this request asked for logs, at its level.
-            threshold = self.meta.get(META_LOG_LEVEL)
+            threshold = self.request_meta.log_level
             if threshold not in _LEVEL_RANK:
                 return
-        await self.server.send_log(self.session, level, data, logger=logger,
-                                   threshold=threshold)
+        await send_log(self.session, level, data, logger=logger,
+                       threshold=threshold or self.server.default_log_level,
+                       per_session=threshold is None)
 
     async def debug(self, data: Any) -> None:
         await self.log("debug", data)
@@ -329,6 +341,25 @@ class Context:
         await self.log("error", data)
 
 
+#: the context of a request handed over without one (in-process calls)
+_IN_PROCESS = TransportContext(TransportKind.MEMORY)
+
+
 def level_passes(level: str, threshold: str) -> bool:
     return _LEVEL_RANK[level] >= _LEVEL_RANK.get(threshold, 0)
+
+
+async def send_log(session: Session, level: str, data: Any, *, logger: str | None,
+                   threshold: str, per_session: bool) -> None:
+    """A ``notifications/message`` to ``session`` if ``level`` passes the
+    threshold: the session's own (``logging/setLevel``, else ``threshold``) when
+    ``per_session``, else ``threshold`` (a modern request's ``_meta`` level)."""
+    if per_session:
+        threshold = session.state.get("log_level", threshold)
+    if not level_passes(level, threshold) or session.closed:
+        return
+    params: dict[str, Any] = {"level": level, "data": data}
+    if logger:
+        params["logger"] = logger
+    await session.notify("notifications/message", params)
 

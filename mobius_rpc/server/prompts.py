@@ -18,6 +18,7 @@ from ..core.errors import INVALID_PARAMS, McpError
 from .content import text, to_content_blocks
 from .context import Context
 from .hints import Signature, analyze
+from .registry import Registry
 
 __all__ = ("Prompt", "PromptRegistry")
 
@@ -55,10 +56,8 @@ class Prompt:
         return out
 
 
-class PromptRegistry:
-    def __init__(self, on_change: Callable[[], None]) -> None:
-        self._prompts: dict[str, Prompt] = {}
-        self._on_change = on_change
+class PromptRegistry(Registry[Prompt]):
+    """The prompts of one server, in registration order."""
 
     def add(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None,
             description: str | None = None, icons: list[dict[str, Any]] | None = None,
@@ -66,26 +65,11 @@ class PromptRegistry:
         signature = analyze(fn, context_type=Context)
         prompt = Prompt(name or fn.__name__, fn, signature, title,
                         description or signature.description, icons, meta)
-        self._prompts[prompt.name] = prompt
-        self._on_change()
-        return prompt
-
-    def remove(self, name: str) -> None:
-        if self._prompts.pop(name, None) is not None:
-            self._on_change()
-
-    def get(self, name: str) -> Prompt | None:
-        return self._prompts.get(name)
-
-    def __len__(self) -> int:
-        return len(self._prompts)
-
-    def definitions(self) -> list[dict[str, Any]]:
-        return [p.definition() for p in self._prompts.values()]
+        return self._put(prompt.name, prompt)
 
     async def render(self, name: str, arguments: dict[str, Any] | None, ctx: Context
                      ) -> dict[str, Any]:
-        prompt = self._prompts.get(name)
+        prompt = self._entries.get(name)
         if prompt is None:
             raise McpError(INVALID_PARAMS, f"Unknown prompt: {name}", {"name": name})
         args = dict(arguments or {})

@@ -18,6 +18,7 @@ from ..core.errors import INVALID_PARAMS, RESOURCE_NOT_FOUND, McpError
 from ..core.revisions import MODERN_REVISIONS
 from .context import Context
 from .hints import analyze
+from .registry import Registry
 from .uritemplate import UriTemplate
 
 __all__ = ("Resource", "ResourceTemplate", "ResourceRegistry", "ResourceNotFound")
@@ -74,11 +75,13 @@ class ResourceTemplate:
         return out
 
 
-class ResourceRegistry:
+class ResourceRegistry(Registry[Resource]):
+    """Static resources by URI and, beside them, templates by their template
+    string: one registry of each kind, changes reported through one callback."""
+
     def __init__(self, on_change: Callable[[], None]) -> None:
-        self._static: dict[str, Resource] = {}
-        self._templates: list[ResourceTemplate] = []
-        self._on_change = on_change
+        super().__init__(on_change)
+        self.templates: Registry[ResourceTemplate] = Registry(on_change)
 
     def add(self, uri: str, fn: Callable[..., Any], *, name: str | None = None,
             title: str | None = None, description: str | None = None,
@@ -88,7 +91,6 @@ class ResourceRegistry:
         signature = analyze(fn, context_type=Context)
         info = _Meta(name or fn.__name__, title, description or signature.description,
                      mime_type, annotations, icons, meta, size)
-        entry: Resource | ResourceTemplate
         if UriTemplate.is_template(uri):
             template = UriTemplate(uri)
             params = set(signature.input_schema.get("properties", {}))
@@ -96,47 +98,32 @@ class ResourceRegistry:
             if missing:
                 raise TypeError(f"resource template {uri!r} has no variables for parameters "
                                 f"{sorted(missing)}")
-            entry = ResourceTemplate(template, fn, info, signature.context_param)
-            self._templates.append(entry)
-        else:
-            if signature.input_schema.get("properties"):
-                raise TypeError(f"static resource {uri!r} cannot take parameters")
-            entry = Resource(uri, fn, info, signature.context_param)
-            self._static[uri] = entry
-        self._on_change()
-        return entry
+            return self.templates._put(uri, ResourceTemplate(template, fn, info,
+                                                             signature.context_param))
+        if signature.input_schema.get("properties"):
+            raise TypeError(f"static resource {uri!r} cannot take parameters")
+        return self._put(uri, Resource(uri, fn, info, signature.context_param))
 
-    def remove(self, uri: str) -> None:
-        if self._static.pop(uri, None) is not None:
-            self._on_change()
-            return
-        before = len(self._templates)
-        self._templates = [t for t in self._templates if t.template.template != uri]
-        if len(self._templates) != before:
-            self._on_change()
+    def remove(self, uri: str) -> bool:
+        """Remove the static resource or the template ``uri`` names."""
+        return super().remove(uri) or self.templates.remove(uri)
 
     def __len__(self) -> int:
-        return len(self._static) + len(self._templates)
-
-    def definitions(self) -> list[dict[str, Any]]:
-        return [r.definition() for r in self._static.values()]
+        return super().__len__() + len(self.templates)
 
     def template_definitions(self) -> list[dict[str, Any]]:
-        return [t.definition() for t in self._templates]
+        return self.templates.definitions()
 
     def find_template(self, uri_template: str) -> ResourceTemplate | None:
-        for entry in self._templates:
-            if entry.template.template == uri_template:
-                return entry
-        return None
+        return self.templates.get(uri_template)
 
     async def read(self, uri: str, ctx: Context) -> dict[str, Any]:
         """The ``ReadResourceResult`` for ``uri``."""
-        static = self._static.get(uri)
+        static = self._entries.get(uri)
         kwargs: dict[str, Any] = {}
         entry: Resource | ResourceTemplate | None = static
         if static is None:
-            for template in self._templates:
+            for template in self.templates:
                 values = template.template.match(uri)
                 if values is not None:
                     entry = template

@@ -37,6 +37,7 @@ from ..framing.param_headers import InvalidHeaderAnnotation, header_parameters
 from .content import is_content, text, to_content_blocks
 from .context import CapabilityError, Context, InputRequired
 from .hints import ArgumentError, Signature, analyze
+from .registry import Registry
 
 __all__ = ("Tool", "ToolRegistry", "ToolError")
 
@@ -92,12 +93,8 @@ def _error_result(message: str) -> dict[str, Any]:
     return {"content": [text(message)], "isError": True}
 
 
-class ToolRegistry:
+class ToolRegistry(Registry[Tool]):
     """The tools of one server, in registration order."""
-
-    def __init__(self, on_change: Callable[[], None]) -> None:
-        self._tools: dict[str, Tool] = {}
-        self._on_change = on_change
 
     def add(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None,
             description: str | None = None, annotations: dict[str, Any] | None = None,
@@ -120,34 +117,19 @@ class ToolRegistry:
                     header_parameters=headers)
         if structured and signature.output_schema is not None:
             tool._output_validator = jsonschema_rs.validator_for(signature.output_schema)
-        self._tools[tool_name] = tool
-        self._on_change()
-        return tool
-
-    def remove(self, name: str) -> None:
-        if self._tools.pop(name, None) is not None:
-            self._on_change()
-
-    def get(self, name: str) -> Tool | None:
-        return self._tools.get(name)
-
-    def __len__(self) -> int:
-        return len(self._tools)
+        return self._put(tool_name, tool)
 
     def header_parameters(self, name: str) -> dict[str, str]:
         """The ``Mcp-Param-*`` headers a call of tool ``name`` must carry (none if unknown)."""
-        tool = self._tools.get(name)
+        tool = self._entries.get(name)
         return tool.header_parameters if tool is not None else {}
 
     def supports_tasks(self) -> bool:
-        return any(tool.task_support != "forbidden" for tool in self._tools.values())
-
-    def definitions(self) -> list[dict[str, Any]]:
-        return [tool.definition() for tool in self._tools.values()]
+        return any(tool.task_support != "forbidden" for tool in self._entries.values())
 
     async def call(self, name: str, arguments: dict[str, Any] | None, ctx: Context
                    ) -> dict[str, Any]:
-        tool = self._tools.get(name)
+        tool = self._entries.get(name)
         if tool is None:
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}", {"name": name})
         try:

@@ -9,7 +9,7 @@ application that mounts it must enter :meth:`McpTransports.lifespan`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,14 +19,13 @@ from starlette.types import Receive, Scope, Send
 
 from ..core.limits import Limits
 from ..framing.http import OriginPolicy
-from .base import MessageStream
+from .base import Serve
 from .http_sse import HttpSseTransport
 from .streamable_http import Exchange, StreamableHTTPTransport
 from .websocket import WebSocketTransport
 
 __all__ = ("McpTransports",)
 
-Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
 PATHS = {"streamable_http": "/mcp", "sse": "/sse", "websocket": "/ws"}
 
 

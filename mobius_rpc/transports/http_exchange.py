@@ -30,7 +30,9 @@ from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
-from .http_session import RequestId, send_whole, status_for
+from ..core.types import RequestId
+from .base import TransportCapabilities
+from .http_session import send_whole, status_for
 
 __all__ = ("ExchangeResponse",)
 
@@ -41,6 +43,8 @@ _JSON = b"application/json"
 
 class ExchangeResponse:
     """The RoutedMessageStream of one stateless POST (see the module docstring)."""
+
+    capabilities = TransportCapabilities(routed=True)
 
     def __init__(self, ids: set[RequestId], scope: Scope, receive: Receive, send: Send, *,
                  spawner: TaskGroup, host: anyio.CancelScope, keepalive: float) -> None:

@@ -21,15 +21,14 @@ import anyio
 import orjson
 
 from ..core.errors import McpError
+from ..core.types import RequestId, TransportContext, TransportKind
+from .base import Receiver, TransportCapabilities
 from .memory import receive_or_end
 
 __all__ = ("HttpMessageStream", "ResponseChannel", "send_whole", "status_for")
 
-RequestId = str | int
-#: how the runtime takes a body in the delivering task: (body, the body parsed
-#: (a jsonrpc.Classified when its envelopes were checked) or None, whether its
-#: one request may be served in that task too)
-Receiver = Callable[[bytes, Any, bool], Awaitable[None]]
+#: until a POST delivers one, the context of a session's messages
+_NO_POST = TransportContext(TransportKind.STREAMABLE_HTTP)
 
 
 class ResponseChannel:
@@ -140,10 +139,20 @@ class ResponseChannel:
 
 
 class HttpMessageStream:
-    """A RoutedMessageStream fed by POST bodies and drained by response streams."""
+    """A RoutedMessageStream fed by POST bodies and drained by response streams.
+
+    The runtime takes a body either in the POST's task (its attached
+    receiver, given the POST's context) or from :meth:`receive`, after which
+    ``transport_context`` is that body's POST's.
+    """
+
+    capabilities = TransportCapabilities(routed=True, attaches_receiver=True,
+                                         reports_unanswered=True, detaches_responses=True)
 
     def __init__(self, unrouted: Callable[[bytes], None] | None = None) -> None:
-        self._in_send, self._in_receive = anyio.create_memory_object_stream[bytes](math.inf)
+        self._in_send, self._in_receive = anyio.create_memory_object_stream[
+            tuple[bytes, TransportContext]](math.inf)
+        self.transport_context = _NO_POST
         self._routes: dict[RequestId, ResponseChannel] = {}
         # Without a standalone stream (a stateless request) unrelated messages
         # have nowhere to go and are dropped.
@@ -188,7 +197,8 @@ class HttpMessageStream:
                 del self._routes[request_id]
         channel.close()
 
-    async def deliver(self, body: bytes, decoded: Any = None, *, inline: bool = False) -> None:
+    async def deliver(self, body: bytes, decoded: Any = None, *, inline: bool = False,
+                      context: TransportContext = _NO_POST) -> None:
         """Hand one POST body (a message or a batch; ``decoded`` if already parsed) on.
 
         When the runtime has attached a receiver the body is digested in the
@@ -204,11 +214,11 @@ class HttpMessageStream:
         """
         receiver = self._receiver
         if receiver is not None and not self._backlog:
-            await receiver(body, decoded, inline)
+            await receiver(body, decoded, inline, context)
             return
         self._backlog += 1
         try:
-            await self._in_send.send(body)
+            await self._in_send.send((body, context))
         except BaseException:
             self._backlog -= 1
             raise
@@ -220,7 +230,7 @@ class HttpMessageStream:
         self._receiver = receiver
 
     async def receive(self) -> bytes:
-        body = await receive_or_end(self._in_receive)
+        body, self.transport_context = await receive_or_end(self._in_receive)
         # Counted down in the same step as the body leaves the queue: the
         # runtime digests it before any other task can deliver past it.
         self._backlog -= 1

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator
 
 import anyio
 import orjson
@@ -23,24 +22,33 @@ from starlette.types import Receive, Scope, Send
 
 from ..core.errors import INVALID_REQUEST, PARSE_ERROR, McpError
 from ..core.jsonrpc import error_response
+from ..core.types import TransportContext, TransportKind
 from ..framing.http import HttpRefusal, OriginPolicy, accepts
-from .base import MessageStream
+from .asgi_context import asgi_context, headers_of
+from .base import Serve, TransportCapabilities
 from .memory import receive_or_end
 
 __all__ = ("HttpSseTransport",)
 
-Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
-
 
 class _SseSessionStream:
-    """One HTTP+SSE session: POST bodies in, SSE events out."""
+    """One HTTP+SSE session: POST bodies in, SSE events out.
 
-    def __init__(self) -> None:
-        self.in_send, self.in_receive = anyio.create_memory_object_stream[bytes](math.inf)
+    Each body travels with the context of the POST that carried it.
+    """
+
+    capabilities = TransportCapabilities()
+
+    def __init__(self, context: TransportContext) -> None:
+        self.in_send, self.in_receive = anyio.create_memory_object_stream[
+            tuple[bytes, TransportContext]](math.inf)
         self.out_send, self.out_receive = anyio.create_memory_object_stream[bytes](math.inf)
+        #: the context of the body receive() returned last (the GET's until then)
+        self.transport_context = context
 
     async def receive(self) -> bytes:
-        return await receive_or_end(self.in_receive)
+        body, self.transport_context = await receive_or_end(self.in_receive)
+        return body
 
     async def send(self, message: bytes) -> None:
         try:
@@ -89,7 +97,8 @@ class HttpSseTransport:
         if not accepts(request.headers.get("accept", "text/event-stream"), "text/event-stream"):
             raise HttpRefusal(406, "Not Acceptable: Accept must list text/event-stream")
         session_id = secrets.token_urlsafe(24)
-        stream = _SseSessionStream()
+        stream = _SseSessionStream(asgi_context(TransportKind.HTTP_SSE, scope, headers_of(scope),
+                                                session_id=session_id))
         self._sessions[session_id] = stream
         prefix = scope.get("root_path", "") + scope["path"][:-len(self.sse_path)]
         endpoint = f"{prefix}{self.messages_path}?session_id={session_id}"
@@ -125,5 +134,6 @@ class HttpSseTransport:
         except orjson.JSONDecodeError:
             raise HttpRefusal(400, "Bad Request: not JSON",
                               McpError(PARSE_ERROR, "Parse error")) from None
-        await stream.in_send.send(body)
+        await stream.in_send.send((body, asgi_context(
+            TransportKind.HTTP_SSE, scope, headers_of(scope), session_id=session_id)))
         await Response("Accepted", 202)(scope, receive, send)

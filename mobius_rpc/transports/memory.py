@@ -8,14 +8,20 @@ receive) but has no framing or syscalls.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ..core.types import memory_context
+from .base import TransportCapabilities
+
 __all__ = ("MemoryStream", "memory_pair", "receive_or_end")
 
+T = TypeVar("T")
 
-async def receive_or_end(stream: MemoryObjectReceiveStream[bytes]) -> bytes:
+
+async def receive_or_end(stream: MemoryObjectReceiveStream[T]) -> T:
     """The next item, or ``EndOfStream`` once the stream is closed on either side.
 
     Transports built on memory streams use it so that closing, from whichever
@@ -28,10 +34,13 @@ async def receive_or_end(stream: MemoryObjectReceiveStream[bytes]) -> bytes:
 
 
 class MemoryStream:
+    capabilities = TransportCapabilities()
+
     def __init__(self, outgoing: MemoryObjectSendStream[bytes],
                  incoming: MemoryObjectReceiveStream[bytes]) -> None:
         self._outgoing = outgoing
         self._incoming = incoming
+        self.transport_context = memory_context()
 
     async def receive(self) -> bytes:
         return await receive_or_end(self._incoming)

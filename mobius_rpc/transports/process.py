@@ -18,8 +18,9 @@ import anyio
 import anyio.abc
 
 from ..core.limits import Limits
+from ..core.types import ProcessIdentity, TransportContext, TransportKind
 from ..framing.ndjson import LineSplitter, OversizedLine, frame
-from .base import OVERSIZED
+from .base import OversizedMessage, TransportCapabilities
 
 __all__ = ("ProcessTransport",)
 
@@ -29,7 +30,7 @@ class ProcessTransport:
 
     #: the child closing its stdout leaves its stdin open: the runtime answers
     #: the requests already received (see ``Limits.end_of_input_grace``)
-    answers_after_end_of_input = True
+    capabilities = TransportCapabilities(answers_after_end_of_input=True)
 
     def __init__(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
                  cwd: str | None = None, limits: Limits | None = None,
@@ -39,7 +40,10 @@ class ProcessTransport:
         self.cwd = cwd
         self.exit_timeout = exit_timeout
         self.stderr_tail: deque[str] = deque(maxlen=50)
-        self._splitter = LineSplitter((limits or Limits()).max_message_bytes)
+        self._limit = (limits or Limits()).max_message_bytes
+        self._splitter = LineSplitter(self._limit)
+        #: messages come from the child; its pid is known once it started
+        self.transport_context = TransportContext(TransportKind.PROCESS)
         self._lines: list[bytes | OversizedLine] = []
         self._process: anyio.abc.Process | None = None
         self._stderr_scope: anyio.CancelScope | None = None
@@ -60,6 +64,8 @@ class ProcessTransport:
         self._process = await anyio.open_process(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=env, cwd=self.cwd, start_new_session=True)
+        self.transport_context = TransportContext(
+            TransportKind.PROCESS, process=ProcessIdentity(self._process.pid, None, None))
         tg.start_soon(self._drain_stderr)
 
     async def _drain_stderr(self) -> None:
@@ -84,7 +90,9 @@ class ProcessTransport:
                 raise anyio.EndOfStream from None
             self._lines.extend(self._splitter.feed(chunk))
         line = self._lines.pop(0)
-        return OVERSIZED if isinstance(line, OversizedLine) else line
+        if isinstance(line, OversizedLine):
+            raise OversizedMessage(self._limit)
+        return line
 
     async def send(self, message: bytes) -> None:
         assert self._process is not None and self._process.stdin is not None

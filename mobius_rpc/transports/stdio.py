@@ -12,6 +12,7 @@ stderr before it creates this transport.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import stat
 import sys
@@ -21,10 +22,11 @@ import anyio
 import anyio.to_thread
 
 from ..core.limits import Limits
+from ..core.types import ProcessIdentity, TransportContext, TransportKind
 from ..framing.ndjson import LineSplitter, OversizedLine, frame
-from .base import OVERSIZED
+from .base import OversizedMessage, TransportCapabilities
 
-__all__ = ("StdioTransport",)
+__all__ = ("StdioTransport", "own_identity")
 
 _CHUNK = 1 << 16
 
@@ -37,15 +39,18 @@ def _is_pipe_like(fd: int) -> bool:
 class StdioTransport:
     """Messages from ``stdin`` lines, to ``stdout`` lines (default: the process's own)."""
 
-    #: stdin's end leaves stdout open: the runtime answers the requests already received
-    #: (see ``Limits.end_of_input_grace``)
-    answers_after_end_of_input = True
+    #: stdin's end leaves stdout open: the runtime answers the requests already
+    #: received (see ``Limits.end_of_input_grace``)
+    capabilities = TransportCapabilities(answers_after_end_of_input=True)
 
     def __init__(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
                  *, limits: Limits | None = None) -> None:
         self._stdin = stdin if stdin is not None else sys.stdin.buffer
         self._stdout = stdout if stdout is not None else sys.stdout.buffer
-        self._splitter = LineSplitter((limits or Limits()).max_message_bytes)
+        self._limit = (limits or Limits()).max_message_bytes
+        self._splitter = LineSplitter(self._limit)
+        #: every message on stdio comes from whoever launched this process, as this OS user
+        self.transport_context = TransportContext(TransportKind.STDIO, process=own_identity())
         self._lines: list[bytes | OversizedLine] = []
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.WriteTransport | None = None
@@ -90,7 +95,9 @@ class StdioTransport:
                 continue
             self._lines.extend(self._splitter.feed(chunk))
         line = self._lines.pop(0)
-        return OVERSIZED if isinstance(line, OversizedLine) else line
+        if isinstance(line, OversizedLine):
+            raise OversizedMessage(self._limit)
+        return line
 
     def _read_blocking(self) -> bytes:
         read1 = getattr(self._stdin, "read1", None)
@@ -121,6 +128,16 @@ class StdioTransport:
         self._eof = True
         if self._writer is not None:
             self._writer.close()
+
+
+def own_identity() -> ProcessIdentity:
+    """This process's OS identity (the user a host launched us as)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:
+        user: str | None = getpass.getuser()
+    except Exception:  # no login name in the environment nor in the user database
+        user = None
+    return ProcessIdentity(os.getpid(), uid, user)
 
 
 class _DrainProtocol(asyncio.Protocol):

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
@@ -52,8 +52,8 @@ from ..core.jsonrpc import (
     classify,
     error_response,
 )
-from ..core.modern import META_PROTOCOL_VERSION
-from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
+from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS, is_modern_request
+from ..core.types import TransportContext, TransportKind
 from ..framing.http import (
     SESSION_HEADER,
     VERSION_HEADER,
@@ -64,7 +64,8 @@ from ..framing.http import (
     legacy_version_header,
 )
 from ..framing.param_headers import check_param_headers
-from .base import MessageStream, cancel_scope_type
+from .asgi_context import asgi_context, headers_of
+from .base import Serve, cancel_scope_type
 from .event_store import EventStore, MemoryEventStore, StreamHub, parse_event_id
 from .http_exchange import ExchangeResponse
 from .http_session import HttpMessageStream, ResponseChannel, send_whole, status_for
@@ -73,12 +74,12 @@ __all__ = ("StreamableHTTPTransport", "SessionRecord", "SessionStore", "MemorySe
 
 log = logging.getLogger("mobius_rpc.http")
 
-Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
 #: serves one stateless POST: (body, the body parsed and envelope-checked as a
 #: jsonrpc.Classified, the stream to answer on, a task group for work beside
-#: the handler, and keyword ``scope``: a cancel scope, not entered, that the
-#: transport cancels when the client leaves a streamed answer; the exchange
-#: enters it around what that must stop); returns when it is answered
+#: the handler, and keywords ``scope``: a cancel scope, not entered, that the
+#: transport cancels when the client leaves a streamed answer (the exchange
+#: enters it around what that must stop), and ``transport``: the POST's
+#: TransportContext); returns when it is answered
 Exchange = Callable[..., Coroutine[Any, Any, None]]
 
 
@@ -209,7 +210,7 @@ class StreamableHTTPTransport:
             return
         if scope["type"] != "http":
             return
-        headers = _headers_of(scope)
+        headers = headers_of(scope)
         try:
             self.origin_policy.check(headers)
             method = scope["method"]
@@ -291,6 +292,8 @@ class StreamableHTTPTransport:
                 ids.add(incoming.id)
                 methods.append(incoming.method)
         session_id = headers.get(SESSION_HEADER)
+        context = asgi_context(TransportKind.STREAMABLE_HTTP, scope, headers,
+                               session_id=session_id)
         if session_id is None and self._is_modern(headers, decoded):
             try:
                 check_modern_headers(headers, decoded)
@@ -298,11 +301,11 @@ class StreamableHTTPTransport:
             except HttpRefusal as refusal:  # answer it with the request's id
                 await _refusal_response(refusal, next(iter(ids), None))(scope, receive, send)
                 return
-            await self._post_modern(body, Classified(decoded, classified), ids, scope, receive,
-                                    send)
+            await self._post_modern(body, Classified(decoded, classified), ids, context, scope,
+                                    receive, send)
             return
         await self._post_legacy(headers, session_id, body, Classified(decoded, classified), ids,
-                                methods, scope, receive, send)
+                                methods, context, scope, receive, send)
 
     def _check_param_headers(self, headers: Mapping[str, str], message: Any) -> None:
         if self.header_parameters is None or not isinstance(message, dict) \
@@ -315,21 +318,18 @@ class StreamableHTTPTransport:
                             self.header_parameters(params["name"]))
 
     def _is_modern(self, headers: Mapping[str, str], message: Any) -> bool:
-        if not self.modern_revisions:
-            return False
-        if headers.get(VERSION_HEADER) in self.modern_revisions:
-            return True
-        if isinstance(message, dict):
-            params = message.get("params")
-            meta = params.get("_meta") if isinstance(params, dict) else None
-            if isinstance(meta, dict) and META_PROTOCOL_VERSION in meta:
-                return True
-            return not self.legacy_revisions or message.get("method") == "server/discover"
-        return False
+        """Whether a POST without a session is a stateless 2026-07-28 request
+        (the era rule is ``revisions.is_modern_request``'s; a batch is legacy)."""
+        declared = headers.get(VERSION_HEADER)
+        if not isinstance(message, dict):
+            return bool(self.modern_revisions) and declared in self.modern_revisions
+        return is_modern_request(message.get("method"), message.get("params"),
+                                 legacy=self.legacy_revisions, modern=self.modern_revisions,
+                                 declared=declared)
 
     async def _post_legacy(self, request_headers: Mapping[str, str], session_id: str | None,
                            body: bytes, decoded: Classified, ids: set[str | int],
-                           methods: list[str],
+                           methods: list[str], context: TransportContext,
                            scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[str, str] = {}
         if session_id is None:
@@ -337,6 +337,7 @@ class StreamableHTTPTransport:
                 raise HttpRefusal(400, "Bad Request: Mcp-Session-Id header is required")
             session_id = await self._start_session()
             headers[SESSION_HEADER] = session_id
+            context = replace(context, session_id=session_id)
         record = self.store.get(session_id)
         live = self._live.get(session_id)
         if record is None or live is None:
@@ -347,7 +348,7 @@ class StreamableHTTPTransport:
         record.last_seen = time.time()
         self.store.put(record)
         if not ids:
-            await live.stream.deliver(body, decoded)
+            await live.stream.deliver(body, decoded, context=context)
             await Response(status_code=202)(scope, receive, send)
             return
         channel = live.stream.open_channel(ids)
@@ -365,7 +366,7 @@ class StreamableHTTPTransport:
 
         channel.on_early = respond_elsewhere
         try:
-            await live.stream.deliver(body, decoded, inline=True)
+            await live.stream.deliver(body, decoded, inline=True, context=context)
         finally:
             channel.on_early = None
         if elsewhere is not None:
@@ -400,32 +401,34 @@ class StreamableHTTPTransport:
         self._tg.start_soon(run)
         return session_id
 
-    async def _post_modern(self, body: bytes, decoded: Any, ids: set[str | int], scope: Scope,
-                           receive: Receive, send: Send) -> None:
+    async def _post_modern(self, body: bytes, decoded: Any, ids: set[str | int],
+                           context: TransportContext, scope: Scope, receive: Receive,
+                           send: Send) -> None:
         if self.exchange is not None:
             if self._tg is not None:
-                await self._exchange(self._tg, body, decoded, ids, scope, receive, send)
+                await self._exchange(self._tg, body, decoded, ids, context, scope, receive,
+                                     send)
                 return
             async with anyio.create_task_group() as tg:  # no lifespan: lend one of our own
-                await self._exchange(tg, body, decoded, ids, scope, receive, send)
+                await self._exchange(tg, body, decoded, ids, context, scope, receive, send)
             return
         stream = HttpMessageStream()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.serve_modern, stream)
             if not ids:
-                await stream.deliver(body, decoded)
+                await stream.deliver(body, decoded, context=context)
                 await Response(status_code=202)(scope, receive, send)
             else:
                 channel = stream.open_channel(ids)
-                await stream.deliver(body, decoded)
+                await stream.deliver(body, decoded, context=context)
                 await self._respond(channel, stream, scope, receive, send, {}, record=None,
                                     live=None)
             await stream.aclose()
             tg.cancel_scope.cancel()
 
     async def _exchange(self, spawner: TaskGroup, body: bytes, decoded: Any,
-                        ids: set[str | int], scope: Scope, receive: Receive,
-                        send: Send) -> None:
+                        ids: set[str | int], context: TransportContext, scope: Scope,
+                        receive: Receive, send: Send) -> None:
         """Run one stateless request in this task; answer as :class:`ExchangeResponse` says."""
         assert self.exchange is not None
         host = self._scope_type()
@@ -434,7 +437,8 @@ class StreamableHTTPTransport:
         if not ids:
             await response.finish()  # notifications only: 202 before they are handled
         try:  # the exchange enters ``host`` itself, if its request may need cancelling
-            await self.exchange(body, decoded, response, spawner, scope=host)
+            await self.exchange(body, decoded, response, spawner, scope=host,
+                                transport=context)
         except BaseException:
             response.abandon()
             raise
@@ -600,17 +604,6 @@ class StreamableHTTPTransport:
         if live is not None:
             await live.stream.aclose()
             live.scope.cancel()
-
-
-def _headers_of(scope: Scope) -> dict[str, str]:
-    """The request headers as a plain dict (names are lower case in ASGI).
-
-    Looked up about ten times per POST, where Starlette's ``Headers`` scans
-    the raw list on each lookup.  Built backwards so that, as there, the
-    first of repeated headers wins.
-    """
-    return {name.decode("latin-1"): value.decode("latin-1")
-            for name, value in reversed(scope["headers"])}
 
 
 def _negotiated_version(message: bytes) -> str | None:

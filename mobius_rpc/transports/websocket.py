@@ -10,7 +10,6 @@ for origins or hosts outside the policy, and without the ``mcp`` subprotocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -18,21 +17,28 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..core.limits import Limits
+from ..core.types import TransportContext, TransportKind
 from ..framing.http import HttpRefusal, OriginPolicy
-from .base import OVERSIZED, MessageStream
+from .asgi_context import asgi_context, headers_of
+from .base import OversizedMessage, Serve, TransportCapabilities
 
 __all__ = ("WebSocketTransport", "WebSocketStream", "WebSocketClientStream")
 
 SUBPROTOCOL = "mcp"
-Serve = Callable[[MessageStream], Coroutine[Any, Any, None]]
 
 
 class WebSocketStream:
     """A MessageStream over an accepted Starlette WebSocket."""
 
-    def __init__(self, websocket: WebSocket, max_message_bytes: int) -> None:
+    capabilities = TransportCapabilities()
+
+    def __init__(self, websocket: WebSocket, max_message_bytes: int,
+                 context: TransportContext | None = None) -> None:
         self.websocket = websocket
         self.max_message_bytes = max_message_bytes
+        #: every frame comes through the upgrade request this context describes
+        self.transport_context = context or asgi_context(
+            TransportKind.WEBSOCKET, websocket.scope, headers_of(websocket.scope))
 
     async def receive(self) -> bytes:
         try:
@@ -43,7 +49,9 @@ class WebSocketStream:
             raise anyio.EndOfStream
         data = message.get("text")
         raw = data.encode("utf-8") if data is not None else message.get("bytes") or b""
-        return OVERSIZED if len(raw) > self.max_message_bytes else raw
+        if len(raw) > self.max_message_bytes:
+            raise OversizedMessage(self.max_message_bytes)
+        return raw
 
     async def send(self, message: bytes) -> None:
         try:
@@ -86,8 +94,11 @@ class WebSocketTransport:
 class WebSocketClientStream:
     """The client end: a MessageStream over a ``websockets`` client connection."""
 
+    capabilities = TransportCapabilities()
+
     def __init__(self, connection: Any) -> None:
         self.connection = connection
+        self.transport_context = TransportContext(TransportKind.WEBSOCKET)
 
     @classmethod
     async def connect(cls, url: str, **options: Any) -> WebSocketClientStream:

@@ -36,7 +36,7 @@ def mobius(grace: float) -> None:
 def closes_stdout(out: str) -> None:
     request = json.loads(sys.stdin.readline())
     sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {
-        "protocolVersion": request["params"]["protocolVersion"], "capabilities": {},
+        "protocolVersion": request["params"]["protocolVersion"], "capabilities": {"tools": {}},
         "serverInfo": {"name": "closes-stdout", "version": "0"}}}) + "\n")
     sys.stdout.flush()
     json.loads(sys.stdin.readline())  # notifications/initialized

@@ -160,12 +160,12 @@ def test_which_requests_may_send_before_their_answer() -> None:
     def request(method: str, **params: Any) -> RequestReceived:
         return RequestReceived(1, method, params)
 
-    assert server.may_send_early(request("tools/call", name="wait_forever")) is True
-    assert server.may_send_early(request("tools/call", name="plain")) is False
-    assert server.may_send_early(request("tools/call", name="plain", task={})) is True
-    assert server.may_send_early(request("tools/call", name="no-such-tool")) is False
-    assert server.may_send_early(request("completion/complete")) is True  # custom handler
+    assert server.dispatcher.may_send_early(request("tools/call", name="wait_forever")) is True
+    assert server.dispatcher.may_send_early(request("tools/call", name="plain")) is False
+    assert server.dispatcher.may_send_early(request("tools/call", name="plain", task={})) is True
+    assert server.dispatcher.may_send_early(request("tools/call", name="no-such-tool")) is False
+    assert server.dispatcher.may_send_early(request("completion/complete")) is True  # custom
     for method in ("prompts/get", "resources/read", "subscriptions/listen", "tasks/result"):
-        assert server.may_send_early(request(method)) is True
+        assert server.dispatcher.may_send_early(request(method)) is True
     for method in ("tools/list", "prompts/list", "resources/list", "server/discover"):
-        assert server.may_send_early(request(method)) is False
+        assert server.dispatcher.may_send_early(request(method)) is False
