@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ..core.errors import UNSUPPORTED_PROTOCOL_VERSION, ConnectionClosedError, McpError
+from ..core.errors import (
+    INTERNAL_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    ConnectionClosedError,
+    McpError,
+)
 from ..core.limits import Limits
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
 from ..core.version import __version__
@@ -41,7 +47,22 @@ from .background import spawn_background
 from .session import Callback, ClientSession, RequestHelpers, RootsCallback
 from .targets import ConnectError, HttpTarget, Target, target_from_url
 
-__all__ = ("Client", "ConnectError")
+__all__ = ("Client", "ClientState", "ConnectError")
+
+
+class ClientState(StrEnum):
+    """Where a :class:`Client` is in its life (a ``str``: health reports show it as is)."""
+
+    #: not connected yet (or reset by ``reconnect``)
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    READY = "ready"
+    #: we are closing the connection
+    CLOSING = "closing"
+    #: the server went away, or connecting failed; ``connect`` tries again
+    DISCONNECTED = "disconnected"
+    #: ``aclose`` was called: the client cannot be used again
+    CLOSED = "closed"
 
 log = logging.getLogger("mobius_rpc.client")
 
@@ -79,7 +100,7 @@ class Client(RequestHelpers):
             name=name, version=version, sampling=sampling, elicitation=elicitation,
             roots=roots, on_notification=on_notification, limits=self.limits,
             validate=validate)
-        self.state = "idle"  # idle, connecting, ready, disconnected, closed
+        self.state = ClientState.IDLE
         self._http_refused = False
         self.last_error: str | None = None
         self._session: ClientSession | None = None
@@ -106,21 +127,21 @@ class Client(RequestHelpers):
         its own (so the caller's task may end before the client is closed).
         """
         async with self._lock:
-            if self.state == "ready":
+            if self.state is ClientState.READY:
                 return self
-            if self.state == "closed":
+            if self.state is ClientState.CLOSED:
                 raise ConnectionClosedError(f"client for {self.label} is closed")
             await self._start(self.target, tg)
-            if self.state != "ready" and isinstance(self.target, HttpTarget) \
+            if not self.ready and isinstance(self.target, HttpTarget) \
                     and self.target.kind == "http" and self._http_refused:
                 # An older server: the HTTP+SSE transport at the same URL.
                 await self._start(HttpTarget(self.target.url, "sse", self.target.headers), tg)
-            if self.state != "ready":
+            if not self.ready:
                 raise ConnectError(f"cannot connect to {self.label}: {self.last_error}")
         return self
 
     async def _start(self, target: Target, tg: TaskGroup | None) -> None:
-        self.state = "connecting"
+        self.state = ClientState.CONNECTING
         self._http_refused = False
         ready = anyio.Event()
         self._stop, self._stopped = anyio.Event(), anyio.Event()
@@ -134,12 +155,12 @@ class Client(RequestHelpers):
     async def aclose(self) -> None:
         """Close the connection (from any task); calls in flight fail at once."""
         await self._shutdown()
-        self.state = "closed"
+        self.state = ClientState.CLOSED
 
     async def reconnect(self) -> Client:
         """Drop the current connection, if any, and connect again."""
         await self._shutdown()
-        self.state = "idle"
+        self.state = ClientState.IDLE
         return await self.connect()
 
     async def _shutdown(self) -> None:
@@ -151,8 +172,13 @@ class Client(RequestHelpers):
     # ------------------------------------------------------------- properties
 
     @property
+    def ready(self) -> bool:
+        """Whether the client is connected and settled on an era."""
+        return self.state is ClientState.READY
+
+    @property
     def session(self) -> ClientSession:
-        if self._session is None or self.state != "ready":
+        if self._session is None or self.state is not ClientState.READY:
             reason = f": {self.last_error}" if self.last_error else ""
             raise ConnectionClosedError(f"not connected to {self.label}{reason}")
         return self._session
@@ -226,7 +252,7 @@ class Client(RequestHelpers):
             cursor = page.get("nextCursor")
             if not cursor:
                 return items
-        raise McpError(-32603, f"{method}: more than {_MAX_PAGES} pages")
+        raise McpError(INTERNAL_ERROR, f"{method}: more than {_MAX_PAGES} pages")
 
     async def list_tools(self) -> list[dict[str, Any]]:
         """Every tool, across pages, without those whose ``x-mcp-header`` is malformed
@@ -270,7 +296,7 @@ class _Runner:
                     with anyio.fail_after(client.connect_timeout):
                         session = await self._open(tg)
                 except BaseException as exc:
-                    client.state = "disconnected"
+                    client.state = ClientState.DISCONNECTED
                     with anyio.CancelScope(shield=True):
                         await _close_quietly(client)  # reaps a child: its exit code
                     client.last_error = _describe(exc, client)
@@ -278,7 +304,7 @@ class _Runner:
                     if not isinstance(exc, Exception | anyio.get_cancelled_exc_class()):
                         raise
                     return
-                client.state, client.last_error = "ready", None
+                client.state, client.last_error = ClientState.READY, None
                 self.ready.set()
 
                 async def watch() -> None:
@@ -288,7 +314,7 @@ class _Runner:
                 tg.start_soon(watch)
                 await self.stop.wait()
                 went_away = session.session.closed  # the server ended it, not us
-                client.state = "disconnected" if went_away else "closing"
+                client.state = ClientState.DISCONNECTED if went_away else ClientState.CLOSING
                 await session.aclose()
                 if went_away:
                     client.last_error = _describe(None, client)
@@ -297,8 +323,8 @@ class _Runner:
                         client.on_disconnect(client)
                 tg.cancel_scope.cancel()
         finally:
-            if client.state in ("ready", "closing", "connecting"):
-                client.state = "disconnected"
+            if client.state in (ClientState.READY, ClientState.CLOSING, ClientState.CONNECTING):
+                client.state = ClientState.DISCONNECTED
             self.ready.set()
             self.stopped.set()
 

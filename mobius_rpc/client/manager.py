@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import anyio
 
-from ..core.errors import McpError
+from ..core.errors import INVALID_PARAMS, McpError
 from .background import spawn_background
-from .client import Client, ConnectError
+from .client import Client, ClientState, ConnectError
 from .targets import Target, target_from_config
 
 __all__ = ("ClientManager", "ServerHealth", "load_server_config")
@@ -63,7 +63,7 @@ class ServerHealth:
     """What the manager knows about one server, for status pages and probes."""
 
     name: str
-    state: str
+    state: ClientState
     protocol_version: str | None
     server_info: dict[str, Any]
     last_error: str | None
@@ -71,7 +71,7 @@ class ServerHealth:
     retry_in: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state,
+        return {"name": self.name, "state": self.state.value,
                 "protocolVersion": self.protocol_version, "serverInfo": self.server_info,
                 "lastError": self.last_error, "failures": self.failures,
                 "retryIn": self.retry_in}
@@ -163,13 +163,13 @@ class ClientManager:
         try:
             while not self._closing:
                 due = [e for e in self._entries.values()
-                       if e.wanted and e.client.state == "disconnected"]
+                       if e.wanted and e.client.state is ClientState.DISCONNECTED]
                 now = time.monotonic()
                 for entry in due:
                     if entry.next_attempt <= now:
                         await self._attempt(entry)
                 waits = [e.next_attempt - time.monotonic() for e in self._entries.values()
-                         if e.wanted and e.client.state == "disconnected"]
+                         if e.wanted and e.client.state is ClientState.DISCONNECTED]
                 self._wake = anyio.Event()
                 with anyio.move_on_after(max(0.0, min(waits)) if waits else None):
                     await self._wake.wait()
@@ -178,7 +178,7 @@ class ClientManager:
 
     async def _attempt(self, entry: _Entry) -> bool:
         try:
-            if entry.client.state == "idle":
+            if entry.client.state is ClientState.IDLE:
                 await entry.client.connect()
             else:
                 await entry.client.reconnect()
@@ -203,7 +203,7 @@ class ClientManager:
         if self._closing:
             raise ConnectError("the client manager is closed")
         self._ensure_supervisor()
-        if entry.client.state == "ready":
+        if entry.client.state is ClientState.READY:
             return entry.client
         wait = entry.next_attempt - time.monotonic()
         if wait > 0:
@@ -218,7 +218,7 @@ class ClientManager:
         out = []
         for entry in self._entries.values():
             client = entry.client
-            waiting = entry.next_attempt - now if client.state == "disconnected" else None
+            waiting = entry.next_attempt - now if client.state is ClientState.DISCONNECTED else None
             out.append(ServerHealth(entry.name, client.state, client.protocol_version,
                                     client.server_info, client.last_error, entry.failures,
                                     max(0.0, waiting) if waiting is not None else None))
@@ -297,7 +297,7 @@ class ClientManager:
             server, sep, original = name.partition(self.separator)
             if sep and server in self._entries:
                 return server, original
-            raise McpError(-32602, f"no {kind[:-1]} named {name!r} on any server")
+            raise McpError(INVALID_PARAMS, f"no {kind[:-1]} named {name!r} on any server")
         return route
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None,
@@ -317,9 +317,9 @@ class ClientManager:
             owners = sorted({r["_server"] for r in await self.list_resources()
                              if r.get("uri") == uri})
             if len(owners) > 1:
-                raise McpError(-32602, f"{uri!r} is listed by several servers "
+                raise McpError(INVALID_PARAMS, f"{uri!r} is listed by several servers "
                                        f"({', '.join(owners)}): name one")
             if not owners:
-                raise McpError(-32602, f"no server lists {uri!r}; name the server")
+                raise McpError(INVALID_PARAMS, f"no server lists {uri!r}; name the server")
             server = owners[0]
         return await (await self.client(server)).read_resource(uri)

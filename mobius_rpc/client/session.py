@@ -25,7 +25,7 @@ from typing import Any
 from anyio.abc import TaskGroup
 
 from ..core.connection import Connection, Role
-from ..core.errors import METHOD_NOT_FOUND, McpError
+from ..core.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, McpError
 from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
 from ..core.limits import Limits
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
@@ -232,7 +232,8 @@ class ClientSession(RequestHelpers):
                and result.get("resultType") == "input_required"):
             rounds += 1
             if rounds > max_rounds:
-                raise McpError(-32603, f"{method} asked for input more than {max_rounds} times")
+                raise McpError(INTERNAL_ERROR,
+                               f"{method} asked for input more than {max_rounds} times")
             responses: dict[str, Any] = {}
             for key, embedded in (result.get("inputRequests") or {}).items():
                 responses[key] = await self._answer(embedded.get("method", ""),
