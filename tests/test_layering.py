@@ -21,6 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"core", "transports"},
     "server": {"core", "runtime", "transports", "framing"},
     "client": {"core", "runtime", "transports", "framing"},
+    # the integration layers sit above server and client
+    "security": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
 }
 CORE_FORBIDDEN = {"anyio", "asyncio", "socket", "starlette", "websockets", "psycopg", "sqlite3",
                   "threading", "time", "trio", "subprocess", "select"}

@@ -1,0 +1,57 @@
+"""Who is calling: the authenticated identity every policy decision is about.
+
+A :class:`Principal` is plain, immutable data: the user, the organization the
+request acts in, the user's roles there, the scopes the credential grants,
+and how the caller authenticated.  Transports carry it in
+``TransportContext.principal``; handlers read it as ``ctx.transport.principal``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ("AuthMethod", "Role", "Principal", "ANONYMOUS")
+
+
+class AuthMethod(StrEnum):
+    """How a principal proved who it is."""
+
+    #: a stdio server runs as the OS user who launched it (the local identity)
+    LOCAL = "local"
+    #: an API token Mobius issued (``mobius token create``)
+    API_TOKEN = "api-token"
+    #: an OAuth 2.1 bearer token (a JWT) from an external authorization server
+    OAUTH = "oauth"
+    #: authentication is switched off (``--no-auth``, local development only)
+    NONE = "none"
+
+
+class Role(StrEnum):
+    """A member's role in an organization, from most to least powerful."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller acting in one organization."""
+
+    user: str
+    organization: str
+    roles: frozenset[Role] = field(default_factory=frozenset)
+    #: what the credential allows (OAuth scopes, or a token's scopes); empty: no limit
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    method: AuthMethod = AuthMethod.NONE
+    #: the credential's id (an API token's id, a JWT's ``jti``), for the audit log
+    credential: str | None = None
+
+    def has_role(self, *roles: Role) -> bool:
+        return any(role in self.roles for role in roles)
+
+
+#: the caller when authentication is off: no organization, no roles
+ANONYMOUS = Principal("anonymous", "", method=AuthMethod.NONE)
