@@ -13,7 +13,11 @@ from starlette.types import Scope
 
 from ..core.types import TransportContext, TransportKind
 
-__all__ = ("headers_of", "asgi_context")
+__all__ = ("headers_of", "asgi_context", "PRINCIPAL_KEY")
+
+#: the ASGI scope key where an authenticating wrapper in front of the transports
+#: leaves the caller's principal; every message of that request carries it
+PRINCIPAL_KEY = "mobius.principal"
 
 
 def headers_of(scope: Scope) -> dict[str, str]:
@@ -32,4 +36,4 @@ def asgi_context(kind: TransportKind, scope: Scope, headers: Mapping[str, str], 
     """The context of a message carried by the request ``scope`` describes."""
     client = scope.get("client")
     remote = (str(client[0]), int(client[1])) if client else None
-    return TransportContext(kind, remote, headers, None, session_id)
+    return TransportContext(kind, remote, headers, None, session_id, scope.get(PRINCIPAL_KEY))
