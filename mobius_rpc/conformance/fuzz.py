@@ -10,6 +10,11 @@ usable (checked every ``LIVENESS_EVERY`` messages and after each error), and
 its answer is a well-formed response; a valid request gets a result that is
 valid for its method, or an error that is not an envelope error; a broken one
 gets an error of the class its defect calls for.
+
+Shrinking is bounded (``MAX_SHRINK_STEPS`` examples, ``SHRINK_SECONDS``, and
+``MAX_SHRINK_HANGS`` full-deadline waits): past that, the smallest failing
+message found so far is reported.  Against a server that hangs, every shrink
+step could cost a whole deadline, and a CI run must end.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from hypothesis import strategies as st
 from ..client.targets import Target
 from ..core.methods import methods_for
 from ..core.schema import schema_for
+from .budget import OutOfTime, Run
 from .checks import response_problems
-from .driver import Driver, Hang, ServerGone
+from .driver import Driver, Hang, ServerGone, Unanswered
 from .replay import connected
 from .report import Outcome, Report
 from .strategies import Mutation, fuzzable_methods, invalid_request_strategy, request_strategy
@@ -36,7 +42,15 @@ from .strategies import Mutation, fuzzable_methods, invalid_request_strategy, re
 __all__ = ("fuzz_revision",)
 
 LIVENESS_EVERY = 250
+MAX_SHRINK_STEPS = 64
+SHRINK_SECONDS = 10.0
+MAX_SHRINK_HANGS = 2
 _ENVELOPE_ERRORS = frozenset({-32700, -32600})
+
+
+class _Stop(BaseException):
+    """Ends a Hypothesis run from inside the test: Hypothesis lets an exception that is
+    not an ``Exception`` through at once, without treating it as a failure to shrink."""
 
 
 class _Finding(AssertionError):
@@ -56,11 +70,11 @@ class _Connection:
     """The portal-side connection, reopened whenever the server died or hung."""
 
     def __init__(self, portal: BlockingPortal, target: Target, revision: str,
-                 deadline: float) -> None:
+                 run: Run) -> None:
         self.portal = portal
         self.target = target
         self.revision = revision
-        self.deadline = deadline
+        self.run = run
         self._cm: Any = None
         self.driver: Driver | None = None
         self.sent = 0
@@ -69,8 +83,12 @@ class _Connection:
         if self.driver is None or not self.driver.alive:
             self.close()
             self._cm = self.portal.wrap_async_context_manager(
-                connected(self.target, self.revision, deadline=self.deadline))
-            self.driver = self._cm.__enter__()
+                connected(self.target, self.revision, run=self.run))
+            try:
+                self.driver = self._cm.__enter__()
+            except OutOfTime:
+                self._cm = None
+                raise _Stop from None
         assert self.driver is not None
         return self.driver
 
@@ -82,13 +100,20 @@ class _Connection:
                 pass
         self._cm = self.driver = None
 
-    def send(self, message: dict[str, Any], answer_ids: tuple[Any, ...]) -> dict[str, Any]:
+    def send(self, message: dict[str, Any], answer_ids: tuple[Any, ...], *,
+             expect_error: bool = False) -> dict[str, Any]:
         driver = self.open()
         self.sent += 1
         try:
-            answer = self.portal.call(lambda: driver.exchange(message, answer_ids=answer_ids))
+            answer = self.portal.call(lambda: driver.exchange(
+                message, answer_ids=answer_ids, expect_error=expect_error))
+        except OutOfTime:
+            raise _Stop from None
+        except Unanswered as exc:  # alive and reading: the connection stays usable
+            raise _Finding("FUZZ-NO-HANG", f"no answer: {exc}") from None
         except Hang as exc:
-            self.close()
+            if not exc.server_alive:
+                self.close()
             raise _Finding("FUZZ-NO-HANG", f"no answer: {exc}") from None
         except ServerGone as exc:
             self.close()
@@ -101,6 +126,8 @@ class _Connection:
         method = "server/discover" if driver.modern else "ping"
         try:
             answer = self.portal.call(lambda: driver.request(method))
+        except OutOfTime:
+            raise _Stop from None
         except (Hang, ServerGone) as exc:
             self.close()
             raise _Finding("FUZZ-STAYS-USABLE", f"unusable afterwards: {exc}") from None
@@ -141,7 +168,7 @@ def _check_invalid(connection: _Connection, case: tuple[Mutation, dict[str, Any]
     mutation, message = case
     message = _prepare(connection, message)
     sent_id = message.get("id")
-    response = connection.send(message, (sent_id, None))
+    response = connection.send(message, (sent_id, None), expect_error=True)
     problems = response_problems(response, sent_id if isinstance(sent_id, (str, int))
                                  else None, None, connection.revision)
     if problems:
@@ -164,17 +191,52 @@ def _message_def(revision: str, method: str) -> str:
 
 @contextmanager
 def _connection(portal: BlockingPortal, target: Target, revision: str,
-                deadline: float) -> Iterator[_Connection]:
-    connection = _Connection(portal, target, revision, deadline)
+                run: Run) -> Iterator[_Connection]:
+    connection = _Connection(portal, target, revision, run)
     try:
         yield connection
     finally:
         connection.close()
 
 
-def _run_property(name: str, strategy: st.SearchStrategy[Any], check: Callable[[Any], None],
-                  examples: int, run_seed: int) -> tuple[_Failure | None, float]:
-    last: list[_Failure] = []
+@dataclass
+class _Result:
+    failure: _Failure | None
+    seconds: float
+    out_of_time: bool = False  # the budget ended the property
+    shrink_cut: bool = False  # the shrink bound ended shrinking
+
+
+def _run_property(strategy: st.SearchStrategy[Any], check: Callable[[Any], None],
+                  examples: int, run_seed: int, run: Run) -> _Result:
+    found: list[_Failure] = []
+    shrink = {"steps": 0, "started": 0.0, "hangs": 0}
+    stopped: list[str] = []
+
+    def bounded(case: Any) -> None:
+        if run.budget.expired:
+            stopped.append("budget")
+            raise _Stop
+        if found:  # a failure was found: every call from here on is a shrink step
+            run.stats.shrink_steps += 1
+            shrink["steps"] += 1
+            if shrink["steps"] > MAX_SHRINK_STEPS \
+                    or time.monotonic() - shrink["started"] > SHRINK_SECONDS \
+                    or run.stats.full_deadline_waits - shrink["hangs"] >= MAX_SHRINK_HANGS:
+                stopped.append("shrink")
+                raise _Stop
+        try:
+            check(case)
+        except _Stop:
+            stopped.append("budget")
+            raise
+        except _Finding as finding:
+            shown = case[1] if isinstance(case, tuple) else case
+            if not found:
+                shrink["started"] = time.monotonic()
+                shrink["hangs"] = run.stats.full_deadline_waits
+            found.append(_Failure(finding.requirement, str(finding), shown))
+            raise
 
     @seed(run_seed)
     @settings(max_examples=examples, database=None, deadline=None, derandomize=False,
@@ -182,49 +244,72 @@ def _run_property(name: str, strategy: st.SearchStrategy[Any], check: Callable[[
               report_multiple_bugs=False, print_blob=False)
     @given(strategy)
     def prop(case: Any) -> None:
-        try:
-            check(case)
-        except _Finding as finding:
-            shown = case[1] if isinstance(case, tuple) else case
-            last.append(_Failure(finding.requirement, str(finding), shown))
-            raise
+        bounded(case)
 
     started = time.monotonic()
     try:
         prop()
     except _Finding:
-        return last[-1], time.monotonic() - started
-    return None, time.monotonic() - started
+        pass
+    except _Stop:
+        if stopped and stopped[-1] == "shrink":
+            run.stats.shrinks_cut += 1
+    seconds = time.monotonic() - started
+    out_of_time = bool(stopped) and stopped[-1] == "budget"
+    return _Result(found[-1] if found else None, seconds, out_of_time,
+                   bool(stopped) and stopped[-1] == "shrink")
 
 
 def fuzz_revision(portal: BlockingPortal, target: Target, revision: str, count: int,
-                  run_seed: int, report: Report, *, deadline: float,
-                  progress: Callable[[str], None] | None = None) -> int:
-    """Send about ``count`` fuzzed messages at ``revision``; returns how many went out."""
+                  run_seed: int, report: Report, run: Run) -> int:
+    """Send about ``count`` fuzzed messages at ``revision``, counted in ``report.fuzzed``;
+    returns how many went out.  Raises ``OutOfTime`` when the budget ended it (the
+    outcomes so far are in ``report``)."""
     sent = 0
-    with _connection(portal, target, revision, deadline) as connection:
-        capabilities = (connection.open().server_result or {}).get("capabilities") or {}
+    with _connection(portal, target, revision, run) as connection:
+        try:
+            capabilities = (connection.open().server_result or {}).get("capabilities") or {}
+        except _Stop:
+            raise OutOfTime(f"the time budget ran out during {revision} fuzzing") from None
         valid = st.sampled_from(fuzzable_methods(revision)).flatmap(
             lambda m: request_strategy(revision, m))
         invalid = invalid_request_strategy(revision, fuzzable_methods(revision, capabilities))
+        per_property = max(1, count // 2)
         for name, strategy, check, requirement in (
                 ("fuzz/valid-requests", valid, lambda m: _check_valid(connection, m),
                  "FUZZ-VALID-RESULT"),
                 ("fuzz/invalid-requests", invalid, lambda c: _check_invalid(connection, c),
                  "FUZZ-INVALID-ERROR-CLASS")):
-            if progress:
-                progress(f"{revision} {name}")
+            run.check_time(f"{revision} {name}")
+            run.begin(f"{revision} {name}", f"{per_property} messages "
+                      f"({len(report.failures)} failed so far)")
             before = connection.sent
-            failure, seconds = _run_property(name, strategy, check, max(1, count // 2),
-                                             run_seed)
-            sent += connection.sent - before
-            if failure is None:
+
+            def step(case: Any, check: Callable[[Any], None] = check,
+                     name: str = name, before: int = before) -> None:
+                run.step(f"{revision} {name} {connection.sent - before}/{per_property}")
+                check(case)
+
+            result = _run_property(strategy, step, per_property, run_seed, run)
+            messages = connection.sent - before
+            sent += messages
+            report.fuzzed += messages
+            cut = " (shrinking stopped at its bound)" if result.shrink_cut else ""
+            if result.failure is not None:
+                report.add(Outcome(name, "fuzz", revision, "fail", [result.failure.requirement],
+                                   f"{result.failure.detail} (seed {run_seed}){cut}",
+                                   message=result.failure.message, seconds=result.seconds))
+            elif result.out_of_time:
+                report.add(Outcome(name, "fuzz", revision, "pass" if messages else "skip",
+                                   [requirement, "FUZZ-NO-CRASH", "FUZZ-NO-HANG"],
+                                   f"only {messages} of {per_property} messages: the time "
+                                   f"budget ran out (seed {run_seed})",
+                                   seconds=result.seconds))
+            else:
                 report.add(Outcome(name, "fuzz", revision, "pass",
                                    [requirement, "FUZZ-NO-CRASH", "FUZZ-NO-HANG"],
-                                   f"{connection.sent - before} messages, seed {run_seed}",
-                                   seconds=seconds))
-            else:
-                report.add(Outcome(name, "fuzz", revision, "fail", [failure.requirement],
-                                   f"{failure.detail} (seed {run_seed})",
-                                   message=failure.message, seconds=seconds))
+                                   f"{messages} messages, seed {run_seed}",
+                                   seconds=result.seconds))
+            if result.out_of_time:
+                raise OutOfTime(f"the time budget ran out during {revision} {name}")
     return sent

@@ -24,14 +24,12 @@ __all__ = ("mcp_conformance",)
 @pytest.fixture
 def mcp_conformance() -> Callable[..., Any]:
     def run(target: Any, **options: Any) -> Any:
-        from rich.console import Console
-
         from .runner import check_server
 
         report = check_server(target, **options)
         if not report.ok:
             buffer = io.StringIO()
-            report.render(Console(file=buffer, width=120, color_system=None))
+            report.render(buffer, color=False)
             pytest.fail(f"{report.target} is not conformant:\n{buffer.getvalue()}",
                         pytrace=False)
         return report

@@ -4,33 +4,52 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx
 import orjson
+from anyio.abc import TaskGroup
 
 from ..client.targets import Target
 from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
 from ..framing.http import SESSION_HEADER, VERSION_HEADER
+from .budget import OutOfTime, Run
 from .checks import expectation_problems, response_problems
 from .data import CorpusEntry, Exchange, corpus, exchanges
-from .driver import CLIENT_CAPABILITIES, CLIENT_INFO, Driver, Hang, ServerGone
+from .driver import CLIENT_CAPABILITIES, CLIENT_INFO, Driver, Hang, ServerGone, Unanswered
 from .report import Outcome, Report
 
 __all__ = ("connected", "detect_revisions", "replay_revision")
 
-Progress = Callable[[str], None]
+
+def new_driver(target: Target, revision: str, run: Run) -> Driver:
+    return Driver(target, revision, deadline=run.deadline, budget=run.budget,
+                  stats=run.stats)
 
 
 @asynccontextmanager
-async def connected(target: Target, revision: str, *, deadline: float,
+async def task_group() -> AsyncIterator[TaskGroup]:
+    """A task group that lets one exception through as itself: a ``Hang`` or
+    ``OutOfTime`` raised in its body must reach the ``except`` that handles it, not
+    arrive wrapped in an ``ExceptionGroup``."""
+    try:
+        async with anyio.create_task_group() as tg:
+            yield tg
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+@asynccontextmanager
+async def connected(target: Target, revision: str, *, run: Run,
                     handshake: bool = True) -> AsyncIterator[Driver]:
     """A driver on a fresh connection (a new process for stdio), closed on exit."""
-    driver = Driver(target, revision, deadline=deadline)
-    async with anyio.create_task_group() as tg:
+    driver = new_driver(target, revision, run)
+    async with task_group() as tg:
         try:
             await driver.open(tg)
             if handshake:
@@ -41,23 +60,28 @@ async def connected(target: Target, revision: str, *, deadline: float,
             tg.cancel_scope.cancel()
 
 
-async def detect_revisions(target: Target, report: Report, deadline: float) -> list[str]:
+async def detect_revisions(target: Target, report: Report, run: Run) -> list[str]:
     """Every revision the server accepts: ``server/discover`` for the modern one, an
     initialize per legacy revision (the server must answer with that same version)."""
     found: list[str] = []
     for revision in MODERN_REVISIONS:
+        run.check_time("revision detection")
+        run.step(f"detect {revision}")
         try:
-            async with connected(target, revision, deadline=deadline) as driver:
+            async with connected(target, revision, run=run) as driver:
                 offered = (driver.server_result or {}).get("supportedVersions") or []
                 if revision in offered:
                     found.append(revision)
+        except OutOfTime:
+            raise
         except (ServerGone, Hang, OSError, Exception) as exc:  # noqa: BLE001 - any refusal
             report.add(Outcome("detect/modern", "probe", revision, "skip",
                                detail=f"not served: {exc}"[:300]))
     for revision in LEGACY_REVISIONS:
+        run.check_time("revision detection")
+        run.step(f"detect {revision}")
         try:
-            async with connected(target, revision, deadline=deadline,
-                                 handshake=False) as driver:
+            async with connected(target, revision, run=run, handshake=False) as driver:
                 answer = await driver.request("initialize", {
                     "protocolVersion": revision, "capabilities": CLIENT_CAPABILITIES,
                     "clientInfo": CLIENT_INFO})
@@ -71,6 +95,8 @@ async def detect_revisions(target: Target, report: Report, deadline: float) -> l
                                        ["LIFECYCLE-VERSION-NEGOTIATION"],
                                        f"initialize at {revision} was answered with "
                                        f"protocolVersion {version!r}, which is no revision"))
+        except OutOfTime:
+            raise
         except (ServerGone, Hang, OSError, Exception) as exc:  # noqa: BLE001
             report.add(Outcome("detect/legacy", "probe", revision, "skip",
                                detail=f"initialize failed: {exc}"[:300]))
@@ -152,7 +178,10 @@ async def _http_step(driver: Driver, step: dict[str, Any], names: dict[str, Any]
         headers[SESSION_HEADER] = stream.session_id
         headers[VERSION_HEADER] = driver.revision
     headers.update(spec.get("headers") or {})
-    async with httpx.AsyncClient(timeout=driver.deadline) as client:
+    timeout = driver.budget.cap(driver.deadline)
+    if timeout <= 0:
+        raise OutOfTime("the time budget ran out")
+    async with httpx.AsyncClient(timeout=timeout) as client:
         response = await client.request(
             spec.get("method", "POST"), str(driver.url), headers=headers,
             content=orjson.dumps(message) if message is not None else None)
@@ -201,7 +230,8 @@ async def _run_steps(driver: Driver, exchange: Exchange, names: dict[str, Any]) 
             answer = await driver.exchange(
                 message, raw=raw.encode() if raw is not None else None,
                 answer_ids=None if isinstance(message, list) else (sent_id, None),
-                wait=0.5 if silent else None, required=not silent)
+                wait=0.5 if silent else None, required=not silent,
+                expect_error="error" in expect)
             problems = expectation_problems(expect, answer.response, method, driver.revision)
             for item in answer.response if isinstance(answer.response, list) else (
                     [answer.response] if answer.response is not None else []):
@@ -213,69 +243,82 @@ async def _run_steps(driver: Driver, exchange: Exchange, names: dict[str, Any]) 
     return []
 
 
-async def replay_revision(target: Target, revision: str, report: Report, *,
-                          deadline: float, progress: Progress | None = None) -> None:
-    """Every applicable exchange and corpus message at ``revision``."""
+def _no_answer(exc: Hang | ServerGone) -> tuple[str, bool]:
+    """The problem text for a missing answer, and whether the connection is spent."""
+    if isinstance(exc, Unanswered):
+        return f"no answer: {exc}", False
+    if isinstance(exc, Hang):
+        return f"the server hung: {exc}", not exc.server_alive
+    return f"the server died: {exc}", True
+
+
+async def replay_revision(target: Target, revision: str, report: Report, run: Run) -> None:
+    """Every applicable exchange and corpus message at ``revision``.  Raises
+    ``OutOfTime`` when the budget runs out (what was checked is in ``report``)."""
     applicable = [e for e in exchanges() if e.applies_to(revision)]
-    shared: Driver | None = None
-    scope = anyio.CancelScope()
+    entries = corpus(revision)
 
     async def fresh() -> tuple[Driver, dict[str, Any], dict[str, Any]]:
-        driver = Driver(target, revision, deadline=deadline)
+        driver = new_driver(target, revision, run)
         await driver.open(tg)
         result = await driver.handshake()
         capabilities = result.get("capabilities") or {}
         return driver, capabilities, await _names(driver, capabilities)
 
-    async with anyio.create_task_group() as tg:
-        with scope:
-            shared, capabilities, names = await fresh()
+    async with task_group() as tg:
+        shared, capabilities, names = await fresh()
+        try:
+            run.begin(f"{revision} replay", f"{len(applicable)} exchanges "
+                      f"({len(report.failures)} failed so far)")
             for exchange in applicable:
-                if progress:
-                    progress(f"{revision} {exchange.id}")
+                run.check_time(f"{revision} replay")
+                run.step(f"{revision} {exchange.id}")
                 started = time.monotonic()
                 reason = _skip_reason(exchange, shared, capabilities, names)
                 if reason:
                     report.add(Outcome(exchange.id, "exchange", revision, "skip",
                                        list(exchange.requirements), reason))
                     continue
+                spent = False
                 try:
                     if exchange.handshake:
                         problems = await _run_steps(shared, exchange, names)
                     else:
-                        async with connected(target, revision, deadline=deadline,
+                        async with connected(target, revision, run=run,
                                              handshake=False) as own:
                             problems = await _run_steps(own, exchange, names)
-                except Hang as exc:
-                    problems = [f"the server hung: {exc}"]
-                except ServerGone as exc:
-                    problems = [f"the server died: {exc}"]
+                except (Hang, ServerGone) as exc:
+                    problem, spent = _no_answer(exc)
+                    problems = [problem]
                 report.add(Outcome(exchange.id, "exchange", revision,
                                    "fail" if problems else "pass", list(exchange.requirements),
                                    "; ".join(problems), seconds=time.monotonic() - started))
-                if not shared.alive or problems and any("hung" in p for p in problems):
+                if not shared.alive or spent and exchange.handshake:
                     await shared.aclose()
                     shared, capabilities, names = await fresh()
-            for entry in corpus(revision):
-                if progress:
-                    progress(f"{revision} corpus {entry.name}")
+            run.begin(f"{revision} corpus", f"{len(entries)} messages "
+                      f"({len(report.failures)} failed so far)")
+            for entry in entries:
+                run.check_time(f"{revision} corpus")
+                run.step(f"{revision} corpus {entry.name}")
                 if isinstance(entry.message, dict) and \
                         entry.message.get("method") == "initialize":
                     # a second initialize on a live session is unspecified: use a new one
-                    async with connected(target, revision, deadline=deadline,
-                                         handshake=False) as own:
-                        outcome = await _replay_entry(own, entry)
+                    async with connected(target, revision, run=run, handshake=False) as own:
+                        outcome, spent = await _replay_entry(own, entry)
+                    spent = False
                 else:
-                    outcome = await _replay_entry(shared, entry)
+                    outcome, spent = await _replay_entry(shared, entry)
                 report.add(outcome)
-                if not shared.alive:
+                if not shared.alive or spent:
                     await shared.aclose()
                     shared, capabilities, names = await fresh()
+        finally:
             await shared.aclose()
-        tg.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
 
 
-async def _replay_entry(driver: Driver, entry: CorpusEntry) -> Outcome:
+async def _replay_entry(driver: Driver, entry: CorpusEntry) -> tuple[Outcome, bool]:
     message = copy.deepcopy(entry.message)
     if isinstance(message, dict) and isinstance(message.get("id"), (str, int)) \
             and not isinstance(message["id"], bool):
@@ -285,11 +328,12 @@ async def _replay_entry(driver: Driver, entry: CorpusEntry) -> Outcome:
     kind = "valid" if entry.valid else "invalid"
     requirement = "CORPUS-VALID-ACCEPTED" if entry.valid else "CORPUS-INVALID-REJECTED"
     started = time.monotonic()
+    spent = False
     try:
         stays_open = method == "subscriptions/listen"  # answered only when cancelled
         answer = await driver.exchange(message, answer_ids=(sent_id, None),
                                        wait=0.5 if stays_open else None,
-                                       required=not stays_open)
+                                       required=not stays_open, expect_error=not entry.valid)
         response = answer.response
         problems = expectation_problems(entry.expect, response, method, driver.revision) \
             if entry.expect else []
@@ -297,11 +341,10 @@ async def _replay_entry(driver: Driver, entry: CorpusEntry) -> Outcome:
                 [response] if response is not None else []):
             problems += response_problems(item, sent_id if isinstance(sent_id, (str, int))
                                           else None, method, driver.revision)
-    except Hang as exc:
-        problems = [f"the server hung: {exc}"]
-    except ServerGone as exc:
-        problems = [f"the server died: {exc}"]
+    except (Hang, ServerGone) as exc:
+        problem, spent = _no_answer(exc)
+        problems = [problem]
     return Outcome(f"corpus/{kind}/{entry.name}", "corpus", entry.revision,
                    "fail" if problems else "pass", [requirement], "; ".join(problems),
                    message=entry.message if problems else None,
-                   seconds=time.monotonic() - started)
+                   seconds=time.monotonic() - started), spent

@@ -7,13 +7,15 @@ the rule (and the specification section) the server breaks.
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from .budget import Stats
 from .data import requirements
 
 __all__ = ("Outcome", "Report")
@@ -44,6 +46,12 @@ class Report:
     revisions: list[str] = field(default_factory=list)
     fuzzed: int = 0
     stale_expectations: list[str] = field(default_factory=list)
+    #: why the run stopped before checking everything (the time budget ran out), if it did
+    incomplete: str | None = None
+    #: phases the run did not reach ("2025-11-25 fuzz/invalid-requests")
+    not_checked: list[str] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+    seconds: float = 0.0
 
     def add(self, outcome: Outcome) -> Outcome:
         self.outcomes.append(outcome)
@@ -53,18 +61,27 @@ class Report:
         """Mark listed failures ``xfail``; a listed entry that did not fail is stale.
 
         An entry is an outcome id (``tools/list-shape``), a revision-qualified id
-        (``2025-06-18:tools/list-shape``) or a requirement id.
+        (``2025-06-18:tools/list-shape``) or a requirement id.  In an incomplete run
+        an entry is stale only if a check it names ran (and passed): one the run never
+        reached says nothing.
         """
         wanted = set(expected)
         used: set[str] = set()
+        ran: set[str] = set()
         for outcome in self.outcomes:
+            names = {outcome.id, outcome.key, *outcome.requirements}
+            if outcome.status != "skip":
+                ran |= names
             if outcome.status != "fail":
                 continue
-            hits = wanted & {outcome.id, outcome.key, *outcome.requirements}
+            hits = wanted & names
             if hits:
                 outcome.status = "xfail"
                 used |= hits
-        self.stale_expectations = sorted(wanted - used)
+        stale = wanted - used
+        if self.incomplete:
+            stale &= ran
+        self.stale_expectations = sorted(stale)
 
     @property
     def failures(self) -> list[Outcome]:
@@ -72,7 +89,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.stale_expectations
+        """Everything was checked and nothing failed unexpectedly."""
+        return not self.failures and not self.stale_expectations and not self.incomplete
 
     def counts(self) -> Counter[str]:
         return Counter(o.status for o in self.outcomes)
@@ -88,7 +106,10 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "revisions": self.revisions, "ok": self.ok,
+                "complete": self.incomplete is None, "incomplete": self.incomplete,
+                "notChecked": self.not_checked, "seconds": round(self.seconds, 3),
                 "fuzzed": self.fuzzed, "counts": dict(self.counts()),
+                "stats": asdict(self.stats),
                 "staleExpectedFailures": self.stale_expectations,
                 "outcomes": [asdict(o) for o in self.outcomes]}
 
@@ -121,6 +142,11 @@ class Report:
                                   failures="1")
             case = ET.SubElement(suite, "testcase", name=entry)
             ET.SubElement(case, "failure", message="listed as an expected failure but passed")
+        if self.incomplete:  # a CI dashboard must not show a cut-short run as green
+            suite = ET.SubElement(root, "testsuite", name="run", tests="1", failures="1")
+            case = ET.SubElement(suite, "testcase", name="complete")
+            ET.SubElement(case, "failure", message=self.incomplete[:500]).text = \
+                "\n".join(["not checked:", *self.not_checked])
         ET.indent(root)
         ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
@@ -135,40 +161,8 @@ class Report:
             lines.append("message: " + json.dumps(outcome.message, default=str)[:2000])
         return "\n".join(lines)
 
-    def render(self, console: Any = None) -> None:
-        """A summary table per revision and the failures with their requirements (rich)."""
-        from rich.console import Console
-        from rich.table import Table
+    def render(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
+        """The summary table, the broken requirements and the verdict, as text."""
+        from .summary import render_text
 
-        console = console or Console(stderr=False)
-        table = Table(title=f"MCP conformance of {self.target}")
-        for column in ("revision", "kind", "pass", "fail", "xfail", "skip"):
-            table.add_column(column, justify="right" if column not in ("revision", "kind")
-                             else "left")
-        rows: dict[tuple[str, str], Counter[str]] = {}
-        for outcome in self.outcomes:
-            rows.setdefault((outcome.revision, outcome.kind), Counter())[outcome.status] += 1
-        for (revision, kind), counts in rows.items():
-            fails = counts["fail"]
-            table.add_row(revision, kind, str(counts["pass"]),
-                          f"[bold red]{fails}[/]" if fails else "0",
-                          str(counts["xfail"]), str(counts["skip"]))
-        console.print(table)
-        for requirement, outcomes in self.broken_requirements().items():
-            rule = requirements().get(requirement)
-            title = f"{requirement}" + (f" ({rule.level}, {rule.section})" if rule else "")
-            console.print(f"[bold red]✗ {title}[/]")
-            for outcome in outcomes[:5]:
-                console.print(f"    {outcome.revision} {outcome.id}: {outcome.detail}",
-                              markup=False)
-                if outcome.message is not None:
-                    console.print("      minimal message: "
-                                  + json.dumps(outcome.message, default=str)[:300],
-                                  markup=False)
-        for entry in self.stale_expectations:
-            console.print(f"[yellow]stale expected failure (it passed): {entry}[/]")
-        verdict = "[bold green]PASS[/]" if self.ok else "[bold red]FAIL[/]"
-        counts = self.counts()
-        console.print(f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, "
-                      f"{counts['xfail']} expected failures, {counts['skip']} skipped; "
-                      f"{self.fuzzed} fuzzed messages")
+        render_text(self, stream if stream is not None else sys.stdout, color=color)

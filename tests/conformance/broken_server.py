@@ -3,6 +3,12 @@
 ``python broken_server.py --fault NAME``; without a fault it is a correct,
 minimal server, which the checker must pass.  Written on the standard library
 only, so that none of our own protocol code can hide the fault.
+
+Two faults are about time rather than content: ``drops-malformed`` reads and
+silently drops what it cannot handle (text that is not JSON, broken envelopes,
+batches, unknown methods), as some real servers do, and ``slow-tools`` answers
+a good ``tools/call`` only after ``SLOW_SECONDS`` (from a thread: it answers a
+ping at once meanwhile), which is slow but correct.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from typing import Any
 
 REVISION = "2025-06-18"
 FAULTS = ("none", "wrong-error-code", "missing-result-field", "hang", "crash",
-          "wrong-version", "answers-notifications")
+          "wrong-version", "answers-notifications", "drops-malformed", "slow-tools")
+SLOW_SECONDS = 1.0
 
 TOOL = {"name": "echo", "description": "Echo the text.",
         "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}},
@@ -28,10 +36,16 @@ class Broken:
     def __init__(self, fault: str) -> None:
         self.fault = fault
         self.initialized = False
+        self.lock = threading.Lock()
+        self.pending: list[threading.Thread] = []  # slow answers still to write
 
     def send(self, message: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
+        if self.fault == "drops-malformed" and "error" in message and (
+                message["id"] is None or message["error"]["code"] == -32601):
+            return  # the seeded fault: what it cannot read, or does not know, it drops
+        with self.lock:
+            sys.stdout.write(json.dumps(message) + "\n")
+            sys.stdout.flush()
 
     def error(self, request_id: Any, code: int, message: str) -> None:
         if self.fault == "wrong-error-code" and code in (-32601, -32602):
@@ -59,7 +73,8 @@ class Broken:
         if handler is None:
             self.error(request_id, -32601, f"Method not found: {method}")
             return
-        result = handler(params)
+        result = handler({**params, "_request_id": request_id} if method == "tools/call"
+                         else params)
         if result is not None:
             if "error" in result:
                 self.error(request_id, *result["error"])
@@ -97,9 +112,23 @@ class Broken:
         if params["name"] != "echo":
             return {"error": (-32602, f"Unknown tool: {params['name']}")}
         if not isinstance(arguments.get("text"), str):
-            return {"content": [{"type": "text", "text": "text is required"}],
-                    "isError": True}
-        return {"content": [{"type": "text", "text": arguments["text"]}], "isError": False}
+            result = {"content": [{"type": "text", "text": "text is required"}],
+                      "isError": True}
+        else:
+            result = {"content": [{"type": "text", "text": arguments["text"]}],
+                      "isError": False}
+        if self.fault == "slow-tools":  # slow but correct: answered later, pings meanwhile
+            request_id = params["_request_id"]
+
+            def later() -> None:
+                time.sleep(SLOW_SECONDS)
+                self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+            thread = threading.Thread(target=later, daemon=True)
+            thread.start()
+            self.pending.append(thread)
+            return None
+        return result
 
     def _paged(self, params: dict[str, Any], key: str, items: list[Any]) -> dict[str, Any]:
         if "cursor" in params and not isinstance(params["cursor"], str):
@@ -166,7 +195,8 @@ def main() -> None:
             server.error(None, -32600, "batches are not supported in 2025-06-18")
             continue
         server.handle(message)
-    time.sleep(0)
+    for thread in server.pending:  # let the late answers out before exiting
+        thread.join()
 
 
 if __name__ == "__main__":
