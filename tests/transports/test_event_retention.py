@@ -6,6 +6,8 @@ which would tell the client that its whole session is gone)."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -187,6 +189,37 @@ def test_every_stream_the_bounds_keep_resumes_and_evicted_ones_are_refused() -> 
         sent = events(reply.text)
         again = client.get(url, headers={**headers, "Last-Event-ID": sent[1][0]})
         assert again.status_code == 200 and events(again.text) == sent[2:]
+
+
+def test_serve_takes_the_bounds_from_its_flags() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port",
+                             "0", "--retain-events", "4", "--retain-seconds", "600"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "Streamable HTTP" in line, line
+        url = line.split()[-1]
+        with httpx.Client(timeout=10) as client:
+            headers = session(client, url, "2025-06-18")
+            sid = headers["Mcp-Session-Id"]
+            for rid in (1, 2, 3):  # two events each: one progress notification, the result
+                client.post(url, headers=headers, json=count(rid, 1))
+            old = client.get(url, headers={**headers, "Last-Event-ID": f"{sid}.1#0"})
+            assert old.status_code == 410
+            assert "last 4 events" in old.json()["error"]["message"]
+            assert "600 s" in old.json()["error"]["message"]
+            new = client.get(url, headers={**headers, "Last-Event-ID": f"{sid}.2#0"})
+            assert new.status_code == 200 and len(events(new.text)) == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    bad = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--http",
+                          "--retain-bytes", "-5"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2
+    assert "--retain-bytes" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.anyio
