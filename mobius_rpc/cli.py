@@ -15,10 +15,11 @@ import json
 import logging
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
+from .transports.event_store import MemoryEventStore, Retention
 
 __all__ = ("main",)
 
@@ -81,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         from dataclasses import replace
         server.limits = replace(server.limits, end_of_input_grace=args.end_of_input_grace)
     if args.http:
-        return _serve_http(server, args.host, args.port)
+        return _serve_http(server, args.host, args.port, _retention(args))
     try:
         anyio.run(server.run_stdio)
     except KeyboardInterrupt:
@@ -89,10 +90,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_http(server: object, host: str, port: int) -> int:
+def _retention(args: argparse.Namespace) -> Retention:
+    return Retention(args.retain_events, args.retain_bytes, args.retain_seconds)
+
+
+def _serve_http(server: object, host: str, port: int, retention: Retention) -> int:
     import uvicorn
 
-    transports = server.asgi_app()  # type: ignore[attr-defined]
+    transports = server.asgi_app(  # type: ignore[attr-defined]
+        event_store=MemoryEventStore(retention))
     config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=5)
     runner = uvicorn.Server(config)
@@ -118,6 +124,20 @@ def _serve_http(server: object, host: str, port: int) -> int:
     return 0
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number of ``kind`` above zero (else a one-line usage error)."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0: {text!r}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mobius", description="Mobius RPC: an MCP engine.")
     parser.add_argument("--log-level", default="WARNING",
@@ -140,6 +160,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --stdio: how long requests received before stdin ends get "
                             "to finish and be answered before they are cancelled "
                             "(default: 10)")
+    # How much of each legacy session's SSE history is kept for Last-Event-ID resumption.
+    kept = Retention()
+    serve.add_argument("--retain-events", type=_positive(int), default=kept.max_events,
+                       metavar="N", help="--http: SSE events kept per legacy session for "
+                                         f"Last-Event-ID resumption ({kept.max_events})")
+    serve.add_argument("--retain-bytes", type=_positive(int), default=kept.max_bytes,
+                       metavar="N", help="--http: bytes of SSE events kept per session "
+                                         f"({kept.max_bytes})")
+    serve.add_argument("--retain-seconds", type=_positive(float), default=kept.max_age,
+                       metavar="S", help="--http: seconds SSE events are kept "
+                                         f"({kept.max_age:g})")
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.set_defaults(func=_serve)

@@ -73,3 +73,15 @@ def test_http_instructions_benchmark(tmp_path: Path) -> None:
         (era, server) for era in ("modern", "legacy") for server in ("bare", "mobius")}
     # Every request runs Python code in the server: far more than a few thousand instructions.
     assert all(row["instructions_per_request"] > 10_000 for row in rows)
+
+
+def test_session_memory_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "memory.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "session_memory.py"), "--posts", "20",
+         "--warmup", "5", "--to", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=True)
+    assert "legacy session" in done.stdout and "stateless" in done.stdout
+    rows = json.loads(out.read_text())
+    assert [row["era"] for row in rows] == ["legacy session", "stateless"]
+    assert all(row["posts"] == 20 and row["posts_per_s"] > 0 for row in rows)

@@ -66,7 +66,13 @@ from ..framing.http import (
 from ..framing.param_headers import check_param_headers
 from .asgi_context import asgi_context, headers_of
 from .base import Serve, cancel_scope_type
-from .event_store import EventStore, MemoryEventStore, StreamHub, parse_event_id
+from .event_store import (
+    EventStore,
+    MemoryEventStore,
+    StreamHub,
+    is_sequence_number,
+    parse_event_id,
+)
 from .http_exchange import ExchangeResponse
 from .http_session import HttpMessageStream, ResponseChannel, send_whole, status_for
 
@@ -383,9 +389,10 @@ class StreamableHTTPTransport:
         standalone = f"{session_id}.get"
 
         def to_standalone(message: bytes) -> None:
-            self.hub.append(standalone, message)
+            self.hub.append(session_id, standalone, message)
 
         stream = HttpMessageStream(to_standalone)
+        self.hub.open(session_id, standalone)
         scope = anyio.CancelScope()
         self._live[session_id] = _Live(stream, scope)
         now = time.time()
@@ -396,7 +403,7 @@ class StreamableHTTPTransport:
                 await self.serve(stream)
             self._live.pop(session_id, None)
             self.store.delete(session_id)
-            self.hub.store.drop(f"{session_id}.")
+            self.hub.drop(session_id)
 
         self._tg.start_soon(run)
         return session_id
@@ -477,10 +484,13 @@ class StreamableHTTPTransport:
             # Closed by the server before anything was sent: a priming event
             # only, and the client picks everything up with GET.
             live.streams_opened += 1
-            name = f"{record.session_id}.{live.streams_opened}"
+            session_id = record.session_id
+            name = f"{session_id}.{live.streams_opened}"
+            self.hub.open(session_id, name)
             assert self._tg is not None
-            self._tg.start_soon(self._pump, channel, stream, name)
-            await EventSourceResponse(self._follow(name, 0, priming=True, stop=channel.detached),
+            self._tg.start_soon(self._pump, channel, stream, session_id, name)
+            await EventSourceResponse(self._follow(session_id, name, 0, priming=True,
+                                                   stop=channel.detached),
                                       headers={**headers, "X-Accel-Buffering": "no"},
                                       ping=self.keepalive)(scope, receive, send)
             return
@@ -499,13 +509,14 @@ class StreamableHTTPTransport:
 
         if live is not None and record is not None:
             live.streams_opened += 1
-            name = f"{record.session_id}.{live.streams_opened}"
-            self.hub.append(name, first)
+            session_id = record.session_id
+            name = f"{session_id}.{live.streams_opened}"
+            self.hub.append(session_id, name, first)
             assert self._tg is not None
             # The pump stores the rest even if this client goes away.
-            self._tg.start_soon(self._pump, channel, stream, name)
+            self._tg.start_soon(self._pump, channel, stream, session_id, name)
             priming = record.protocol_version == "2025-11-25"
-            await EventSourceResponse(self._follow(name, 0, priming=priming,
+            await EventSourceResponse(self._follow(session_id, name, 0, priming=priming,
                                                    stop=channel.detached),
                                       headers={**headers, "X-Accel-Buffering": "no"},
                                       ping=self.keepalive)(scope, receive, send)
@@ -523,15 +534,15 @@ class StreamableHTTPTransport:
                                   ping=self.keepalive)(scope, receive, send)
 
     async def _pump(self, channel: ResponseChannel, stream: HttpMessageStream,
-                    name: str) -> None:
+                    session_id: str, name: str) -> None:
         try:
             async for message in channel:
-                self.hub.append(name, message)
+                self.hub.append(session_id, name, message)
         finally:
             stream.close_channel(channel)
-            self.hub.finish(name)
+            self.hub.finish(session_id, name)
 
-    async def _follow(self, name: str, after: int, *, priming: bool = False,
+    async def _follow(self, session_id: str, name: str, after: int, *, priming: bool = False,
                       live: _Live | None = None,
                       stop: anyio.Event | None = None) -> AsyncIterator[ServerSentEvent]:
         """SSE events of a stored stream after ``after``, live until it finishes."""
@@ -539,7 +550,7 @@ class StreamableHTTPTransport:
             # 2025-11-25: an id (and no data) first, so the client can always
             # resume, and how long to wait before reconnecting.
             yield ServerSentEvent("", id=f"{name}#{after}", retry=self.retry_ms)
-        async for event_id, data in self.hub.follow(name, after, stop=stop):
+        async for event_id, data in self.hub.follow(session_id, name, after, stop=stop):
             if live is not None:
                 parsed = parse_event_id(event_id)
                 live.get_position = parsed[1] if parsed else live.get_position
@@ -563,17 +574,14 @@ class StreamableHTTPTransport:
         last_event = headers.get("last-event-id")
         if last_event is not None:
             # Resume the stream that event belongs to, and only that stream.
-            parsed = parse_event_id(last_event)
-            if parsed is None or not parsed[0].startswith(f"{session_id}."):
-                raise HttpRefusal(400, "Bad Request: unknown Last-Event-ID")
-            name, after = parsed
-            if self.hub.store.after(name, after) is None and after > 0:
-                raise HttpRefusal(400, "Bad Request: cannot resume from that event")
-            events = self._follow(name, after, live=live if name.endswith(".get") else None)
+            name, after = self._resumable(session_id, live, last_event)
+            events = self._follow(session_id, name, after,
+                                  live=live if name.endswith(".get") else None)
         else:
             if live.get_open:
                 raise HttpRefusal(409, "Conflict: a standalone stream is already open")
-            events = self._follow(f"{session_id}.get", live.get_position, live=live)
+            events = self._follow(session_id, f"{session_id}.get", live.get_position,
+                                  live=live)
             live.get_open = True
 
         async def guarded() -> AsyncIterator[ServerSentEvent]:
@@ -586,6 +594,35 @@ class StreamableHTTPTransport:
 
         await EventSourceResponse(guarded(), headers={"X-Accel-Buffering": "no"},
                                   ping=self.keepalive)(scope, receive, send)
+
+    def _resumable(self, session_id: str, live: _Live, last_event: str) -> tuple[str, int]:
+        """(stream, seq) to resume after ``Last-Event-ID``, or why it cannot be.
+
+        An id this session never issued is a bad request (400).  One whose
+        stream the event store no longer holds from there on (its retention
+        bounds evicted it) is 410 Gone, with a JSON-RPC error saying so; not
+        404, which tells a client its session is gone and that it must start
+        a new one, while this session lives on and its other streams resume.
+        """
+        parsed = parse_event_id(last_event)
+        suffix = parsed[0].removeprefix(f"{session_id}.") if parsed is not None else ""
+        issued = parsed is not None and suffix != parsed[0] and (suffix == "get" or (
+            is_sequence_number(suffix) and 1 <= int(suffix) <= live.streams_opened))
+        if parsed is None or not issued:
+            raise HttpRefusal(400, "Bad Request: unknown Last-Event-ID")
+        name, after = parsed
+        store = self.hub.store
+        if store.after(session_id, name, after) is not None:
+            return name, after
+        span = store.span(session_id, name)
+        if span is not None and after > span[1]:
+            raise HttpRefusal(400, "Bad Request: Last-Event-ID names an event never sent")
+        bounds = store.retention
+        reason = (f"Gone: the stream of Last-Event-ID {last_event} is no longer retained "
+                  f"(each session keeps its last {bounds.max_events} events, "
+                  f"{bounds.max_bytes} bytes, {bounds.max_age:g} s); it cannot be replayed")
+        raise HttpRefusal(410, reason, McpError(INVALID_REQUEST, reason, {
+            "lastEventId": last_event, "retained": False}))
 
     async def _delete(self, headers: Mapping[str, str], scope: Scope, receive: Receive,
                       send: Send) -> None:
@@ -600,7 +637,7 @@ class StreamableHTTPTransport:
     async def _end_session(self, session_id: str) -> None:
         live = self._live.pop(session_id, None)
         self.store.delete(session_id)
-        self.hub.store.drop(f"{session_id}.")
+        self.hub.drop(session_id)
         if live is not None:
             await live.stream.aclose()
             live.scope.cancel()
