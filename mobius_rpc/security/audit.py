@@ -11,7 +11,10 @@ remembers the last record it appended itself).
 
 Appends are serialized by a lock, and the store refuses a ``seq`` that is not
 the next one, so concurrent writers (tasks here, replicas sharing a database)
-queue up instead of forking the chain.  Retention deletes the oldest records
+queue up instead of forking the chain.  Records that queue while one write is
+in flight go to the store together in the next write (group commit), so a
+database commit is shared by many requests and each still returns only once
+its own record is stored.  Retention deletes the oldest records
 and stores a checkpoint (the first kept ``seq`` and the hash it chains from)
 so the rest still verifies.
 
@@ -62,10 +65,16 @@ def digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
-def record_hash(record: AuditRecord, prev_hash: str) -> str:
-    body = {f.name: getattr(record, f.name) for f in fields(record)
-            if f.name not in ("hash", "prev_hash")}
+_BODY = tuple(f.name for f in fields(AuditRecord) if f.name not in ("hash", "prev_hash"))
+
+
+def _chain(prev_hash: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical_json(body)).hexdigest()
+
+
+def record_hash(record: AuditRecord, prev_hash: str) -> str:
+    """The hash ``record`` must carry when it follows a record hashed ``prev_hash``."""
+    return _chain(prev_hash, {name: getattr(record, name) for name in _BODY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +87,25 @@ class VerifyResult:
     head_hash: str = GENESIS
 
 
+@dataclass(slots=True)
+class _Pending:
+    body: dict[str, Any]
+    record: AuditRecord | None = None
+
+
 class AuditLog:
     """Appends to, checks and reads the audit records of one store."""
 
     def __init__(self, store: SecurityStore, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)
         #: (seq, hash) of the last record, once known
         self._head: tuple[int, str] | None = None
         #: the last record this process appended: an anchor for verify
         self._anchor: tuple[int, str] | None = None
+        #: records waiting for the lock holder to write them
+        self._pending: list[_Pending] = []
 
     async def _load_head(self) -> tuple[int, str]:
         last = await self.store.last_audit()
@@ -109,37 +126,55 @@ class AuditLog:
         """Add one record; returns once the store has it (durable if the store is).
 
         ``arguments`` is digested here and never kept (None: no arguments)."""
-        base = AuditRecord(
-            seq=0, time=self._clock() if at is None else at, method=method, outcome=outcome,
-            user=principal.user if principal else None,
-            organization=(principal.organization or None) if principal else None,
-            auth_method=principal.method.value if principal else None,
-            credential=principal.credential if principal else None,
-            session=session, request_id=None if request_id is None else str(request_id),
-            target=target,
-            arguments_digest=None if arguments is None else digest(arguments),
-            error=error, error_code=error_code,
-            duration_ms=None if duration_ms is None else round(duration_ms, 3),
-            detail=detail or {})
+        body: dict[str, Any] = {
+            "seq": 0, "time": self._clock() if at is None else at, "method": method,
+            "outcome": outcome, "user": principal.user if principal else None,
+            "organization": (principal.organization or None) if principal else None,
+            "auth_method": principal.method.value if principal else None,
+            "credential": principal.credential if principal else None,
+            "session": session, "request_id": None if request_id is None else str(request_id),
+            "target": target,
+            "arguments_digest": None if arguments is None else digest(arguments),
+            "error": error, "error_code": error_code,
+            "duration_ms": None if duration_ms is None else round(duration_ms, 3),
+            "detail": detail or {}}
+        pending = _Pending(body)
+        self._pending.append(pending)
         async with self._lock:
-            for attempt in range(_ATTEMPTS):
-                if self._head is None:
-                    self._head = await self._load_head()
-                seq, prev = self._head
-                record = replace(base, seq=seq + 1, prev_hash=prev)
-                record = replace(record, hash=record_hash(record, prev))
-                try:
-                    with anyio.CancelScope(shield=True):  # a half-made append helps nobody
-                        await self.store.append_audit(record)
-                except AuditConflict:
-                    # another writer (a replica on the same database) got there first:
-                    # back off a random while, holding our lock so that it can finish
-                    # its burst, then re-read the head
-                    self._head = None
-                    await anyio.sleep(random.uniform(0, 0.0005 * 2 ** min(attempt, 7)))
-                    continue
-                self._head = self._anchor = (record.seq, record.hash)
-                return record
+            # whoever holds the lock writes every record queued so far, in one store
+            # call: under load, many requests share one transaction (group commit)
+            if pending.record is None:
+                batch, self._pending = self._pending, []
+                with anyio.CancelScope(shield=True):  # the batch is others' records too
+                    await self._write(batch)
+        assert pending.record is not None
+        return pending.record
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        for attempt in range(_ATTEMPTS):
+            if self._head is None:
+                self._head = await self._load_head()
+            seq, prev = self._head
+            records: list[AuditRecord] = []
+            for item in batch:
+                seq += 1
+                item.body["seq"] = seq
+                record = AuditRecord(**item.body, prev_hash=prev, hash=_chain(prev, item.body))
+                records.append(record)
+                prev = record.hash
+            try:
+                await self.store.append_audit(records)
+            except AuditConflict:
+                # another writer (a replica on the same database) got there first:
+                # back off a random while, holding our lock so that it can finish
+                # its burst, then re-read the head
+                self._head = None
+                await anyio.sleep(random.uniform(0, 0.0005 * 2 ** min(attempt, 7)))
+                continue
+            for item, record in zip(batch, records, strict=True):
+                item.record = record
+            self._head = self._anchor = (records[-1].seq, records[-1].hash)
+            return
         raise AuditConflict("could not append to the audit log: too much contention")
 
     async def head(self) -> tuple[int, str]:

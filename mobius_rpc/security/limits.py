@@ -20,8 +20,7 @@ says which limit; the security middleware records each one in the audit log.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,26 +129,27 @@ class Limiter:
                                     f"{result.retry_after:.3g}s",
                                     retryAfter=round(result.retry_after, 3))
 
-    @asynccontextmanager
-    async def slot(self, principal: Principal) -> AsyncIterator[None]:
-        """Hold one of the principal's concurrent slots for the block."""
+    def enter(self, principal: Principal) -> str | None:
+        """Take one of the principal's concurrent slots; give it back with
+        :meth:`leave` and what this returned (None: no cap, nothing to give back)."""
         cap = self.limits.max_concurrent
         if cap is None:
-            yield
-            return
+            return None
         key = principal_key(principal)
         if self._in_flight.get(key, 0) >= cap:
             raise LimitExceeded(TOO_MANY_CONCURRENT, "concurrency",
                                 f"Too many concurrent requests (at most {cap})", max=cap)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            left = self._in_flight[key] - 1
-            if left:
-                self._in_flight[key] = left
-            else:
-                del self._in_flight[key]
+        return key
+
+    def leave(self, key: str | None) -> None:
+        if key is None:
+            return
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+        else:
+            del self._in_flight[key]
 
     async def run_tool(self, tool: str, call: Callable[[], Awaitable[dict[str, Any]]]
                        ) -> dict[str, Any]:

@@ -39,11 +39,11 @@ from .policy import Action, Kind, PolicyEngine, RuleSet
 from .principal import Principal
 from .store import SecurityStore
 
-__all__ = ("SecurityMiddleware", "UNAUTHENTICATED", "OwnerLookup")
+__all__ = ("SecurityMiddleware", "UNAUTHENTICATED", "OwnerLookup", "Ownership")
 
 #: JSON-RPC code of a request that arrived without an identity
 UNAUTHENTICATED = -31001
-#: which organization a thing belongs to, if any (see policy.Ownership)
+#: which organization a thing belongs to, if any (see :class:`Ownership`)
 OwnerLookup = Callable[[str, str], str | None]
 Next = Callable[[Context], Awaitable[dict[str, Any]]]
 
@@ -178,13 +178,14 @@ class SecurityMiddleware:
             await self._refuse(ctx, principal, name, refusal, detail, arguments)
         outcome, detail = "ok", {}
         error: McpError | None = None
+        slot: str | None = None
         try:
             await self.limiter.check_rates(principal, tool)
-            async with self.limiter.slot(principal):
-                if tool is not None:
-                    result = await self.limiter.run_tool(tool, lambda: call_next(ctx))
-                else:
-                    result = await call_next(ctx)
+            slot = self.limiter.enter(principal)
+            if tool is not None:
+                result = await self.limiter.run_tool(tool, lambda: call_next(ctx))
+            else:
+                result = await call_next(ctx)
             if result.get("isError") is True:
                 outcome = "tool-error"
             return result
@@ -204,9 +205,15 @@ class SecurityMiddleware:
             outcome, error = "error", McpError(0, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            with anyio.CancelScope(shield=True):
+            self.limiter.leave(slot)
+            elapsed = (time.perf_counter() - started) * 1000.0
+            if outcome == "cancelled":  # still recorded: the scope is shielded
+                with anyio.CancelScope(shield=True):
+                    await self._record(ctx, principal, name, arguments, outcome, error, at,
+                                       elapsed, detail)
+            else:
                 await self._record(ctx, principal, name, arguments, outcome, error, at,
-                                   (time.perf_counter() - started) * 1000.0, detail)
+                                   elapsed, detail)
 
     async def _complete(self, ctx: Context, call_next: Next, principal: Principal
                         ) -> dict[str, Any]:
@@ -272,6 +279,28 @@ class SecurityMiddleware:
             await self._record(ctx, principal, target, arguments, "denied", error,
                                self._clock(), 0.0, detail)
         raise error
+
+
+class Ownership:
+    """Which organization a tool, resource or prompt belongs to, when one does.
+
+    Things nobody assigned are shared: every organization's rules decide on
+    them.  A layer that installs things per organization (a gateway's
+    upstream, a marketplace extension) assigns them here, or passes its own
+    ``(kind, name) -> org | None`` function to the middleware instead.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[tuple[str, str], str] = {}
+
+    def assign(self, kind: str, name: str, org_id: str) -> None:
+        self._owners[(kind, name)] = org_id
+
+    def release(self, kind: str, name: str) -> None:
+        self._owners.pop((kind, name), None)
+
+    def __call__(self, kind: str, name: str) -> str | None:
+        return self._owners.get((kind, name))
 
 
 def _registration(ctx: Context) -> Registration:

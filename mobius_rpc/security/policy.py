@@ -1,37 +1,22 @@
 """Who may do what: organizations' rules and the decisions made from them.
 
-A :class:`~.store.Rule` of an organization allows or denies *actions*
-(list, call, read, get, subscribe, complete) on *things* of one *kind*
-(tools, resources, prompts, and later extensions and projects) whose name
-(a tool's or prompt's name, a resource's URI, a template's URI template)
-matches a glob, for a *subject*: a role, one user, or anyone acting in the
-organization.  ``when`` narrows a rule to things whose annotations say so,
-e.g. ``{"readOnlyHint": True}``; a hint the thing does not state takes the
-protocol's default (readOnlyHint false, destructiveHint true, idempotentHint
-false, openWorldHint true), so an unannotated tool counts as one that may
-destroy.
+A :class:`~.store.Rule` allows or denies *actions* (list, call, read, get,
+subscribe, complete) on things of one *kind* (tools, resources, prompts, and
+later extensions and projects) whose name (a tool's or prompt's name, a
+resource's URI, a template's URI template) matches a glob (``*`` any run of
+characters, ``/`` included; ``?`` one character; the rest literal), for a
+role, one user, or anyone in the organization (roles match exactly).  ``when``
+narrows a rule to things whose annotations say so; an unstated hint takes the
+protocol's default, so an unannotated tool counts as one that may destroy.
 
-How a decision is made (:meth:`RuleSet.decide`):
-
-* Deny by default: with no rule allowing it, an action is refused.
-* Deny wins: one matching deny rule refuses, whatever allows it.
-* Visibility: every action needs ``list`` as well, because a caller may not
-  use what it may not see; and ``list`` of a tool, resource or prompt needs
-  its primary action too (call, read, get), so a list shows exactly what the
-  caller can use.
-* Scopes narrow, never widen: a credential that carries scopes of the form
-  ``KIND:ACTION`` (``*`` for either; ``tools:call`` implies ``tools:list``)
-  allows only those; scopes of other shapes (OAuth's ``openid``, ...) are
-  not about this policy and are ignored.
-* Ownership: a thing that belongs to another organization (the ``owner``
-  the caller passes, see :class:`Ownership`) is refused before any rule.
-* Roles match exactly: a rule for ``member`` does not apply to an admin.
-  Glob patterns know ``*`` (any run of characters, ``/`` included) and ``?``
-  (one character); everything else is literal and case-sensitive.
-
-Rules are compiled once per organization and rules version
-(:class:`PolicyEngine`), and decisions are cached within a compiled set, so
-filtering a long list costs a dictionary lookup per item.
+Deny by default; deny wins; every action needs ``list`` too (nobody uses what
+they may not see) and listing a tool, resource or prompt needs its primary
+action (call, read, get), so a list shows exactly what the caller can use.
+Credential scopes of the form ``KIND:ACTION`` narrow, never widen; a thing
+owned by another organization is refused before any rule.  docs/security.md
+has the full model and the default rules.  Rules are compiled once per
+organization and rules version (:class:`PolicyEngine`) and decisions cached,
+so filtering a long list costs a dictionary lookup per item.
 """
 
 from __future__ import annotations
@@ -44,13 +29,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .audit import AuditLog
 from .principal import Principal, Role
-from .store import Membership, Organization, Rule, SecurityStore
+from .store import Rule, SecurityStore
 
 __all__ = ("Kind", "Action", "Effect", "PRIMARY_ACTION", "HINT_DEFAULTS", "DEFAULT_RULES",
-           "Decision", "Explanation", "RuleSet", "PolicyEngine", "Ownership", "make_rule",
-           "glob_regex", "create_organization", "add_rule", "remove_rule")
+           "Decision", "Explanation", "RuleSet", "PolicyEngine", "make_rule",
+           "glob_regex")
 
 
 class Kind(StrEnum):
@@ -93,7 +77,7 @@ _CACHE_LIMIT = 8192
 DEFAULT_RULES: tuple[tuple[str, str, str, str, tuple[str, ...], dict[str, Any], str], ...] = (
     ("allow", "role:owner", "*", "*", ("*",), {}, "owners may do everything"),
     ("allow", "role:admin", "*", "*", ("*",), {}, "admins may do everything"),
-    ("allow", "role:member", "*", "*", ("*",), {}, "members may list, call, read and get"),
+    ("allow", "role:member", "*", "*", ("*",), {}, "members may use everything"),
     ("allow", "role:viewer", "*", "*", ("list", "read", "get", "subscribe", "complete"), {},
      "viewers may list, read and get"),
     ("allow", "role:viewer", "tools", "*", ("call",), {"readOnlyHint": True},
@@ -174,7 +158,30 @@ class Explanation:
 class _Compiled:
     rule: Rule
     regex: re.Pattern[str]
-    deny: bool
+
+
+class _Group:
+    """The rules of one effect that may apply to one (principal, kind, action):
+    the unconditional ones' patterns joined into one regular expression, so the
+    common question "does any match?" is a single match whatever their number."""
+
+    __slots__ = ("rules", "plain")
+
+    def __init__(self, rules: list[_Compiled]) -> None:
+        self.rules = tuple(rules)
+        plain = [f"(?:{c.regex.pattern})" for c in rules if not c.rule.when]
+        conditional = any(c.rule.when for c in rules)
+        self.plain = re.compile("|".join(plain), re.DOTALL) if plain and not conditional \
+            else None
+
+    def first(self, name: str, notes: Mapping[str, Any]) -> Rule | None:
+        """The first rule (by position) matching ``name`` and ``notes``."""
+        if self.plain is not None and not self.plain.fullmatch(name):
+            return None
+        for c in self.rules:
+            if c.regex.fullmatch(name) and _when_matches(c.rule, notes):
+                return c.rule
+        return None
 
 
 def _subject_matches(rule: Rule, principal: Principal) -> bool:
@@ -212,14 +219,10 @@ class RuleSet:
         self.org_id = org_id
         self.version = version
         self.rules = tuple(sorted(rules, key=lambda r: r.position))
-        self._by: dict[tuple[str, str], tuple[_Compiled, ...]] = {}
-        compiled = [_Compiled(r, glob_regex(r.pattern), r.effect == Effect.DENY)
-                    for r in self.rules]
-        for kind in Kind:
-            for action in Action:
-                self._by[(kind, action)] = tuple(
-                    c for c in compiled if c.rule.kind in (_ALL, kind)
-                    and (_ALL in c.rule.actions or action in c.rule.actions))
+        self._compiled = [_Compiled(r, glob_regex(r.pattern)) for r in self.rules]
+        #: per (user, roles): per (kind, action): (deny group, allow group)
+        self._subjects: dict[tuple[str, frozenset[Role]],
+                             dict[tuple[str, str], tuple[_Group, _Group]]] = {}
         self._when_keys = tuple(sorted({k for r in self.rules for k in r.when}))
         self._cache: dict[tuple[Any, ...], Decision] = {}
 
@@ -228,13 +231,14 @@ class RuleSet:
                owner: str | None = None) -> Decision:
         """May ``principal`` do ``action`` on the ``kind`` thing called ``name``?"""
         notes = annotations or {}
+        key: tuple[Any, ...] = (principal, action, kind, name, owner)
+        if self._when_keys:
+            key += tuple(notes.get(k, _MISSING) for k in self._when_keys)
         try:
-            key = (principal, action, kind, name, owner,
-                   tuple(notes.get(k, _MISSING) for k in self._when_keys))
-            hash(key)
-        except TypeError:
-            return self.explain(principal, action, kind, name, notes, owner=owner).decision
-        cached = self._cache.get(key)
+            cached = self._cache.get(key)
+        except TypeError:  # an annotation value that cannot be a key: decide uncached
+            return self.explain(principal, action, kind, name, notes, owner=owner,
+                                collect=False).decision
         if cached is None:
             cached = self.explain(principal, action, kind, name, notes, owner=owner,
                                   collect=False).decision
@@ -280,18 +284,31 @@ class RuleSet:
                              and _when_matches(r, notes))
         return Explanation(final, tuple(steps), matching)
 
+    def _groups(self, principal: Principal, kind: str, action: str) -> tuple[_Group, _Group]:
+        """The rules that can apply to this principal, kind and action, compiled once."""
+        key = (principal.user, principal.roles)
+        table = self._subjects.get(key)
+        if table is None:
+            if len(self._subjects) >= _CACHE_LIMIT:
+                self._subjects.clear()
+            table = self._subjects[key] = {}
+        groups = table.get((kind, action))
+        if groups is None:
+            mine = [c for c in self._compiled if _subject_matches(c.rule, principal)
+                    and c.rule.kind in (_ALL, kind)
+                    and (_ALL in c.rule.actions or action in c.rule.actions)]
+            groups = table[(kind, action)] = (
+                _Group([c for c in mine if c.rule.effect == Effect.DENY]),
+                _Group([c for c in mine if c.rule.effect == Effect.ALLOW]))
+        return groups
+
     def _single(self, principal: Principal, action: str, kind: str, name: str,
                 notes: Mapping[str, Any]) -> Decision:
-        allow: Rule | None = None
-        for c in self._by[(kind, action)]:
-            rule = c.rule
-            if not _subject_matches(rule, principal) or not c.regex.fullmatch(name) \
-                    or not _when_matches(rule, notes):
-                continue
-            if c.deny:
-                return Decision(False, rule, f"rule {rule.id} denies {action} on {kind} {name}")
-            if allow is None:
-                allow = rule
+        denies, allows = self._groups(principal, kind, action)
+        deny = denies.first(name, notes)
+        if deny is not None:
+            return Decision(False, deny, f"rule {deny.id} denies {action} on {kind} {name}")
+        allow = allows.first(name, notes)
         if allow is None:
             return Decision(False, None,
                             f"no rule allows {action} on {kind} {name} (deny by default)")
@@ -299,28 +316,6 @@ class RuleSet:
         if scoped is False:
             return Decision(False, None, f"the credential's scopes do not include {kind}:{action}")
         return Decision(True, allow, f"rule {allow.id} allows {action} on {kind} {name}")
-
-
-class Ownership:
-    """Which organization a tool, resource or prompt belongs to, when one does.
-
-    Things nobody assigned are shared: every organization's rules decide on
-    them.  A layer that installs things per organization (a gateway's
-    upstream, a marketplace extension) assigns them here, or passes its own
-    ``(kind, name) -> org | None`` function to the middleware instead.
-    """
-
-    def __init__(self) -> None:
-        self._owners: dict[tuple[str, str], str] = {}
-
-    def assign(self, kind: str, name: str, org_id: str) -> None:
-        self._owners[(kind, name)] = org_id
-
-    def release(self, kind: str, name: str) -> None:
-        self._owners.pop((kind, name), None)
-
-    def __call__(self, kind: str, name: str) -> str | None:
-        return self._owners.get((kind, name))
 
 
 class PolicyEngine:
@@ -364,49 +359,3 @@ class PolicyEngine:
                      owner: str | None = None) -> Decision:
         rules = await self.rules_for(principal.organization)
         return rules.decide(principal, action, kind, name, annotations, owner=owner)
-
-
-# ------------------------------------------------------------- admin changes
-
-async def create_organization(store: SecurityStore, name: str, *, owner_user_id: str,
-                              org_id: str | None = None, default_rules: bool = True,
-                              audit: AuditLog | None = None, actor: Principal | None = None,
-                              now: float | None = None) -> Organization:
-    """A new organization with ``owner_user_id`` as its owner and (unless told
-    otherwise) :data:`DEFAULT_RULES`, which its admins may then change."""
-    at = time.time() if now is None else now
-    if await store.get_user(owner_user_id) is None:
-        raise ValueError(f"no user {owner_user_id!r}")
-    org = Organization(id=org_id or uuid.uuid4().hex[:12], name=name, created_at=at)
-    await store.create_organization(org)
-    await store.put_membership(Membership(org.id, owner_user_id, Role.OWNER.value, at))
-    if default_rules:
-        for effect, subject, kind, pattern, actions, when, text in DEFAULT_RULES:
-            await store.add_rule(make_rule(org.id, effect, subject, kind, pattern, actions,
-                                           when, text, now=at))
-    if audit is not None:
-        await audit.append(method="admin/org.create", outcome="ok", principal=actor,
-                           target=org.id, detail={"name": name, "owner": owner_user_id})
-    return await store.get_organization(org.id) or org
-
-
-async def add_rule(store: SecurityStore, rule: Rule, *, audit: AuditLog | None = None,
-                   actor: Principal | None = None) -> Rule:
-    """Store ``rule`` (from :func:`make_rule`); recorded before it takes effect."""
-    if audit is not None:
-        await audit.append(method="admin/rule.add", outcome="ok", principal=actor,
-                           target=rule.id, detail={"org": rule.org_id, "effect": rule.effect,
-                                                   "subject": f"{rule.subject_type}:"
-                                                              f"{rule.subject}",
-                                                   "kind": rule.kind, "pattern": rule.pattern,
-                                                   "actions": list(rule.actions)})
-    return await store.add_rule(rule)
-
-
-async def remove_rule(store: SecurityStore, org_id: str, rule_id: str, *,
-                      audit: AuditLog | None = None, actor: Principal | None = None) -> bool:
-    removed = await store.delete_rule(org_id, rule_id)
-    if audit is not None:
-        await audit.append(method="admin/rule.remove", outcome="ok" if removed else "error",
-                           principal=actor, target=rule_id, detail={"org": org_id})
-    return removed

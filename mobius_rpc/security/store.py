@@ -9,11 +9,13 @@ embedding, and single-process servers that need nothing durable.
 
 Operations that must be atomic in a database are single methods here: adding
 or removing a rule bumps its organization's ``rules_version`` (so policy
-caches see the change), ``append_audit`` refuses a record whose ``seq`` is not
-the next one (so concurrent writers, even on several replicas, can never fork
-the hash chain), ``retain_audit`` deletes and moves the checkpoint together,
-and ``consume_bucket`` reads, refills and takes from a rate bucket in one step
-(a ``SELECT ... FOR UPDATE`` or a single ``UPDATE`` in SQL).
+caches see the change), ``append_audit`` adds a batch of records in one
+transaction and refuses it unless its first ``seq`` is the next one (so
+concurrent writers, even on several replicas, can never fork the hash
+chain; a primary key on ``seq`` does it in SQL), ``retain_audit`` deletes and
+moves the checkpoint together, and ``consume_bucket`` reads, refills and takes
+from a rate bucket in one step (a ``SELECT ... FOR UPDATE`` or a single
+``UPDATE`` in SQL).
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ class SecurityStore(Protocol):
     async def delete_rule(self, org_id: str, rule_id: str) -> bool: ...
     async def list_rules(self, org_id: str) -> list[Rule]: ...
 
-    async def append_audit(self, record: AuditRecord) -> None: ...
+    async def append_audit(self, records: list[AuditRecord]) -> None: ...
     async def last_audit(self) -> AuditRecord | None: ...
     async def list_audit(self, query: AuditQuery) -> list[AuditRecord]: ...
     async def get_audit_checkpoint(self) -> AuditCheckpoint | None: ...
@@ -351,12 +353,12 @@ class MemorySecurityStore:
         return list(self.rules.get(org_id, []))
 
     # audit
-    async def append_audit(self, record: AuditRecord) -> None:
+    async def append_audit(self, records: list[AuditRecord]) -> None:
         last = self.audit_records[-1].seq if self.audit_records else (
             self.checkpoint.seq - 1 if self.checkpoint else 0)
-        if record.seq != last + 1:
-            raise AuditConflict(f"audit seq {record.seq} is not next ({last + 1})")
-        self.audit_records.append(record)
+        if any(r.seq != last + 1 + i for i, r in enumerate(records)):
+            raise AuditConflict(f"audit seq {records[0].seq} is not next ({last + 1})")
+        self.audit_records.extend(records)
 
     async def last_audit(self) -> AuditRecord | None:
         return self.audit_records[-1] if self.audit_records else None

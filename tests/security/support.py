@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mobius_rpc.core.types import memory_context
+from mobius_rpc.security.admin import create_organization
 from mobius_rpc.security.audit import AuditLog
 from mobius_rpc.security.middleware import SecurityMiddleware
-from mobius_rpc.security.policy import create_organization
 from mobius_rpc.security.principal import AuthMethod, Principal, Role
 from mobius_rpc.security.store import Membership, MemorySecurityStore, User
 from mobius_rpc.server.app import Server

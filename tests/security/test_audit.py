@@ -127,7 +127,7 @@ async def test_search_tail_and_exports() -> None:
 async def test_the_store_refuses_a_fork() -> None:
     store, log = await filled(2)
     with pytest.raises(AuditConflict):
-        await store.append_audit(replace(store.audit_records[-1], seq=2))
+        await store.append_audit([replace(store.audit_records[-1], seq=2)])
     # a second writer on the same store (another replica) re-reads the head
     other = AuditLog(store)
     await other.append(method="x", outcome="ok")
@@ -144,9 +144,14 @@ class YieldingStore(MemorySecurityStore):
         await anyio.sleep(0)
         return await super().last_audit()
 
-    async def append_audit(self, record):  # type: ignore[no-untyped-def]
-        await anyio.sleep(0)
-        await super().append_audit(record)
+    async def append_audit(self, records):  # type: ignore[no-untyped-def]
+        await anyio.sleep(0.001)  # a commit takes a while
+        self.batches.append(len(records))
+        await super().append_audit(records)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
 
 
 async def test_every_request_under_concurrent_load_is_recorded_once() -> None:
@@ -179,6 +184,7 @@ async def test_every_request_under_concurrent_load_is_recorded_once() -> None:
     assert targets == ["lookup"] * (calls // 2)
     assert sum(r.outcome == "denied" for r in records) == calls // 4
     assert (await AuditLog(store).verify()).ok
+    assert max(store.batches) > 1  # requests that queued shared one write
 
 
 async def test_concurrent_appends_from_two_logs_on_one_store_never_fork() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from mobius_rpc.core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError
-from mobius_rpc.security.middleware import UNAUTHENTICATED
-from mobius_rpc.security.policy import Ownership, add_rule, make_rule
+from mobius_rpc.security.admin import add_rule
+from mobius_rpc.security.middleware import UNAUTHENTICATED, Ownership
+from mobius_rpc.security.policy import make_rule
 from mobius_rpc.security.principal import ANONYMOUS, AuthMethod, Principal, Role
 from mobius_rpc.security.store import AuditQuery, MemorySecurityStore
 from tests.conftest import connect
@@ -214,3 +216,49 @@ async def test_every_use_is_audited_with_a_digest_never_the_arguments() -> None:
     from mobius_rpc.security.audit import digest
     assert call.arguments_digest == digest({"key": "hunter2-secret"})
     assert await store.list_audit(AuditQuery(method="prompts/get")) == [records[2]]
+
+
+async def test_a_modern_listen_keeps_only_the_subscriptions_the_caller_may_have() -> None:
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    await add_rule(store, make_rule("A", "deny", "*", "resources", "notes://secret/*"))
+    server = build_server()
+    secured(server, store, Caller(people["member"]))
+    async with connect(server, revision="2026-07-28") as client, \
+            anyio.create_task_group() as tg:
+        async def listen() -> None:
+            await client.request("subscriptions/listen", {"notifications": {
+                "resourceSubscriptions": ["notes://secret/plans", "notes://public/readme"]}},
+                timeout=30)
+
+        tg.start_soon(listen)
+        with anyio.fail_after(5):
+            while not client.notifications:
+                await anyio.sleep(0.01)
+        method, params = client.notifications[0]
+        assert method == "notifications/subscriptions/acknowledged"
+        assert params["notifications"]["resourceSubscriptions"] == ["notes://public/readme"]
+        tg.cancel_scope.cancel()
+    listen_record = [r for r in store.audit_records if r.method == "subscriptions/listen"]
+    assert listen_record[0].detail == {"refused": 1}
+
+
+async def test_a_cancelled_call_is_still_recorded() -> None:
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    server = build_server()
+
+    @server.tool()
+    async def forever() -> str:
+        await anyio.sleep_forever()
+        return "never"  # pragma: no cover
+
+    secured(server, store, Caller(people["member"]))
+    async with connect(server) as client:
+        with pytest.raises(McpError):
+            await client.call_tool("forever", {}, timeout=0.1)
+        with anyio.fail_after(5):
+            while not any(r.outcome == "cancelled" for r in store.audit_records):
+                await anyio.sleep(0.01)
+    record = next(r for r in store.audit_records if r.outcome == "cancelled")
+    assert (record.method, record.target) == ("tools/call", "forever")

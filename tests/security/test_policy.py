@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mobius_rpc.security.audit import AuditLog
-from mobius_rpc.security.policy import (
-    DEFAULT_RULES,
-    PolicyEngine,
-    RuleSet,
+from mobius_rpc.security.admin import (
     add_rule,
     create_organization,
-    glob_regex,
-    make_rule,
+    remove_membership,
     remove_rule,
+    set_membership,
 )
+from mobius_rpc.security.audit import AuditLog
+from mobius_rpc.security.policy import DEFAULT_RULES, PolicyEngine, RuleSet, glob_regex, make_rule
 from mobius_rpc.security.principal import Role
 from mobius_rpc.security.store import MemorySecurityStore, User
 from tests.security.support import make_world, principal
@@ -79,6 +77,24 @@ async def test_deny_wins_and_explain_names_the_rule() -> None:
     assert store.audit_records[-1].method == "admin/rule.add"
     assert await remove_rule(store, "A", deny.id, audit=log)
     assert store.audit_records[-1].method == "admin/rule.remove"
+
+
+async def test_unstated_hints_take_the_protocols_defaults() -> None:
+    store = MemorySecurityStore()
+    await make_world(store)
+    await add_rule(store, make_rule("A", "allow", "role:viewer", "tools", "*", ("call",),
+                                    {"destructiveHint": True}))
+    await add_rule(store, make_rule("A", "deny", "role:viewer", "tools", "*", ("call",),
+                                    {"openWorldHint": True}))
+    rules = await PolicyEngine(store).rules_for("A")
+    viewer = principal("u-v", "A", Role.VIEWER)
+    # an unannotated tool counts as destructive and open-world: allowed, then denied
+    decision = rules.decide(viewer, "call", "tools", "t", None)
+    assert not decision.allowed and decision.rule is not None
+    assert decision.rule.when == {"openWorldHint": True}
+    assert rules.decide(viewer, "call", "tools", "t", {"openWorldHint": False}).allowed
+    assert not rules.decide(viewer, "call", "tools", "t", {"openWorldHint": False,
+                                                           "destructiveHint": False}).allowed
 
 
 async def test_hiding_from_lists_also_refuses_use() -> None:
@@ -166,3 +182,25 @@ async def test_create_organization() -> None:
     assert await store.list_rules(bare.id) == []
     with pytest.raises(ValueError):
         await create_organization(store, "X", owner_user_id="nobody")
+
+
+async def test_admin_changes_need_an_owner_or_admin_and_are_recorded() -> None:
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    log = AuditLog(store)
+    rule = make_rule("A", "deny", "*", "tools", "x")
+    for actor in (people["member"], people["viewer"], people["bowner"]):
+        with pytest.raises(PermissionError):
+            await add_rule(store, rule, audit=log, actor=actor)
+        with pytest.raises(PermissionError):
+            await set_membership(store, "A", "u-member", Role.ADMIN, actor=actor)
+    with pytest.raises(PermissionError):  # an admin cannot make owners
+        await set_membership(store, "A", "u-member", Role.OWNER, actor=people["admin"])
+    assert not any(r.method.startswith("admin/rule") for r in store.audit_records)
+    await add_rule(store, rule, audit=log, actor=people["admin"])
+    await set_membership(store, "A", "u-member", Role.ADMIN, audit=log, actor=people["owner"])
+    assert (await store.get_membership("A", "u-member")).role == "admin"  # type: ignore[union-attr]
+    assert await remove_membership(store, "A", "u-viewer", audit=log, actor=people["admin"])
+    assert [r.method for r in store.audit_records[-3:]] == [
+        "admin/rule.add", "admin/member.set", "admin/member.remove"]
+    assert store.audit_records[-3].user == "u-admin"
