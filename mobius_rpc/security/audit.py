@@ -1,0 +1,305 @@
+"""The audit log: append-only, hash-chained, searchable, exportable.
+
+Each record's ``hash`` is the SHA-256 of the previous record's hash and the
+record's own canonical JSON (sorted keys, no spaces; ``hash`` and
+``prev_hash`` left out), starting from :data:`GENESIS`.  Editing a record
+breaks its hash; deleting or reordering records breaks the ``seq`` run and the
+links; :meth:`AuditLog.verify` says which record.  Cutting records off the
+*end* leaves a shorter valid chain, which only an anchor can catch: keep
+:meth:`AuditLog.head` somewhere else and pass it to ``verify`` (the log also
+remembers the last record it appended itself).
+
+Appends are serialized by a lock, and the store refuses a ``seq`` that is not
+the next one, so concurrent writers (tasks here, replicas sharing a database)
+queue up instead of forking the chain.  Records that queue while one write is
+in flight go to the store together in the next write (group commit), so a
+database commit is shared by many requests and each still returns only once
+its own record is stored.  Retention deletes the oldest records
+and stores a checkpoint (the first kept ``seq`` and the hash it chains from)
+so the rest still verifies.
+
+Arguments are never stored, only :func:`digest` of them: the same arguments
+give the same digest (an investigator holding a candidate can check it), and
+secrets inside them do not end up in the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import anyio
+import orjson
+
+from .principal import Principal
+from .store import AuditCheckpoint, AuditConflict, AuditQuery, AuditRecord, SecurityStore
+
+__all__ = ("GENESIS", "AuditLog", "VerifyResult", "digest", "canonical_json", "record_hash",
+           "to_json", "to_csv")
+
+GENESIS = "0" * 64
+_PAGE = 1000
+_ATTEMPTS = 64
+_MAX_PROBLEMS = 100
+_CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits, and the like
+        return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, default=str).encode()
+
+
+def digest(value: Any) -> str:
+    """SHA-256 (hex) of ``value``'s canonical JSON."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+_BODY = tuple(f.name for f in fields(AuditRecord) if f.name not in ("hash", "prev_hash"))
+
+
+def _chain(prev_hash: str, body: dict[str, Any]) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical_json(body)).hexdigest()
+
+
+def record_hash(record: AuditRecord, prev_hash: str) -> str:
+    """The hash ``record`` must carry when it follows a record hashed ``prev_hash``."""
+    return _chain(prev_hash, {name: getattr(record, name) for name in _BODY})
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    #: one line per problem, naming the record (by seq)
+    problems: tuple[str, ...] = ()
+    head_seq: int = 0
+    head_hash: str = GENESIS
+
+
+@dataclass(slots=True)
+class _Pending:
+    body: dict[str, Any]
+    record: AuditRecord | None = None
+
+
+class AuditLog:
+    """Appends to, checks and reads the audit records of one store."""
+
+    def __init__(self, store: SecurityStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._clock = clock
+        self._lock = anyio.Lock(fast_acquire=True)
+        #: (seq, hash) of the last record, once known
+        self._head: tuple[int, str] | None = None
+        #: the last record this process appended: an anchor for verify
+        self._anchor: tuple[int, str] | None = None
+        #: records waiting for the lock holder to write them
+        self._pending: list[_Pending] = []
+
+    async def _load_head(self) -> tuple[int, str]:
+        last = await self.store.last_audit()
+        if last is not None:
+            return last.seq, last.hash
+        checkpoint = await self.store.get_audit_checkpoint()
+        if checkpoint is not None:
+            return checkpoint.seq - 1, checkpoint.prev_hash
+        return 0, GENESIS
+
+    async def append(self, *, method: str, outcome: str, principal: Principal | None = None,
+                     target: str | None = None, arguments: Any = None,
+                     session: str | None = None,
+                     request_id: str | int | None = None, error: str | None = None,
+                     error_code: int | None = None, duration_ms: float | None = None,
+                     detail: dict[str, Any] | None = None,
+                     at: float | None = None) -> AuditRecord:
+        """Add one record; returns once the store has it (durable if the store is).
+
+        ``arguments`` is digested here and never kept (None: no arguments)."""
+        body: dict[str, Any] = {
+            "seq": 0, "time": self._clock() if at is None else at, "method": method,
+            "outcome": outcome, "user": principal.user if principal else None,
+            "organization": (principal.organization or None) if principal else None,
+            "auth_method": principal.method.value if principal else None,
+            "credential": principal.credential if principal else None,
+            "session": session, "request_id": None if request_id is None else str(request_id),
+            "target": target,
+            "arguments_digest": None if arguments is None else digest(arguments),
+            "error": error, "error_code": error_code,
+            "duration_ms": None if duration_ms is None else round(duration_ms, 3),
+            "detail": detail or {}}
+        pending = _Pending(body)
+        self._pending.append(pending)
+        async with self._lock:
+            # whoever holds the lock writes every record queued so far, in one store
+            # call: under load, many requests share one transaction (group commit)
+            if pending.record is None:
+                batch, self._pending = self._pending, []
+                with anyio.CancelScope(shield=True):  # the batch is others' records too
+                    await self._write(batch)
+        assert pending.record is not None
+        return pending.record
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        for attempt in range(_ATTEMPTS):
+            if self._head is None:
+                self._head = await self._load_head()
+            seq, prev = self._head
+            records: list[AuditRecord] = []
+            for item in batch:
+                seq += 1
+                item.body["seq"] = seq
+                record = AuditRecord(**item.body, prev_hash=prev, hash=_chain(prev, item.body))
+                records.append(record)
+                prev = record.hash
+            try:
+                await self.store.append_audit(records)
+            except AuditConflict:
+                # another writer (a replica on the same database) got there first:
+                # back off a random while, holding our lock so that it can finish
+                # its burst, then re-read the head
+                self._head = None
+                await anyio.sleep(random.uniform(0, 0.0005 * 2 ** min(attempt, 7)))
+                continue
+            for item, record in zip(batch, records, strict=True):
+                item.record = record
+            self._head = self._anchor = (records[-1].seq, records[-1].hash)
+            return
+        raise AuditConflict("could not append to the audit log: too much contention")
+
+    async def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest record: the anchor to keep elsewhere."""
+        async with self._lock:
+            self._head = await self._load_head()
+            return self._head
+
+    async def verify(self, expected_head: tuple[int, str] | None = None) -> VerifyResult:
+        """Walk the chain from the checkpoint (or the start) and report every
+        record that was edited, deleted or moved."""
+        checkpoint = await self.store.get_audit_checkpoint()
+        expected_seq = checkpoint.seq if checkpoint else 1
+        expected_prev = checkpoint.prev_hash if checkpoint else GENESIS
+        problems: list[str] = []
+        checked = 0
+        after = 0
+        last_seen = (expected_seq - 1, expected_prev)
+        while True:
+            page = await self.store.list_audit(AuditQuery(after_seq=after, limit=_PAGE))
+            if not page:
+                break
+            for record in page:
+                checked += 1
+                if record.seq < expected_seq:
+                    problems.append(f"record {record.seq} is out of order "
+                                    f"(expected {expected_seq})")
+                elif record.seq > expected_seq:
+                    problems.append(f"record(s) {expected_seq}..{record.seq - 1} missing "
+                                    f"before record {record.seq}")
+                if record.prev_hash != expected_prev and record.seq >= expected_seq:
+                    problems.append(f"record {record.seq} does not link to the record "
+                                    "before it")
+                if record_hash(record, record.prev_hash) != record.hash:
+                    problems.append(f"record {record.seq} was edited (hash mismatch)")
+                expected_seq = max(expected_seq, record.seq + 1)
+                expected_prev = record.hash
+                last_seen = (record.seq, record.hash)
+                after = max(after, record.seq)
+            if len(page) < _PAGE or len(problems) >= _MAX_PROBLEMS:
+                break
+        for name, anchor in (("expected", expected_head), ("last appended", self._anchor)):
+            if anchor is not None and anchor[0] > last_seen[0]:
+                problems.append(f"record(s) {last_seen[0] + 1}..{anchor[0]} missing at the end "
+                                f"({name} head is {anchor[0]})")
+        if expected_head is not None and expected_head[0] <= last_seen[0]:
+            found = await self.store.list_audit(AuditQuery(after_seq=expected_head[0] - 1,
+                                                           limit=1))
+            if not found or found[0].seq != expected_head[0] \
+                    or found[0].hash != expected_head[1]:
+                problems.append(f"record {expected_head[0]} does not match the expected head")
+        return VerifyResult(not problems, checked, tuple(problems[:_MAX_PROBLEMS]),
+                            last_seen[0], last_seen[1])
+
+    async def search(self, query: AuditQuery) -> list[AuditRecord]:
+        return await self.store.list_audit(query)
+
+    async def tail(self, n: int = 20, query: AuditQuery | None = None) -> list[AuditRecord]:
+        """The newest ``n`` records matching ``query``, oldest first."""
+        base = query or AuditQuery()
+        found = await self.store.list_audit(replace(base, limit=n, newest_first=True))
+        return found[::-1]
+
+    async def retain(self, *, before: float | None = None, keep_last: int | None = None,
+                     actor: Principal | None = None) -> AuditCheckpoint | None:
+        """Delete records older than ``before`` (epoch seconds) or all but the
+        newest ``keep_last``; the rest stays verifiable from the new checkpoint.
+        The retention itself is then recorded (``audit/retain``)."""
+        if (before is None) == (keep_last is None):
+            raise ValueError("give exactly one of before= and keep_last=")
+        async with self._lock:
+            head_seq, head_hash = self._head = await self._load_head()
+            first_kept: AuditRecord | None = None
+            if keep_last is not None:
+                kept = await self.store.list_audit(AuditQuery(limit=max(keep_last, 0),
+                                                              newest_first=True))
+                first_kept = kept[-1] if kept and keep_last > 0 else None
+            else:
+                newer = await self.store.list_audit(AuditQuery(since=before, limit=1))
+                first_kept = newer[0] if newer else None
+            if first_kept is None:
+                checkpoint = AuditCheckpoint(head_seq + 1, head_hash, self._clock())
+            else:
+                checkpoint = AuditCheckpoint(first_kept.seq, first_kept.prev_hash, self._clock())
+            removed = await self.store.retain_audit(checkpoint)
+        await self.append(method="audit/retain", outcome="ok", principal=actor,
+                          detail={"removed": removed, "from_seq": checkpoint.seq})
+        return checkpoint
+
+
+def _row(record: AuditRecord) -> dict[str, Any]:
+    return asdict(record)
+
+
+def to_json(records: list[AuditRecord]) -> str:
+    """A JSON array of the records (field names as in :class:`AuditRecord`)."""
+    return orjson.dumps([_row(r) for r in records], option=orjson.OPT_INDENT_2).decode()
+
+
+def to_csv(records: list[AuditRecord]) -> str:
+    """CSV with a header row; ``detail`` as canonical JSON.  A cell that would
+    start with a spreadsheet formula character gets a leading ``'`` so that
+    opening an export never runs what a caller put into an error message."""
+    out = io.StringIO()
+    names = [f.name for f in fields(AuditRecord)]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for record in records:
+        cells: list[str] = []
+        for name in names:
+            value = getattr(record, name)
+            if name == "detail":
+                cell = canonical_json(value).decode()
+            else:
+                cell = "" if value is None else str(value)
+            if cell.startswith(_CSV_FORMULA) and not _is_number(cell):
+                cell = "'" + cell
+            cells.append(cell)
+        writer.writerow(cells)
+    return out.getvalue()
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,181 @@
+"""Limits on what one caller can take: time, rate, concurrency, output size.
+
+* Timeout: each ``tools/call`` runs under ``anyio.fail_after`` (a default,
+  overridden per tool); when it fires the handler is cancelled where it
+  awaits.  A handler that blocks the event loop without awaiting cannot be
+  cancelled by anything in process: keep such work in a thread or a process.
+* Rate: token buckets per principal (every checked request) and per tool
+  (every caller of that tool), kept in the store so replicas sharing a
+  database share them.
+* Concurrency: at most ``max_concurrent`` requests in flight per principal,
+  counted in this process; one more is refused at once, not queued.
+* Output: a ``tools/call`` result larger than ``max_output_bytes`` as JSON
+  is replaced by an error (the bytes never reach the wire).
+
+Each refusal is an :class:`LimitExceeded`, a JSON-RPC error with its own code
+outside the range the protocol reserves (-32768..-32000) and ``data`` that
+says which limit; the security middleware records each one in the audit log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import orjson
+
+from ..core.errors import McpError
+from .principal import Principal
+from .store import SecurityStore
+
+__all__ = ("Rate", "Limits", "Limiter", "LimitExceeded", "TIMEOUT", "RATE_LIMITED",
+           "TOO_MANY_CONCURRENT", "OUTPUT_TOO_LARGE")
+
+#: JSON-RPC codes of limit refusals (HTTP's 408, 429, 413 in spirit)
+TIMEOUT = -31008
+RATE_LIMITED = -31029
+TOO_MANY_CONCURRENT = -31030
+OUTPUT_TOO_LARGE = -31013
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A token bucket: bursts of up to ``capacity``, refilled at ``per_second``."""
+
+    capacity: float
+    per_second: float
+
+    @classmethod
+    def per_minute(cls, n: float, burst: float | None = None) -> Rate:
+        return cls(burst if burst is not None else n, n / 60.0)
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1 or self.per_second <= 0:
+            raise ValueError("a rate needs capacity >= 1 and per_second > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a :class:`Limiter` enforces; None switches a limit off."""
+
+    #: seconds a tool may run unless ``timeouts`` says otherwise
+    default_timeout: float | None = 60.0
+    #: per tool name: its timeout (None: no timeout for that tool)
+    timeouts: Mapping[str, float | None] = field(default_factory=dict)
+    #: every checked request of one principal
+    principal_rate: Rate | None = None
+    #: per tool name, all callers together
+    tool_rates: Mapping[str, Rate] = field(default_factory=dict)
+    #: tools without an entry in ``tool_rates``
+    default_tool_rate: Rate | None = None
+    #: requests in flight per principal
+    max_concurrent: int | None = None
+    #: size of a tool result as JSON
+    max_output_bytes: int | None = 8 * 1024 * 1024
+
+
+class LimitExceeded(McpError):
+    """A limit refused the request; ``limit`` says which."""
+
+    def __init__(self, code: int, limit: str, message: str, **data: Any) -> None:
+        super().__init__(code, message, {"limit": limit, **data})
+        self.limit = limit
+
+
+def principal_key(principal: Principal) -> str:
+    return f"{principal.organization}/{principal.user}"
+
+
+class Limiter:
+    """Enforces one :class:`Limits` for a server."""
+
+    def __init__(self, limits: Limits, store: SecurityStore, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.limits = limits
+        self.store = store
+        self._clock = clock
+        self._in_flight: dict[str, int] = {}
+
+    def timeout_for(self, tool: str) -> float | None:
+        if tool in self.limits.timeouts:
+            return self.limits.timeouts[tool]
+        return self.limits.default_timeout
+
+    async def check_rates(self, principal: Principal, tool: str | None = None) -> None:
+        """Take a token from the principal's bucket (and the tool's, for a call)."""
+        now = self._clock()
+        rate = self.limits.principal_rate
+        if rate is not None:
+            result = await self.store.consume_bucket(
+                f"principal:{principal_key(principal)}", rate.capacity, rate.per_second, 1.0,
+                now)
+            if not result.allowed:
+                raise LimitExceeded(RATE_LIMITED, "principal-rate",
+                                    f"Rate limit exceeded; retry after "
+                                    f"{result.retry_after:.3g}s",
+                                    retryAfter=round(result.retry_after, 3))
+        if tool is None:
+            return
+        rate = self.limits.tool_rates.get(tool, self.limits.default_tool_rate)
+        if rate is not None:
+            result = await self.store.consume_bucket(f"tool:{tool}", rate.capacity,
+                                                     rate.per_second, 1.0, now)
+            if not result.allowed:
+                raise LimitExceeded(RATE_LIMITED, "tool-rate",
+                                    f"Rate limit exceeded for tool {tool}; retry after "
+                                    f"{result.retry_after:.3g}s",
+                                    retryAfter=round(result.retry_after, 3))
+
+    def enter(self, principal: Principal) -> str | None:
+        """Take one of the principal's concurrent slots; give it back with
+        :meth:`leave` and what this returned (None: no cap, nothing to give back)."""
+        cap = self.limits.max_concurrent
+        if cap is None:
+            return None
+        key = principal_key(principal)
+        if self._in_flight.get(key, 0) >= cap:
+            raise LimitExceeded(TOO_MANY_CONCURRENT, "concurrency",
+                                f"Too many concurrent requests (at most {cap})", max=cap)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        return key
+
+    def leave(self, key: str | None) -> None:
+        if key is None:
+            return
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+        else:
+            del self._in_flight[key]
+
+    async def run_tool(self, tool: str, call: Callable[[], Awaitable[dict[str, Any]]]
+                       ) -> dict[str, Any]:
+        """``call()`` under the tool's timeout, then the output-size check."""
+        timeout = self.timeout_for(tool)
+        if timeout is None:
+            result = await call()
+        else:
+            try:
+                with anyio.fail_after(timeout) as scope:
+                    result = await call()
+            except TimeoutError:
+                if not scope.cancel_called:
+                    raise  # not our deadline
+                raise LimitExceeded(TIMEOUT, "timeout",
+                                    f"Tool {tool} timed out after {timeout:g}s",
+                                    timeout=timeout) from None
+        self.check_output(tool, result)
+        return result
+
+    def check_output(self, tool: str, result: dict[str, Any]) -> None:
+        cap = self.limits.max_output_bytes
+        if cap is None:
+            return
+        size = len(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS, default=str))
+        if size > cap:
+            raise LimitExceeded(OUTPUT_TOO_LARGE, "output",
+                                f"Tool {tool} returned {size} bytes, more than the "
+                                f"{cap} allowed", size=size, max=cap)

@@ -1,0 +1,335 @@
+"""The security middleware: policy, limits and audit around every request.
+
+Installed with ``server.use(SecurityMiddleware(store))``; it reads the caller
+from ``ctx.transport.principal`` (put there by an authenticator) and:
+
+* filters every list (tools, resources, resource templates, prompts, and the
+  values of a resource-template completion) down to what the caller may use;
+* checks every ``tools/call``, ``resources/read``, ``prompts/get``,
+  ``resources/subscribe`` and ``completion/complete`` before it runs, and
+  refuses with exactly the error the server gives for a thing that does not
+  exist (so a refusal tells nothing about what exists);
+* applies the :mod:`.limits` (rates, concurrency, and for tools the timeout
+  and the output size);
+* records each of those requests, and every refusal, in the audit log
+  before the answer leaves.
+
+Without a principal only ``ping``, ``initialize`` and ``server/discover``
+pass, unless a ``default_principal`` is configured (a stdio server's local
+identity, say).  Methods it does not know are refused as unknown methods:
+list a custom method in ``extra_methods`` to let it through.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NoReturn
+
+import anyio
+
+from ..core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError
+from ..core.revisions import MODERN_REVISIONS
+from ..server.context import Context, InputRequired
+from ..server.registration import Registration
+from .audit import AuditLog
+from .limits import Limiter, LimitExceeded, Limits
+from .policy import Action, Kind, PolicyEngine, RuleSet
+from .principal import Principal
+from .store import SecurityStore
+
+__all__ = ("SecurityMiddleware", "UNAUTHENTICATED", "OwnerLookup", "Ownership")
+
+#: JSON-RPC code of a request that arrived without an identity
+UNAUTHENTICATED = -31001
+#: which organization a thing belongs to, if any (see :class:`Ownership`)
+OwnerLookup = Callable[[str, str], str | None]
+Next = Callable[[Context], Awaitable[dict[str, Any]]]
+
+#: methods answered without an identity (the connection's own handshake)
+_PUBLIC = frozenset(("ping", "initialize", "server/discover"))
+#: session bookkeeping any identified caller may do (nothing to decide about)
+_SESSION = frozenset(("logging/setLevel", "resources/unsubscribe", "tasks/get",
+                      "tasks/result", "tasks/list", "tasks/cancel"))
+_LISTS = {"tools/list": ("tools", Kind.TOOLS, "name"),
+          "resources/list": ("resources", Kind.RESOURCES, "uri"),
+          "resources/templates/list": ("resourceTemplates", Kind.RESOURCES, "uriTemplate"),
+          "prompts/list": ("prompts", Kind.PROMPTS, "name")}
+
+
+class SecurityMiddleware:
+    """Deny by default, filter lists, check uses, enforce limits, audit."""
+
+    def __init__(self, store: SecurityStore, *, policy: PolicyEngine | None = None,
+                 audit: AuditLog | None = None, limits: Limits | None = None,
+                 default_principal: Principal | None = None, owners: OwnerLookup | None = None,
+                 extra_methods: Iterable[str] = (), clock: Callable[[], float] = time.time
+                 ) -> None:
+        self.store = store
+        self.policy = policy or PolicyEngine(store)
+        self.audit = audit or AuditLog(store, clock=clock)
+        self.limiter = Limiter(limits or Limits(), store, clock=clock)
+        self.default_principal = default_principal
+        self.owners = owners
+        self.extra_methods = frozenset(extra_methods)
+        self._clock = clock
+
+    async def __call__(self, ctx: Context, call_next: Next) -> dict[str, Any]:
+        method = ctx.method
+        if method in _PUBLIC:
+            return await call_next(ctx)
+        principal = self._principal(ctx)
+        if principal is None:
+            await self._refuse(ctx, None, None, McpError(UNAUTHENTICATED,
+                                                         "Authentication required"), {})
+        listed = _LISTS.get(method)
+        if listed is not None:
+            return await self._list(ctx, call_next, principal, *listed)
+        params = ctx.params
+        if method == "tools/call":
+            name = params.get("name")
+            tool = _registration(ctx).tools.get(name) if isinstance(name, str) else None
+            return await self._guarded(
+                ctx, call_next, principal, Action.CALL, Kind.TOOLS, name,
+                tool.annotations if tool else None, _unknown("tool", name, True),
+                params.get("arguments"), tool=str(name))
+        if method in ("resources/read", "resources/subscribe"):
+            uri = params.get("uri")
+            action = Action.READ if method == "resources/read" else Action.SUBSCRIBE
+            return await self._guarded(ctx, call_next, principal, action, Kind.RESOURCES, uri,
+                                       _resource_annotations(ctx, uri), _not_found(ctx, uri),
+                                       None)
+        if method == "prompts/get":
+            name = params.get("name")
+            return await self._guarded(ctx, call_next, principal, Action.GET, Kind.PROMPTS,
+                                       name, None, _unknown("prompt", name, True),
+                                       params.get("arguments"))
+        if method == "completion/complete":
+            return await self._complete(ctx, call_next, principal)
+        if method == "subscriptions/listen":
+            await self._filter_listen(ctx, principal)
+            return await call_next(ctx)
+        if method in _SESSION or method in self.extra_methods:
+            return await call_next(ctx)
+        await self._refuse(ctx, principal, None,
+                           McpError(METHOD_NOT_FOUND, f"Method not found: {method}"), {})
+
+    def _principal(self, ctx: Context) -> Principal | None:
+        found = ctx.transport.principal
+        if found is None:
+            return self.default_principal
+        return found if isinstance(found, Principal) else None
+
+    def _owner(self, kind: str, name: str) -> str | None:
+        return self.owners(kind, name) if self.owners is not None else None
+
+    def _may(self, rules: RuleSet, principal: Principal, action: str, kind: str, name: Any,
+             annotations: Any) -> bool:
+        if not isinstance(name, str):
+            return False
+        notes = annotations if isinstance(annotations, dict) else None
+        return rules.decide(principal, action, kind, name, notes,
+                            owner=self._owner(kind, name)).allowed
+
+    # ----------------------------------------------------------------- lists
+
+    async def _list(self, ctx: Context, call_next: Next, principal: Principal, key: str,
+                    kind: Kind, field: str) -> dict[str, Any]:
+        rules = await self.policy.rules_for(principal.organization)
+        result = await call_next(ctx)
+        items = result.get(key)
+        if isinstance(items, list):
+            result = {**result, key: [
+                item for item in items if isinstance(item, dict) and self._may(
+                    rules, principal, Action.LIST, kind, item.get(field),
+                    item.get("annotations"))]}
+        return result
+
+    async def _filter_listen(self, ctx: Context, principal: Principal) -> None:
+        """Drop the resource subscriptions of a modern-era listen the caller may
+        not have; the acknowledgement then shows only the accepted ones."""
+        wanted = ctx.params.get("notifications")
+        uris = wanted.get("resourceSubscriptions") if isinstance(wanted, dict) else None
+        if not isinstance(wanted, dict) or not isinstance(uris, list):
+            return
+        rules = await self.policy.rules_for(principal.organization)
+        kept = [u for u in uris if self._may(rules, principal, Action.SUBSCRIBE,
+                                             Kind.RESOURCES, u, _resource_annotations(ctx, u))]
+        ctx.params = {**ctx.params, "notifications": {**wanted, "resourceSubscriptions": kept}}
+        await self._record(ctx, principal, None, uris, "ok", None, self._clock(), 0.0,
+                           {"refused": len(uris) - len(kept)})
+
+    # ------------------------------------------------------------------ uses
+
+    async def _guarded(self, ctx: Context, call_next: Next, principal: Principal,
+                       action: str, kind: str, target: Any, annotations: Any,
+                       refusal: McpError, arguments: Any, *, tool: str | None = None
+                       ) -> dict[str, Any]:
+        at, started = self._clock(), time.perf_counter()
+        rules = await self.policy.rules_for(principal.organization)
+        name = target if isinstance(target, str) else None
+        decision = None if name is None else rules.decide(
+            principal, action, kind, name, annotations if isinstance(annotations, dict)
+            else None, owner=self._owner(kind, name))
+        if decision is None or not decision.allowed:
+            detail = {"reason": decision.reason if decision else "no name",
+                      "rule": decision.rule.id if decision and decision.rule else None}
+            await self._refuse(ctx, principal, name, refusal, detail, arguments)
+        outcome, detail = "ok", {}
+        error: McpError | None = None
+        slot: str | None = None
+        try:
+            await self.limiter.check_rates(principal, tool)
+            slot = self.limiter.enter(principal)
+            if tool is not None:
+                result = await self.limiter.run_tool(tool, lambda: call_next(ctx))
+            else:
+                result = await call_next(ctx)
+            if result.get("isError") is True:
+                outcome = "tool-error"
+            return result
+        except LimitExceeded as exc:
+            outcome, error, detail = "limited", exc, {"limit": exc.limit}
+            raise
+        except McpError as exc:
+            outcome, error = "error", exc
+            raise
+        except InputRequired:
+            outcome = "input-required"
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            outcome, error = "error", McpError(0, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.limiter.leave(slot)
+            elapsed = (time.perf_counter() - started) * 1000.0
+            if outcome == "cancelled":  # still recorded: the scope is shielded
+                with anyio.CancelScope(shield=True):
+                    await self._record(ctx, principal, name, arguments, outcome, error, at,
+                                       elapsed, detail)
+            else:
+                await self._record(ctx, principal, name, arguments, outcome, error, at,
+                                   elapsed, detail)
+
+    async def _complete(self, ctx: Context, call_next: Next, principal: Principal
+                        ) -> dict[str, Any]:
+        params = ctx.params
+        ref = params.get("ref") if isinstance(params.get("ref"), dict) else {}
+        assert isinstance(ref, dict)
+        if ref.get("type") == "ref/prompt":
+            name = ref.get("name")
+            return await self._guarded(ctx, call_next, principal, Action.COMPLETE, Kind.PROMPTS,
+                                       name, None, _unknown("prompt", name, False),
+                                       params.get("argument"))
+        uri = ref.get("uri")
+        registration = _registration(ctx)
+        template = registration.resources.find_template(uri) if isinstance(uri, str) else None
+        notes = template.info.annotations if template is not None else None
+        result = await self._guarded(ctx, call_next, principal, Action.COMPLETE,
+                                     Kind.RESOURCES, uri, notes,
+                                     _unknown("resource template", uri, False),
+                                     params.get("argument"))
+        completion = result.get("completion")
+        argument = params.get("argument")
+        if template is None or not isinstance(completion, dict) \
+                or not isinstance(argument, dict):
+            return result
+        context = params.get("context")
+        known = context.get("arguments") if isinstance(context, dict) else None
+        base = dict(known) if isinstance(known, dict) else {}
+        rules = await self.policy.rules_for(principal.organization)
+        values = completion.get("values") or []
+        kept = [v for v in values if isinstance(v, str) and self._may(
+            rules, principal, Action.READ, Kind.RESOURCES,
+            template.template.expand({**base, str(argument.get("name")): v}), notes)]
+        if len(kept) == len(values):
+            return result
+        trimmed = {k: v for k, v in completion.items() if k != "total"}
+        return {**result, "completion": {**trimmed, "values": kept}}
+
+    # ----------------------------------------------------------------- audit
+
+    def _session_id(self, ctx: Context) -> str:
+        if ctx.transport.session_id:
+            return ctx.transport.session_id
+        state = ctx.session.state
+        if "security.session" not in state:
+            state["security.session"] = uuid.uuid4().hex
+        return str(state["security.session"])
+
+    async def _record(self, ctx: Context, principal: Principal | None, target: str | None,
+                      arguments: Any, outcome: str, error: McpError | None, at: float,
+                      duration_ms: float, detail: dict[str, Any]) -> None:
+        await self.audit.append(
+            method=ctx.method, outcome=outcome, principal=principal, target=target,
+            arguments=arguments, session=self._session_id(ctx), request_id=ctx.request_id,
+            error=error.message if error else None, error_code=error.code if error else None,
+            duration_ms=duration_ms, detail={k: v for k, v in detail.items() if v is not None},
+            at=at)
+
+    async def _refuse(self, ctx: Context, principal: Principal | None, target: str | None,
+                      error: McpError, detail: dict[str, Any], arguments: Any = None
+                      ) -> NoReturn:
+        """Record the refusal (durably, before anyone sees the answer), then raise it."""
+        with anyio.CancelScope(shield=True):
+            await self._record(ctx, principal, target, arguments, "denied", error,
+                               self._clock(), 0.0, detail)
+        raise error
+
+
+class Ownership:
+    """Which organization a tool, resource or prompt belongs to, when one does.
+
+    Things nobody assigned are shared: every organization's rules decide on
+    them.  A layer that installs things per organization (a gateway's
+    upstream, a marketplace extension) assigns them here, or passes its own
+    ``(kind, name) -> org | None`` function to the middleware instead.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[tuple[str, str], str] = {}
+
+    def assign(self, kind: str, name: str, org_id: str) -> None:
+        self._owners[(kind, name)] = org_id
+
+    def release(self, kind: str, name: str) -> None:
+        self._owners.pop((kind, name), None)
+
+    def __call__(self, kind: str, name: str) -> str | None:
+        return self._owners.get((kind, name))
+
+
+def _registration(ctx: Context) -> Registration:
+    server = ctx.server
+    if not isinstance(server, Registration):
+        raise McpError(INVALID_PARAMS, "no registration to check against")
+    return server
+
+
+def _unknown(what: str, name: Any, with_data: bool) -> McpError:
+    """The server's own error for an unknown tool, prompt or template."""
+    return McpError(INVALID_PARAMS, f"Unknown {what}: {name}",
+                    {"name": name} if with_data else None)
+
+
+def _not_found(ctx: Context, uri: Any) -> McpError:
+    """The server's not-found error for a resource, in the request's era."""
+    code = INVALID_PARAMS if ctx.protocol_version in MODERN_REVISIONS else RESOURCE_NOT_FOUND
+    return McpError(code, f"Resource not found: {uri}", {"uri": uri})
+
+
+def _resource_annotations(ctx: Context, uri: Any) -> dict[str, Any] | None:
+    if not isinstance(uri, str):
+        return None
+    resources = _registration(ctx).resources
+    static = resources.get(uri)
+    if static is not None:
+        return static.info.annotations
+    for template in resources.templates:
+        if template.template.match(uri) is not None:
+            return template.info.annotations
+    return None
