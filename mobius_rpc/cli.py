@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
+from .db_cli import add_db_parser
 
 __all__ = ("main",)
 
@@ -135,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     add_client_parser(sub)
     add_conformance_parser(sub)
+    add_db_parser(sub)
     return parser
 
 
