@@ -14,6 +14,7 @@ gets wrong shows up as a difference.
 from __future__ import annotations
 
 import time
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -191,22 +192,29 @@ class MemoryEvents:
 
 
 class MemoryTasks:
+    """Tasks by id, plus each session's (created, task_id) keys kept sorted for paging."""
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._tasks: dict[str, TaskRecord] = {}
+        self._order: dict[str, list[tuple[float, str]]] = {}
+
+    def _visible(self, record: TaskRecord, now: float) -> bool:
+        expires = record.expires_at
+        return expires is None or expires >= now
 
     def _live(self, session_id: str, task_id: str) -> TaskRecord | None:
         record = self._tasks.get(task_id)
         if record is None or record.session_id != session_id:
             return None
-        expires = record.expires_at
-        return None if expires is not None and expires < self._clock() else record
+        return record if self._visible(record, self._clock()) else None
 
     async def create(self, record: TaskRecord) -> None:
         if record.task_id in self._tasks:
             raise StoreConflict(f"task {record.task_id!r} already exists")
         self._tasks[record.task_id] = replace(record, result=json_copy(record.result),
                                               error=json_copy(record.error))
+        insort(self._order.setdefault(record.session_id, []), (record.created, record.task_id))
 
     async def get(self, session_id: str, task_id: str) -> TaskRecord | None:
         return self._live(session_id, task_id)
@@ -226,22 +234,30 @@ class MemoryTasks:
     async def list(self, session_id: str, *, cursor: str | None = None,
                    limit: int = 100) -> TaskPage:
         check_limit(limit)
-        start = decode_cursor(cursor) if cursor is not None else None
+        keys = self._order.get(session_id, [])
+        position = 0 if cursor is None else bisect_right(keys, decode_cursor(cursor))
         now = self._clock()
-        mine = sorted(((t.created, t.task_id), t) for t in self._tasks.values()
-                      if t.session_id == session_id
-                      and (t.expires_at is None or t.expires_at >= now))
-        page = [t for key, t in mine if start is None or key > start][:limit + 1]
+        page: list[TaskRecord] = []
+        for key in keys[position:]:
+            record = self._tasks[key[1]]
+            if self._visible(record, now):
+                page.append(record)
+                if len(page) > limit:
+                    break
         more = len(page) > limit
         page = page[:limit]
         return TaskPage(tuple(page),
                         encode_cursor(page[-1].created, page[-1].task_id) if more else None)
 
     async def expire(self, now: float) -> int:
-        gone = [tid for tid, t in self._tasks.items()
+        gone = [t for t in self._tasks.values()
                 if t.expires_at is not None and t.expires_at < now]
-        for task_id in gone:
-            del self._tasks[task_id]
+        for record in gone:
+            del self._tasks[record.task_id]
+            keys = self._order[record.session_id]
+            keys.remove((record.created, record.task_id))
+            if not keys:
+                del self._order[record.session_id]
         return len(gone)
 
 

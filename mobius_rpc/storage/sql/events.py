@@ -25,20 +25,24 @@ _CHUNK = 256
 
 
 def _evict(session_id: str, floor: int, new_floor: int) -> Program[int]:
-    """Remove the session's events with ids in (floor, new_floor]; how many went."""
+    """Remove the session's events with ids in (floor, new_floor]; how many went.
+
+    Ids are gapless, so that is ``new_floor - floor`` events; each stream that
+    loses some remembers the highest id it lost.
+    """
     if new_floor <= floor:
         return 0
-    lost = yield ("SELECT stream, MAX(event_id), CAST(SUM(size) AS BIGINT), COUNT(*) "
-                  "FROM events WHERE session_id = ? AND event_id <= ? GROUP BY stream",
-                  (session_id, new_floor))
-    for stream, last, _size, _count in lost.rows:
-        yield ("UPDATE event_streams SET evicted_through = ? WHERE session_id = ? AND stream = ?",
-               (last, session_id, stream))
-    freed = sum(row[2] for row in lost.rows)
+    yield ("UPDATE event_streams SET evicted_through = (SELECT MAX(e.event_id) FROM events e "
+           "WHERE e.session_id = event_streams.session_id AND e.stream = event_streams.stream "
+           "AND e.event_id <= ?) WHERE session_id = ? AND stream IN (SELECT stream FROM events "
+           "WHERE session_id = ? AND event_id > ? AND event_id <= ?)",
+           (new_floor, session_id, session_id, floor, new_floor))
+    yield ("UPDATE event_logs SET floor_id = ?, total_bytes = total_bytes - (SELECT "
+           "COALESCE(CAST(SUM(size) AS BIGINT), 0) FROM events WHERE session_id = ? "
+           "AND event_id <= ?) WHERE session_id = ?",
+           (new_floor, session_id, new_floor, session_id))
     yield "DELETE FROM events WHERE session_id = ? AND event_id <= ?", (session_id, new_floor)
-    yield ("UPDATE event_logs SET floor_id = ?, total_bytes = total_bytes - ? "
-           "WHERE session_id = ?", (new_floor, freed, session_id))
-    return sum(int(row[3]) for row in lost.rows)
+    return new_floor - floor
 
 
 def _bytes_floor(session_id: str, floor: int, excess: int) -> Program[int]:
@@ -64,16 +68,17 @@ def _append(session_id: str, stream: str, data: bytes, now: float,
            "VALUES (?, 1, 0, ?) ON CONFLICT (session_id) DO UPDATE SET "
            "last_id = event_logs.last_id + 1, "
            "total_bytes = event_logs.total_bytes + excluded.total_bytes", (session_id, size))
-    log = yield ("SELECT last_id, floor_id, total_bytes FROM event_logs WHERE session_id = ?",
-                 (session_id,))
-    event_id, floor, total = log.rows[0]
-    state = yield ("SELECT finished FROM event_streams WHERE session_id = ? AND stream = ?",
-                   (session_id, stream))
-    if state.rows and state.rows[0][0]:
+    # with the creation time of the oldest event kept (NULL when there is none yet)
+    log = yield ("SELECT l.last_id, l.floor_id, l.total_bytes, (SELECT e.created FROM events e "
+                 "WHERE e.session_id = l.session_id AND e.event_id = l.floor_id + 1) "
+                 "FROM event_logs l WHERE l.session_id = ?", (session_id,))
+    event_id, floor, total, oldest = log.rows[0]
+    state = yield ("INSERT INTO event_streams (session_id, stream, last_id, evicted_through, "
+                   "finished) VALUES (?, ?, ?, 0, 0) ON CONFLICT (session_id, stream) "
+                   "DO UPDATE SET last_id = excluded.last_id WHERE event_streams.finished = 0",
+                   (session_id, stream, event_id))
+    if state.changed == 0:  # the stream exists and is finished (the caller rolls back)
         raise StreamFinished(f"stream {stream!r} of session {session_id!r} is finished")
-    yield ("INSERT INTO event_streams (session_id, stream, last_id, evicted_through, finished) "
-           "VALUES (?, ?, ?, 0, 0) ON CONFLICT (session_id, stream) DO UPDATE SET "
-           "last_id = excluded.last_id", (session_id, stream, event_id))
     yield ("INSERT INTO events (session_id, event_id, stream, data, size, created) "
            "VALUES (?, ?, ?, ?, ?, ?)", (session_id, event_id, stream, data, size, now))
     new_floor = max(floor, event_id - bounds.max_events)
@@ -81,9 +86,7 @@ def _append(session_id: str, stream: str, data: bytes, now: float,
         new_floor = max(new_floor, (yield from _bytes_floor(session_id, floor,
                                                             total - bounds.max_bytes)))
     cutoff = now - bounds.max_age
-    oldest = yield ("SELECT created FROM events WHERE session_id = ? AND event_id = ?",
-                    (session_id, floor + 1))
-    if oldest.rows and oldest.rows[0][0] < cutoff:
+    if oldest is not None and oldest < cutoff:
         aged = yield ("SELECT MAX(event_id) FROM events WHERE session_id = ? AND created < ?",
                       (session_id, cutoff))
         new_floor = max(new_floor, aged.rows[0][0])
