@@ -11,6 +11,7 @@ import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 import orjson
@@ -20,10 +21,32 @@ from .base import MAX_MESSAGE_BYTES, EventStore, SessionStore, TaskStore
 from .records import Retention, SweepReport
 
 __all__ = ("encode_cursor", "decode_cursor", "dump_json", "load_json", "json_copy", "check_message",
-           "check_limit", "check_after", "sweep_parts", "background", "MAX_CHANNEL_NAME")
+           "check_limit", "check_after", "sweep_parts", "background", "scrub", "MAX_CHANNEL_NAME")
 
 MAX_CHANNEL_NAME = 200
 MAX_PAGE = 1000
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every form of the password in ``url`` replaced by ``***``.
+
+    libpq's messages can quote the token they could not parse, which may be the
+    password itself; nothing that reaches a user or a log may contain it.
+    """
+    try:
+        parts = urlsplit(url)
+        found = [parts.netloc.rpartition("@")[0].partition(":")[2]] if "@" in parts.netloc \
+            else []
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                  if k == "password"]
+        found += [raw for item in parts.query.split("&")
+                  for key, _, raw in [item.partition("=")] if key == "password"]
+    except ValueError:
+        return text
+    for secret in sorted({form for value in found for form in (value, unquote(value))
+                          if form}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def encode_cursor(created: float, task_id: str) -> str:

@@ -3,7 +3,8 @@
 For tests and for embedding without a database.  ``memory:`` opens a private
 store; ``memory:NAME`` opens the store of that name shared by every opener in
 this process while any of them keeps it open, which is how two in-process
-"replicas" share state in a test.  Nothing survives the process.
+"replicas" share state in a test (later openers share the first opener's
+retention and clock).  Nothing survives the process.
 
 Every rule the SQL stores apply (event ids, retention, expiry, terminal task
 statuses, cursors) is written again here rather than shared, on purpose: the

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .base import Store
+from .common import scrub
 from .errors import StoreConfigError
 from .records import Retention, SchemaStatus
 from .sqlite_db import SqliteDatabase, SqliteOptions
@@ -102,9 +103,9 @@ def _postgres(url: str) -> StoreUrl:
                                "pip install 'mobius-rpc[postgres]'") from None
     try:
         conninfo_to_dict(url)
-    except Exception as error:  # psycopg.ProgrammingError; the text never holds the password
+    except Exception as error:  # psycopg.ProgrammingError; its text may quote the password
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StoreConfigError(f"malformed store URL {display}: {reason}") from None
+        raise StoreConfigError(f"malformed store URL {display}: {scrub(reason, url)}") from None
     return StoreUrl("postgresql", url, display)
 
 

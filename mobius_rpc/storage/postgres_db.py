@@ -32,6 +32,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .common import scrub
 from .errors import NotOurDatabase, SchemaOutdated, StoreError, StoreUnavailable
 from .migrate import LATEST, apply_program, check_not_newer
 from .records import SchemaStatus
@@ -79,12 +80,13 @@ class PgDatabase:
 
     def unavailable(self, error: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"cannot connect to PostgreSQL at {self.location}: "
-                                f"{_reason(error)}")
+                                f"{scrub(_reason(error), self.conninfo)}")
 
     def failed(self, error: BaseException) -> StoreError:
         if isinstance(error, psycopg.OperationalError | PoolTimeout | OSError):
             return self.unavailable(error)
-        return StoreError(f"PostgreSQL at {self.location}: {_reason(error)}")
+        return StoreError(f"PostgreSQL at {self.location}: "
+                          f"{scrub(_reason(error), self.conninfo)}")
 
     # -- connections -----------------------------------------------------------------
 
