@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
+from .db_cli import add_db_parser
 from .transports.event_store import MemoryEventStore, Retention
 
 __all__ = ("main",)
@@ -176,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     add_client_parser(sub)
     add_conformance_parser(sub)
+    add_db_parser(sub)
     return parser
 
 

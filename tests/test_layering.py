@@ -1,5 +1,7 @@
 """Imports flow one way: transports -> framing -> core; nothing imports upward.
 
+``storage`` imports no other layer of the package (and no MCP or web library).
+
 Parses every module and checks its ``mobius_rpc`` imports against the layer
 rules of docs/architecture.md, and that the core never imports I/O libraries.
 """
@@ -21,11 +23,16 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"core", "transports"},
     "server": {"core", "runtime", "transports", "framing"},
     "client": {"core", "runtime", "transports", "framing"},
+    # storage sits beside the protocol layers and knows nothing of them, nor of MCP
+    "storage": set(),
     # the integration layers sit above server and client
     "security": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
 }
 CORE_FORBIDDEN = {"anyio", "asyncio", "socket", "starlette", "websockets", "psycopg", "sqlite3",
                   "threading", "time", "trio", "subprocess", "select"}
+# what persists is plain data: no protocol, no schema validation, no web stack below it
+STORAGE_FORBIDDEN = {"mcp", "jsonschema", "jsonschema_rs", "starlette", "sse_starlette",
+                     "uvicorn", "httpx", "websockets"}
 
 
 def imports_of(path: Path) -> list[str]:
@@ -62,6 +69,8 @@ def test_imports_flow_one_way(path: Path) -> None:
         if layer is None:
             if own == "core":
                 assert name.split(".")[0] not in CORE_FORBIDDEN, f"core imports {name}"
+            if own == "storage":
+                assert name.split(".")[0] not in STORAGE_FORBIDDEN, f"storage imports {name}"
             continue
         if name.startswith("mobius_rpc.transports.") and own in ("runtime", "server"):
             # the runtime sees only the transport interface; the server picks
