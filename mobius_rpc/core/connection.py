@@ -387,8 +387,10 @@ class Connection:
                 return
             # An initialize that carries a modern _meta is a 2026-07-28 request for
             # a method that revision removed: -32601 below, like any unknown method.
-            modern = self.era is Era.MODERN or (self.era is None and is_modern_request(
-                req.method, req.params, legacy=self.revisions, modern=self.modern_revisions))
+            # (A modern-only connection, one per stateless request, skips the call.)
+            modern = self.era is Era.MODERN or (self.era is None and bool(self.modern_revisions)
+                                                and (not self.revisions or is_modern_request(
+                req.method, req.params, legacy=self.revisions, modern=self.modern_revisions)))
             if modern:
                 # Stateless (2026-07-28): everything the request needs is in its _meta.
                 try:

@@ -54,13 +54,13 @@ class LentTasks:
     its answer runs inside it).
     """
 
-    __slots__ = ("spawner", "host", "serving", "_background")
+    __slots__ = ("spawner", "host", "serving", "background")
 
     def __init__(self, spawner: TaskGroup, host: anyio.CancelScope | None) -> None:
         self.spawner = spawner
         self.host = host
         self.serving = False
-        self._background: set[anyio.CancelScope] = set()
+        self.background: set[anyio.CancelScope] = set()
 
     @property
     def running(self) -> bool:
@@ -70,7 +70,7 @@ class LentTasks:
         if not self.serving:
             raise ConnectionClosedError()
         scope = anyio.CancelScope()
-        self._background.add(scope)
+        self.background.add(scope)
         self.spawner.start_soon(self._run, scope, func, args)
 
     async def _run(self, scope: anyio.CancelScope,
@@ -82,10 +82,10 @@ class LentTasks:
         except Exception:
             log.exception("background work of a stateless request failed")
         finally:
-            self._background.discard(scope)
+            self.background.discard(scope)
 
     def cancel_background(self) -> None:
-        for scope in self._background:
+        for scope in self.background:
             scope.cancel()
 
     def cancel(self) -> None:
@@ -133,7 +133,8 @@ class ExchangeSession(Session):
                 await self._serve_events(events)
         finally:
             lent.serving = False
-            lent.cancel_background()
+            if lent.background:
+                lent.cancel_background()
             await self._finish()
 
     def _may_need_cancelling(self, events: list[Event]) -> bool:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -173,7 +173,7 @@ class Session:
         self.state: dict[str, Any] = {}
         own = OwnTasks() if tasks is None else None
         self._own_tasks = own
-        self._tasks: TaskRunner = tasks if tasks is not None else cast(TaskRunner, own)
+        self._tasks: TaskRunner = tasks if tasks is not None else own  # type: ignore[assignment]
         self._owns_stream = owns_stream
         self._scopes: dict[RequestId, anyio.CancelScope] = {}
         self._waiters: dict[RequestId, _Waiter] = {}
@@ -184,11 +184,13 @@ class Session:
         self._finished: anyio.Event | None = None
         self._done = False
         caps = capabilities_of(stream)
-        #: the stream's optional parts, typed, or None where it states it lacks them
-        self._routed = cast(RoutedMessageStream, stream) if caps.routed else None
-        self._attaching = cast(ReceiverAttaching, stream) if caps.attaches_receiver else None
-        self._reporting = cast(UnansweredReporting, stream) if caps.reports_unanswered else None
-        self._detaching = cast(ResponseDetaching, stream) if caps.detaches_responses else None
+        # The stream's optional parts, typed, or None where it states it lacks them
+        # (annotations, not typing.cast: a stateless request builds a session each).
+        s: Any = stream
+        self._routed: RoutedMessageStream | None = s if caps.routed else None
+        self._attaching: ReceiverAttaching | None = s if caps.attaches_receiver else None
+        self._reporting: UnansweredReporting | None = s if caps.reports_unanswered else None
+        self._detaching: ResponseDetaching | None = s if caps.detaches_responses else None
         #: learnt on the first request, in the loop the session runs in
         self._scope_type: type[anyio.CancelScope] | None = None
         #: requests received and not yet answered (and their answers flushed)

@@ -72,8 +72,9 @@ class Server(Registration):
         ``legacy=False`` makes a modern-only connection (a stateless HTTP
         request, which has no initialize to fall back on).
         """
-        return Connection(Role.SERVER, info=self.info,
-                          capabilities=self.current_capabilities(),
+        if self._capabilities is None:
+            self._capabilities = self.capabilities()
+        return Connection(Role.SERVER, info=self.info, capabilities=self._capabilities,
                           instructions=self.instructions,
                           revisions=self.revisions if legacy else (),
                           modern_revisions=self.modern_revisions, limits=self.limits,

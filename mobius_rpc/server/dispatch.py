@@ -103,7 +103,17 @@ class Dispatcher:
         answers = self._gather_answers(request) if mrtr else None
         ctx = Context(self.server, session, request, answers)
         try:
-            return await self._chain(ctx)
+            if self.middleware:
+                return await self._chain(ctx)
+            # No middleware: what _route does, without a coroutine more per request.
+            method = request.method
+            custom = self.server.request_handlers.get(method)
+            if custom is not None:
+                return await custom(ctx, request.params)
+            builtin = BUILTINS.get(method)
+            if builtin is not None:
+                return await builtin(self.server, ctx, request.params)
+            return await self._route(ctx)
         except InputRequired as needed:
             if not mrtr:
                 raise McpError(INTERNAL_ERROR,
