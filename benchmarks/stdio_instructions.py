@@ -16,7 +16,8 @@ this harness can measure any checkout: point it at that checkout's venv
 (``/path/to/checkout/.venv/bin/python``, an editable install).  The servers
 start in a temporary directory, so the checkout this file lives in cannot
 shadow the one being measured; the header names the ``mobius_rpc`` that ran.
-``--keep DIR`` keeps the callgrind profiles for ``callgrind_annotate``.
+``--keep DIR`` keeps the callgrind profiles for ``callgrind_annotate``.  The
+servers run with ``PYTHONHASHSEED=0`` so that start-up costs the same in both runs.
 
     python benchmarks/stdio_instructions.py [--requests 500] [--base 50]
         [--servers bare,mobius,mobius-modern] [--python PATH] [--keep DIR]
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,9 @@ from stdio import Target, targets
 DEFAULT_SERVERS = "bare,mobius,mobius-modern"
 #: a server under callgrind runs ~50x slower; this bounds a hung run, not a slow one
 RUN_TIMEOUT_S = 900
+#: a fixed string hash seed: with a random one, start-up alone varies by tens of thousands
+#: of instructions from run to run (dict and set layouts), as much as a few requests cost
+SERVER_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
 
 
 def answer(stdout: IO[bytes], request_id: int, what: str) -> dict[str, Any]:
@@ -88,7 +93,8 @@ def instructions(target: Target, calls: int, workdir: Path) -> int:
     log = workdir / f"valgrind.{target.name}.{calls}.log"
     with log.open("w+") as stderr:
         proc = subprocess.Popen(callgrind_command(out, target.command), cwd=workdir,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+                                env=SERVER_ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=stderr)
         assert proc.stdin is not None and proc.stdout is not None
         watchdog = threading.Timer(RUN_TIMEOUT_S, proc.kill)
         watchdog.start()
