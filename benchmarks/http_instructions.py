@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
+from callgrind import (
+    MeasurementError,
+    callgrind_command,
+    collected,
+    per_request,
+    require_valgrind,
+)
 from streamable_http import (
     ACCEPT,
     BARE_APP,
@@ -45,8 +50,6 @@ from streamable_http import (
     call_body,
     free_port,
 )
-
-_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def server_command(kind: str, port: int, workdir: Path) -> list[str]:
@@ -99,8 +102,7 @@ def instructions(kind: str, era: str, calls: int, workdir: Path) -> int:
     """Instructions a whole server process ran while serving ``calls`` requests."""
     port = free_port()
     out = workdir / f"callgrind.{kind}.{era}.{calls}"
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                             *server_command(kind, port, workdir)],
+    proc = subprocess.Popen(callgrind_command(out, server_command(kind, port, workdir)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -122,10 +124,7 @@ def instructions(kind: str, era: str, calls: int, workdir: Path) -> int:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    found = _COLLECTED.findall(stderr or "")
-    if not found:
-        raise BenchmarkError(f"no instruction total from callgrind for {kind}:\n{stderr[-800:]}")
-    return int(found[-1])
+    return collected(stderr or "", kind)
 
 
 def main() -> None:
@@ -142,32 +141,29 @@ def main() -> None:
         parser.error(f"unknown era(s) {unknown}; choose from {sorted(ERAS)}")
     if args.requests < 1 or args.base < 1:
         parser.error("--requests and --base must be at least 1")
-    if shutil.which("valgrind") is None:
-        raise SystemExit("http_instructions.py: valgrind is not on PATH "
-                         "(Debian/Ubuntu: apt-get install valgrind)")
-    runs = [(kind, era, calls) for era in eras for kind in ("bare", "mobius")
+    require_valgrind("http_instructions.py")
+    servers = [(kind, era) for era in eras for kind in ("bare", "mobius")]
+    runs = [(server, calls) for server in servers
             for calls in (args.base, args.base + args.requests)]
     with tempfile.TemporaryDirectory(prefix="mobius-instr-") as tmp, \
             ThreadPoolExecutor(max_workers=2) as pool:  # counts do not depend on contention
-        totals = dict(zip(runs, pool.map(lambda run: instructions(*run, Path(tmp)), runs),
-                          strict=True))
-    per_request = {(kind, era): (totals[(kind, era, args.base + args.requests)]
-                                 - totals[(kind, era, args.base)]) / args.requests
-                   for era in eras for kind in ("bare", "mobius")}
+        totals = dict(zip(runs, pool.map(
+            lambda run: instructions(*run[0], run[1], Path(tmp)), runs), strict=True))
+    cost = per_request(totals, servers, args.base, args.requests)
     print(f"Instructions per tools/call over Streamable HTTP (callgrind; {args.requests} "
           f"requests on one connection, minus a {args.base}-request run)")
     print(f"{'era':<8}{'mobius':>14}{'bare':>14}{'bare/mobius':>13}")
     for era in eras:
-        mobius, bare = per_request[("mobius", era)], per_request[("bare", era)]
+        mobius, bare = cost[("mobius", era)], cost[("bare", era)]
         print(f"{era:<8}{mobius:>14,.0f}{bare:>14,.0f}{bare / mobius:>12.2f}x")
     if args.json:
         args.json.write_text(json.dumps([
             {"era": era, "server": kind, "instructions_per_request": value}
-            for (kind, era), value in per_request.items()], indent=2))
+            for (kind, era), value in cost.items()], indent=2))
 
 
 if __name__ == "__main__":
     try:
         main()
-    except BenchmarkError as exc:
+    except (BenchmarkError, MeasurementError) as exc:
         raise SystemExit(f"http_instructions.py: FAILED: {exc}") from None

@@ -85,3 +85,42 @@ def test_session_memory_benchmark_runs(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())
     assert [row["era"] for row in rows] == ["legacy session", "stateless"]
     assert all(row["posts"] == 20 and row["posts_per_s"] > 0 for row in rows)
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_stdio_instructions_benchmark_counts_both_eras_of_the_given_checkout(
+        tmp_path: Path) -> None:
+    out = tmp_path / "stdio-instr.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "stdio_instructions.py"), "--requests", "3",
+         "--base", "2", "--python", sys.executable, "--keep", str(tmp_path / "profiles"),
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=True)
+    assert "bare/server" in done.stdout
+    # The header names the package the servers ran: this checkout's, not another one.
+    assert f"mobius_rpc from {ROOT / 'mobius_rpc'})" in done.stdout
+    rows = {row["server"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"bare", "mobius", "mobius-modern"}
+    assert all(set(row["totals"]) == {"2", "5"} for row in rows.values())
+    # A Mobius request runs the whole engine in Python: far more than a few thousand
+    # instructions; the bare loop still runs some.
+    assert rows["mobius"]["instructions_per_request"] > 10_000
+    assert rows["mobius-modern"]["instructions_per_request"] > 10_000
+    assert rows["bare"]["instructions_per_request"] > 0
+    assert len(list((tmp_path / "profiles").glob("callgrind.*"))) == 6
+
+
+def test_stdio_instructions_benchmark_refuses_a_python_without_mobius(tmp_path: Path) -> None:
+    # An interpreter that cannot import mobius_rpc would measure nothing: one line, no traceback.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "empty")],
+                   check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "stdio_instructions.py"),
+         "--python", str(tmp_path / "empty" / "bin" / "python")],
+        capture_output=True, text=True, timeout=120)
+    if shutil.which("valgrind") is None:
+        assert done.returncode != 0 and "valgrind is not on PATH" in done.stderr
+        return
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "FAILED" in done.stderr and "cannot import mobius_rpc" in done.stderr
