@@ -256,7 +256,9 @@ class Session:
             except OversizedMessage as exc:
                 events: list[Event] = connection.refuse_oversized(exc.limit)
             else:
-                events = connection.receive(data, self.clock(), transport=context_of(stream))
+                # (the attribute read inline: context_of's call costs as much per message)
+                events = connection.receive(data, self.clock(), transport=getattr(
+                    stream, "transport_context", None) or context_of(stream))
             for event in events:
                 self._dispatch(event)
             if not await self._flush():
