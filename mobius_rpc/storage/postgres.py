@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -29,20 +28,19 @@ import psycopg
 from anyio.abc import TaskGroup
 from psycopg import sql
 
-from .common import background, check_message, sweep_parts
+from .common import background, check_message
 from .errors import StoreError
 from .fanout import Fanout, FanoutSubscription
 from .postgres_db import PgDatabase
-from .records import Message, Retention, SchemaStatus, SweepReport
-from .sql import SqlEventStore, SqlSessionStore, SqlTaskStore
+from .records import Message, Retention
 from .sql.program import Program
+from .sql.store import SqlStore
 
 __all__ = ("PostgresStore", "open_postgres")
 
 log = logging.getLogger("mobius_rpc.storage")
 
 _NOTIFY_LIMIT = 7900  # PostgreSQL refuses payloads of 8000 bytes or more
-OUTBOX_RETENTION = 300.0
 
 
 def _notify(name: str, text: str) -> Program[None]:
@@ -152,29 +150,13 @@ class PostgresChannel:
         return await self._db.write(lambda: _prune(cutoff))
 
 
-class PostgresStore:
+class PostgresStore(SqlStore[PostgresChannel]):
     backend = "postgresql"
 
     def __init__(self, db: PgDatabase, tg: TaskGroup, retention: Retention,
                  clock: Callable[[], float]) -> None:
-        self.db = db
-        self.location = db.location
-        self.retention = retention
-        self.clock = clock
-        self.sessions = SqlSessionStore(db, clock)
-        self.events = SqlEventStore(db, retention, clock)
-        self.tasks = SqlTaskStore(db, clock)
-        self.channel = PostgresChannel(db, tg, clock)
-
-    async def schema(self) -> SchemaStatus:
-        return await self.db.inspect()
-
-    async def sweep(self, now: float | None = None) -> SweepReport:
-        moment = self.clock() if now is None else now
-        report = await sweep_parts(moment, self.retention, self.sessions, self.events,
-                                   self.tasks)
-        pruned = await self.channel.prune(moment - OUTBOX_RETENTION)
-        return replace(report, messages=pruned)
+        super().__init__(db, PostgresChannel(db, tg, clock), retention, clock)
+        self.db: PgDatabase = db
 
 
 @asynccontextmanager

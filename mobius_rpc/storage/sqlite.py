@@ -17,18 +17,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .common import background, check_message, sweep_parts
+from .common import background, check_message
 from .errors import StoreError
 from .fanout import Fanout, FanoutSubscription
-from .records import Message, Retention, SchemaStatus, SweepReport
-from .sql import SqlEventStore, SqlSessionStore, SqlTaskStore
+from .records import Message, Retention
 from .sql.program import Program
+from .sql.store import SqlStore
 from .sqlite_db import SqliteDatabase, SqliteOptions
 
 __all__ = ("SqliteStore", "open_sqlite")
@@ -36,7 +35,6 @@ __all__ = ("SqliteStore", "open_sqlite")
 log = logging.getLogger("mobius_rpc.storage")
 
 _BATCH = 500
-OUTBOX_RETENTION = 300.0
 
 
 def _insert(channel: str, payload: bytes, origin: str, now: float) -> Program[None]:
@@ -115,29 +113,13 @@ class SqliteChannel:
         return await self._db.write(lambda: _prune(cutoff))
 
 
-class SqliteStore:
+class SqliteStore(SqlStore[SqliteChannel]):
     backend = "sqlite"
 
     def __init__(self, db: SqliteDatabase, tg: TaskGroup, retention: Retention,
                  clock: Callable[[], float]) -> None:
-        self.db = db
-        self.location = db.location
-        self.retention = retention
-        self.clock = clock
-        self.sessions = SqlSessionStore(db, clock)
-        self.events = SqlEventStore(db, retention, clock)
-        self.tasks = SqlTaskStore(db, clock)
-        self.channel = SqliteChannel(db, tg, clock)
-
-    async def schema(self) -> SchemaStatus:
-        return await self.db.inspect()
-
-    async def sweep(self, now: float | None = None) -> SweepReport:
-        moment = self.clock() if now is None else now
-        report = await sweep_parts(moment, self.retention, self.sessions, self.events,
-                                   self.tasks)
-        pruned = await self.channel.prune(moment - OUTBOX_RETENTION)
-        return replace(report, messages=pruned)
+        super().__init__(db, SqliteChannel(db, tg, clock), retention, clock)
+        self.db: SqliteDatabase = db
 
 
 @asynccontextmanager
