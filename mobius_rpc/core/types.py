@@ -13,10 +13,10 @@ object.  Everything here is immutable plain data a store could persist.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = (
     "RequestId",
@@ -58,8 +58,7 @@ class ProcessIdentity:
     user: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class TransportContext:
+class TransportContext(NamedTuple):
     """Where one incoming message came from; built by its transport.
 
     ``headers`` are the HTTP request's (names lower-case, the first value of a
@@ -69,11 +68,15 @@ class TransportContext:
     identity a stdio server runs as.  ``principal`` is the authenticated
     caller, filled by an authenticator above the transport (None until
     then): its type belongs to the security layer, so it is opaque here.
+
+    A named tuple, so immutable: HTTP builds one per POST, and a tuple costs a
+    quarter of a frozen dataclass's construction (callgrind: about 3k
+    instructions against 10k).
     """
 
     kind: TransportKind
     remote: tuple[str, int] | None = None
-    headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)
+    headers: Mapping[str, str] = NO_HEADERS
     process: ProcessIdentity | None = None
     session_id: str | None = None
     principal: Any = None
@@ -84,7 +87,11 @@ class TransportContext:
 
     def with_principal(self, principal: Any) -> TransportContext:
         """A copy naming the authenticated caller."""
-        return replace(self, principal=principal)
+        return self._replace(principal=principal)
+
+    def with_session(self, session_id: str) -> TransportContext:
+        """A copy naming the session the message belongs to."""
+        return self._replace(session_id=session_id)
 
 
 def memory_context() -> TransportContext:

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -343,7 +343,7 @@ class StreamableHTTPTransport:
                 raise HttpRefusal(400, "Bad Request: Mcp-Session-Id header is required")
             session_id = await self._start_session()
             headers[SESSION_HEADER] = session_id
-            context = replace(context, session_id=session_id)
+            context = context.with_session(session_id)
         record = self.store.get(session_id)
         live = self._live.get(session_id)
         if record is None or live is None:
