@@ -58,7 +58,6 @@ from ..transports.base import (
     UnansweredReporting,
     cancel_scope_type,
     capabilities_of,
-    context_of,
 )
 from .sendlock import SendLock
 
@@ -256,9 +255,10 @@ class Session:
             except OversizedMessage as exc:
                 events: list[Event] = connection.refuse_oversized(exc.limit)
             else:
-                # (the attribute read inline: context_of's call costs as much per message)
+                # The context of the message just received (None from a stream that
+                # keeps none: handlers then see an in-process context).
                 events = connection.receive(data, self.clock(), transport=getattr(
-                    stream, "transport_context", None) or context_of(stream))
+                    stream, "transport_context", None))
             for event in events:
                 self._dispatch(event)
             if not await self._flush():

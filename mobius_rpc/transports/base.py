@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
-from ..core.types import RequestId, TransportContext, TransportKind
+from ..core.types import RequestId, TransportContext
 
 __all__ = (
     "MessageStream",
@@ -31,7 +31,6 @@ __all__ = (
     "TransportCapabilities",
     "PLAIN",
     "capabilities_of",
-    "context_of",
     "RoutedMessageStream",
     "ReceiverAttaching",
     "Receiver",
@@ -107,16 +106,6 @@ def capabilities_of(stream: MessageStream) -> TransportCapabilities:
     """What ``stream`` states it can do (:data:`PLAIN` when it states nothing)."""
     caps = getattr(type(stream), "capabilities", PLAIN)
     return caps if isinstance(caps, TransportCapabilities) else PLAIN
-
-
-_UNKNOWN = TransportContext(TransportKind.MEMORY)
-
-
-def context_of(stream: MessageStream) -> TransportContext:
-    """The context of the message ``stream.receive()`` returned last (an
-    in-process peer's for streams that keep none)."""
-    context = getattr(stream, "transport_context", None)
-    return context if isinstance(context, TransportContext) else _UNKNOWN
 
 
 @runtime_checkable
