@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import socket
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -75,8 +78,9 @@ async def connect_stdio(command: list[str] | None = None, *, revision: str = "20
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """Run ``app`` on a real uvicorn bound to a free loopback port; yields ``host:port``.
+async def serve_asgi(app: Any, *, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Run ``app`` on a real uvicorn bound to a free loopback port (or on ``sock``,
+    bound by a caller that needed its port first); yields ``host:port``.
 
     On exit uvicorn is asked to stop and closes its own sockets before the task
     group is torn down.
@@ -87,7 +91,7 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
 
     async def run() -> None:
         try:
-            await server.serve()
+            await server.serve(sockets=[sock] if sock is not None else None)
         finally:
             stopped.set()
 
@@ -103,6 +107,25 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
             with anyio.move_on_after(5):
                 await stopped.wait()
             tg.cancel_scope.cancel()
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Run ``app`` on a real uvicorn in a thread (for synchronous clients); yields
+    ``http://127.0.0.1:PORT``."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @asynccontextmanager

@@ -21,7 +21,6 @@ from typing import Any
 
 import anyio
 import orjson
-import uvicorn
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jwt
@@ -30,6 +29,8 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from mobius_rpc.demo import build_demo_server
 from mobius_rpc.security.http_auth import AuthenticatingApp
 from mobius_rpc.server.context import Context
+
+from ..conftest import serve_asgi
 
 Key = RSAKey | ECKey | OKPKey
 ALGORITHM = {"RSA": "RS256", "EC": "ES256", "OKP": "Ed25519"}
@@ -161,29 +162,11 @@ async def serve_bound(build: Callable[[str], Any]) -> AsyncIterator[tuple[str, A
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = build(base)
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning",
-                                           timeout_graceful_shutdown=3))
-    stopped = anyio.Event()
-
-    async def run() -> None:
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            stopped.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)
-        try:
+    try:
+        async with serve_asgi(app, sock=sock):
             yield base, app
-        finally:
-            server.should_exit = True
-            with anyio.move_on_after(5):
-                await stopped.wait()
-            tg.cancel_scope.cancel()
-            sock.close()
+    finally:
+        sock.close()
 
 
 def structured(result: dict[str, Any]) -> Any:

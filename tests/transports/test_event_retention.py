@@ -8,8 +8,6 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +16,6 @@ import anyio
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from mobius_rpc import Context, Server
 from mobius_rpc.client import Client, HttpTarget
@@ -26,7 +23,7 @@ from mobius_rpc.core.errors import McpError
 from mobius_rpc.demo import build_demo_server
 from mobius_rpc.transports.event_store import MemoryEventStore, Retention
 from mobius_rpc.transports.http_client import StreamableHTTPClientStream
-from tests.conftest import serve_asgi
+from tests.conftest import serve_asgi, serve_in_thread
 
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 #: documented in docs/architecture.md (event store): what 3,000 SSE-answered POSTs in one
@@ -36,20 +33,8 @@ RSS_BOUND = 16 << 20
 
 @contextmanager
 def running(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
+    with serve_in_thread(app) as base:
+        yield f"{base}/mcp"
 
 def session(client: httpx.Client, url: str, version: str = "2025-11-25") -> dict[str, str]:
     reply = client.post(url, headers=ACCEPT, json={

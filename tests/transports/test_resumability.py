@@ -3,19 +3,18 @@ Last-Event-ID; together the two streams carry every event exactly once."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mobius_rpc.demo import build_demo_server
+
+from ..conftest import serve_in_thread
 
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 STEPS = 6  # slow_count to=6 with a progress token: 6 progress events, then the result
@@ -23,18 +22,8 @@ STEPS = 6  # slow_count to=6 with a progress token: 6 progress events, then the 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(build_demo_server().http_app(), host="127.0.0.1",
-                                           port=0, lifespan="on", log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/mcp"
-    server.should_exit = True
-    thread.join(10)
-
+    with serve_in_thread(build_demo_server().http_app()) as base:
+        yield f"{base}/mcp"
 
 def session(client: httpx.Client, url: str) -> dict[str, str]:
     reply = client.post(url, headers=ACCEPT, json={
