@@ -354,17 +354,23 @@ class Upstream:
                       handlers: CallHandlers | None = None,
                       on_progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Forward one request on the long-lived session, through the breaker."""
-        now = time.monotonic()
-        if self.open_until > now:
-            if self._trial:
+        if self.failures >= self.options.breaker_threshold:
+            if self.open_until > time.monotonic() or self._trial:
                 raise UpstreamDown(self.name, f"circuit open after {self.failures} failures")
             self._trial = True  # half open: this call decides
         try:
-            if not self.ready:
+            if not self.ready:  # restarting: fail at once (not a failure of a call)
                 raise UpstreamDown(self.name, self.client.last_error or "not connected yet")
+        except UpstreamDown:
+            self._trial = False
+            raise
+        try:
             result = await self.client.request(method, params, handlers=handlers,
                                                on_progress=on_progress)
-        except (ConnectionClosedError, RequestTimeoutError, ConnectError, UpstreamDown):
+        except (ConnectionClosedError, ConnectError) as exc:
+            self._failed()
+            raise UpstreamDown(self.name, str(exc)) from exc
+        except RequestTimeoutError:
             self._failed()
             raise
         else:

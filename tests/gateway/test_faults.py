@@ -1,0 +1,122 @@
+"""Faults: an upstream that crashes mid-call, one that never answers, one that
+floods; none of them blocks or breaks another upstream."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mobius_rpc.client.session import MAX_KEPT_NOTIFICATIONS
+from mobius_rpc.core.errors import McpError
+from mobius_rpc.gateway import Gateway
+from mobius_rpc.gateway.upstreams import UPSTREAM_UNAVAILABLE
+from tests.conftest import connect
+
+from .conftest import FAST, local_server, py_entry
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_crash_fails_that_call_and_the_upstream_comes_back(
+        gateways: list[Gateway]) -> None:
+    server = local_server()
+    gateway = Gateway({"a": py_entry("a"), "b": py_entry("b")}, options=FAST).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        await client.list_tools()
+        with anyio.fail_after(5):  # generous: the call must fail, not hang
+            with pytest.raises(McpError, match="closed|exited"):
+                await client.call_tool("a__crash", {})
+        # the other upstream never noticed
+        got = await client.call_tool("b__echo", {"text": "still here"})
+        assert got["content"][0]["text"] == "b:still here"
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    got = await client.call_tool("a__echo", {"text": "back"})
+                    break
+                except McpError as exc:
+                    assert exc.code == UPSTREAM_UNAVAILABLE  # down meanwhile, said plainly
+                    await anyio.sleep(0.1)
+        assert got["content"][0]["text"] == "a:back"
+        health = {h["name"]: h for h in gateway.health()}
+        assert health["a"]["restarts"] == 1 and health["b"]["restarts"] == 0
+
+
+async def test_a_stuck_upstream_times_out_is_cancelled_and_blocks_no_one(
+        gateways: list[Gateway], tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    server = local_server()
+    options = replace(FAST, timeout=1.0)
+    gateway = Gateway({"stuck": py_entry("stuck", UPSTREAM_MARKER=str(marker)),
+                       "ok": py_entry("ok")}, options=options).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        await client.list_tools()
+        outcome: dict[str, object] = {}
+
+        async def hang() -> None:
+            try:
+                await client.call_tool("stuck__hang", {})
+            except McpError as exc:
+                outcome["error"] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hang)
+            await anyio.sleep(0.1)
+            # while one call hangs, the other upstream answers
+            got = await client.call_tool("ok__echo", {"text": "meanwhile"})
+            assert got["content"][0]["text"] == "ok:meanwhile"
+            assert "error" not in outcome
+        assert "timed out" in str(outcome["error"])
+        with anyio.fail_after(5):
+            while not marker.exists():
+                await anyio.sleep(0.05)
+        assert marker.read_text() == "cancelled\n"  # notifications/cancelled reached it
+
+
+async def test_the_breaker_opens_after_repeated_failures(gateways: list[Gateway]) -> None:
+    server = local_server()
+    options = replace(FAST, timeout=0.3, breaker_threshold=2, breaker_reset=60.0)
+    gateway = Gateway({"s": py_entry("s")}, options=options).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        await client.list_tools()
+        for _ in range(2):
+            with pytest.raises(McpError, match="timed out"):
+                await client.call_tool("s__hang", {})
+        with pytest.raises(McpError) as caught:
+            await client.call_tool("s__echo", {"text": "x"})
+        assert caught.value.code == UPSTREAM_UNAVAILABLE and "circuit open" in str(caught.value)
+        assert gateway.health()[0]["breaker"] == "open"
+
+
+async def test_a_flood_of_notifications_keeps_memory_bounded(gateways: list[Gateway]) -> None:
+    server = local_server()
+    gateway = Gateway({"f": py_entry("f")}, options=FAST).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        await client.list_tools()
+        count = 3 * MAX_KEPT_NOTIFICATIONS
+        got = await client.call_tool("f__flood", {"count": count})
+        assert got["content"][0]["text"] == "flooded"
+        await anyio.sleep(0.2)
+        kept = gateway.upstreams["f"].client.session.notifications
+        assert 0 < len(kept) <= MAX_KEPT_NOTIFICATIONS
+        assert len(client.notifications) <= MAX_KEPT_NOTIFICATIONS
+
+
+async def test_an_upstream_that_cannot_start_does_not_hold_up_the_others(
+        gateways: list[Gateway]) -> None:
+    server = local_server()
+    gateway = Gateway({"broken": {"command": "/nonexistent/mcp-server"},
+                       "ok": py_entry("ok")}, options=FAST).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        names = [t["name"] for t in (await client.list_tools())["tools"]]
+        assert "ok__echo" in names and not any(n.startswith("broken__") for n in names)
+        health = {h["name"]: h for h in gateway.health()}
+        assert health["broken"]["state"] == "disconnected" and health["broken"]["lastError"]
