@@ -124,8 +124,13 @@ async def test_progress_and_logs_reach_the_calling_client(gateways: list[Gateway
         assert logs == ["step 1 of 3", "step 2 of 3", "step 3 of 3"]
 
 
+@pytest.mark.parametrize("downstream", ["2025-11-25", "2026-07-28"])
 async def test_elicitation_sampling_and_roots_go_to_the_caller(gateways: list[Gateway],
-                                                               upstream_era: str) -> None:
+                                                               upstream_era: str,
+                                                               downstream: str) -> None:
+    """Every pair of eras: a legacy upstream's request to a modern downstream becomes an
+    InputRequiredResult round trip, a modern upstream's input request to a legacy
+    downstream becomes a server-to-client request."""
     server, _ = await _gateway(gateways, py=_entry(upstream_era))
     asked: list[dict[str, Any]] = []
 
@@ -144,7 +149,7 @@ async def test_elicitation_sampling_and_roots_go_to_the_caller(gateways: list[Ga
         return [{"uri": "file:///work", "name": "work"}]
 
     async with connect(server, elicitation=elicitation, sampling=sampling,
-                       roots=roots) as client:
+                       roots=roots, revision=downstream) as client:
         await client.list_tools()
         got = await client.call_tool("py__ask", {"question": "Favourite colour?"})
         assert got["content"][0]["text"] == "accept:blue"
