@@ -125,3 +125,58 @@ async def _exercise(client: ClientSession, steps: list[float], progress: Any) ->
     assert got["content"][0]["text"] == "accept:green"
     read = await client.read_resource("web+mem://notes/1")
     assert read["contents"][0]["text"] == "first note"
+
+
+async def test_seven_real_servers_behind_one_gateway(
+        tmp_path: Path, npm_servers: dict[str, Path]) -> None:  # noqa: F811
+    """npm's everything, filesystem, memory and sequential-thinking and PyPI's
+    time, git and fetch at once: each listed under its own name, each callable."""
+    from tests.external.conftest import python_server
+    from tests.conftest import connect
+
+    def node(package: str, *args: str, **env: str) -> dict[str, Any]:
+        return {"command": "node", "args": [str(npm_servers[package]), *args], "env": env}
+
+    def python(module: str, *args: str) -> dict[str, Any]:
+        command = python_server(module)
+        return {"command": command[0], "args": [*command[1:], *args]}
+
+    (tmp_path / "hello.txt").write_text("hello")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    import subprocess
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    front = local_server()
+    gateway = Gateway({
+        "everything": node(EVERYTHING, "stdio"),
+        "fs": node("@modelcontextprotocol/server-filesystem", str(tmp_path.resolve())),
+        "memory": node("@modelcontextprotocol/server-memory",
+                       MEMORY_FILE_PATH=str(tmp_path / "graph.jsonl")),
+        "thinking": node("@modelcontextprotocol/server-sequential-thinking"),
+        "time": python("mcp_server_time", "--local-timezone", "UTC"),
+        "git": python("mcp_server_git", "--repository", str(repo)),
+        "fetch": python("mcp_server_fetch"),
+    }, options=FAST, list_wait=30.0).attach(front)
+    try:
+        with anyio.fail_after(90):
+            async with connect(front) as client:
+                names = {t["name"] for t in (await client.list_tools())["tools"]}
+                assert {"everything__echo", "fs__read_text_file", "memory__read_graph",
+                        "thinking__sequentialthinking", "time__get_current_time",
+                        "git__git_status", "fetch__fetch", "local_echo"} <= names
+                calls = {
+                    "everything__echo": {"message": "hi"},
+                    "fs__read_text_file": {"path": str((tmp_path / "hello.txt").resolve())},
+                    "memory__read_graph": {},
+                    "time__get_current_time": {"timezone": "UTC"},
+                    "git__git_status": {"repo_path": str(repo)},
+                }
+                for name, arguments in calls.items():
+                    result = await client.call_tool(name, arguments)
+                    assert result.get("isError") is not True, (name, result)
+                assert "hello" in str((await client.call_tool(
+                    "fs__read_text_file", calls["fs__read_text_file"]))["content"])
+                eras = {h["name"]: h["protocolVersion"] for h in gateway.health()}
+                assert eras["everything"] == "2025-11-25" and eras["time"] == "2026-07-28"
+    finally:
+        await gateway.aclose()
