@@ -120,3 +120,63 @@ async def test_an_upstream_that_cannot_start_does_not_hold_up_the_others(
         assert "ok__echo" in names and not any(n.startswith("broken__") for n in names)
         health = {h["name"]: h for h in gateway.health()}
         assert health["broken"]["state"] == "disconnected" and health["broken"]["lastError"]
+
+
+async def test_a_downstream_cancel_reaches_the_upstream(gateways: list[Gateway],
+                                                        tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    server = local_server()
+    gateway = Gateway({"s": py_entry("s", UPSTREAM_MARKER=str(marker))},
+                      options=FAST).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        await client.list_tools()
+        with anyio.move_on_after(0.5):  # the downstream client gives up: it cancels
+            await client.call_tool("s__hang", {})
+        with anyio.fail_after(5):
+            while not marker.exists():
+                await anyio.sleep(0.05)
+        got = await client.call_tool("s__echo", {"text": "next"})  # the session lives on
+        assert got["content"][0]["text"] == "s:next"
+
+
+async def test_upstreams_added_and_removed_at_run_time(gateways: list[Gateway]) -> None:
+    server = local_server()
+    gateway = Gateway({}, options=FAST).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        assert [t["name"] for t in (await client.list_tools())["tools"]] == ["local_echo"]
+        await gateway.add_upstream("late", py_entry("late"))
+        with anyio.fail_after(20):
+            while "late__echo" not in [t["name"] for t in (await client.list_tools())["tools"]]:
+                await anyio.sleep(0.1)
+        assert any(m == "notifications/tools/list_changed" for m, _ in client.notifications)
+        got = await client.call_tool("late__echo", {"text": "x"})
+        assert got["content"][0]["text"] == "late:x"
+        with pytest.raises(ValueError, match="already"):
+            await gateway.add_upstream("late", py_entry("late"))
+        assert await gateway.remove_upstream("late") is True
+        assert await gateway.remove_upstream("late") is False
+        assert [t["name"] for t in (await client.list_tools())["tools"]] == ["local_echo"]
+        with pytest.raises(McpError) as caught:
+            await client.call_tool("late__echo", {"text": "x"})
+        assert caught.value.code == -32602
+
+
+def test_bad_gateway_configs_are_one_line_errors(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+    cases = {"missing.json": None, "notjson.json": "{", "bad.json": json.dumps(
+        {"mcpServers": {"x": {"command": 5}}}), "clash.json": json.dumps(
+        {"mcpServers": {"A": {"command": "x"}, "a": {"command": "y"}}})}
+    for name, text in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--stdio",
+                               "--gateway", str(path)], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2, (name, done.stderr)
+        assert done.stderr.startswith("mobius serve: --gateway ") and \
+            done.stderr.count("\n") == 1, (name, done.stderr)

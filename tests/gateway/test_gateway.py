@@ -207,3 +207,30 @@ async def test_subscriptions_are_forwarded(gateways: list[Gateway], upstream_era
                 await anyio.sleep(0.05)
         updated = [p for m, p in client.notifications if m == "notifications/resources/updated"]
         assert updated[0]["uri"] == "py+mem://notes/1"
+
+
+async def test_security_rules_apply_to_upstream_tools_by_upstream_and_tool(
+        gateways: list[Gateway]) -> None:
+    from mobius_rpc.core.errors import McpError
+    from mobius_rpc.security.admin import add_rule
+    from mobius_rpc.security.policy import make_rule
+    from mobius_rpc.security.store import MemorySecurityStore
+    from tests.security.support import Caller, make_world, secured
+
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    await add_rule(store, make_rule("A", "deny", "*", "tools", "a__*"))        # by upstream
+    await add_rule(store, make_rule("A", "deny", "*", "tools", "b__crash"))    # by tool
+    server, _ = await _gateway(gateways, a=py_entry("a"), b=py_entry("b"))
+    secured(server, store, Caller(people["owner"]))
+    async with connect(server) as client:
+        names = {t["name"] for t in (await client.list_tools())["tools"]}
+        assert "b__echo" in names and "b__crash" not in names
+        assert not any(n.startswith("a__") for n in names)
+        with pytest.raises(McpError) as caught:
+            await client.call_tool("a__echo", {"text": "x"})
+        assert caught.value.message == "Unknown tool: a__echo"
+        got = await client.call_tool("b__echo", {"text": "x"})
+        assert got["content"][0]["text"] == "b:x"
+    calls = [r for r in store.audit_records if r.method == "tools/call"]
+    assert [(r.target, r.outcome) for r in calls] == [("a__echo", "denied"), ("b__echo", "ok")]

@@ -131,8 +131,8 @@ async def test_seven_real_servers_behind_one_gateway(
         tmp_path: Path, npm_servers: dict[str, Path]) -> None:  # noqa: F811
     """npm's everything, filesystem, memory and sequential-thinking and PyPI's
     time, git and fetch at once: each listed under its own name, each callable."""
-    from tests.external.conftest import python_server
     from tests.conftest import connect
+    from tests.external.conftest import python_server
 
     def node(package: str, *args: str, **env: str) -> dict[str, Any]:
         return {"command": "node", "args": [str(npm_servers[package]), *args], "env": env}
