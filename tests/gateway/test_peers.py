@@ -180,3 +180,27 @@ async def test_seven_real_servers_behind_one_gateway(
                 assert eras["everything"] == "2025-11-25" and eras["time"] == "2026-07-28"
     finally:
         await gateway.aclose()
+
+
+def test_typescript_sdk_client_gets_everythings_sampling_and_elicitation(
+        tmp_path: Path, npm_servers: dict[str, Path]) -> None:  # noqa: F811
+    import shutil
+    import subprocess
+    interop = Path(__file__).resolve().parents[1] / "interop" / "node"
+    if shutil.which("node") is None:
+        pytest.skip("node is needed for the TypeScript SDK peer")
+    if not (interop / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                              cwd=interop, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            pytest.skip(f"could not install the TypeScript SDK: {done.stderr[-500:]}")
+    server = _gateway_server(tmp_path, npm_servers)
+    done = subprocess.run(["node", str(interop / "gateway_client.mjs"), server.command,
+                           *server.args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "everything__trigger-sampling-request" in summary["tools"]
+    assert summary["echo"] == "Echo: ts"
+    assert "ts saw 1 message(s)" in summary["sampling"] and "ts-model" in summary["sampling"]
+    assert "- Name: Grace" in summary["elicitation"]
+    assert summary["asked"] == ["sampling", "elicitation"]
