@@ -204,3 +204,38 @@ def test_typescript_sdk_client_gets_everythings_sampling_and_elicitation(
     assert "ts saw 1 message(s)" in summary["sampling"] and "ts-model" in summary["sampling"]
     assert "- Name: Grace" in summary["elicitation"]
     assert summary["asked"] == ["sampling", "elicitation"]
+
+
+async def test_three_more_npm_servers_behind_one_gateway(
+        tmp_path: Path, more_npm_servers: dict[str, Path]) -> None:
+    """mcp-hello-world, time-mcp and mcp-knowledge-graph (which answers 2024-11-05)."""
+    from tests.conftest import connect
+
+    def node(package: str, *args: str) -> dict[str, Any]:
+        return {"command": "node", "args": [str(more_npm_servers[package]), *args]}
+
+    front = local_server()
+    gateway = Gateway({
+        "hello": node("mcp-hello-world"),
+        "time": node("time-mcp"),
+        "graph": node("@itseasy21/mcp-knowledge-graph", "--memory-path",
+                      str(tmp_path / "graph.jsonl")),
+    }, options=FAST, list_wait=30.0).attach(front)
+    try:
+        with anyio.fail_after(60):
+            async with connect(front) as client:
+                tools = {t["name"]: t for t in (await client.list_tools())["tools"]}
+                by_upstream = {name.split("__")[0] for name in tools if "__" in name}
+                assert by_upstream == {"hello", "time", "graph"}
+                echo = tools["hello__echo"]
+                arguments = {k: "gw" for k in echo["inputSchema"].get("properties", {})}
+                echoed = await client.call_tool("hello__echo", arguments)
+                assert echoed.get("isError") is not True and "gw" in str(echoed["content"])
+                now = await client.call_tool("time__current_time", {"format": "YYYY-MM-DD"})
+                assert now.get("isError") is not True and "20" in str(now["content"])
+                graph = await client.call_tool("graph__read_graph", {})
+                assert graph.get("isError") is not True
+                eras = {h["name"]: h["protocolVersion"] for h in gateway.health()}
+                assert eras["graph"] == "2024-11-05"
+    finally:
+        await gateway.aclose()
