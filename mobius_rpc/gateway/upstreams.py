@@ -275,8 +275,10 @@ class Upstream:
             self._listen_scope = None
 
     async def _check_health(self) -> None:
+        # 2026-07-28 has no ping: a discovery request is the cheapest round trip there
+        method = "server/discover" if self.client.era is Era.MODERN else "ping"
         try:
-            await self.client.request("ping", timeout=min(self.options.timeout, 10.0))
+            await self.client.request(method, timeout=min(self.options.timeout, 10.0))
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:

@@ -180,3 +180,27 @@ def test_bad_gateway_configs_are_one_line_errors(tmp_path: Path) -> None:
         assert done.returncode == 2, (name, done.stderr)
         assert done.stderr.startswith("mobius serve: --gateway ") and \
             done.stderr.count("\n") == 1, (name, done.stderr)
+
+
+async def test_an_upstream_that_stops_answering_pings_is_restarted(
+        gateways: list[Gateway]) -> None:
+    server = local_server()
+    options = replace(FAST, timeout=0.5, health_interval=0.3)
+    gateway = Gateway({"z": py_entry("z")}, options=options).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        await client.list_tools()
+        await anyio.sleep(1.0)  # a few health checks of a healthy upstream: no restart
+        assert gateway.health()[0]["restarts"] == 0
+        with pytest.raises(McpError, match="timed out"):
+            await client.call_tool("z__freeze", {})
+        with anyio.fail_after(20):
+            while gateway.health()[0]["restarts"] < 1:
+                await anyio.sleep(0.1)
+            while True:
+                try:
+                    got = await client.call_tool("z__echo", {"text": "thawed"})
+                    break
+                except McpError:
+                    await anyio.sleep(0.1)
+        assert got["content"][0]["text"] == "z:thawed"

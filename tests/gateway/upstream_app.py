@@ -76,6 +76,13 @@ def build(name: str = "py-upstream") -> Server:
         os._exit(3)
 
     @server.tool()
+    def freeze() -> str:
+        """Block the whole process (its event loop too): it stops answering pings."""
+        import time
+        time.sleep(3600)
+        return "never"
+
+    @server.tool()
     async def hang() -> str:
         """Never answer (until cancelled)."""
         try:
