@@ -149,6 +149,8 @@ class Upstream:
         self._connected_before = False
         self._done: anyio.Event | None = None
         self._watched: set[str] = set()
+        self._unpublished = False
+        self._listening = False
         self._listen_scope: anyio.CancelScope | None = None
 
     # ------------------------------------------------------------- lifecycle
@@ -202,7 +204,7 @@ class Upstream:
                 if not self.ready:
                     delay = max(0.0, self._next_attempt - time.monotonic())
                 self._wake = anyio.Event()
-                if self._stale or self._closing:
+                if (self._stale and self.ready) or self._closing:
                     continue
                 timed_out = True
                 with anyio.move_on_after(delay):
@@ -234,9 +236,14 @@ class Upstream:
             self.restarts += 1
         self._connected_before = True
         self._attempts = 0
+        self._stale = set()  # everything is read afresh just below
         log.info("%s: connected (%s)", self.name, self.client.protocol_version)
         await self._refresh(set(LIST_KINDS))
-        if self.client.era is Era.MODERN:
+        self._ensure_listening()
+
+    def _ensure_listening(self) -> None:
+        if self.client.era is Era.MODERN and not self._listening:
+            self._listening = True
             spawn_background(self._listen)
 
     # --------------------------------------------- 2026-07-28: the listen stream
@@ -252,6 +259,12 @@ class Upstream:
     async def _listen(self) -> None:
         """Keep one ``subscriptions/listen`` open on a modern upstream: there, list
         changes and resource updates arrive only on such a stream."""
+        try:
+            await self._listen_while_connected()
+        finally:
+            self._listening = False
+
+    async def _listen_while_connected(self) -> None:
         client = self.client
         while not self._closing and client.ready and client.era is Era.MODERN:
             caps = client.server_capabilities
@@ -279,6 +292,9 @@ class Upstream:
         method = "server/discover" if self.client.era is Era.MODERN else "ping"
         try:
             await self.client.request(method, timeout=min(self.options.timeout, 10.0))
+            if self._unpublished:
+                await self._refresh(set(LIST_KINDS))
+            return
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
@@ -292,11 +308,13 @@ class Upstream:
                 return
             self.restarts += 1
             await self._refresh(set(LIST_KINDS))
+            self._ensure_listening()
 
     async def _refresh(self, kinds: set[str]) -> None:
         """Re-read the lists of ``kinds`` the upstream offers; tell the gateway."""
         caps = self.client.server_capabilities
         changed: set[str] = set()
+        before = dict(self.lists)
         for kind in kinds:
             method, key, capability = LIST_KINDS[kind]
             items: list[dict[str, Any]] = []
@@ -310,7 +328,14 @@ class Upstream:
                 self.lists[kind] = items
                 changed.add(kind)
         if changed and self._on_lists is not None:
-            await self._on_lists(self, changed)
+            try:
+                await self._on_lists(self, changed)
+            except Exception:  # e.g. the pin store is down: this upstream's tools stay held
+                log.exception("%s: cannot publish its changed lists", self.name)
+                self.lists.update({kind: before[kind] for kind in changed})
+                self._unpublished = True  # the next health check tries again
+            else:
+                self._unpublished = False
 
     async def _all_pages(self, method: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
