@@ -37,7 +37,7 @@ from ..server.context import Context
 from ..server.registration import Registration, RequestHandler
 from .pinning import Pinning
 from .relay import Relay
-from .router import Naming, Router, paginate_by_key
+from .router import Naming, Router, hop_free, paginate_by_key
 from .upstreams import Upstream, UpstreamOptions
 
 __all__ = ("Gateway", "read_servers")
@@ -51,9 +51,6 @@ _LISTS = {"tools/list": ("tools", "name", "tools"),
           "prompts/list": ("prompts", "name", "prompts")}
 #: params of a downstream request that belong to the downstream hop only
 _HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
-#: result fields of the upstream hop's era
-_HOP_RESULT = ("resultType", "ttlMs", "cacheScope")
-_PROTOCOL_META = "io.modelcontextprotocol/"
 #: tool fields that describe how *this* server runs a tool (tasks): not the upstream's
 _TOOL_LOCAL_FIELDS = ("execution",)
 
@@ -283,7 +280,7 @@ class Gateway:
         relay = Relay(ctx, name)
         result = await relay.run(lambda: upstream.request(
             method, forwarded, handlers=relay.handlers(), on_progress=relay.progress()))
-        return dict(self.router.publish_contents(name, _hop_free(result)))
+        return dict(self.router.publish_contents(name, hop_free(result)))
 
     async def _tools_call(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
@@ -380,21 +377,6 @@ def _log_level(ctx: Context) -> str | None:
         return ctx.request_meta.log_level
     level = ctx.session.state.get("log_level")
     return level if isinstance(level, str) else None
-
-
-def _hop_free(result: dict[str, Any]) -> dict[str, Any]:
-    """An upstream's result without what belongs to the upstream hop only: its era's
-    envelope (``resultType``, cache hints) and the protocol's own ``_meta`` keys
-    (its server info would otherwise pass for ours)."""
-    out = {k: v for k, v in result.items() if k not in _HOP_RESULT}
-    meta = out.get("_meta")
-    if isinstance(meta, dict):
-        kept = {k: v for k, v in meta.items() if not k.startswith(_PROTOCOL_META)}
-        if kept:
-            out["_meta"] = kept
-        else:
-            del out["_meta"]
-    return out
 
 
 def _builtin(server: Registration, method: str) -> RequestHandler:

@@ -28,10 +28,13 @@ from typing import Any
 
 from ..core.errors import INVALID_PARAMS, McpError
 
-__all__ = ("Naming", "Router", "paginate_by_key", "scheme_prefix")
+__all__ = ("Naming", "Router", "hop_free", "paginate_by_key", "scheme_prefix")
 
 _SCHEME_UNSAFE = re.compile(r"[^a-z0-9.-]")
 _CURSOR_PREFIX = "mgw1"
+#: result fields of the upstream hop's era
+_HOP_RESULT = ("resultType", "ttlMs", "cacheScope")
+_PROTOCOL_META = "io.modelcontextprotocol/"
 
 
 def scheme_prefix(upstream: str) -> str:
@@ -204,3 +207,18 @@ def paginate_by_key(kind: str, items: Sequence[dict[str, Any]], field: str,
     page = ordered[start:start + page_size]
     more = start + len(page) < len(ordered)
     return page, (_encode(kind, str(page[-1].get(field, ""))) if more and page else None)
+
+
+def hop_free(result: dict[str, Any]) -> dict[str, Any]:
+    """An upstream's result without what belongs to the upstream hop only: its era's
+    envelope (``resultType``, cache hints) and the protocol's own ``_meta`` keys
+    (its server info would otherwise pass for ours)."""
+    out = {k: v for k, v in result.items() if k not in _HOP_RESULT}
+    meta = out.get("_meta")
+    if isinstance(meta, dict):
+        kept = {k: v for k, v in meta.items() if not k.startswith(_PROTOCOL_META)}
+        if kept:
+            out["_meta"] = kept
+        else:
+            del out["_meta"]
+    return out
