@@ -131,8 +131,10 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
             rounds[path].append(await measure(client, tool, args.n, args.in_flight, pid))
 
     if kind == "stdio":
-        config.write_text(json.dumps({"mcpServers": {"up": {
-            "command": SERVE[0], "args": [*SERVE[1:], "--stdio"]}}}))
+        entry: dict[str, Any] = {"command": SERVE[0], "args": [*SERVE[1:], "--stdio"]}
+        if args.upstream_revision:
+            entry["protocolVersion"] = args.upstream_revision
+        config.write_text(json.dumps({"mcpServers": {"up": entry}}))
         direct = StdioTarget(SERVE[0], (*SERVE[1:], "--stdio"))
         gateway = StdioTarget(SERVE[0], (*SERVE[1:], "--stdio", "--gateway", str(config),
                                          "--gateway-pins", "off"))
@@ -141,8 +143,10 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
             await one("gateway", gateway, "up__echo")
     else:
         with http_server() as (upstream_url, upstream_pid):
-            config.write_text(json.dumps({"mcpServers": {"up": {"type": "http",
-                                                               "url": upstream_url}}}))
+            entry = {"type": "http", "url": upstream_url}
+            if args.upstream_revision:
+                entry["protocolVersion"] = args.upstream_revision
+            config.write_text(json.dumps({"mcpServers": {"up": entry}}))
             with http_server("--gateway", str(config), "--gateway-pins", "off") as (gw_url,
                                                                                       gw_pid):
                 for _ in range(args.rounds):
@@ -159,6 +163,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--transports", default="stdio,http")
     parser.add_argument("--revision", default="2025-11-25")
+    parser.add_argument("--upstream-revision", metavar="REV",
+                        help="pin the gateway's upstream revision (default: it probes, so "
+                             "our server is spoken to in 2026-07-28)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     results = []
