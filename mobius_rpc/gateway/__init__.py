@@ -7,12 +7,12 @@ supervised upstream sessions (:mod:`.upstreams`) and pinned tool definitions
 (:mod:`.pinning`, :mod:`.pinstore`).
 """
 
-from .gateway import Gateway, read_servers
+from .gateway import Gateway, expand, read_servers
 from .pinning import Pinning, ToolChange, set_digest, tool_digest
 from .pinstore import MemoryPinStore, PinStore, SqlPinStore, pin_store_for
 from .router import Naming, Router
 from .upstreams import Upstream, UpstreamDown, UpstreamOptions
 
-__all__ = ("Gateway", "MemoryPinStore", "Naming", "PinStore", "Pinning", "Router",
+__all__ = ("Gateway", "expand", "MemoryPinStore", "Naming", "PinStore", "Pinning", "Router",
            "SqlPinStore", "ToolChange", "Upstream", "UpstreamDown", "UpstreamOptions",
            "pin_store_for", "read_servers", "set_digest", "tool_digest")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from .relay import Relay
 from .router import Naming, Router, hop_free, paginate_by_key
 from .upstreams import Upstream, UpstreamOptions
 
-__all__ = ("Gateway", "read_servers")
+__all__ = ("Gateway", "expand", "read_servers")
 
 log = logging.getLogger("mobius_rpc.gateway")
 
@@ -55,9 +57,34 @@ _HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
 _TOOL_LOCAL_FIELDS = ("execution",)
 
 
-def read_servers(source: str | Path | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(value: Any, environ: Mapping[str, str]) -> Any:
+    """``value`` with ``${VAR}`` and ``${VAR:-default}`` in its strings replaced from
+    ``environ`` (as Claude Code and Cursor configs write secrets: kept in the user's
+    environment, not in the file).  An unset variable without a default is an error."""
+    if isinstance(value, str):
+        def one(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is None:
+                raise ValueError(f"${{{name}}} is not set")
+            return default
+        return _VARIABLE.sub(one, value)
+    if isinstance(value, list):
+        return [expand(item, environ) for item in value]
+    if isinstance(value, Mapping):
+        return {key: expand(item, environ) for key, item in value.items()}
+    return value
+
+
+def read_servers(source: str | Path | Mapping[str, Any],
+                 environ: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """The server entries of a host config (``mcpServers``, VS Code ``servers``, or a
-    bare map), disabled ones left out; entries stay as written."""
+    bare map), disabled ones left out, ``${VAR}`` expanded from ``environ`` (default:
+    this process's environment)."""
     data = json.loads(Path(source).read_text()) if isinstance(source, (str, Path)) else source
     if not isinstance(data, Mapping):
         raise ValueError("a server configuration must be a JSON object")
@@ -70,7 +97,10 @@ def read_servers(source: str | Path | Mapping[str, Any]) -> dict[str, dict[str, 
             raise ValueError(f"server {name!r}: an entry must be an object")
         if entry.get("disabled") is True:
             continue
-        out[str(name)] = dict(entry)
+        try:
+            out[str(name)] = expand(dict(entry), os.environ if environ is None else environ)
+        except ValueError as exc:
+            raise ValueError(f"server {name!r}: {exc}") from None
     return out
 
 

@@ -234,3 +234,19 @@ async def test_security_rules_apply_to_upstream_tools_by_upstream_and_tool(
         assert got["content"][0]["text"] == "b:x"
     calls = [r for r in store.audit_records if r.method == "tools/call"]
     assert [(r.target, r.outcome) for r in calls] == [("a__echo", "denied"), ("b__echo", "ok")]
+
+
+def test_config_variables_are_expanded_from_the_environment(tmp_path: Any) -> None:
+    from mobius_rpc.gateway import read_servers
+    config = {"mcpServers": {
+        "api": {"type": "http", "url": "${BASE:-http://127.0.0.1:1}/mcp",
+                "headers": {"Authorization": "Bearer ${TOKEN}"}},
+        "local": {"command": "srv", "args": ["--key", "${KEY}"], "env": {"K": "${KEY}x"}},
+        "off": {"command": "nothing", "disabled": True}}}
+    servers = read_servers(config, {"TOKEN": "t0k", "KEY": "k"})
+    assert servers == {
+        "api": {"type": "http", "url": "http://127.0.0.1:1/mcp",
+                "headers": {"Authorization": "Bearer t0k"}},
+        "local": {"command": "srv", "args": ["--key", "k"], "env": {"K": "kx"}}}
+    with pytest.raises(ValueError, match=r"server 'api': \$\{TOKEN\} is not set"):
+        read_servers(config, {"KEY": "k"})
