@@ -122,6 +122,8 @@ class Gateway:
             "tools": [], "resources": [], "templates": [], "prompts": []}
         self._admitted: dict[str, list[dict[str, Any]]] = {}
         self._subscribers: dict[str, set[Session]] = {}
+        #: public URI -> open downstream listen streams that carry it
+        self._listened: dict[str, int] = {}
         self._started = False
         self._waited = False
         for name, target in (upstreams or {}).items():
@@ -215,6 +217,11 @@ class Gateway:
             self._local[method] = server.request_handlers.get(method) \
                 or _builtin(server, method)
             server.request_handler(method)(handler)
+        dispatcher = getattr(server, "dispatcher", None)
+        if dispatcher is not None:  # a Server: its listen streams can carry upstream URIs
+            self._local["subscriptions/listen"] = server.request_handlers.get(
+                "subscriptions/listen") or dispatcher.listen
+            server.request_handler("subscriptions/listen")(self._listen)
         return self
 
     async def _local_call(self, method: str, ctx: Context, params: dict[str, Any]
@@ -362,8 +369,34 @@ class Gateway:
         subscribers.difference_update([s for s in subscribers if s.closed])
         if not subscribers:
             self._subscribers.pop(uri, None)
-            await self._watch(ctx, found, False)
+            if not self._listened.get(uri):
+                await self._watch(ctx, found, False)
         return {}
+
+    async def _listen(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        """A 2026-07-28 listen stream: its upstream resource URIs are watched upstream
+        for as long as it is open."""
+        wanted = params.get("notifications")
+        uris = wanted.get("resourceSubscriptions") if isinstance(wanted, dict) else None
+        ours = [u for u in uris if isinstance(u, str) and self._resolve(u) is not None] \
+            if isinstance(uris, list) else []
+        for uri in ours:
+            self._listened[uri] = self._listened.get(uri, 0) + 1
+            if self._listened[uri] == 1 and not self._subscribers.get(uri):
+                await self._watch(ctx, self._resolve(uri) or ("", ""), True)
+        try:
+            return await self._local_call("subscriptions/listen", ctx, params)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for uri in ours:
+                    self._listened[uri] -= 1
+                    if not self._listened[uri]:
+                        del self._listened[uri]
+                        if not self._subscribers.get(uri):
+                            found = self._resolve(uri)
+                            if found is not None and found[0] in self.upstreams:
+                                with anyio.move_on_after(5):
+                                    await self._watch(ctx, found, False)
 
     async def _watch(self, ctx: Context, found: tuple[str, str], on: bool) -> None:
         """Start or stop hearing of one upstream resource's updates."""
@@ -371,7 +404,7 @@ class Gateway:
         if upstream is None:
             raise McpError(INVALID_PARAMS, f"upstream {found[0]} was removed")
         if upstream.client.era is Era.MODERN:
-            mine = {self.router.resolve_uri(u) for u in self._subscribers}
+            mine = {self.router.resolve_uri(u) for u in [*self._subscribers, *self._listened]}
             upstream.watch_resources({uri for owner, uri in filter(None, mine)
                                       if owner == found[0]} | ({found[1]} if on else set()))
             return

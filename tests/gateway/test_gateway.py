@@ -250,3 +250,37 @@ def test_config_variables_are_expanded_from_the_environment(tmp_path: Any) -> No
         "local": {"command": "srv", "args": ["--key", "k"], "env": {"K": "kx"}}}
     with pytest.raises(ValueError, match=r"server 'api': \$\{TOKEN\} is not set"):
         read_servers(config, {"KEY": "k"})
+
+
+async def test_a_modern_listen_stream_hears_upstream_resource_updates(
+        gateways: list[Gateway], upstream_era: str) -> None:
+    server, _ = await _gateway(gateways, py=_entry(upstream_era))
+    async with connect(server, revision="2026-07-28") as client:
+        await client.list_tools()
+        async with anyio.create_task_group() as tg:
+            async def listen() -> None:
+                await client.request("subscriptions/listen", {"notifications": {
+                    "toolsListChanged": True,
+                    "resourceSubscriptions": ["py+mem://notes/1"]}}, timeout=30)
+
+            tg.start_soon(listen)
+            with anyio.fail_after(5):
+                while not any(m == "notifications/subscriptions/acknowledged"
+                              for m, _ in client.notifications):
+                    await anyio.sleep(0.02)
+            acknowledged = [p for m, p in client.notifications
+                            if m == "notifications/subscriptions/acknowledged"][0]
+            assert acknowledged["notifications"]["resourceSubscriptions"] == [
+                "py+mem://notes/1"]
+            await anyio.sleep(0.3)  # the upstream listen stream reopens with the URI
+            await client.call_tool("py__touch", {"uri": "mem://notes/2"})  # not listened to
+            await client.call_tool("py__touch", {"uri": "mem://notes/1"})
+            with anyio.fail_after(10):
+                while not any(m == "notifications/resources/updated"
+                              for m, _ in client.notifications):
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.1)
+            updated = [p["uri"] for m, p in client.notifications
+                       if m == "notifications/resources/updated"]
+            assert updated == ["py+mem://notes/1"]
+            tg.cancel_scope.cancel()
