@@ -204,3 +204,26 @@ async def test_an_upstream_that_stops_answering_pings_is_restarted(
                 except McpError:
                     await anyio.sleep(0.1)
         assert got["content"][0]["text"] == "z:thawed"
+
+
+async def test_an_upstream_cancelling_its_request_cancels_it_downstream(
+        gateways: list[Gateway]) -> None:
+    server = local_server()
+    entry = {**py_entry("u"), "protocolVersion": "2025-11-25"}  # legacy: it can cancel
+    gateway = Gateway({"u": entry}, options=FAST).attach(server)
+    gateways.append(gateway)
+    cancelled = anyio.Event()
+
+    async def sampling(params: dict[str, object]) -> dict[str, object]:
+        try:
+            await anyio.sleep(30)
+        finally:
+            cancelled.set()
+        return {}
+
+    async with connect(server, sampling=sampling) as client:
+        await client.list_tools()
+        got = await client.call_tool("u__impatient", {})
+        assert got["content"][0]["text"] == "gave up"
+        with anyio.fail_after(5):
+            await cancelled.wait()  # the downstream's sampling was cancelled too

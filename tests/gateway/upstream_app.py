@@ -66,6 +66,14 @@ def build(name: str = "py-upstream") -> Server:
         return f"model said: {result['content']['text']}"
 
     @server.tool()
+    async def impatient(ctx: Context) -> str:
+        """Ask the client's model, and give up (cancel the request) after 0.3 s."""
+        with anyio.move_on_after(0.3):
+            await ctx.sample("slow?", max_tokens=5)
+            return "answered"
+        return "gave up"
+
+    @server.tool()
     async def roots(ctx: Context) -> str:
         """The client's roots."""
         return ",".join(r["uri"] for r in await ctx.list_roots())
