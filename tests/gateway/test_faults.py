@@ -227,3 +227,21 @@ async def test_an_upstream_cancelling_its_request_cancels_it_downstream(
         assert got["content"][0]["text"] == "gave up"
         with anyio.fail_after(5):
             await cancelled.wait()  # the downstream's sampling was cancelled too
+
+
+async def test_an_upstream_stuck_at_start_holds_the_first_list_only_briefly(
+        gateways: list[Gateway]) -> None:
+    server = local_server()
+    # (closing waits for a connection attempt in progress: keep that attempt short)
+    gateway = Gateway({"mute": {"command": "sleep", "args": ["60"], "connectTimeout": 3},
+                       "ok": py_entry("ok")}, options=FAST, list_wait=1.0).attach(server)
+    gateways.append(gateway)
+    async with connect(server) as client:
+        names = [t["name"] for t in (await client.list_tools())["tools"]]
+        assert "ok__echo" in names and not any(n.startswith("mute__") for n in names)
+        assert (await client.call_tool("ok__echo", {"text": "x"}))["content"][0]["text"] \
+            == "ok:x"
+        with pytest.raises(McpError) as caught:
+            await client.call_tool("mute__anything", {})
+        assert caught.value.code == -32602
+        assert {h["name"]: h["state"] for h in gateway.health()}["mute"] == "connecting"
