@@ -25,7 +25,7 @@ from ..core.errors import INTERNAL_ERROR, McpError
 from ..core.limits import Limits
 from ..transports.base import MessageStream
 from ..transports.http_client import HttpSseClientStream, StreamableHTTPClientStream
-from ..transports.process import ProcessTransport
+from ..transports.process import SAFE_INHERITED_ENV, ProcessTransport
 from ..transports.websocket import WebSocketClientStream
 
 __all__ = ("StdioTarget", "HttpTarget", "Target", "ConnectError", "target_from_config",
@@ -48,6 +48,9 @@ class StdioTarget:
     env: Mapping[str, str] | None = None
     cwd: str | None = None
     kind: Literal["stdio"] = "stdio"
+    #: the names of our environment variables the server inherits (None: all of them);
+    #: servers from a configuration file get only :data:`SAFE_INHERITED_ENV`
+    inherit_env: tuple[str, ...] | None = None
 
     @classmethod
     def parse(cls, command_line: str, **options: Any) -> StdioTarget:
@@ -66,7 +69,7 @@ class StdioTarget:
             raise ConnectError(f"cannot start {self.describe()!r}: "
                                f"{executable!r} is not on PATH")
         process = ProcessTransport([executable, *self.args], env=self.env, cwd=self.cwd,
-                                   limits=limits)
+                                   limits=limits, inherit_env=self.inherit_env)
         try:
             await process.start(tg)
         except OSError as exc:
@@ -133,8 +136,10 @@ def target_from_config(entry: Mapping[str, Any]) -> Target:
         if env is not None and not (isinstance(env, Mapping) and all(
                 isinstance(v, str) for v in env.values())):
             raise ValueError("'env' must map names to strings")
+        # Hosts launch configured servers with a small environment too: a server gets
+        # the secrets its entry names, not every variable of whoever launched us.
         return StdioTarget(entry["command"], tuple(args), dict(env) if env else None,
-                           entry.get("cwd"))
+                           entry.get("cwd"), inherit_env=SAFE_INHERITED_ENV)
     url = entry.get("url") or entry.get("serverUrl")
     if not isinstance(url, str):
         raise ValueError("a server entry needs 'command' (stdio) or 'url' (remote)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import anyio
 import anyio.abc
@@ -22,7 +22,26 @@ from ..core.types import ProcessIdentity, TransportContext, TransportKind
 from ..framing.ndjson import LineSplitter, OversizedLine, frame
 from .base import OversizedMessage, TransportCapabilities
 
-__all__ = ("ProcessTransport",)
+__all__ = ("ProcessTransport", "child_environment", "SAFE_INHERITED_ENV")
+
+#: what a server launched from a configuration file inherits of our environment: enough to
+#: find programs, a home directory and the locale, and nothing that may hold a secret (API
+#: keys, tokens, cloud credentials live in variables a server must be given explicitly)
+SAFE_INHERITED_ENV = ("HOME", "LOGNAME", "USER", "PATH", "SHELL", "TERM", "LANG", "LC_ALL",
+                      "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT", "APPDATA", "LOCALAPPDATA",
+                      "USERPROFILE", "PATHEXT", "COMSPEC", "TEMP", "TMP")
+
+
+def child_environment(parent: Mapping[str, str], env: Mapping[str, str] | None,
+                      inherit: Collection[str] | None) -> dict[str, str] | None:
+    """The environment of a child: the inherited part of ``parent``, then ``env``.
+
+    None (the parent's environment unchanged) when everything is inherited and
+    nothing is added.
+    """
+    if inherit is None:
+        return {**parent, **env} if env is not None else None
+    return {**{name: parent[name] for name in inherit if name in parent}, **(env or {})}
 
 
 class ProcessTransport:
@@ -34,9 +53,12 @@ class ProcessTransport:
 
     def __init__(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
                  cwd: str | None = None, limits: Limits | None = None,
-                 exit_timeout: float = 2.0) -> None:
+                 exit_timeout: float = 2.0, inherit_env: Collection[str] | None = None) -> None:
         self.command = list(command)
         self.env = env
+        #: the names of this process's environment variables the child also gets
+        #: (None: all of them); ``env`` comes on top
+        self.inherit_env = inherit_env
         self.cwd = cwd
         self.exit_timeout = exit_timeout
         self.stderr_tail: deque[str] = deque(maxlen=50)
@@ -60,7 +82,7 @@ class ProcessTransport:
 
     async def start(self, tg: anyio.abc.TaskGroup) -> None:
         """Spawn the child; a command that cannot run raises ``OSError`` at once."""
-        env = {**os.environ, **self.env} if self.env is not None else None
+        env = child_environment(os.environ, self.env, self.inherit_env)
         self._process = await anyio.open_process(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=env, cwd=self.cwd, start_new_session=True)

@@ -15,6 +15,7 @@ import pytest
 from mobius_rpc.client import ClientManager, ConnectError, StdioTarget, load_server_config
 from mobius_rpc.client.targets import HttpTarget
 from mobius_rpc.core.errors import McpError
+from mobius_rpc.transports.process import SAFE_INHERITED_ENV
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +40,8 @@ def test_host_config_shapes() -> None:
                    "headers": {"Authorization": "Bearer x"}},
         "legacy": {"type": "sse", "url": "https://example.test/sse"},
         "socket": {"url": "ws://127.0.0.1:1/ws"}}})
-    assert targets["local"] == StdioTarget("uvx", ("mcp-server-time",), {"TZ": "UTC"})
+    assert targets["local"] == StdioTarget("uvx", ("mcp-server-time",), {"TZ": "UTC"},
+                                           inherit_env=SAFE_INHERITED_ENV)
     assert targets["remote"] == HttpTarget("https://example.test/mcp", "http",
                                            {"Authorization": "Bearer x"})
     assert targets["legacy"].kind == "sse" and targets["socket"].kind == "ws"  # type: ignore[union-attr]
