@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "storage": set(),
     # the integration layers sit above server and client
     "security": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
+    "context": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
 }
 CORE_FORBIDDEN = {"anyio", "asyncio", "socket", "starlette", "websockets", "psycopg", "sqlite3",
                   "threading", "time", "trio", "subprocess", "select"}

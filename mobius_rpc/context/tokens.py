@@ -1,0 +1,62 @@
+"""The code-aware tokenizer: identifiers split at camelCase and snake_case boundaries.
+
+The stores' own full-text tokenizers know words, not identifiers: FTS5's
+``unicode61`` and PostgreSQL's ``simple`` configuration would keep
+``parseHTTPRequest`` as one token and split ``build_server`` into two, so
+searching ``request`` or ``build_server`` would rank the wrong chunks.  We
+therefore tokenize ourselves, before indexing: every identifier yields itself
+(lower-cased, underscores dropped, so the whole name is one token) and each
+of its parts.  The store then only has to split on spaces.  Queries go
+through the same function, and the match expression sent to the store is
+built from these tokens alone (``[a-z0-9]`` only), never from query text.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ("split_identifier", "index_tokens", "query_tokens", "MAX_TOKEN")
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+# acronym followed by a word (HTTPRequest -> HTTP, Request), lower->Upper, letters->digits
+_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+#: longer tokens are cut (minified code and base64 blobs would bloat the index)
+MAX_TOKEN = 40
+
+
+def split_identifier(word: str) -> list[str]:
+    """The lower-cased parts of one identifier: ``getHTTPResponse_code`` ->
+    ``["get", "http", "response", "code"]``."""
+    parts: list[str] = []
+    for piece in word.split("_"):
+        parts.extend(match.lower() for match in _PART.findall(piece))
+    return parts
+
+
+def _tokens_of(word: str) -> list[str]:
+    whole = word.replace("_", "").lower()[:MAX_TOKEN]
+    if not whole:
+        return []
+    parts = [part[:MAX_TOKEN] for part in split_identifier(word)]
+    if len(parts) <= 1 and (not parts or parts[0] == whole):
+        return [whole]
+    return [whole, *parts]
+
+
+def index_tokens(text: str, limit: int = 20_000) -> str:
+    """``text`` as a space-separated token string for the store (at most ``limit`` tokens)."""
+    out: list[str] = []
+    for match in _WORD.finditer(text):
+        out.extend(_tokens_of(match.group()))
+        if len(out) >= limit:
+            break
+    return " ".join(out[:limit])
+
+
+def query_tokens(text: str, limit: int = 32) -> list[str]:
+    """Distinct tokens of a query, in order (whole identifiers before their parts)."""
+    seen: dict[str, None] = {}
+    for match in _WORD.finditer(text):
+        for token in _tokens_of(match.group()):
+            seen.setdefault(token, None)
+    return list(seen)[:limit]
