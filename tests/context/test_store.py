@@ -1,0 +1,99 @@
+"""The index in each store (memory, SQLite, PostgreSQL): same answers from all three."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mobius_rpc.context.indexer import index_project
+from mobius_rpc.context.model import SearchFilters
+from mobius_rpc.context.sql_index import index_store_for
+from mobius_rpc.context.tokens import query_tokens
+from tests.storage.conftest import Target
+
+FILES = {
+    "app/server.py": ('"""The server."""\nfrom app.util import parseHttpRequest\n\n'
+                      'class RequestRouter:\n    """Routes requests."""\n\n'
+                      '    def route(self, raw):\n        if raw:\n'
+                      '            return parseHttpRequest(raw)\n        return None\n'),
+    "app/util.py": ('def parseHttpRequest(raw):\n    """Parse one request."""\n'
+                    '    return raw.split()\n\n\ndef unrelated():\n    return 42\n'),
+    "app/client.py": ("from app import util\n\n\ndef fetch(raw):\n"
+                      "    return util.parseHttpRequest(raw)\n"),
+    "web/main.ts": "export function parseHttpRequest(raw: string): string[] { return [] }\n",
+    "README.md": "# Demo\n\nThis project parses HTTP requests.\n",
+}
+
+
+def _write(root: Path) -> None:
+    for path, text in FILES.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+
+
+def test_index_and_query_on_every_backend(target: Target, tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    _write(root)
+
+    async def run() -> None:
+        async with target.open() as store:
+            index = index_store_for(store)
+            report = await index_project("p", root, index)
+            assert report.indexed == len(FILES)
+            hits = await index.search("p", query_tokens("parse_http_request"), SearchFilters(), 10)
+            assert hits and hits[0].name == "parseHttpRequest", hits
+            assert hits == sorted(hits, key=lambda h: -h.score)
+            py = await index.search("p", query_tokens("parseHttpRequest"),
+                                    SearchFilters(language="typescript"), 10)
+            assert [h.path for h in py] == ["web/main.ts"]
+            classes = await index.search("p", query_tokens("request"),
+                                         SearchFilters(kind="class"), 10)
+            assert [h.name for h in classes] == ["RequestRouter"]
+            for hostile in ('"', "*", "NEAR(a b)", "a OR", "'; DROP TABLE ctx_files; --",
+                            "\x00", "é", "a:b", "-x", "{}"):
+                await index.search("p", query_tokens(hostile), SearchFilters(), 5)
+            found = await index.definitions("p", "RequestRouter.route", 5)
+            assert [(d.path, d.kind, d.line_start, d.line_end) for d in found] == [
+                ("app/server.py", "method", 7, 10)]
+            refs = await index.references("p", "parseHttpRequest", 50)
+            assert {(r.path, r.scope) for r in refs} >= {
+                ("app/server.py", "RequestRouter.route"), ("app/client.py", "fetch")}
+            outline = await index.symbols("p", "app/server.py")
+            assert [s.qualname for s in outline] == ["RequestRouter", "RequestRouter.route"]
+            metrics = await index.metrics("p", "app/server.py")
+            assert [(m.qualname, m.complexity) for m in metrics] == [("RequestRouter.route", 2)]
+            assert "app.util" in await index.imports("p", "app/server.py")
+            assert await index.importers("p", ["app.util"], 10) == ["app/client.py",
+                                                                   "app/server.py"]
+            assert len(await index.files("p")) == len(FILES)
+            # a change replaces the file's rows, never adds to them
+            (root / "app/util.py").write_text("def parseHttpRequest(raw):\n    return raw\n")
+            again = await index_project("p", root, index)
+            assert again.indexed == 1
+            assert len(await index.definitions("p", "parseHttpRequest", 10)) == 2
+            assert not await index.definitions("p", "unrelated", 10)
+            assert len(await index.search("p", query_tokens("unrelated"), SearchFilters(),
+                                          10)) == 0
+            # another project in the same store is separate
+            assert await index.files("other") == []
+
+    anyio.run(run)
+
+
+@pytest.mark.parametrize("query", ["parseHttpRequest", "RequestRouter"])
+def test_backends_rank_the_definition_first(sql_target: Target, tmp_path: Path,
+                                            query: str) -> None:
+    root = tmp_path / "project"
+    _write(root)
+
+    async def run() -> None:
+        async with sql_target.open() as store:
+            index = index_store_for(store)
+            await index_project("p", root, index)
+            hits = await index.search("p", query_tokens(query), SearchFilters(), 5)
+            assert hits[0].name.rsplit(".", 1)[-1] == query
+            assert hits[0].kind in ("function", "class")
+
+    anyio.run(run)
