@@ -18,7 +18,8 @@ from mobius_rpc.core.errors import McpError
 
 pytestmark = pytest.mark.anyio
 
-SERVE = {"command": sys.executable, "args": ["-m", "mobius_rpc", "serve", "--stdio"]}
+SERVE = {"command": sys.executable, "args": ["-m", "mobius_rpc", "serve",
+                                             "--fixture", "demo", "--stdio"]}
 
 
 def config(tmp_path: Path, **extra: Any) -> Path:
