@@ -140,6 +140,8 @@ class FileRow:
 class SearchFilters:
     language: str | None = None
     kind: str | None = None
+    #: only paths that start with this (the literal head of a path glob)
+    path_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)

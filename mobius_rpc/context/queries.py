@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import re
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -92,7 +93,9 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
     index = await engine.index()
     cap = engine.limits.search_candidates
     wanted = min(cap, (offset + limit) * 3 + 20 if not path_glob else cap)
-    found = await index.search(project.name, tokens, SearchFilters(language, kind), wanted)
+    prefix = re.split(r"[*?\[]", path_glob, maxsplit=1)[0] if path_glob else ""
+    found = await index.search(project.name, tokens, SearchFilters(language, kind, prefix),
+                               wanted)
     exact = _norm(query.strip())
     words = [w for w in {query.strip().lower(), *split_identifier(query)} if len(w) > 1]
 

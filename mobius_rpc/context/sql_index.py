@@ -92,6 +92,9 @@ def _filters(filters: SearchFilters) -> tuple[str, tuple[Any, ...]]:
     if filters.kind:
         clauses += " AND c.kind = ?"
         params += (filters.kind,)
+    if filters.path_prefix:  # a range, not LIKE: no wildcard escaping to get wrong
+        clauses += " AND c.path >= ? AND c.path < ?"
+        params += (filters.path_prefix, filters.path_prefix + "\U0010ffff")
     return clauses, params
 
 

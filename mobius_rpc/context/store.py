@@ -136,6 +136,8 @@ class MemoryIndex:
                 continue
             if filters.kind and chunk.kind != filters.kind:
                 continue
+            if not path.startswith(filters.path_prefix):
+                continue
             out.append(SearchHit(path, file.language, chunk.kind, chunk.name, chunk.line_start,
                                  chunk.line_end, score))
             if len(out) >= limit:
