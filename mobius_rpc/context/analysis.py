@@ -10,6 +10,7 @@ outlines of the best-ranked files first.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 
 from .answers import AnalysisAnswer, FunctionInfo, ModuleRank, OutlineEntry, SummaryAnswer
@@ -67,16 +68,31 @@ def pagerank(graph: dict[str, set[str]], rounds: int = 30, damping: float = 0.85
 
 
 async def _graph(engine: ContextEngine, project: Project) -> dict[str, set[str]]:
+    """The import graph, built once per index generation (a re-index drops it)."""
+    cached = engine.derived.get((project.name, "graph"))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     index = await engine.index()
     files = await index.files(project.name)
-    return import_graph(files, await index.import_edges(project.name, _MAX_EDGES))
+    graph = import_graph(files, await index.import_edges(project.name, _MAX_EDGES))
+    if project.state == "ready":  # a graph of a half-built index is not kept
+        engine.derived[(project.name, "graph")] = graph
+    return graph
+
+
+async def _ranked(engine: ContextEngine, project: Project) -> dict[str, float]:
+    cached = engine.derived.get((project.name, "rank"))
+    if cached is None:
+        cached = pagerank(await _graph(engine, project))
+        if project.state == "ready":
+            engine.derived[(project.name, "rank")] = cached
+    return cached
 
 
 async def analyze(engine: ContextEngine, project: Project, path: str, symbol: str | None,
                   note: str = "") -> AnalysisAnswer:
     index = await engine.index()
-    rows = {f.path: f for f in await index.files(project.name)}
-    row = rows.get(path)
+    row = await index.file(project.name, path)
     if row is None:
         reason = engine.read_reason(project, path) or "not in the index"
         raise BadRequest(f"cannot analyse {path!r}: {reason}")
@@ -114,9 +130,12 @@ async def analyze(engine: ContextEngine, project: Project, path: str, symbol: st
 async def summarize(engine: ContextEngine, project: Project, budget_tokens: int,
                     note: str = "") -> SummaryAnswer:
     index = await engine.index()
+    cached = engine.derived.get((project.name, f"summary:{budget_tokens}"))
+    if cached is not None:
+        return dataclasses.replace(cached, note=note or cached.note)  # type: ignore[no-any-return]
     files = await index.files(project.name)
     graph = await _graph(engine, project)
-    rank = pagerank(graph)
+    rank = await _ranked(engine, project)
     indegree: dict[str, int] = {}
     for targets in graph.values():
         for target in targets:
@@ -147,6 +166,9 @@ async def summarize(engine: ContextEngine, project: Project, budget_tokens: int,
     notes = [note] if note else []
     if truncated:
         notes.append(f"outline cut at about {budget // 4} tokens: raise budget_tokens for more")
-    return SummaryAnswer(project.name, len(files), sum(f.lines for f in files),
-                         sum(f.size for f in files), languages, entries, modules, outline,
-                         truncated, "; ".join(notes))
+    answer = SummaryAnswer(project.name, len(files), sum(f.lines for f in files),
+                           sum(f.size for f in files), languages, entries, modules, outline,
+                           truncated, "; ".join(notes))
+    if not note and project.state == "ready":  # only a finished index's summary is kept
+        engine.derived[(project.name, f"summary:{budget_tokens}")] = answer
+    return answer

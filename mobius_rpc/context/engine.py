@@ -82,6 +82,8 @@ class ContextEngine:
         self._closing = anyio.Event()
         self._opening = anyio.Lock()
         self._lines: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
+        #: what is computed from a finished index (graph, ranks, summaries); a run drops it
+        self.derived: dict[tuple[str, str], Any] = {}
 
     async def index(self) -> IndexStore:
         """The index, opening the store on first use in a task of its own.
@@ -138,7 +140,6 @@ class ContextEngine:
         """One incremental run now (waits for a run in progress first)."""
         if project.task is not None and not project.task.done():
             await asyncio.shield(project.task)
-        self._lines.clear()
         return await self._run(project, progress)
 
     async def _run(self, project: Project, progress: Any = None) -> IndexReport:
@@ -156,9 +157,17 @@ class ContextEngine:
             project.error = f"{type(exc).__name__}: {exc}"
             raise
         project.report, project.state, project.error = report, "ready", ""
+        if report.indexed or report.deleted:
+            self._forget(project.name)
         log.info("indexed %s: %d read, %d unchanged, %d removed in %.2fs", project.name,
                  report.indexed, report.unchanged, report.deleted, report.seconds)
         return report
+
+    def _forget(self, name: str) -> None:
+        for key in [k for k in self.derived if k[0] == name]:
+            del self.derived[key]
+        for key in [k for k in self._lines if k[0] == name]:
+            del self._lines[key]
 
     def start(self) -> None:
         """Index every project in the background (once); called on the first request."""

@@ -30,8 +30,9 @@ from .answers import (
 )
 from .engine import ContextEngine, Project
 from .languages.detect import detect_language
-from .model import SearchFilters
-from .tokens import query_tokens, split_identifier
+from .model import SearchFilters, SearchHit
+from .store import IndexStore
+from .tokens import query_tokens, split_identifier, whole_tokens
 
 __all__ = ("search", "definitions", "references", "read_file", "fit", "parse_cursor",
            "BadRequest")
@@ -64,6 +65,29 @@ def fit(items: Sequence[T], budget: int) -> tuple[list[T], bool]:
     return out, False
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_DEFINING = frozenset({"function", "method", "class", "interface", "struct", "enum", "type",
+                       "module"})
+
+
+def _test_path(path: str) -> bool:
+    return any(part in ("test", "tests", "testing") or part.startswith("test_")
+               for part in path.split("/"))
+
+
+async def _definitions_as_hits(index: IndexStore, project: str, name: str,
+                               filters: SearchFilters, score: float) -> list[SearchHit]:
+    rows = await index.definitions(project, name, 20)
+    rows = [r for r in rows if r.kind in _DEFINING
+            and (not filters.language or r.language == filters.language)
+            and (not filters.kind or r.kind == filters.kind)
+            and r.path.startswith(filters.path_prefix)]
+    # library code before its tests, then the shorter (more central) path
+    rows.sort(key=lambda r: (_test_path(r.path), r.path.count("/"), r.path, r.line_start))
+    return [SearchHit(r.path, r.language, r.kind, r.qualname, r.line_start, r.line_end,
+                      score - n * 1e-6) for n, r in enumerate(rows)]
+
+
 def _norm(text: str) -> str:
     return text.replace("_", "").lower()
 
@@ -94,10 +118,19 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
     cap = engine.limits.search_candidates
     wanted = min(cap, (offset + limit) * 3 + 20 if not path_glob else cap)
     prefix = re.split(r"[*?\[]", path_glob, maxsplit=1)[0] if path_glob else ""
-    found = await index.search(project.name, tokens, SearchFilters(language, kind, prefix),
-                               wanted)
+    filters = SearchFilters(language, kind, prefix)
+    # Narrow to wide, stopping at the first pass that finds anything (so every page of one
+    # query uses the same pass): all whole identifiers, any of them, then any part.
+    whole = whole_tokens(query)
+    passes = ([(whole, True)] if len(whole) > 1 else []) + [(whole, False), (tokens, False)]
+    found = []
+    for pass_tokens, match_all in passes:
+        found = await index.search(project.name, pass_tokens, filters, wanted, match_all)
+        if found:
+            break
     exact = _norm(query.strip())
     words = [w for w in {query.strip().lower(), *split_identifier(query)} if len(w) > 1]
+    top = max((h.score for h in found), default=1.0)
 
     def boosted(score: float, name: str) -> float:
         last = name.rsplit(".", 1)[-1]
@@ -106,6 +139,12 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
         return score
 
     ranked = sorted(found, key=lambda h: (-boosted(h.score, h.name), h.path, h.line_start))
+    if _IDENTIFIER.fullmatch(query.strip()):
+        # the definitions of the identifier itself lead, whatever their chunk's BM25
+        defined = await _definitions_as_hits(index, project.name, query.strip(), filters,
+                                             top * 8)
+        seen = {(h.path, h.line_start) for h in defined}
+        ranked = defined + [h for h in ranked if (h.path, h.line_start) not in seen]
     if path_glob:
         ranked = [h for h in ranked if fnmatch.fnmatchcase(h.path, path_glob)]
     page = ranked[offset:offset + limit]

@@ -117,19 +117,19 @@ class SqlIndex:
         await self.db.write(lambda: _write(project, files, deleted, touched))
 
     async def search(self, project: str, tokens: list[str], filters: SearchFilters,
-                     limit: int) -> list[SearchHit]:
+                     limit: int, match_all: bool = False) -> list[SearchHit]:
         if not tokens:
             return []
         where, extra = _filters(filters)
         columns = "c.path, c.language, c.kind, c.name, c.line_start, c.line_end"
         if self.db.dialect == "sqlite":
-            expression = " OR ".join(f'"{token}"' for token in tokens)
+            expression = (" AND " if match_all else " OR ").join(f'"{t}"' for t in tokens)
             sql = (f"SELECT {columns}, -bm25(ctx_fts, {NAME_WEIGHT}, {BODY_WEIGHT}) AS score "
                    "FROM ctx_fts JOIN ctx_chunks c ON c.id = ctx_fts.rowid "
                    f"WHERE ctx_fts MATCH ? AND c.project = ?{where} "
                    "ORDER BY score DESC, c.path, c.line_start LIMIT ?")
         else:
-            expression = " | ".join(tokens)
+            expression = (" & " if match_all else " | ").join(tokens)
             # weights for D, C, B, A: body tokens are B, name tokens A
             sql = (f"SELECT {columns}, ts_rank('{{0, 0, {BODY_WEIGHT / NAME_WEIGHT}, 1}}', "
                    "c.tsv, q) AS score FROM ctx_chunks c, to_tsquery('simple', ?) q "
@@ -140,13 +140,16 @@ class SqlIndex:
                 for r in rows]
 
     async def definitions(self, project: str, name: str, limit: int) -> list[SymbolRow]:
-        rows = await self._read(
-            f"SELECT s.{_SYMBOL_COLUMNS.replace(', ', ', s.')}, f.language FROM ctx_symbols s "
-            "JOIN ctx_files f ON f.project = s.project AND f.path = s.path "
-            "WHERE s.project = ? AND (s.name = ? OR s.qualname = ?) "
-            "ORDER BY s.path, s.line_start LIMIT ?", (project, name, name, limit))
+        # Two indexed lookups, sorted here: with an ORDER BY, SQLite without statistics
+        # walks the path index instead of the name index (30 ms on Django, not 0.1).
+        select = (f"SELECT s.{_SYMBOL_COLUMNS.replace(', ', ', s.')}, f.language "
+                  "FROM ctx_symbols s JOIN ctx_files f ON f.project = s.project "
+                  "AND f.path = s.path WHERE s.project = ? AND ")
+        rows = await self._read(f"{select}s.name = ? UNION ALL {select}s.qualname = ? "
+                                "AND s.name <> ?", (project, name, project, name, name))
+        rows.sort(key=lambda r: (r[0], r[4], r[2]))
         return [SymbolRow(r[0], r[8], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7])
-                for r in rows]
+                for r in rows[:limit]]
 
     async def references(self, project: str, name: str, limit: int) -> list[RefRow]:
         rows = await self._read("SELECT path, name, line, scope FROM ctx_refs "
@@ -170,19 +173,19 @@ class SqlIndex:
         return [FunctionMetrics(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
     async def imports(self, project: str, path: str) -> list[str]:
-        rows = await self._read("SELECT DISTINCT module FROM ctx_imports "
-                                "WHERE project = ? AND path = ? ORDER BY module",
+        # DISTINCT and ORDER BY are done here: in SQL they make SQLite (without statistics)
+        # scan the wrong index, 20 ms instead of 0.1 on Django
+        rows = await self._read("SELECT module FROM ctx_imports WHERE project = ? AND path = ?",
                                 (project, path))
-        return [r[0] for r in rows]
+        return sorted({r[0] for r in rows})
 
     async def importers(self, project: str, modules: list[str], limit: int) -> list[str]:
         if not modules:
             return []
         marks = ", ".join("?" * len(modules))
-        rows = await self._read(f"SELECT DISTINCT path FROM ctx_imports WHERE project = ? "
-                                f"AND module IN ({marks}) ORDER BY path LIMIT ?",
-                                (project, *modules, limit))
-        return [r[0] for r in rows]
+        rows = await self._read(f"SELECT path FROM ctx_imports WHERE project = ? "
+                                f"AND module IN ({marks})", (project, *modules))
+        return sorted({r[0] for r in rows})[:limit]  # see imports()
 
     async def import_edges(self, project: str, limit: int) -> list[tuple[str, str]]:
         rows = await self._read("SELECT DISTINCT path, module FROM ctx_imports "
@@ -194,6 +197,12 @@ class SqlIndex:
         rows = await self._read("SELECT path, language, size, lines, note FROM ctx_files "
                                 "WHERE project = ? ORDER BY path", (project,))
         return [FileRow(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
+
+    async def file(self, project: str, path: str) -> FileRow | None:
+        rows = await self._read("SELECT path, language, size, lines, note FROM ctx_files "
+                                "WHERE project = ? AND path = ?", (project, path))
+        return FileRow(rows[0][0], rows[0][1], int(rows[0][2]), int(rows[0][3]), rows[0][4]) \
+            if rows else None
 
 
 def index_store_for(store: Any) -> IndexStore:

@@ -42,7 +42,9 @@ class IndexStore(Protocol):
         ...
 
     async def search(self, project: str, tokens: list[str], filters: SearchFilters,
-                     limit: int) -> list[SearchHit]: ...
+                     limit: int, match_all: bool = False) -> list[SearchHit]:
+        """Chunks with any of ``tokens`` (all of them with ``match_all``), best first."""
+        ...
 
     async def definitions(self, project: str, name: str, limit: int) -> list[SymbolRow]: ...
 
@@ -59,6 +61,8 @@ class IndexStore(Protocol):
     async def import_edges(self, project: str, limit: int) -> list[tuple[str, str]]: ...
 
     async def files(self, project: str) -> list[FileRow]: ...
+
+    async def file(self, project: str, path: str) -> FileRow | None: ...
 
 
 def _row(path: str, language: str, s: Any) -> SymbolRow:
@@ -110,7 +114,7 @@ class MemoryIndex:
                     postings.setdefault(token, {})[key] = (name_tf[token], body_tf[token])
 
     async def search(self, project: str, tokens: list[str], filters: SearchFilters,
-                     limit: int) -> list[SearchHit]:
+                     limit: int, match_all: bool = False) -> list[SearchHit]:
         files = self._files.get(project, {})
         postings = self._postings.get(project, {})
         lengths = self._lengths.get(project, {})
@@ -118,7 +122,8 @@ class MemoryIndex:
         avg_name = sum(n for n, _ in lengths.values()) / total or 1.0
         avg_body = sum(b for _, b in lengths.values()) / total or 1.0
         scores: dict[tuple[str, int], float] = {}
-        for token in tokens:
+        matched: dict[tuple[str, int], int] = {}
+        for token in dict.fromkeys(tokens):
             hits = postings.get(token, {})
             if not hits:
                 continue
@@ -128,6 +133,10 @@ class MemoryIndex:
                 score = NAME_WEIGHT * _term(name_tf, name_len, avg_name) \
                     + BODY_WEIGHT * _term(body_tf, body_len, avg_body)
                 scores[key] = scores.get(key, 0.0) + idf * score
+                matched[key] = matched.get(key, 0) + 1
+        if match_all:
+            needed = len(dict.fromkeys(tokens))
+            scores = {key: value for key, value in scores.items() if matched[key] == needed}
         out: list[SearchHit] = []
         for (path, number), score in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])):
             file = files[path]
@@ -184,6 +193,10 @@ class MemoryIndex:
     async def files(self, project: str) -> list[FileRow]:
         return [FileRow(p, f.language, f.state.size, f.lines, f.note)
                 for p, f in sorted(self._files.get(project, {}).items())]
+
+    async def file(self, project: str, path: str) -> FileRow | None:
+        f = self._files.get(project, {}).get(path)
+        return FileRow(path, f.language, f.state.size, f.lines, f.note) if f else None
 
 
 def _term(tf: int, length: int, average: float) -> float:

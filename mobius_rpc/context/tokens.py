@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ("split_identifier", "index_tokens", "query_tokens", "MAX_TOKEN")
+__all__ = ("split_identifier", "index_tokens", "query_tokens", "whole_tokens", "MAX_TOKEN")
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 # acronym followed by a word (HTTPRequest -> HTTP, Request), lower->Upper, letters->digits
@@ -59,4 +59,15 @@ def query_tokens(text: str, limit: int = 32) -> list[str]:
     for match in _WORD.finditer(text):
         for token in _tokens_of(match.group()):
             seen.setdefault(token, None)
+    return list(seen)[:limit]
+
+
+def whole_tokens(text: str, limit: int = 32) -> list[str]:
+    """Only the whole-identifier tokens of a query (``get_queryset`` -> ``getqueryset``):
+    the precise first pass of a search, before parts widen it."""
+    seen: dict[str, None] = {}
+    for match in _WORD.finditer(text):
+        whole = match.group().replace("_", "").lower()[:MAX_TOKEN]
+        if whole:
+            seen.setdefault(whole, None)
     return list(seen)[:limit]
