@@ -14,6 +14,7 @@ built from these tokens alone (``[a-z0-9]`` only), never from query text.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ("split_identifier", "index_tokens", "query_tokens", "whole_tokens", "MAX_TOKEN")
 
@@ -33,21 +34,23 @@ def split_identifier(word: str) -> list[str]:
     return parts
 
 
-def _tokens_of(word: str) -> list[str]:
+@lru_cache(maxsize=1 << 16)
+def _tokens_of(word: str) -> tuple[str, ...]:
+    # cached: code repeats its identifiers, and splitting was most of the indexing time
     whole = word.replace("_", "").lower()[:MAX_TOKEN]
     if not whole:
-        return []
+        return ()
     parts = [part[:MAX_TOKEN] for part in split_identifier(word)]
     if len(parts) <= 1 and (not parts or parts[0] == whole):
-        return [whole]
-    return [whole, *parts]
+        return (whole,)
+    return (whole, *parts)
 
 
 def index_tokens(text: str, limit: int = 20_000) -> str:
     """``text`` as a space-separated token string for the store (at most ``limit`` tokens)."""
     out: list[str] = []
-    for match in _WORD.finditer(text):
-        out.extend(_tokens_of(match.group()))
+    for word in _WORD.findall(text):
+        out.extend(_tokens_of(word))
         if len(out) >= limit:
             break
     return " ".join(out[:limit])
