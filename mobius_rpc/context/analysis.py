@@ -15,7 +15,7 @@ import posixpath
 
 from .answers import AnalysisAnswer, FunctionInfo, ModuleRank, OutlineEntry, SummaryAnswer
 from .engine import ContextEngine, Project
-from .languages.python_ast import module_name
+from .languages.python_ast import module_name, package_prefix
 from .model import FileRow
 from .queries import BadRequest, fit
 
@@ -27,10 +27,11 @@ _JS_SUFFIXES = ("", ".ts", ".tsx", ".js", ".jsx", ".mjs", "/index.ts", "/index.j
 _MAX_EDGES = 500_000
 
 
-def import_graph(files: list[FileRow], edges: list[tuple[str, str]]) -> dict[str, set[str]]:
+def import_graph(files: list[FileRow], edges: list[tuple[str, str]], prefix: str = ""
+                 ) -> dict[str, set[str]]:
     """``path -> paths it imports`` among the project's own files."""
     paths = {f.path for f in files}
-    modules = {module_name(f.path): f.path for f in files if f.language == "python"}
+    modules = {module_name(f.path, prefix): f.path for f in files if f.language == "python"}
     by_name: dict[str, list[str]] = {}
     for f in files:
         by_name.setdefault(posixpath.basename(f.path), []).append(f.path)
@@ -74,7 +75,8 @@ async def _graph(engine: ContextEngine, project: Project) -> dict[str, set[str]]
         return cached  # type: ignore[no-any-return]
     index = await engine.index()
     files = await index.files(project.name)
-    graph = import_graph(files, await index.import_edges(project.name, _MAX_EDGES))
+    graph = import_graph(files, await index.import_edges(project.name, _MAX_EDGES),
+                         package_prefix(project.root))
     if project.state == "ready":  # a graph of a half-built index is not kept
         engine.derived[(project.name, "graph")] = graph
     return graph
@@ -106,7 +108,7 @@ async def analyze(engine: ContextEngine, project: Project, path: str, symbol: st
                  for m in metrics]
     imports = await index.imports(project.name, path)
     if row.language == "python":
-        module = module_name(path)
+        module = module_name(path, package_prefix(project.root))
         dependents = await index.importers(project.name, [module], 1000)
     else:
         graph = await _graph(engine, project)

@@ -24,11 +24,12 @@ _CHUNKED_KINDS = frozenset({"function", "method", "class", "interface", "struct"
                             "type", "module"})
 
 
-def parse_source(path: str, language: str, text: str, data: bytes) -> ParsedFile:
+def parse_source(path: str, language: str, text: str, data: bytes,
+                 prefix: str = "") -> ParsedFile:
     if language not in PARSED_LANGUAGES:
         return ParsedFile()
     if language == "python":
-        parsed = parse_python(path, text)
+        parsed = parse_python(path, text, prefix)
         if parsed.note and not parsed.symbols:
             fallback = parse_tree_sitter("python", data)  # e.g. Python 2 syntax
             if fallback.symbols:
@@ -77,9 +78,10 @@ def _window(lines: list[str], numbers: list[int], path_tokens: str) -> Chunk:
 
 
 def build_file_index(state: FileState, language: str, text: str, data: bytes,
-                     note: str = "") -> FileIndex:
-    """Every row of one file; ``note`` (e.g. a missing grammar) is kept with the file."""
-    parsed = parse_source(state.path, language, text, data)
+                     note: str = "", prefix: str = "") -> FileIndex:
+    """Every row of one file; ``note`` is kept with the file; ``prefix`` is the package
+    the project root is (Python module names)."""
+    parsed = parse_source(state.path, language, text, data, prefix)
     lines = text.splitlines()
     return FileIndex(state=state, language=language, lines=len(lines),
                      note=parsed.note or note, symbols=parsed.symbols,

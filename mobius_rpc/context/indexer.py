@@ -26,6 +26,7 @@ import anyio.to_thread
 
 from .extract import build_file_index
 from .languages.detect import detect_language
+from .languages.python_ast import package_prefix
 from .model import FileIndex, FileState
 from .store import IndexStore
 from .walk import Skipped, WalkEntry, WalkLimits, read_text, walk
@@ -59,7 +60,7 @@ class _Batch:
 
 
 def _read_batch(root: Path, entries: list[WalkEntry], known: dict[str, FileState],
-                max_bytes: int) -> _Batch:
+                max_bytes: int, prefix: str = "") -> _Batch:
     batch = _Batch()
     for entry in entries:
         text, data, reason = read_text(root, entry.path, max_bytes)
@@ -73,7 +74,7 @@ def _read_batch(root: Path, entries: list[WalkEntry], known: dict[str, FileState
             batch.touched.append(state)
             continue
         language = detect_language(entry.path, text[:200].split("\n", 1)[0])
-        batch.files.append(build_file_index(state, language, text, data))
+        batch.files.append(build_file_index(state, language, text, data, prefix=prefix))
     return batch
 
 
@@ -85,6 +86,7 @@ async def index_project(name: str, root: Path, store: IndexStore, *,
     limits = limits or WalkLimits()
     report = IndexReport(name)
     walked = await anyio.to_thread.run_sync(walk, root, limits)
+    prefix = package_prefix(root)
     report.skipped.extend(walked.skipped)
     known = await store.file_states(name)
     present = {entry.path for entry in walked.files}
@@ -104,7 +106,7 @@ async def index_project(name: str, root: Path, store: IndexStore, *,
     for start in range(0, len(todo), batch_files):
         part = todo[start:start + batch_files]
         batch = await anyio.to_thread.run_sync(_read_batch, root, part, known,
-                                               limits.max_file_bytes)
+                                               limits.max_file_bytes, prefix)
         replaced = [f.state.path for f in batch.files if f.state.path in known]
         dropped = [s.path for s in batch.skipped if s.path in known]
         await store.write(name, batch.files, replaced + dropped, batch.touched)

@@ -17,10 +17,11 @@ comprehension ``for``/``if``, ``assert`` (one, whatever its condition), and
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 from ..model import FunctionMetrics, Import, ParsedFile, Reference, Symbol
 
-__all__ = ("parse_python", "module_name")
+__all__ = ("parse_python", "module_name", "package_prefix")
 
 _BLOCKS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try,
            ast.Match, ast.TryStar)
@@ -28,14 +29,25 @@ _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _DOC_CHARS = 400
 
 
-def module_name(path: str) -> str:
+def package_prefix(root: Path) -> str:
+    """``"a.b."`` when the project root is itself package ``a.b`` (it and its parents hold
+    ``__init__.py``), so its files' modules get the names their importers use."""
+    names: list[str] = []
+    directory = root.resolve()
+    while (directory / "__init__.py").is_file() and directory.name:
+        names.insert(0, directory.name)
+        directory = directory.parent
+    return "".join(f"{name}." for name in names)
+
+
+def module_name(path: str, prefix: str = "") -> str:
     """The dotted module a project-relative ``.py`` path defines (``src/`` dropped)."""
     parts = path[:-3].split("/") if path.endswith(".py") else path.split("/")
     if parts and parts[0] in ("src", "lib") and len(parts) > 1:
         parts = parts[1:]
     if parts and parts[-1] == "__init__":
         parts = parts[:-1]
-    return ".".join(parts)
+    return (prefix + ".".join(parts)).rstrip(".")
 
 
 def _doc(node: ast.AST) -> str:
@@ -180,13 +192,14 @@ class _Visitor(ast.NodeVisitor):
                                                node.lineno))
 
 
-def parse_python(path: str, text: str) -> ParsedFile:
-    """Symbols, references, imports and metrics of one Python file."""
+def parse_python(path: str, text: str, prefix: str = "") -> ParsedFile:
+    """Symbols, references, imports and metrics of one Python file (``prefix``: see
+    :func:`package_prefix`)."""
     try:
         tree = ast.parse(text, filename=path)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return ParsedFile(note=f"not parsed ({type(exc).__name__}): text search only")
-    visitor = _Visitor(module_name(path), path.endswith("__init__.py"))
+    visitor = _Visitor(module_name(path, prefix), path.endswith("__init__.py"))
     try:
         visitor.visit(tree)
     except RecursionError:
