@@ -98,6 +98,10 @@ def _filters(filters: SearchFilters) -> tuple[str, tuple[Any, ...]]:
     return clauses, params
 
 
+def _hits(rows: list[tuple[Any, ...]]) -> list[SearchHit]:
+    return [SearchHit(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), float(r[6])) for r in rows]
+
+
 class SqlIndex:
     """:class:`~.store.IndexStore` on the store's SQL runner."""
 
@@ -124,7 +128,19 @@ class SqlIndex:
         columns = "c.path, c.language, c.kind, c.name, c.line_start, c.line_end"
         if self.db.dialect == "sqlite":
             expression = (" AND " if match_all else " OR ").join(f'"{t}"' for t in tokens)
-            sql = (f"SELECT {columns}, -bm25(ctx_fts, {NAME_WEIGHT}, {BODY_WEIGHT}) AS score "
+            rank = f"-bm25(ctx_fts, {NAME_WEIGHT}, {BODY_WEIGHT})"
+            # Rank inside FTS5 alone first, then join the best few: joining every match
+            # before sorting costs 2-3x on a common word.  When the filters drop so many of
+            # those that the page cannot fill, rank the joined rows instead (exact, slower).
+            inner = limit * 2 + 50
+            quick = (f"SELECT {columns}, f.score FROM (SELECT rowid AS id, {rank} AS score "
+                     "FROM ctx_fts WHERE ctx_fts MATCH ? ORDER BY score DESC LIMIT ?) f "
+                     f"JOIN ctx_chunks c ON c.id = f.id WHERE c.project = ?{where} "
+                     "ORDER BY f.score DESC, c.path, c.line_start LIMIT ?")
+            rows = await self._read(quick, (expression, inner, project, *extra, limit))
+            if len(rows) >= limit or not await self._more_than(expression, inner):
+                return _hits(rows)
+            sql = (f"SELECT {columns}, {rank} AS score "
                    "FROM ctx_fts JOIN ctx_chunks c ON c.id = ctx_fts.rowid "
                    f"WHERE ctx_fts MATCH ? AND c.project = ?{where} "
                    "ORDER BY score DESC, c.path, c.line_start LIMIT ?")
@@ -135,9 +151,12 @@ class SqlIndex:
                    "c.tsv, q) AS score FROM ctx_chunks c, to_tsquery('simple', ?) q "
                    f"WHERE c.tsv @@ q AND c.project = ?{where} "
                    "ORDER BY score DESC, c.path, c.line_start LIMIT ?")
-        rows = await self._read(sql, (expression, project, *extra, limit))
-        return [SearchHit(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), float(r[6]))
-                for r in rows]
+        return _hits(await self._read(sql, (expression, project, *extra, limit)))
+
+    async def _more_than(self, expression: str, count: int) -> bool:
+        rows = await self._read("SELECT count(*) FROM (SELECT rowid FROM ctx_fts "
+                                "WHERE ctx_fts MATCH ? LIMIT ?) m", (expression, count + 1))
+        return int(rows[0][0]) > count
 
     async def definitions(self, project: str, name: str, limit: int) -> list[SymbolRow]:
         # Two indexed lookups, sorted here: with an ORDER BY, SQLite without statistics

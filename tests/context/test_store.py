@@ -97,3 +97,28 @@ def test_backends_rank_the_definition_first(sql_target: Target, tmp_path: Path,
             assert hits[0].kind in ("function", "class")
 
     anyio.run(run)
+
+
+def test_filters_that_drop_the_best_matches_still_fill_the_page(target: Target,
+                                                               tmp_path: Path) -> None:
+    crowd, alone = tmp_path / "crowd", tmp_path / "alone"
+    crowd.mkdir()
+    alone.mkdir()
+    for n in range(120):
+        # a name match (weighted 10) in a short chunk: these outrank the other project's
+        (crowd / f"m{n}.py").write_text("def common_name():\n    return 1\n")
+    filler = " ".join(f"word{n}" for n in range(300))
+    (alone / "only.ts").write_text(f"// {filler}\nexport const x = commonName\n")
+    (crowd / "x.ts").write_text("export const commonName = 2\n")
+
+    async def run() -> None:
+        async with target.open() as store:
+            index = index_store_for(store)
+            await index_project("crowd", crowd, index)
+            await index_project("alone", alone, index)
+            hits = await index.search("alone", ["commonname"], SearchFilters(), 1)
+            assert [h.path for h in hits] == ["only.ts"]
+            typed = await index.search("crowd", ["commonname"], SearchFilters("typescript"), 1)
+            assert [h.path for h in typed] == ["x.ts"]
+
+    anyio.run(run)
