@@ -128,6 +128,14 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
         found = await index.search(project.name, pass_tokens, filters, wanted, match_all)
         if found:
             break
+    if not found and len(query.strip()) >= 3:
+        # no token matches: a piece of an identifier ("ueryS" of QuerySet)
+        found = [SearchHit(r.path, r.language, r.kind, r.qualname, r.line_start, r.line_end,
+                           1.0 / (1 + n))
+                 for n, r in enumerate(await index.names_containing(
+                     project.name, query.strip(), min(wanted, 100)))
+                 if (not language or r.language == language) and (not kind or r.kind == kind)
+                 and r.path.startswith(prefix)]
     exact = _norm(query.strip())
     words = [w for w in {query.strip().lower(), *split_identifier(query)} if len(w) > 1]
     top = max((h.score for h in found), default=1.0)

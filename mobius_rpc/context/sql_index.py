@@ -170,6 +170,21 @@ class SqlIndex:
         return [SymbolRow(r[0], r[8], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7])
                 for r in rows[:limit]]
 
+    async def names_containing(self, project: str, fragment: str, limit: int
+                               ) -> list[SymbolRow]:
+        # the pattern is a parameter with LIKE's own characters escaped; a scan of the
+        # symbols table, bounded by the caller's time limit
+        escaped = fragment.lower().replace("\\", "\\\\").replace("%", "\\%") \
+            .replace("_", "\\_")
+        rows = await self._read(
+            f"SELECT s.{_SYMBOL_COLUMNS.replace(', ', ', s.')}, f.language FROM ctx_symbols s "
+            "JOIN ctx_files f ON f.project = s.project AND f.path = s.path "
+            "WHERE s.project = ? AND lower(s.name) LIKE ? ESCAPE '\\' "
+            "ORDER BY length(s.name), s.path, s.line_start LIMIT ?",
+            (project, f"%{escaped}%", limit))
+        return [SymbolRow(r[0], r[8], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7])
+                for r in rows]
+
     async def references(self, project: str, name: str, limit: int) -> list[RefRow]:
         rows = await self._read("SELECT path, name, line, scope FROM ctx_refs "
                                 "WHERE project = ? AND name = ? ORDER BY path, line LIMIT ?",

@@ -50,6 +50,12 @@ class IndexStore(Protocol):
 
     async def references(self, project: str, name: str, limit: int) -> list[RefRow]: ...
 
+    async def names_containing(self, project: str, fragment: str, limit: int
+                               ) -> list[SymbolRow]:
+        """Definitions whose name contains ``fragment`` (case-insensitive): the search of
+        last resort, for a piece of an identifier no token matches."""
+        ...
+
     async def symbols(self, project: str, path: str) -> list[SymbolRow]: ...
 
     async def metrics(self, project: str, path: str) -> list[FunctionMetrics]: ...
@@ -156,6 +162,14 @@ class MemoryIndex:
     async def definitions(self, project: str, name: str, limit: int) -> list[SymbolRow]:
         out = [_row(p, f.language, s) for p, f in sorted(self._files.get(project, {}).items())
                for s in f.symbols if name in (s.name, s.qualname)]
+        return out[:limit]
+
+    async def names_containing(self, project: str, fragment: str, limit: int
+                               ) -> list[SymbolRow]:
+        wanted = fragment.lower()
+        out = [_row(p, f.language, s) for p, f in sorted(self._files.get(project, {}).items())
+               for s in f.symbols if wanted in s.name.lower()]
+        out.sort(key=lambda r: (len(r.name), r.path, r.line_start))
         return out[:limit]
 
     async def references(self, project: str, name: str, limit: int) -> list[RefRow]:

@@ -40,6 +40,8 @@ def _project(root: Path) -> Path:
 
 async def _exercise(call: Any, read: Any, prompt: Any, project: str) -> None:
     """Every tool, resource and prompt, through the three callables of one client."""
+    piece = await call("search_code", {"query": "tal_pri"})
+    assert piece["hits"][0]["name"] == "total_price"
     found = await call("search_code", {"query": "total_price"})
     assert found["hits"][0]["name"] == "total_price" and found["hits"][0]["snippet"]
     defined = await call("definition", {"name": "total_price"})

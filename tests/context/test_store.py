@@ -54,6 +54,11 @@ def test_index_and_query_on_every_backend(target: Target, tmp_path: Path) -> Non
             for hostile in ('"', "*", "NEAR(a b)", "a OR", "'; DROP TABLE ctx_files; --",
                             "\x00", "é", "a:b", "-x", "{}"):
                 await index.search("p", query_tokens(hostile), SearchFilters(), 5)
+            piece = await index.names_containing("p", "TTPREQ", 10)
+            assert {(r.path, r.name) for r in piece} == {("app/util.py", "parseHttpRequest"),
+                                                        ("web/main.ts", "parseHttpRequest")}
+            for wild in ("%", "_", "\\", "a%b_c"):
+                assert await index.names_containing("p", wild, 10) == []
             found = await index.definitions("p", "RequestRouter.route", 5)
             assert [(d.path, d.kind, d.line_start, d.line_end) for d in found] == [
                 ("app/server.py", "method", 7, 10)]
