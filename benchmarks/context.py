@@ -129,7 +129,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                              env={**os.environ, "MOBIUS_HOME": tmp})
         start = time.perf_counter()
         async with Client(target) as client:
-            status = (await client.call_tool("reindex", {}))["structuredContent"]
+            status = (await client.call_tool("reindex", {}, timeout=3600))["structuredContent"]
             results["cold_s"] = round(time.perf_counter() - start, 2)
             results["indexed_files"] = status["files"]
             results["skipped_files"] = status["skipped"]

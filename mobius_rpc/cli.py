@@ -80,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if context:
         from .context.serve import context_server
-        server: Any = context_server(args.roots or ["."], args.store, args.era)
+        server: Any = context_server(args.roots or ["."], args.store, args.era, args.watch)
         if server is None:
             return 2
     else:
@@ -165,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", metavar="URL",
                        help="where the context index lives (default: the embedded SQLite "
                             "store under MOBIUS_HOME; memory:, sqlite:///PATH, postgresql://)")
+    serve.add_argument("--watch", type=_positive(float), metavar="SECONDS",
+                       help="keep the context index current, checking every SECONDS, and "
+                            "notify subscribers of changed files")
     serve.add_argument("--stdio", action="store_true",
                        help="serve on stdin/stdout (the default without --http)")
     serve.add_argument("--http", action="store_true",

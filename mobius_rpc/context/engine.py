@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class ProjectNotFound(LookupError):
 class EngineLimits:
     #: wall-clock seconds one operation may take before its work is stopped
     operation_seconds: float = 5.0
+    #: seconds between incremental runs in watch mode (None: no watching)
+    watch_seconds: float | None = None
     #: characters of one answer (about a quarter as many tokens)
     answer_chars: int = 40_000
     #: lines one read returns at most
@@ -84,6 +87,9 @@ class ContextEngine:
         self._lines: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
         #: what is computed from a finished index (graph, ranks, summaries); a run drops it
         self.derived: dict[tuple[str, str], Any] = {}
+        #: awaited after a run that changed something (the server's notifications)
+        self.on_change: Callable[[Project, IndexReport], Awaitable[None]] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def index(self) -> IndexStore:
         """The index, opening the store on first use in a task of its own.
@@ -121,6 +127,8 @@ class ContextEngine:
         for project in self.projects.values():
             if project.task is not None:
                 project.task.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
         self._closing.set()
         if self._keeper is not None:
             with anyio.move_on_after(5):
@@ -159,6 +167,8 @@ class ContextEngine:
         project.report, project.state, project.error = report, "ready", ""
         if report.indexed or report.deleted:
             self._forget(project.name)
+            if self.on_change is not None:
+                await self.on_change(project, report)
         log.info("indexed %s: %d read, %d unchanged, %d removed in %.2fs", project.name,
                  report.indexed, report.unchanged, report.deleted, report.seconds)
         return report
@@ -171,9 +181,29 @@ class ContextEngine:
 
     def start(self) -> None:
         """Index every project in the background (once); called on the first request."""
+        loop = asyncio.get_running_loop()
         for project in self.projects.values():
             if project.task is None:
-                project.task = asyncio.get_running_loop().create_task(self._background(project))
+                project.task = loop.create_task(self._background(project))
+        if self.limits.watch_seconds and self._watcher is None:
+            self._watcher = loop.create_task(self._watch(self.limits.watch_seconds))
+
+    async def _watch(self, interval: float) -> None:
+        """Watch mode: an incremental run of each project every ``interval`` seconds.
+
+        Polling the file states (a stat per file, no reads) rather than OS file
+        events: it needs no extra dependency, works on every file system, and a
+        burst of edits costs one run, never one write per event.
+        """
+        while True:
+            await anyio.sleep(interval)
+            for project in self.projects.values():
+                if project.task is not None and not project.task.done():
+                    continue
+                try:
+                    await self._run(project)
+                except Exception:  # noqa: BLE001 - reported by the status; try again later
+                    log.exception("watching %s failed", project.name)
 
     async def _background(self, project: Project) -> None:
         try:

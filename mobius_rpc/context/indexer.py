@@ -50,6 +50,9 @@ class IndexReport:
     notes: dict[str, str] = field(default_factory=dict)  # language -> why it is text-only
     seconds: float = 0.0
     complete: bool = False
+    #: paths whose rows changed (re-parsed or removed), and whether the set of files did
+    changed: list[str] = field(default_factory=list)
+    files_added_or_removed: bool = False
 
 
 @dataclass(slots=True)
@@ -102,6 +105,8 @@ async def index_project(name: str, root: Path, store: IndexStore, *,
     if gone:
         await store.write(name, [], gone, [])
         report.deleted = len(gone)
+        report.changed.extend(gone)
+        report.files_added_or_removed = True
     done = 0
     for start in range(0, len(todo), batch_files):
         part = todo[start:start + batch_files]
@@ -111,6 +116,10 @@ async def index_project(name: str, root: Path, store: IndexStore, *,
         dropped = [s.path for s in batch.skipped if s.path in known]
         await store.write(name, batch.files, replaced + dropped, batch.touched)
         report.indexed += len(batch.files)
+        report.changed.extend(f.state.path for f in batch.files)
+        report.changed.extend(dropped)
+        if len(replaced) < len(batch.files) or dropped:
+            report.files_added_or_removed = True
         report.touched += len(batch.touched)
         report.skipped.extend(batch.skipped)
         for file in batch.files:

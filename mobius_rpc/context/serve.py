@@ -18,12 +18,14 @@ from typing import Any
 from ..server.app import Server
 from ..server.context import Context
 from ..storage import store_url
+from .engine import EngineLimits
 from .surface import build_context_server
 
 __all__ = ("context_server",)
 
 
-def context_server(roots: Sequence[str], store: str | None, era: str) -> Server | None:
+def context_server(roots: Sequence[str], store: str | None, era: str,
+                   watch: float | None = None) -> Server | None:
     """The context server for ``roots``, or None after printing why it cannot run."""
     paths: list[Path] = []
     for root in roots:
@@ -33,6 +35,7 @@ def context_server(roots: Sequence[str], store: str | None, era: str) -> Server 
             return None
         paths.append(path.resolve())
     server, engine = build_context_server(paths, store_url=store_url(store),
+                                          limits=EngineLimits(watch_seconds=watch),
                                           legacy=era in ("both", "legacy"),
                                           modern=era in ("both", "modern"))
 

@@ -222,5 +222,17 @@ def build_context_server(roots: list[Path], store: Any = None, *, store_url: str
         found = [r.path for r in rows if r.path.startswith(value)]
         return {"values": found[:100], "total": len(found), "hasMore": len(found) > 100}
 
+    async def changed(project: Project, report: Any) -> None:
+        # subscribers of a changed file, of the summary and of the status hear of it; a
+        # file added or removed changes what the files template completes to
+        base = f"context://projects/{project.name}"
+        for path in report.changed[:10_000]:
+            await server.notify_resource_updated(f"{base}/files/{path}")
+        for uri in (f"{base}/summary", f"{base}/status", "context://projects"):
+            await server.notify_resource_updated(uri)
+        if report.files_added_or_removed:
+            server.dispatcher.list_changed("resources")
+
+    engine.on_change = changed
     register_prompts(server, engine)
     return server, engine

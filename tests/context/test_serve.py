@@ -211,3 +211,29 @@ def test_precision_on_this_repository() -> None:
                                                for h in globbed["hits"])
 
     anyio.run(run)
+
+
+def test_watch_mode_notifies_subscribers(tmp_path: Path) -> None:
+    root = _project(tmp_path / "shop-project")
+    command = _serve_command(root, "--stdio", "--watch", "0.2")
+    uri = "context://projects/shop-project/files/shop/cart.py"
+
+    async def run() -> None:
+        with anyio.fail_after(60):
+            seen: list[tuple[str, Any]] = []
+            # subscriptions are the 2025-11-25 way (2026-07-28 listens instead)
+            async with Client(StdioTarget(command[0], tuple(command[1:])),
+                              revision="2025-11-25",
+                              on_notification=lambda m, p: seen.append((m, p))) as client:
+                await client.call_tool("reindex", {})
+                await client.subscribe(uri)
+                (root / "shop" / "cart.py").write_text("def total_price(items):\n    return 0\n")
+                (root / "shop" / "new.py").write_text("def fresh():\n    return 1\n")
+                while not ({"notifications/resources/updated",
+                            "notifications/resources/list_changed"} <= {m for m, _ in seen}):
+                    await anyio.sleep(0.05)
+                assert ("notifications/resources/updated", {"uri": uri}) in seen
+                found = await client.call_tool("definition", {"name": "fresh"})
+                assert found["structuredContent"]["definitions"]
+
+    anyio.run(run)
