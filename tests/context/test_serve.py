@@ -237,3 +237,49 @@ def test_watch_mode_notifies_subscribers(tmp_path: Path) -> None:
                 assert found["structuredContent"]["definitions"]
 
     anyio.run(run)
+
+
+def _check_ts_summary(stdout: str) -> None:
+    import json
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["serverName"] == "mobius-context"
+    assert set(summary["tools"]) == TOOLS and set(summary["prompts"]) == PROMPTS
+    assert summary["reindex"] == "ready" and summary["search"] == "total_price"
+    assert summary["definition"] == "shop/cart.py" and "checkout" in summary["references"]
+    assert summary["complexity"] == 4 and summary["languages"]["python"] == 3
+    assert summary["read"] == "def total_price(items):" and "shop-project" in summary["projects"]
+    assert summary["status"] == "ready" and summary["summaryResource"] == 4
+    assert "def checkout" in summary["file"] and "rounding" in summary["review"]
+    assert "ZeroDivisionError" in summary["debug"] and "checkout" in summary["explain"]
+
+
+@pytest.fixture(scope="module")
+def ts_client() -> Path:
+    import shutil
+    node_dir = REPO / "tests" / "interop" / "node"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the TypeScript SDK peer")
+    if not (node_dir / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                              cwd=node_dir, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            pytest.skip(f"could not install the TypeScript SDK: {done.stderr[-500:]}")
+    return node_dir / "context_client.mjs"
+
+
+@pytest.mark.peers
+def test_typescript_sdk_over_stdio(ts_client: Path, tmp_path: Path) -> None:
+    root = _project(tmp_path / "shop-project")
+    done = subprocess.run(["node", str(ts_client), "shop-project",
+                           *_serve_command(root, "--stdio")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_ts_summary(done.stdout)
+
+
+@pytest.mark.peers
+def test_typescript_sdk_over_http(ts_client: Path, http_url: str) -> None:
+    done = subprocess.run(["node", str(ts_client), "shop-project", "--url", http_url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_ts_summary(done.stdout)
