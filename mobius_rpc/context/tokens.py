@@ -46,14 +46,18 @@ def _tokens_of(word: str) -> tuple[str, ...]:
     return (whole, *parts)
 
 
+@lru_cache(maxsize=1 << 16)
+def _joined(word: str) -> str:
+    return " ".join(_tokens_of(word))
+
+
 def index_tokens(text: str, limit: int = 20_000) -> str:
-    """``text`` as a space-separated token string for the store (at most ``limit`` tokens)."""
-    out: list[str] = []
-    for word in _WORD.findall(text):
-        out.extend(_tokens_of(word))
-        if len(out) >= limit:
-            break
-    return " ".join(out[:limit])
+    """``text`` as a space-separated token string for the store (about ``limit`` tokens
+    at most: the cut is made per word, counting each word's tokens as one)."""
+    words = _WORD.findall(text)
+    if len(words) > limit:
+        words = words[:limit]
+    return " ".join(filter(None, map(_joined, words)))
 
 
 def query_tokens(text: str, limit: int = 32) -> list[str]:
