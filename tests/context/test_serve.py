@@ -19,7 +19,8 @@ from mobius_rpc.storage import open_store
 from tests.conftest import connect
 
 REPO = Path(__file__).resolve().parents[2]
-TOOLS = {"search_code", "definition", "references", "analyze", "summary", "read", "reindex"}
+TOOLS = {"search_code", "similar", "definition", "references", "analyze", "summary", "read",
+         "reindex"}
 PROMPTS = {"code_review", "debug", "explain"}
 
 
@@ -44,6 +45,8 @@ async def _exercise(call: Any, read: Any, prompt: Any, project: str) -> None:
     assert piece["hits"][0]["name"] == "total_price"
     found = await call("search_code", {"query": "total_price"})
     assert found["hits"][0]["name"] == "total_price" and found["hits"][0]["snippet"]
+    alike = await call("similar", {"snippet": "for item in items:\n    total += item.price"})
+    assert alike["hits"][0]["name"] == "total_price" and 0 < alike["hits"][0]["score"] <= 1
     defined = await call("definition", {"name": "total_price"})
     assert defined["definitions"][0]["path"] == "shop/cart.py"
     assert defined["definitions"][0]["doc"] == "Sum of prices."
@@ -63,6 +66,8 @@ async def _exercise(call: Any, read: Any, prompt: Any, project: str) -> None:
     assert '"ready"' in await read(f"context://projects/{project}/status")
     assert "total_price" in await read(f"context://projects/{project}/summary")
     assert "def checkout" in await read(f"context://projects/{project}/files/shop/checkout.py")
+    assert await read(f"context://projects/{project}/lines/4/5/shop/cart.py") == \
+        'def total_price(items):\n    """Sum of prices."""'
     review = await prompt("code_review", {"path": "shop/cart.py", "focus": "overflow"})
     assert "total_price" in review and "overflow" in review
     assert "KeyError" in await prompt("debug", {"error": "KeyError: x", "path": "shop/cart.py",
@@ -245,6 +250,7 @@ def _check_ts_summary(stdout: str) -> None:
     assert summary["serverName"] == "mobius-context"
     assert set(summary["tools"]) == TOOLS and set(summary["prompts"]) == PROMPTS
     assert summary["reindex"] == "ready" and summary["search"] == "total_price"
+    assert summary["similar"] == "total_price" and summary["lines"] == "def total_price(items):"
     assert summary["definition"] == "shop/cart.py" and "checkout" in summary["references"]
     assert summary["complexity"] == 4 and summary["languages"]["python"] == 3
     assert summary["read"] == "def total_price(items):" and "shop-project" in summary["projects"]

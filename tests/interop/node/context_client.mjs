@@ -22,6 +22,8 @@ summary.tools = (await client.listTools()).tools.map((t) => t.name).sort();
 summary.prompts = (await client.listPrompts()).prompts.map((p) => p.name).sort();
 summary.reindex = (await call("reindex", {})).state;
 summary.search = (await call("search_code", { query: "total_price" })).hits[0].name;
+summary.similar = (await call("similar", { snippet: "for item in items:\n    total += item.price" })).hits[0].name;
+summary.lines = await read(`context://projects/${project}/lines/4/4/shop/cart.py`);
 summary.definition = (await call("definition", { name: "total_price" })).definitions[0].path;
 summary.references = (await call("references", { name: "total_price" })).references.map((r) => r.scope);
 summary.complexity = (await call("analyze", { path: "shop/cart.py" })).functions[0].complexity;
