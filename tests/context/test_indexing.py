@@ -197,3 +197,32 @@ def test_cancelling_stops_at_a_batch_and_the_next_run_continues(tmp_path: Path) 
         assert (rest.planned, rest.unchanged) == (8, 4)
 
     anyio.run(run)
+
+
+def test_hostile_files_are_skipped_or_noted_not_crashed(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.py")  # opening it would block the walk forever
+    (tmp_path / "deep.py").write_text("x = " + "(" * 5000 + ")" * 5000 + "\n")
+    (tmp_path / "deep.js").write_text("x = " + "[" * 20000 + "]" * 20000 + ";\n")
+    (tmp_path / "bad.py").write_text("def broken(:\n")
+    (tmp_path / "ok.py").write_text("def fine():\n    return 1\n")
+    (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbfdef with_bom():\n    return 1\n")
+    nested = tmp_path
+    for n in range(70):
+        nested = nested / f"d{n}"
+    nested.mkdir(parents=True)
+    (nested / "far.py").write_text("def far():\n    return 1\n")
+    index = MemoryIndex()
+
+    async def run() -> None:
+        report = await index_project("p", tmp_path, index)
+        reasons = {s.path: s.reason for s in report.skipped}
+        assert reasons["pipe.py"] == "not a regular file"
+        assert any("deeper than 64" in r for r in reasons.values())
+        files = {f.path: f for f in await index.files("p")}
+        assert "not valid Python 3" in files["bad.py"].note  # tree-sitter took over
+        assert files["deep.py"].note  # too deep for ast: text search only, said so
+        assert "deep.js" in files
+        assert await index.definitions("p", "fine", 5)
+        assert await index.definitions("p", "with_bom", 5)
+
+    anyio.run(run)
