@@ -58,6 +58,8 @@ class Project:
     report: IndexReport | None = None
     error: str = ""
     task: asyncio.Task[None] | None = None
+    #: one run at a time per project: two would both insert the rows of a new file
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
 def _names(roots: list[Path]) -> list[str]:
@@ -156,14 +158,17 @@ class ContextEngine:
             if progress is not None:
                 await progress(done, total, message)
 
-        project.state = "indexing"
-        try:
-            report = await index_project(project.name, project.root, await self.index(),
-                                         limits=self.limits.walk, progress=track)
-        except BaseException as exc:
-            project.state = "failed" if not isinstance(exc, asyncio.CancelledError) else "pending"
-            project.error = f"{type(exc).__name__}: {exc}"
-            raise
+        async with project.lock:
+            project.state = "indexing"
+            try:
+                report = await index_project(project.name, project.root, await self.index(),
+                                             limits=self.limits.walk, progress=track)
+            except BaseException as exc:
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                project.state = ("ready" if project.report else "pending") if cancelled \
+                    else "failed"
+                project.error = f"{type(exc).__name__}: {exc}"
+                raise
         project.report, project.state, project.error = report, "ready", ""
         if report.indexed or report.deleted:
             self._forget(project.name)

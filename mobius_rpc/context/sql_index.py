@@ -45,11 +45,20 @@ def _insert(table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> Iterab
                tuple(value for row in part for value in row))
 
 
-def _write(project: str, files: list[FileIndex], deleted: list[str],
+def _write(dialect: str, project: str, files: list[FileIndex], deleted: list[str],
            touched: list[FileState]) -> Program[None]:
-    for path in deleted:
+    if dialect == "postgresql":
+        # writers of one project take turns (SQLite's BEGIN IMMEDIATE already makes them),
+        # so the delete-then-insert below is whole even with two servers indexing at once
+        yield "SELECT pg_advisory_xact_lock(hashtext(?))", (f"mobius-context:{project}",)
+    # every path written loses its old rows first, whoever wrote them: a file two runs
+    # both saw as new is stored once
+    gone = sorted({*deleted, *(f.state.path for f in files)})
+    for start in range(0, len(gone), _BATCH):
+        part = tuple(gone[start:start + _BATCH])
+        marks = ", ".join("?" * len(part))
         for table in (*_TABLES, "ctx_files"):
-            yield f"DELETE FROM {table} WHERE project = ? AND path = ?", (project, path)
+            yield f"DELETE FROM {table} WHERE project = ? AND path IN ({marks})", (project, *part)
     for state in touched:
         yield ("UPDATE ctx_files SET mtime_ns = ?, size = ? WHERE project = ? AND path = ?",
                (state.mtime_ns, state.size, project, state.path))
@@ -118,7 +127,7 @@ class SqlIndex:
 
     async def write(self, project: str, files: list[FileIndex], deleted: list[str],
                     touched: list[FileState]) -> None:
-        await self.db.write(lambda: _write(project, files, deleted, touched))
+        await self.db.write(lambda: _write(self.db.dialect, project, files, deleted, touched))
 
     async def search(self, project: str, tokens: list[str], filters: SearchFilters,
                      limit: int, match_all: bool = False) -> list[SearchHit]:

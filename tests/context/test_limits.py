@@ -114,3 +114,19 @@ def test_resources_outside_the_root_or_unknown_are_not_found(tmp_path: Path) -> 
             f"mod{n}.py" for n in range(10, 20)}
 
     _run(root, EngineLimits(), body)
+
+
+def test_concurrent_reindexes_do_not_duplicate_rows(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "p")
+
+    async def main() -> None:
+        async with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+            server, engine = build_context_server([root], store)
+            project = engine.project(None)
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(engine.reindex, project)
+            index = await engine.index()
+            assert len(await index.definitions("p", "handler_3_4", 10)) == 1
+
+    anyio.run(main)

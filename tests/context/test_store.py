@@ -127,3 +127,20 @@ def test_filters_that_drop_the_best_matches_still_fill_the_page(target: Target,
             assert [h.path for h in typed] == ["x.ts"]
 
     anyio.run(run)
+
+
+def test_two_indexers_of_one_project_store_each_file_once(sql_target: Target,
+                                                          tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    _write(root)
+
+    async def run() -> None:
+        async with sql_target.open() as one, sql_target.open() as two:
+            first, second = index_store_for(one), index_store_for(two)
+            async with anyio.create_task_group() as tg:  # two servers, one store, one project
+                tg.start_soon(index_project, "p", root, first)
+                tg.start_soon(index_project, "p", root, second)
+            assert len(await first.definitions("p", "RequestRouter", 10)) == 1
+            assert len(await first.files("p")) == len(FILES)
+
+    anyio.run(run)
