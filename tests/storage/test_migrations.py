@@ -25,6 +25,7 @@ from mobius_rpc.storage import (
     inspect_store,
     upgrade_store,
 )
+from mobius_rpc.storage.migrate import migrations
 
 from .conftest import Target
 
@@ -32,13 +33,17 @@ pytestmark = pytest.mark.anyio
 
 TABLES = {1: {"mobius_schema", "sessions", "session_subscriptions"},
           2: {"event_logs", "event_streams", "events"},
-          3: {"tasks", "outbox"},
-          4: {"ctx_files", "ctx_symbols", "ctx_refs", "ctx_imports", "ctx_metrics",
-              "ctx_chunks"}}
+          3: {"tasks", "outbox"}}
+# migrations added beside others are found by name (their numbers change at merge)
+TABLES[next(m.version for m in migrations("sqlite") if m.name == "gateway")] = {
+    "gateway_tool_pins", "gateway_tool_sets"}
+_CONTEXT = next(m.version for m in migrations("sqlite") if m.name == "context")
+TABLES[_CONTEXT] = {"ctx_files", "ctx_symbols", "ctx_refs", "ctx_imports", "ctx_metrics",
+                    "ctx_chunks"}
 #: tables one dialect adds beside the shared ones (SQLite's FTS5 index and its shadow tables)
 DIALECT_TABLES: dict[str, dict[int, set[str]]] = {
-    "sqlite": {4: {"ctx_fts", "ctx_fts_data", "ctx_fts_idx", "ctx_fts_docsize",
-                   "ctx_fts_config"}}}
+    "sqlite": {_CONTEXT: {"ctx_fts", "ctx_fts_data", "ctx_fts_idx", "ctx_fts_docsize",
+                          "ctx_fts_config"}}}
 
 
 def test_the_tables_list_covers_every_migration() -> None:
