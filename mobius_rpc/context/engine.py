@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from .indexer import IndexReport, index_project
 from .sql_index import index_store_for
@@ -45,6 +47,8 @@ class EngineLimits:
     read_lines: int = 400
     #: candidates a search ranks before filtering and paging
     search_candidates: int = 400
+    #: seconds an answer may spend reading files to quote them (snippets, reference lines)
+    quote_seconds: float = 0.015
     walk: WalkLimits = field(default_factory=WalkLimits)
 
 
@@ -247,6 +251,39 @@ class ContextEngine:
         if len(self._lines) > 256:
             self._lines.popitem(last=False)
         return found
+
+    async def preload(self, project: Project, paths: list[str], budget: float) -> set[str]:
+        """Read the files among ``paths`` not yet cached, in a worker thread, for at most
+        ``budget`` seconds; the paths whose lines are then available.
+
+        Answers that quote many files (snippets, reference lines) would otherwise block the
+        event loop on cold reads and let one slow disk set the p99; what the budget leaves
+        unread is answered without its quote (and says so).
+        """
+        missing = [p for p in dict.fromkeys(paths) if (project.name, p) not in self._lines]
+        if missing:
+            limit = self.limits.walk.max_file_bytes
+
+            def read_some() -> dict[str, list[str] | None]:
+                start = time.perf_counter()
+                out: dict[str, list[str] | None] = {}
+                for path in missing:
+                    if time.perf_counter() - start > budget:
+                        break
+                    text = read_text(project.root, path, limit)[0]
+                    out[path] = text.splitlines() if text is not None else None
+                return out
+
+            for path, lines in (await anyio.to_thread.run_sync(read_some)).items():
+                if lines is not None:
+                    self._lines[(project.name, path)] = lines
+            while len(self._lines) > 256:
+                self._lines.popitem(last=False)
+        return {p for p in paths if (project.name, p) in self._lines}
+
+    def cached_lines(self, project: Project, path: str) -> list[str] | None:
+        """The lines of a file if :meth:`preload` (or an earlier read) cached them."""
+        return self._lines.get((project.name, path))
 
     def read_reason(self, project: Project, path: str) -> str:
         return read_text(project.root, path, self.limits.walk.max_file_bytes)[2]

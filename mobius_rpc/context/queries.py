@@ -156,13 +156,16 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
     if path_glob:
         ranked = [h for h in ranked if fnmatch.fnmatchcase(h.path, path_glob)]
     page = ranked[offset:offset + limit]
+    quoted = await engine.preload(project, [h.path for h in page], engine.limits.quote_seconds)
     hits = [Hit(h.path, h.line_start, h.line_end, h.kind, h.name, h.language,
                 round(boosted(h.score, h.name), 4),
-                _snippet(engine.lines(project, h.path), h.line_start, h.line_end, words))
+                _snippet(engine.cached_lines(project, h.path), h.line_start, h.line_end, words))
             for h in page]
     kept, cut = fit(hits, engine.limits.answer_chars)
     more = len(ranked) > offset + len(kept)
     notes = [note] if note else []
+    if len(quoted) < len({h.path for h in page}):
+        notes.append("some snippets left out (time budget for reading files): use read")
     if cut:
         notes.append(f"answer budget reached: {len(hits) - len(kept)} hits left out")
     if len(found) >= wanted and not more:
@@ -197,14 +200,17 @@ async def references(engine: ContextEngine, project: Project, name: str, limit: 
     index = await engine.index()
     rows = await index.references(project.name, simple, offset + limit + 1)
     page = rows[offset:offset + limit]
+    quoted = await engine.preload(project, [r.path for r in page], engine.limits.quote_seconds)
     uses = []
     for row in page:
-        lines = engine.lines(project, row.path)
+        lines = engine.cached_lines(project, row.path)
         text = lines[row.line - 1].strip()[:300] if lines and row.line <= len(lines) else ""
         uses.append(Use(row.path, row.line, row.scope, text))
     kept, cut = fit(uses, engine.limits.answer_chars)
     more = len(rows) > offset + len(kept)
     notes = [note] if note else []
+    if len(quoted) < len({r.path for r in page}):
+        notes.append("some lines' text left out (time budget for reading files)")
     if cut:
         notes.append("answer budget reached: page on with next_cursor")
     if simple != name.strip():

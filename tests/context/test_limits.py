@@ -130,3 +130,18 @@ def test_concurrent_reindexes_do_not_duplicate_rows(tmp_path: Path) -> None:
             assert len(await index.definitions("p", "handler_3_4", 10)) == 1
 
     anyio.run(main)
+
+
+def test_quoting_files_keeps_to_its_time_budget(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "p")
+
+    async def body(client: Any) -> None:
+        found = (await client.call_tool("search_code", {"query": "request"}))
+        answer = found["structuredContent"]
+        assert answer["hits"] and all(h["snippet"] == [] for h in answer["hits"])
+        assert "time budget" in answer["note"]
+        refs = (await client.call_tool("references", {"name": "request"}))["structuredContent"]
+        assert all(r["text"] == "" for r in refs["references"]) and "time budget" in refs["note"]
+
+    # no time at all for reading: every quote is left out, and the answers say so
+    _run(root, EngineLimits(quote_seconds=-1), body)
