@@ -44,9 +44,12 @@ async def similar_code(engine: ContextEngine, project: Project, snippet: str, li
                          "count)")
     index = await engine.index()
     found = await index.search(project.name, query, SearchFilters(language), _CANDIDATES)
+    # comparing needs each candidate's text: read within a budget, compare what was read
+    readable = await engine.preload(project, [h.path for h in found],
+                                    engine.limits.quote_seconds * 3)
     scored: list[Hit] = []
     for hit in found:
-        lines = engine.lines(project, hit.path)
+        lines = engine.cached_lines(project, hit.path)
         if not lines:
             continue
         end = min(hit.line_end, hit.line_start + _CHUNK_LINES - 1, len(lines))
@@ -62,6 +65,8 @@ async def similar_code(engine: ContextEngine, project: Project, snippet: str, li
     notes = [note] if note else []
     notes.append("score: Jaccard similarity of identifier tokens with the snippet (1.0: the "
                  "same vocabulary)")
+    if len(readable) < len({h.path for h in found}):
+        notes.append("some candidates not compared (time budget for reading files)")
     if cut:
         notes.append("answer budget reached: ask for fewer")
     return SearchAnswer(snippet[:80], kept, None, cut, "; ".join(notes))
