@@ -94,7 +94,8 @@ def check(answer: httpx.Response, to: int) -> None:
 def measure_process(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for era, make in (("legacy session", legacy_poster), ("stateless", modern_poster)):
-        proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http",
+        proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve",
+                                 "--fixture", "demo", "--http",
                                  "--port", "0"], stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stderr is not None

@@ -175,8 +175,10 @@ async def measure(target: Target, n: int, in_flight: int, starts: int) -> Result
 def targets(python: str) -> dict[str, Target]:
     found = {
         "bare": Target("bare", [python, str(HERE / "bare_echo.py")]),
-        "mobius": Target("mobius", [python, "-m", "mobius_rpc", "serve", "--stdio"]),
-        "mobius-modern": Target("mobius-modern", [python, "-m", "mobius_rpc", "serve", "--stdio"],
+        "mobius": Target("mobius", [python, "-m", "mobius_rpc", "serve",
+                                    "--fixture", "demo", "--stdio"]),
+        "mobius-modern": Target("mobius-modern", [python, "-m", "mobius_rpc", "serve",
+                                                  "--fixture", "demo", "--stdio"],
                                 modern=True),
     }
     if importlib.util.find_spec("mcp") is not None:

@@ -170,7 +170,7 @@ def running(kind: str, workdir: Path, cpus: set[int] | None = None) -> Iterator[
                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                    "--log-level", "warning"]
     else:
-        command = [sys.executable, "-m", "mobius_rpc", "serve", "--http",
+        command = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
                    "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=pinned(cpus))

@@ -1,8 +1,11 @@
 """The ``mobius`` command.
 
-``mobius serve --stdio`` runs the demo server on stdin/stdout, the way MCP
-hosts launch servers; ``mobius serve --print-config HOST`` prints the snippet
-to paste into that host's configuration.  Logs always go to stderr: stdout
+``mobius serve [DIR ...]`` runs the context engine (code search, symbols,
+analysis; :mod:`mobius_rpc.context`) for the given project directories
+(default: the current one) on stdin/stdout, the way MCP hosts launch servers;
+``--fixture demo`` serves the protocol demo instead.  ``mobius serve
+--print-config HOST`` prints the snippet to paste into that host's
+configuration.  Logs always go to stderr: stdout
 belongs to the protocol.  ``mobius client ...`` talks to any MCP server
 (see :mod:`mobius_rpc.client_cli`).
 """
@@ -16,6 +19,8 @@ import logging
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
@@ -36,16 +41,18 @@ def _launch_command() -> tuple[str, list[str]]:
     return sys.executable, ["-m", "mobius_rpc", "serve", "--stdio"]
 
 
-def host_config(host: str) -> dict[str, object]:
-    """A ready-to-paste configuration for ``host`` that launches the stdio server."""
+def host_config(host: str, roots: Sequence[str] | None = None) -> dict[str, object]:
+    """A ready-to-paste configuration for ``host`` that launches the stdio server:
+    the context engine for ``roots`` (absolute paths) when given, else the demo."""
     command, args = _launch_command()
-    entry: dict[str, object] = {"command": command, "args": args}
+    name = "mobius-context" if roots is not None else "mobius-demo"
+    entry: dict[str, object] = {"command": command, "args": [*args, *(roots or ())]}
     if host == "vscode":
         # VS Code's .vscode/mcp.json: top-level "servers", each with a "type".
-        return {"servers": {"mobius-demo": {"type": "stdio", **entry}}}
+        return {"servers": {name: {"type": "stdio", **entry}}}
     if host in ("claude", "cursor"):
         # claude_desktop_config.json and ~/.cursor/mcp.json share the mcpServers shape.
-        return {"mcpServers": {"mobius-demo": entry}}
+        return {"mcpServers": {name: entry}}
     raise ValueError(f"unknown host {host!r}; choose one of {', '.join(_HOSTS)}")
 
 
@@ -61,19 +68,26 @@ def http_host_config(host: str, url: str) -> dict[str, object]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    context = args.fixture == "context"
     if args.print_config:
-        print(json.dumps(host_config(args.print_config), indent=2))
+        roots = [str(Path(r).resolve()) for r in args.roots or ["."]] if context else None
+        print(json.dumps(host_config(args.print_config, roots), indent=2))
         return 0
-    if not args.stdio and not args.http:
-        print("mobius serve: choose a transport (--stdio or --http) or --print-config HOST",
+    if args.roots and not context:
+        print("mobius serve: project directories go with the context engine, not --fixture",
               file=sys.stderr)
         return 2
     import anyio
 
-    from .demo import build_demo_server
-
-    server = build_demo_server(legacy=args.era in ("both", "legacy"),
-                               modern=args.era in ("both", "modern"))
+    if context:
+        from .context.serve import context_server
+        server: Any = context_server(args.roots or ["."], args.store, args.era, args.watch)
+        if server is None:
+            return 2
+    else:
+        from .demo import build_demo_server
+        server = build_demo_server(legacy=args.era in ("both", "legacy"),
+                                   modern=args.era in ("both", "modern"))
     if args.fixture == "conformance":
         from .fixtures import build_conformance_server
         server = build_conformance_server()
@@ -150,16 +164,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING",
                         help="stderr log level (DEBUG, INFO, WARNING, ERROR)")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the demo MCP server")
-    serve.add_argument("--stdio", action="store_true", help="serve on stdin/stdout")
+    serve = sub.add_parser("serve", help="serve the context engine for project directories "
+                                         "(or --fixture demo/conformance)")
+    serve.add_argument("roots", nargs="*", metavar="DIR",
+                       help="project directories for the context engine (default: .)")
+    serve.add_argument("--store", metavar="URL",
+                       help="where the context index lives (default: the embedded SQLite "
+                            "store under MOBIUS_HOME; memory:, sqlite:///PATH, postgresql://)")
+    serve.add_argument("--watch", type=_positive(float), metavar="SECONDS",
+                       help="keep the context index current, checking every SECONDS, and "
+                            "notify subscribers of changed files")
+    serve.add_argument("--stdio", action="store_true",
+                       help="serve on stdin/stdout (the default without --http)")
     serve.add_argument("--http", action="store_true",
                        help="serve Streamable HTTP at http://HOST:PORT/mcp")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind with --http (default: loopback only)")
     serve.add_argument("--port", type=int, default=8765, help="port for --http (0: any)")
-    serve.add_argument("--fixture", choices=("demo", "conformance"), default="demo",
-                       help="what to serve: the demo, or the surface the official "
-                            "conformance suite calls")
+    serve.add_argument("--fixture", choices=("context", "demo", "conformance"),
+                       default="context",
+                       help="what to serve: the context engine (default), the protocol demo, "
+                            "or the surface the official conformance suite calls")
     serve.add_argument("--era", choices=("both", "legacy", "modern"), default="both",
                        help="protocol eras to serve: legacy (2024-11-05 .. 2025-11-25), "
                             "modern (2026-07-28) or both, chosen per connection (default)")

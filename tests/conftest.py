@@ -27,7 +27,7 @@ from mobius_rpc.transports.memory import memory_pair
 from mobius_rpc.transports.process import ProcessTransport
 from mobius_rpc.transports.websocket import WebSocketClientStream
 
-SERVE_STDIO = [sys.executable, "-m", "mobius_rpc", "serve", "--stdio"]
+SERVE_STDIO = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio"]
 
 # pytester runs the conformance plugin the way another project would use it
 pytest_plugins = ("pytester",)

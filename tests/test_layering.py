@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "storage": set(),
     # the integration layers sit above server and client
     "security": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
+    "context": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
     # the gateway re-serves upstreams (client) through a server, under security's audit
     "gateway": {"core", "runtime", "transports", "framing", "server", "client", "storage",
                 "security"},

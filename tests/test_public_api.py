@@ -6,6 +6,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import mobius_rpc
 from mobius_rpc.cli import host_config
@@ -20,27 +21,44 @@ def test_every_public_name_is_exported_and_exists() -> None:
     assert public_classes <= set(mobius_rpc.__all__)
 
 
-def test_print_config_for_each_host() -> None:
+def test_print_config_for_each_host(tmp_path: Path) -> None:
     for host, key in (("claude", "mcpServers"), ("cursor", "mcpServers"), ("vscode", "servers")):
-        out = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--print-config", host],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--print-config", host,
+                              str(tmp_path)], capture_output=True, text=True, timeout=30,
+                             check=True).stdout
         config = json.loads(out)
-        entry = config[key]["mobius-demo"]
-        assert entry["args"][-2:] == ["serve", "--stdio"]
-        assert entry == host_config(host)[key]["mobius-demo"]
-    assert json.loads(out)["servers"]["mobius-demo"]["type"] == "stdio"
+        entry = config[key]["mobius-context"]
+        assert entry["args"][-3:] == ["serve", "--stdio", str(tmp_path.resolve())]
+        assert entry == host_config(host, [str(tmp_path.resolve())])[key]["mobius-context"]
+        demo = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo",
+                               "--print-config", host], capture_output=True, text=True,
+                              timeout=30, check=True).stdout
+        assert json.loads(demo)[key]["mobius-demo"]["args"][-2:] == ["serve", "--stdio"]
+    assert json.loads(out)["servers"]["mobius-context"]["type"] == "stdio"
 
 
-def test_serve_without_transport_is_a_usage_error() -> None:
-    done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve"], capture_output=True,
-                          text=True, timeout=30)
-    assert done.returncode == 2 and "--stdio" in done.stderr
+def test_serve_defaults_to_stdio_and_refuses_a_missing_directory(tmp_path: Path) -> None:
+    hello = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "cli-test", "version": "1"}}}) + "\n"
+    done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--store", "memory:",
+                           str(tmp_path)], input=hello, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0])["result"]["serverInfo"]["name"] == \
+        "mobius-context"
+    missing = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve",
+                              str(tmp_path / "nope")], capture_output=True, text=True,
+                             timeout=30)
+    assert missing.returncode == 2 and "not a directory" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_serve_http_announces_its_url_and_answers() -> None:
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve",
+                             "--fixture", "demo", "--http", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 MOBIUS = [sys.executable, "-m", "mobius_rpc"]
-SERVER = f"{sys.executable} -m mobius_rpc serve --stdio"
+SERVER = f"{sys.executable} -m mobius_rpc serve --fixture demo --stdio"
 
 
 def mobius(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -45,7 +45,8 @@ def test_call_read_and_prompts() -> None:
 
 def test_config_file_one_server_or_all(tmp_path: Path) -> None:
     config = tmp_path / "mcp.json"
-    entry = {"command": sys.executable, "args": ["-m", "mobius_rpc", "serve", "--stdio"]}
+    entry = {"command": sys.executable, "args": ["-m", "mobius_rpc", "serve",
+                                                 "--fixture", "demo", "--stdio"]}
     config.write_text(json.dumps({"mcpServers": {"a": entry, "b": entry}}))
     one = mobius("client", "call", "echo", "text=hi", "--config", str(config), "--server", "b")
     assert one.returncode == 0 and one.stdout.strip() == "hi"

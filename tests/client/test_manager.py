@@ -19,7 +19,8 @@ from mobius_rpc.transports.process import SAFE_INHERITED_ENV
 
 pytestmark = pytest.mark.anyio
 
-SERVE = {"command": sys.executable, "args": ["-m", "mobius_rpc", "serve", "--stdio"]}
+SERVE = {"command": sys.executable, "args": ["-m", "mobius_rpc", "serve",
+                                             "--fixture", "demo", "--stdio"]}
 
 
 def config(tmp_path: Path, **extra: Any) -> Path:

@@ -19,7 +19,7 @@ from mobius_rpc.conformance import check_server
 from mobius_rpc.conformance.report import Report
 
 BROKEN = Path(__file__).with_name("broken_server.py")
-SERVE = [sys.executable, "-m", "mobius_rpc", "serve"]
+SERVE = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo"]
 ALL_REVISIONS = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
 # 2,000 fuzzed messages per revision: 10,000 per run over the five revisions.
 FUZZ_PER_REVISION = 2000

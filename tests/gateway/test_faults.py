@@ -175,8 +175,9 @@ def test_bad_gateway_configs_are_one_line_errors(tmp_path: Path) -> None:
         if text is not None:
             path.write_text(text)
         done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--stdio",
-                               "--gateway", str(path)], capture_output=True, text=True,
-                              timeout=30, stdin=subprocess.DEVNULL)
+                               "--fixture", "demo", "--gateway", str(path)],
+                              capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
         assert done.returncode == 2, (name, done.stderr)
         assert done.stderr.startswith("mobius serve: --gateway ") and \
             done.stderr.count("\n") == 1, (name, done.stderr)

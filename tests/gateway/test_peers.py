@@ -37,7 +37,7 @@ def _gateway_server(tmp_path: Path, scripts: dict[str, Path]) -> StdioServerPara
     config.write_text(json.dumps({"mcpServers": {
         "everything": {"command": "node", "args": [str(scripts[EVERYTHING]), "stdio"]}}}))
     return StdioServerParameters(command=sys.executable, args=[
-        "-m", "mobius_rpc", "serve", "--stdio", "--gateway", str(config),
+        "-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio", "--gateway", str(config),
         "--gateway-pins", "off"])
 
 

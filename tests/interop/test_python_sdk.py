@@ -26,7 +26,7 @@ from mcp import Client, StdioServerParameters  # noqa: E402
 pytestmark = [pytest.mark.peers, pytest.mark.anyio]
 
 SERVER = StdioServerParameters(command=sys.executable,
-                                args=["-m", "mobius_rpc", "serve", "--stdio"])
+                                args=["-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio"])
 MODES = ["legacy", "auto", "2026-07-28"]
 
 

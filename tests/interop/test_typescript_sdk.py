@@ -50,7 +50,8 @@ def check_summary(stdout: str) -> None:
 
 def test_typescript_sdk_client_over_stdio(node_client: Path) -> None:
     done = subprocess.run(
-        ["node", str(node_client), sys.executable, "-m", "mobius_rpc", "serve", "--stdio"],
+        ["node", str(node_client), sys.executable, "-m", "mobius_rpc", "serve",
+         "--fixture", "demo", "--stdio"],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     check_summary(done.stdout)
@@ -60,7 +61,8 @@ def test_typescript_sdk_client_over_streamable_http(node_client: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port",
+    server = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve",
+                               "--fixture", "demo", "--http", "--port",
                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
     try:

@@ -177,7 +177,8 @@ def test_every_stream_the_bounds_keep_resumes_and_evicted_ones_are_refused() -> 
 
 
 def test_serve_takes_the_bounds_from_its_flags() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve",
+                             "--fixture", "demo", "--http", "--port",
                              "0", "--retain-events", "4", "--retain-seconds", "600"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -201,7 +202,8 @@ def test_serve_takes_the_bounds_from_its_flags() -> None:
         proc.wait(10)
         assert proc.stderr is not None
         proc.stderr.close()
-    bad = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--http",
+    bad = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve",
+                          "--fixture", "demo", "--http",
                           "--retain-bytes", "-5"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2
     assert "--retain-bytes" in bad.stderr and "Traceback" not in bad.stderr

@@ -13,7 +13,7 @@ import pytest
 
 from mobius_rpc.framing.ndjson import LineSplitter, OversizedLine
 
-SERVE = [sys.executable, "-m", "mobius_rpc", "serve", "--stdio"]
+SERVE = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio"]
 INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {},
     "clientInfo": {"name": "raw", "version": "0"}}}

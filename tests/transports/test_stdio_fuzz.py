@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.core.test_robustness import STANDARD_CODES, raw_inputs
 
-SERVE = [sys.executable, "-m", "mobius_rpc", "serve", "--stdio"]
+SERVE = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio"]
 
 
 class LineServer:
