@@ -74,7 +74,9 @@ from .event_store import (
     parse_event_id,
 )
 from .http_exchange import ExchangeResponse
+from .http_replicated import ReplicatedSessions
 from .http_session import HttpMessageStream, ResponseChannel, send_whole, status_for
+from .http_shared import SharedSessions
 
 __all__ = ("StreamableHTTPTransport", "SessionRecord", "SessionStore", "MemorySessionStore")
 
@@ -161,7 +163,8 @@ class StreamableHTTPTransport:
                  max_body_bytes: int = 4 * 1024 * 1024, session_idle_timeout: float = 1800.0,
                  keepalive: float = 15.0, retry_ms: int = 1000,
                  enable_get_stream: bool = True,
-                 header_parameters: Callable[[str], Mapping[str, str]] | None = None) -> None:
+                 header_parameters: Callable[[str], Mapping[str, str]] | None = None,
+                 shared: SharedSessions | None = None) -> None:
         self.serve = serve
         #: runs one stateless request; it must not fall back to the legacy era
         self.serve_modern = serve_modern or serve
@@ -181,6 +184,12 @@ class StreamableHTTPTransport:
         self.header_parameters = header_parameters
         self._live: dict[str, _Live] = {}
         self._tg: TaskGroup | None = None
+        #: legacy sessions kept in a store that other replicas share (None: in this process)
+        self.shared = shared
+        self._replicated = None if shared is None else ReplicatedSessions(
+            shared, serve, legacy_revisions=legacy_revisions, keepalive=keepalive,
+            retry_ms=retry_ms, enable_get_stream=enable_get_stream,
+            task_group=lambda: self._tg)
         #: the cancel scope class of the loop the lifespan runs in (see cancel_scope_type)
         self._scope_type: type[anyio.CancelScope] = anyio.CancelScope
 
@@ -192,10 +201,15 @@ class StreamableHTTPTransport:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._scope_type = cancel_scope_type()
-            tg.start_soon(self._expire_idle_sessions)
+            if self.shared is not None:
+                await self.shared.start(tg)
+            else:
+                tg.start_soon(self._expire_idle_sessions)
             try:
                 yield
             finally:
+                if self._replicated is not None:
+                    await self._replicated.close_all()
                 self._tg = None
                 self._scope_type = anyio.CancelScope
                 for live in self._live.values():
@@ -337,6 +351,10 @@ class StreamableHTTPTransport:
                            body: bytes, decoded: Classified, ids: set[str | int],
                            methods: list[str], context: TransportContext,
                            scope: Scope, receive: Receive, send: Send) -> None:
+        if self._replicated is not None:
+            await self._replicated.post(request_headers, session_id, body, decoded, ids,
+                                        methods, context, scope, receive, send)
+            return
         headers: dict[str, str] = {}
         if session_id is None:
             if "initialize" not in methods:
@@ -560,6 +578,9 @@ class StreamableHTTPTransport:
 
     async def _get(self, headers: Mapping[str, str], scope: Scope, receive: Receive,
                    send: Send) -> None:
+        if self._replicated is not None:
+            await self._replicated.get(headers, scope, receive, send)
+            return
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             # No session: nothing to stream (and 2026-07-28 has no GET at all).
@@ -626,6 +647,9 @@ class StreamableHTTPTransport:
 
     async def _delete(self, headers: Mapping[str, str], scope: Scope, receive: Receive,
                       send: Send) -> None:
+        if self._replicated is not None:
+            await self._replicated.delete(headers, scope, receive, send)
+            return
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise HttpRefusal(405, "Method Not Allowed: DELETE needs an Mcp-Session-Id")
