@@ -73,7 +73,9 @@ class EventStore(Protocol):
         """Store one event and return its id: one more than the session's previous event.
 
         Applies the store's :class:`~mobius_rpc.storage.records.Retention` to the
-        session in the same transaction. Raises
+        session before it returns (in the same transaction on SQLite; on PostgreSQL
+        the append is one statement and eviction, when a bound is passed, a second
+        transaction right after it). Raises
         :class:`~mobius_rpc.storage.errors.StreamFinished` for a finished stream.
         """
         ...
