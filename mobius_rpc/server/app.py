@@ -38,6 +38,7 @@ from ..transports.base import MessageStream, RoutedMessageStream
 from .dispatch import Dispatcher, Middleware
 from .registration import Registration
 from .relay import SessionRelay, take_up
+from .shared_tasks import SharedTasks
 
 __all__ = ("Server",)
 
@@ -99,6 +100,12 @@ class Server(Registration):
         through it, so each replica sees the others' (see :mod:`.relay`)."""
         self.relay = relay
         relay.on_resource_updated(self.dispatcher.notify_listeners)
+        old = self.task_manager
+        self.task_manager = SharedTasks(relay.store.tasks, replica=relay.replica,
+                                        default_ttl_ms=old.default_ttl_ms,
+                                        max_ttl_ms=old.max_ttl_ms,
+                                        poll_interval_ms=old.poll_interval_ms,
+                                        page_size=old.page_size)
 
     async def serve_modern(self, stream: MessageStream) -> None:
         """Serve one stateless 2026-07-28 exchange on ``stream``."""

@@ -37,7 +37,7 @@ async def tools_call(server: Registration, ctx: Context, params: Params) -> Resu
         if tool.task_support == "forbidden":
             raise McpError(INVALID_PARAMS, f"Tool {name} cannot run as a task")
         task_ctx = Context(ctx.server, ctx.session, ctx.request)
-        record = server.task_manager.start(
+        record = await server.task_manager.begin(
             ctx.session, params.get("task") or {},
             lambda: server.tools.call(name, params.get("arguments"), task_ctx))
         task_ctx.task_id = record["task"]["taskId"]

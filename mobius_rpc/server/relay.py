@@ -17,11 +17,16 @@ from typing import Any, Protocol
 
 from ..core.events import SessionInitialized
 from ..runtime.session import Session
+from ..storage.base import Store
 
 __all__ = ("SessionRelay", "take_up", "apply_state")
 
 
 class SessionRelay(Protocol):
+    #: the store the replicas share (tasks are records in it), and this replica's name
+    store: Store
+    replica: str
+
     async def set_log_level(self, session_id: str, level: str) -> None:
         """Persist the session's log level; replicas serving it take it up."""
         ...

@@ -73,6 +73,7 @@ class ReplicatedSessions:
         stream = HttpMessageStream(unrouted_async=lambda message: self._standalone(
             session_id, message))
         stream.id_prefix = shared.id_prefix
+        stream.session_id = session_id
         stream.restored = record if restored else None
         scope = anyio.CancelScope()
         now = time.time()

@@ -153,6 +153,7 @@ class HttpMessageStream:
     #: session is taken up from (None: a new one) and how the server refreshes its
     #: state when another replica changed it (see ``server.relay``)
     id_prefix: str | None = None
+    session_id: str | None = None
     restored: Any = None
     on_state: Callable[[Any], None] | None = None
 

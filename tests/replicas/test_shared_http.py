@@ -68,3 +68,43 @@ async def two_replicas(target: Any) -> AsyncIterator[tuple[str, Alternate]]:
 async def test_a_session_alternating_between_replicas(target: Any) -> None:
     async with two_replicas(target) as (url, front), fresh_connections() as http:
         await scenario(LegacyClient(url, http), http, lambda: front.served)
+
+
+async def test_tasks_are_records_any_replica_answers_for(target: Any) -> None:
+    async with two_replicas(target) as (url, front), fresh_connections() as http:
+        client = LegacyClient(url, http)
+        await client.initialize()
+        created = await client.call("tools/call", {  # on a
+            "name": "slow_count", "arguments": {"to": 3, "delay": 0.05}, "task": {"ttl": 60000}})
+        task = created["task"]
+        assert task["status"] == "working" and task["taskId"].startswith("a~")
+        got = await client.call("tasks/get", {"taskId": task["taskId"]})  # on b
+        assert got["taskId"] == task["taskId"]
+        result = await client.call("tasks/result", {"taskId": task["taskId"]})  # on a
+        assert result["content"][0]["text"] == "counted to 3"
+        again = await client.call("tasks/result", {"taskId": task["taskId"]})  # on b
+        assert again["content"][0]["text"] == "counted to 3"
+        listed = await client.call("tasks/list")
+        assert [t["status"] for t in listed["tasks"]] == ["completed"]
+
+        # cancelled through the replica that does not run it: the handler stops
+        long = (await client.call("tools/call", {  # on b
+            "name": "slow_count", "arguments": {"to": 50, "delay": 0.2},
+            "task": {"ttl": 60000}}))["task"]
+        assert long["taskId"].startswith("b~")
+        cancelled = await client.call("tasks/cancel", {"taskId": long["taskId"]})  # on a
+        assert cancelled["status"] == "cancelled"
+        refused = await client.send(client.request("tasks/result", {"taskId": long["taskId"]}))
+        assert "was cancelled" in refused.json()["error"]["message"]
+        assert front.served[-3:] == [1, 0, 1]
+
+        # a task whose replica stopped renewing it fails, saying why
+        from mobius_rpc.storage import TaskRecord
+        store = front.apps[0].shared.store
+        session_id = client.headers["Mcp-Session-Id"]
+        await store.tasks.create(TaskRecord("gone~1", session_id, "working", 1.0, 1.0, 100,
+                                            None))
+        orphan = await client.call("tasks/get", {"taskId": "gone~1"})
+        assert orphan["status"] == "failed" and "stopped" in orphan["statusMessage"]
+        failed = await client.send(client.request("tasks/result", {"taskId": "gone~1"}))
+        assert "stopped" in failed.json()["error"]["message"]
