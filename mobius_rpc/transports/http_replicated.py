@@ -259,7 +259,9 @@ class ReplicatedSessions:
             if hosted.get_open:
                 raise HttpRefusal(409, "Conflict: a standalone stream is already open")
             hosted.get_open = True
-            events = self._events(session_id, GET_STREAM, hosted.get_position, hosted=hosted)
+            # where the last standalone stream stopped, on whichever replica held it
+            start = max(hosted.get_position, await self.shared.get_position(session_id))
+            events = self._events(session_id, GET_STREAM, start, hosted=hosted)
 
         async def guarded() -> AsyncIterator[ServerSentEvent]:
             try:
@@ -268,6 +270,9 @@ class ReplicatedSessions:
             finally:
                 if last_event is None:
                     hosted.get_open = False
+                if hosted.get_position:
+                    with anyio.CancelScope(shield=True):
+                        await self.shared.save_get_position(session_id, hosted.get_position)
 
         await EventSourceResponse(guarded(), headers=_SSE_HEADERS,
                                   ping=self.keepalive)(scope, receive, send)

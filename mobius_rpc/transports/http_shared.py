@@ -57,6 +57,8 @@ log = logging.getLogger("mobius_rpc.http")
 CHANNEL = "mobius.http"
 #: the store stream of a session's standalone (GET) SSE stream
 GET_STREAM = "get"
+#: where the standalone stream's last reader stopped (one small event per GET closed)
+GET_POSITION = "get-position"
 
 
 @dataclass(eq=False)
@@ -312,6 +314,24 @@ class SharedSessions:
     async def replay(self, session_id: str, stream: str, after: int) -> Replay:
         return await self.store.events.replay(session_id, stream, after)
 
+    async def get_position(self, session_id: str) -> int:
+        """The last standalone event a GET delivered, on any replica (0: none)."""
+        try:
+            replay = await self.replay(session_id, GET_POSITION, 0)
+        except StoreError:
+            return 0
+        if not replay.events:
+            return 0
+        return int(replay.events[-1].data)
+
+    async def save_get_position(self, session_id: str, position: int) -> None:
+        """Remember where a standalone stream stopped, for a GET on another replica
+        (a stream of its own: the newest event is always kept)."""
+        try:
+            await self.store.events.append(session_id, GET_POSITION, b"%d" % position)
+        except StoreError as error:
+            log.warning("session %s: could not save the GET position: %s", session_id, error)
+
     def _wake(self, session_id: str, stream: str) -> None:
         event = self._wakeups.pop((session_id, stream), None)
         if event is not None:
@@ -359,6 +379,8 @@ class SharedSessions:
                                          and 0 < len(number) <= 18):
             raise HttpRefusal(400, "Bad Request: unknown Last-Event-ID")
         after = int(number)
+        if stream == GET_POSITION:
+            raise HttpRefusal(400, "Bad Request: unknown Last-Event-ID")
         replay = await self.replay(session_id, stream, after)
         if not replay.known:
             raise HttpRefusal(400, "Bad Request: unknown Last-Event-ID")

@@ -22,7 +22,7 @@ from mobius_rpc.transports.http_shared import SharedSessions
 from tests.conftest import serve_asgi
 
 from .kit import LegacyClient, fresh_connections
-from .scenario import scenario
+from .scenario import next_message, scenario
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +108,30 @@ async def test_tasks_are_records_any_replica_answers_for(target: Any) -> None:
         assert orphan["status"] == "failed" and "stopped" in orphan["statusMessage"]
         failed = await client.send(client.request("tasks/result", {"taskId": "gone~1"}))
         assert "stopped" in failed.json()["error"]["message"]
+
+
+async def test_a_new_standalone_stream_starts_where_the_last_one_stopped(target: Any) -> None:
+    async with two_replicas(target) as (url, front), fresh_connections() as http:
+        client = LegacyClient(url, http)
+        await client.initialize()
+        await client.call("resources/subscribe", {"uri": "notes://p"})
+        async with client.get() as first:  # on b
+            await client.call("tools/call", {"name": "add_note",
+                                             "arguments": {"name": "p", "body": "1"}})
+            assert (await next_message(first)).data["params"]["uri"] == "notes://p"
+        await client.call("resources/subscribe", {"uri": "notes://q"})  # b
+        await client.call("tools/call", {"name": "add_note",  # a
+                                         "arguments": {"name": "q", "body": "2"}})
+        await client.call("ping")  # b
+        async with client.get() as second:  # a: what b delivered is not sent again
+            assert front.served[-1] == 0
+            assert (await next_message(second)).data["params"]["uri"] == "notes://q"
+        # our own bookkeeping stream is not resumable
+        headers = {**client.headers, "Accept": "text/event-stream",
+                   "Last-Event-ID": "get-position#1"}
+        assert (await http.get(url, headers=headers)).status_code == 400
+        headers["Last-Event-ID"] = "nothing#1"
+        assert (await http.get(url, headers=headers)).status_code == 400
+        headers.pop("Last-Event-ID")
+        headers["Mcp-Session-Id"] = "not-a-session"
+        assert (await http.get(url, headers=headers)).status_code == 404
