@@ -47,6 +47,11 @@ class SessionStore(Protocol):
         """Note activity and push the expiry back; False when the session is unknown."""
         ...
 
+    async def set_log_level(self, session_id: str, level: str | None) -> bool:
+        """Change only the log level (a put would race a concurrent subscribe);
+        False when the session is unknown."""
+        ...
+
     async def subscribe(self, session_id: str, uri: str) -> bool:
         """Add one URI atomically (safe against a concurrent put elsewhere); False if unknown."""
         ...

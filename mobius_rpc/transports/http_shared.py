@@ -208,9 +208,7 @@ class SharedSessions:
     # ------------------------------------------------------- SessionRelay
 
     async def set_log_level(self, session_id: str, level: str) -> None:
-        record = await self.store.sessions.get(session_id)
-        if record is not None:
-            await self.store.sessions.put(replace(record, log_level=level))
+        if await self.store.sessions.set_log_level(session_id, level):
             await self._publish({"k": "state", "s": session_id})
 
     async def set_subscribed(self, session_id: str, uri: str, subscribed: bool) -> None:
