@@ -70,6 +70,7 @@ class ReplicatedSessions:
 
     def _host(self, session_id: str, record: Any, restored: bool) -> Hosted:
         shared = self.shared
+        tg = self._tg  # 503 before anything is registered, without a lifespan
         stream = HttpMessageStream(unrouted_async=lambda message: self._standalone(
             session_id, message))
         stream.id_prefix = shared.id_prefix
@@ -88,7 +89,7 @@ class ReplicatedSessions:
                 if shared.hosted.get(session_id) is hosted:
                     del shared.hosted[session_id]
 
-        self._tg.start_soon(run)
+        tg.start_soon(run)
         return hosted
 
     async def _standalone(self, session_id: str, message: bytes) -> None:
@@ -98,15 +99,19 @@ class ReplicatedSessions:
             log.warning("session %s: a standalone message was lost: %s", session_id, error)
 
     async def _take_up(self, session_id: str) -> Hosted:
-        async with self.shared.lock(session_id):
-            hosted = self.shared.hosted.get(session_id)
-            if hosted is not None:
-                return hosted
-            record = await self.shared.load(session_id)
-            if record is None:
-                raise HttpRefusal(404, "Not Found: unknown or expired session")
-            log.info("session %s taken up from the store", session_id)
-            return self._host(session_id, record, restored=True)
+        lock = self.shared.lock(session_id)
+        try:
+            async with lock:
+                hosted = self.shared.hosted.get(session_id)
+                if hosted is not None:
+                    return hosted
+                record = await self.shared.load(session_id)
+                if record is None:
+                    raise HttpRefusal(404, "Not Found: unknown or expired session")
+                log.info("session %s taken up from the store", session_id)
+                return self._host(session_id, record, restored=True)
+        finally:
+            self.shared.unlock(session_id, lock)
 
     async def end_here(self, session_id: str) -> None:
         hosted = self.shared.hosted.pop(session_id, None)

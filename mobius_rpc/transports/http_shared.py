@@ -174,6 +174,13 @@ class SharedSessions:
             lock = self._loading[session_id] = anyio.Lock()
         return lock
 
+    def unlock(self, session_id: str, lock: anyio.Lock) -> None:
+        """Forget the lock once nobody holds or waits for it (ids that were never
+        sessions must not pile up here)."""
+        if not lock.locked() and not lock.statistics().tasks_waiting \
+                and self._loading.get(session_id) is lock:
+            del self._loading[session_id]
+
     def seen(self, hosted: Hosted) -> None:
         """A request for the session arrived: push its expiry back, in the background."""
         now = time.time()
@@ -341,34 +348,40 @@ class SharedSessions:
         until it is finished or gone (or ``stop`` is set).  Empty events (the
         markers that make a stream known before its first message) are skipped."""
         position = after
-        while True:
-            key = (session_id, stream)
-            wakeup = self._wakeups.get(key)
-            if wakeup is None:
-                wakeup = self._wakeups[key] = anyio.Event()
-            replay = await self.replay(session_id, stream, position)
-            if not replay.known:
-                if stream != GET_STREAM or session_id not in self.hosted:
+        key = (session_id, stream)
+        try:
+            while True:
+                wakeup = self._wakeups.get(key)
+                if wakeup is None:
+                    wakeup = self._wakeups[key] = anyio.Event()
+                replay = await self.replay(session_id, stream, position)
+                if not replay.known:
+                    if stream != GET_STREAM or session_id not in self.hosted:
+                        return
+                    # the standalone stream exists once its first message is stored
+                    with anyio.move_on_after(self.poll_interval):
+                        await _either(wakeup, stop)
+                    continue
+                if replay.evicted is not None:
+                    log.warning("stream %s: events %d..%d were evicted before they were sent",
+                                stream, *replay.evicted)
+                    position = max(position, replay.evicted[1])
+                for event in replay.events:
+                    position = event.event_id
+                    if event.data:
+                        yield event.event_id, event.data
+                if replay.finished and not replay.events:
                     return
-                # the standalone stream exists once its first message is stored
+                if stop is not None and stop.is_set():
+                    return
+                if replay.events:
+                    continue
                 with anyio.move_on_after(self.poll_interval):
                     await _either(wakeup, stop)
-                continue
-            if replay.evicted is not None:
-                log.warning("stream %s: events %d..%d were evicted before they were sent",
-                            stream, *replay.evicted)
-            for event in replay.events:
-                position = event.event_id
-                if event.data:
-                    yield event.event_id, event.data
-            if replay.finished and not replay.events:
-                return
-            if stop is not None and stop.is_set():
-                return
-            if replay.events:
-                continue
-            with anyio.move_on_after(self.poll_interval):
-                await _either(wakeup, stop)
+        finally:  # no wake-up left behind for a stream nobody follows any more
+            left = self._wakeups.get(key)
+            if left is not None and not left.is_set():
+                del self._wakeups[key]
 
     async def resumable(self, session_id: str, last_event: str) -> tuple[str, int]:
         """(stream, event id) to resume after ``Last-Event-ID``, or why it cannot be."""
