@@ -148,9 +148,9 @@ class ReplicatedSessions:
                 legacy_version_header(request_headers, hosted.record.protocol_version,
                                       self.legacy_revisions)
             shared.seen(hosted)
-        here, elsewhere = shared.split(session_id, decoded)
-        if elsewhere:
-            await shared.forward(session_id, elsewhere)
+        here, owed = shared.split(session_id, decoded)
+        if owed:
+            await shared.forward(session_id, owed)
             if not here:
                 await send_whole(send, b"", 202, None)
                 return
@@ -163,23 +163,36 @@ class ReplicatedSessions:
             await send_whole(send, b"", 202, None)
             return
         channel = stream.open_channel(ids)
-        tg = self._tg
-        done = anyio.Event()
+        respond = (channel, hosted, initializing, scope, receive, send, headers)
+        # As in http_local: the request is served in this task and answered
+        # below, unless something must be written before its answer, when the
+        # response is written from another task.
+        elsewhere: anyio.Event | None = None
 
-        async def respond() -> None:
-            try:
-                await self._respond(channel, hosted, initializing, scope, receive, send,
-                                    headers)
-            except Exception:
-                log.exception("a Streamable HTTP response failed")
-            finally:
-                done.set()
+        def respond_elsewhere() -> None:
+            nonlocal elsewhere
+            elsewhere = anyio.Event()
+            self._tg.start_soon(self._respond_then_set, elsewhere, respond)
 
-        tg.start_soon(respond)
-        await stream.deliver(body, decoded, context=context)
-        await done.wait()
+        channel.on_early = respond_elsewhere
+        try:
+            await stream.deliver(body, decoded, inline=True, context=context)
+        finally:
+            channel.on_early = None
+        if elsewhere is not None:
+            await elsewhere.wait()
+        else:
+            await self._respond(*respond)
         if initializing and hosted.record.protocol_version is None:
             await self.end_here(session_id)  # initialize was refused: no session
+
+    async def _respond_then_set(self, done: anyio.Event, respond: tuple[Any, ...]) -> None:
+        try:
+            await self._respond(*respond)
+        except Exception:  # the task group is shared: never let one response end it
+            log.exception("a Streamable HTTP response failed")
+        finally:
+            done.set()
 
     async def _respond(self, channel: ResponseChannel, hosted: Hosted, initializing: bool,
                        scope: Scope, receive: Receive, send: Send,
