@@ -21,7 +21,7 @@ from mobius_rpc.demo import build_demo_server
 from mobius_rpc.transports.http_shared import SharedSessions
 from tests.conftest import serve_asgi
 
-from .kit import LegacyClient, fresh_connections
+from .kit import LegacyClient, fresh_connections, sse_events
 from .scenario import next_message, scenario
 
 pytestmark = pytest.mark.anyio
@@ -135,3 +135,26 @@ async def test_a_new_standalone_stream_starts_where_the_last_one_stopped(target:
         headers.pop("Last-Event-ID")
         headers["Mcp-Session-Id"] = "not-a-session"
         assert (await http.get(url, headers=headers)).status_code == 404
+
+
+async def test_a_listen_stream_hears_of_an_update_made_on_the_other_replica(
+        target: Any) -> None:
+    from tests.transports.test_streamable_http import modern, modern_headers
+
+    async with two_replicas(target) as (url, front), fresh_connections() as http:
+        listen = modern(1, "subscriptions/listen", notifications={
+            "resourceSubscriptions": ["notes://l"]})
+        async with http.stream("POST", url, headers=modern_headers("subscriptions/listen"),
+                               json=listen) as response:  # on a
+            assert response.status_code == 200
+            events = sse_events(response)
+            acknowledged = await next_message(events)
+            assert acknowledged.data["method"] == "notifications/subscriptions/acknowledged"
+            client = LegacyClient(url, http)
+            await client.initialize()  # b, a
+            await client.call("tools/call", {"name": "add_note",  # b
+                                             "arguments": {"name": "l", "body": "x"}})
+            assert front.served == [0, 1, 0, 1]
+            update = await next_message(events)
+            assert update.data["method"] == "notifications/resources/updated"
+            assert update.data["params"]["uri"] == "notes://l"
