@@ -25,11 +25,12 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
 from ..core.jsonrpc import REFUSAL_HEAD, Classified, classify
+from ..core.revisions import has_batches
 from ..core.types import TransportContext
 from ..framing.http import SESSION_HEADER, HttpRefusal, accepts, legacy_version_header
 from ..storage.errors import StoreError
 from .base import Serve
-from .http_session import HttpMessageStream, ResponseChannel, send_whole
+from .http_session import HttpMessageStream, ResponseChannel, send_whole, status_for
 from .http_shared import GET_STREAM, Hosted, SharedSessions
 
 __all__ = ("ReplicatedSessions",)
@@ -148,7 +149,13 @@ class ReplicatedSessions:
                 legacy_version_header(request_headers, hosted.record.protocol_version,
                                       self.legacy_revisions)
             shared.seen(hosted)
-        here, owed = shared.split(session_id, decoded)
+        # a batch is refused whole where the revision has none: nothing to route then
+        routable = not isinstance(decoded.message, list) or (
+            hosted.record.protocol_version is not None
+            and has_batches(hosted.record.protocol_version))
+        owed: list[Any] = []
+        if routable:
+            here, owed = shared.split(session_id, decoded)
         if owed:
             await shared.forward(session_id, owed)
             if not here:
@@ -211,7 +218,9 @@ class ReplicatedSessions:
             if version is not None:
                 await self.shared.initialized(hosted, version)
         if first is not None and not channel.pending and not channel.buffered:
-            await send_whole(send, first, 200, _JSON, _raw(headers))
+            # legacy errors answer with 200, except a body refused as a whole (4xx)
+            status = status_for(first) if first.startswith(REFUSAL_HEAD) else 200
+            await send_whole(send, first, status, _JSON, _raw(headers))
             stream.close_channel(channel)
             return
         session_id = record.session_id
