@@ -101,11 +101,12 @@ class Server(Registration):
         self.relay = relay
         relay.on_resource_updated(self.dispatcher.notify_listeners)
         old = self.task_manager
-        self.task_manager = SharedTasks(relay.store.tasks, replica=relay.replica,
-                                        default_ttl_ms=old.default_ttl_ms,
-                                        max_ttl_ms=old.max_ttl_ms,
-                                        poll_interval_ms=old.poll_interval_ms,
-                                        page_size=old.page_size)
+        tasks = SharedTasks(relay.store.tasks, replica=relay.replica,
+                            cancelled=relay.task_cancelled,
+                            default_ttl_ms=old.default_ttl_ms, max_ttl_ms=old.max_ttl_ms,
+                            poll_interval_ms=old.poll_interval_ms, page_size=old.page_size)
+        relay.on_task_cancelled(tasks.stop)
+        self.task_manager = tasks
 
     async def serve_modern(self, stream: MessageStream) -> None:
         """Serve one stateless 2026-07-28 exchange on ``stream``."""

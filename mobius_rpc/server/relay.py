@@ -41,6 +41,14 @@ class SessionRelay(Protocol):
         ``subscriptions/listen`` streams."""
         ...
 
+    async def task_cancelled(self, task_id: str) -> None:
+        """Tell every replica that a task was cancelled (the one running it stops it)."""
+        ...
+
+    def on_task_cancelled(self, hook: Callable[[str], None]) -> None:
+        """Register what to call, in this process, when a task is cancelled anywhere."""
+        ...
+
     def on_resource_updated(self, hook: Callable[[str], None]) -> None:
         """Register what to call, in this process, when any replica updates a resource."""
         ...

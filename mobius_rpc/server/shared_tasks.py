@@ -11,8 +11,9 @@ dies the task cannot be resumed, and it must fail rather than stay ``working``
 forever.  The running replica renews the record every ``lease / 3`` seconds (a
 status write that only moves ``updated``); a task whose record has not been
 renewed for ``lease`` seconds is failed by whichever replica reads it next,
-saying why.  A cancel made on another replica is a status write too; the
-running replica sees it at its next renewal and stops the handler.
+saying why.  A cancel made on another replica is a status write, announced on
+the replicas' channel: the running replica stops the handler at once (or, had
+the message been lost, at its next renewal).
 """
 
 from __future__ import annotations
@@ -67,8 +68,11 @@ class SharedTasks(TaskManager):
     """A :class:`TaskManager` whose records live in ``store`` (see the module docstring)."""
 
     def __init__(self, store: TaskStore, *, replica: str, lease: float = 15.0,
+                 cancelled: Callable[[str], Awaitable[None]] | None = None,
                  **options: Any) -> None:
         super().__init__(**options)
+        #: tells the other replicas that a task was cancelled here (see :meth:`stop`)
+        self._cancelled = cancelled
         if not lease > 0:
             raise ValueError("lease must be positive")
         self.store = store
@@ -209,4 +213,12 @@ class SharedTasks(TaskManager):
         running = self._running.get(record.task_id)
         if running is not None:
             running[0].cancel()
+        elif self._cancelled is not None:
+            await self._cancelled(record.task_id)  # the replica running it stops it now
         return wire(cancelled or record)
+
+    def stop(self, task_id: str) -> None:
+        """Another replica cancelled ``task_id``: stop its handler if it runs here."""
+        running = self._running.get(task_id)
+        if running is not None:
+            running[0].cancel()

@@ -98,6 +98,7 @@ class SharedSessions(SharedStreams):
         self._loading: dict[str, anyio.Lock] = {}
         self._wakeups: dict[tuple[str, str], anyio.Event] = {}
         self._updated_hooks: list[Any] = []
+        self._cancel_hooks: list[Any] = []
         self._tg: TaskGroup | None = None
         #: called with (session id) to end this replica's copy; set by the transport
         self.end_local: Any = None
@@ -230,6 +231,12 @@ class SharedSessions(SharedStreams):
     def on_resource_updated(self, hook: Any) -> None:
         self._updated_hooks.append(hook)
 
+    async def task_cancelled(self, task_id: str) -> None:
+        await self._publish({"k": "task-cancel", "t": task_id})
+
+    def on_task_cancelled(self, hook: Any) -> None:
+        self._cancel_hooks.append(hook)
+
     # ------------------------------------------------------------ routing
 
     def split(self, session_id: str, decoded: Classified) -> tuple[list[Any], list[Any]]:
@@ -263,6 +270,10 @@ class SharedSessions(SharedStreams):
         session_id = message.get("s")
         if kind == "ev":
             self._wake(str(session_id), str(message.get("st")))
+            return
+        if kind == "task-cancel":
+            for hook in self._cancel_hooks:
+                hook(str(message.get("t")))
             return
         if kind == "updated":
             for hook in self._updated_hooks:
