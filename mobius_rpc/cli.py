@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
 from .db_cli import add_db_parser
+from .gateway_cli import add_gateway_parser
 from .shared_cli import add_store_arguments, shared_sessions, store_url_of
 from .transports.event_store import MemoryEventStore, Retention
 
@@ -83,6 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         from dataclasses import replace
         server.limits = replace(server.limits, end_of_input_grace=args.end_of_input_grace)
+    if args.gateway:
+        from .gateway_cli import attach_gateway
+        failed = attach_gateway(server, args.gateway, args.gateway_pins)
+        if failed:
+            return failed
     if args.http:
         return _serve_http(server, args.host, args.port, _retention(args),
                            store_url_of(args), args.session_ttl)
@@ -184,10 +190,16 @@ def _parser() -> argparse.ArgumentParser:
     add_store_arguments(serve)
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
+    serve.add_argument("--gateway", metavar="FILE",
+                       help="also serve the upstream MCP servers of a host config (mcp.json)")
+    serve.add_argument("--gateway-pins", choices=("tofu", "strict", "off"), default="tofu",
+                       help="--gateway: serve only approved tool definitions (tofu: approve "
+                            "an upstream's first tool set automatically; default)")
     serve.set_defaults(func=_serve)
     add_client_parser(sub)
     add_conformance_parser(sub)
     add_db_parser(sub)
+    add_gateway_parser(sub)
     return parser
 
 

@@ -29,6 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "storage": set(),
     # the integration layers sit above server and client
     "security": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
+    # the gateway re-serves upstreams (client) through a server, under security's audit
+    "gateway": {"core", "runtime", "transports", "framing", "server", "client", "storage",
+                "security"},
 }
 #: what of storage a transport may import
 STORAGE_INTERFACES = {"mobius_rpc.storage.base", "mobius_rpc.storage.records",

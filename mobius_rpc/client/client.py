@@ -44,7 +44,7 @@ from ..runtime.session import ProgressCallback
 from ..transports.http_client import StreamableHTTPClientStream
 from ..transports.process import ProcessTransport
 from .background import spawn_background
-from .session import Callback, ClientSession, RequestHelpers, RootsCallback
+from .session import Callback, CallHandlers, ClientSession, RequestHelpers, RootsCallback
 from .targets import ConnectError, HttpTarget, Target, target_from_url
 
 __all__ = ("Client", "ClientState", "ConnectError")
@@ -215,17 +215,19 @@ class Client(RequestHelpers):
 
     async def request(self, method: str, params: dict[str, Any] | None = None, *,
                       timeout: float | None = None,
-                      on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+                      on_progress: ProgressCallback | None = None,
+                      handlers: CallHandlers | None = None) -> dict[str, Any]:
         """Send any request; the answer's result, or :class:`McpError`.
 
         A timeout (default ``self.timeout``) or the caller's cancellation sends
-        ``notifications/cancelled`` to the server.
+        ``notifications/cancelled`` to the server.  ``handlers`` answer what the
+        server asks while serving this call (instead of the client's callbacks).
         """
         for attempt in (1, 2):
             session = self.session
             try:
                 return await session.request(method, params, timeout=timeout or self.timeout,
-                                             on_progress=on_progress)
+                                             on_progress=on_progress, handlers=handlers)
             except ConnectionClosedError as exc:
                 raise ConnectionClosedError(
                     f"connection to {self.label} closed during {method}"

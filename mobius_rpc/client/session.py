@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from anyio.abc import TaskGroup
@@ -32,10 +33,44 @@ from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, 
 from ..runtime.session import ProgressCallback, Session
 from ..transports.base import MessageStream
 
-__all__ = ("ClientSession", "RequestHelpers")
+__all__ = ("ClientSession", "RequestHelpers", "CallHandlers")
 
 Callback = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 RootsCallback = Callable[[], Awaitable[list[dict[str, Any]]]]
+NotificationCallback = Callable[[str, dict[str, Any]], Any]
+
+#: notifications kept in ``ClientSession.notifications`` before the oldest half goes
+MAX_KEPT_NOTIFICATIONS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CallHandlers:
+    """Who answers what a server asks while it serves one of our calls.
+
+    A client's own callbacks answer for the whole connection; a proxy (the
+    gateway) serves many callers over one connection and must send a server's
+    sampling, elicitation or roots request, and its log messages, back to the
+    caller whose call caused them.  Passed with ``request(..., handlers=...)``.
+
+    Over a legacy connection a server request carries nothing that names the
+    call it belongs to, so it is attributed to the one call in flight that has
+    handlers; when several are in flight it goes to them only if they share
+    one ``owner`` (the same downstream session, say), and is refused
+    otherwise rather than risk asking the wrong user.  A 2026-07-28 input
+    request always belongs to its call.
+    """
+
+    sampling: Callback | None = None
+    elicitation: Callback | None = None
+    roots: RootsCallback | None = None
+    #: gets ``notifications/message`` (and other unsolicited notifications) sent meanwhile
+    on_notification: NotificationCallback | None = None
+    #: calls with the same owner may share an ambiguous server request
+    owner: object = None
+
+
+class _Ambiguous(Exception):  # noqa: N818 - a signal
+    """Several calls with different owners are in flight: no attribution."""
 
 
 def with_schema_defaults(params: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +173,11 @@ class ClientSession(RequestHelpers):
         self._elicitation = elicitation
         self._roots = roots
         self._on_notification = on_notification
+        #: the most recent notifications (bounded: a flooding server cannot grow it)
         self.notifications: list[tuple[str, dict[str, Any]]] = []
+        #: per-call handlers of the calls in flight, by a number of our own
+        self._calls: dict[int, CallHandlers] = {}
+        self._next_call = 0
         self.connection = Connection(Role.CLIENT, info={"name": name, "version": version},
                                      capabilities=caps, revisions=revisions,
                                      modern_revisions=modern_revisions, limits=limits,
@@ -185,22 +224,56 @@ class ClientSession(RequestHelpers):
 
     async def handle_request(self, session: Session, request: RequestReceived
                              ) -> dict[str, Any]:
-        return await self._answer(request.method, request.params)
+        try:
+            handlers = self._attributed()
+        except _Ambiguous:
+            raise McpError(INTERNAL_ERROR, f"{request.method}: several calls are in flight "
+                           "for different callers; cannot tell which one this is for") from None
+        return await self._answer(request.method, request.params, handlers)
 
-    async def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _attributed(self) -> CallHandlers | None:
+        """The handlers of the call a legacy server request belongs to (None: ours)."""
+        calls = self._calls
+        if not calls:
+            return None
+        if len(calls) == 1:
+            return next(iter(calls.values()))
+        first = next(iter(calls.values()))
+        if first.owner is not None and all(c.owner is first.owner for c in calls.values()):
+            return first
+        raise _Ambiguous()
+
+    async def _answer(self, method: str, params: dict[str, Any],
+                      handlers: CallHandlers | None = None) -> dict[str, Any]:
         """Serve a server->client request (legacy) or an input request (modern MRTR)."""
-        if method == "sampling/createMessage" and self._sampling is not None:
-            return await self._sampling(params)
-        if method == "elicitation/create" and self._elicitation is not None:
-            return with_schema_defaults(params, await self._elicitation(params))
-        if method == "roots/list" and self._roots is not None:
-            return {"roots": await self._roots()}
+        sampling, elicitation, roots = self._sampling, self._elicitation, self._roots
+        if handlers is not None:
+            sampling = handlers.sampling or sampling
+            elicitation = handlers.elicitation or elicitation
+            roots = handlers.roots or roots
+        if method == "sampling/createMessage" and sampling is not None:
+            return await sampling(params)
+        if method == "elicitation/create" and elicitation is not None:
+            return with_schema_defaults(params, await elicitation(params))
+        if method == "roots/list" and roots is not None:
+            return {"roots": await roots()}
         raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
 
     async def handle_notification(self, session: Session, note: NotificationReceived) -> None:
-        self.notifications.append((note.method, note.params))
-        if self._on_notification is not None:
-            outcome = self._on_notification(note.method, note.params)
+        kept = self.notifications
+        kept.append((note.method, note.params))
+        if len(kept) > MAX_KEPT_NOTIFICATIONS:
+            del kept[:MAX_KEPT_NOTIFICATIONS // 2]
+        callback = self._on_notification
+        if note.method == "notifications/message":
+            try:
+                handlers = self._attributed()
+            except _Ambiguous:
+                handlers = None
+            if handlers is not None and handlers.on_notification is not None:
+                callback = handlers.on_notification
+        if callback is not None:
+            outcome = callback(note.method, note.params)
             if inspect.isawaitable(outcome):
                 await outcome
 
@@ -218,13 +291,28 @@ class ClientSession(RequestHelpers):
     async def request(self, method: str, params: dict[str, Any] | None = None, *,
                       timeout: float | None = None,
                       on_progress: ProgressCallback | None = None,
-                      max_rounds: int = 8) -> dict[str, Any]:
+                      max_rounds: int = 8,
+                      handlers: CallHandlers | None = None) -> dict[str, Any]:
         """Send a request and return its final result.
 
         In the modern era an ``InputRequiredResult`` is answered transparently:
-        each input request goes to the matching callback, and the request is
-        retried (new id) with ``inputResponses`` and the echoed ``requestState``.
+        each input request goes to the matching callback (``handlers`` first),
+        and the request is retried (new id) with ``inputResponses`` and the
+        echoed ``requestState``.
         """
+        if handlers is None:
+            return await self._request(method, params, timeout, on_progress, max_rounds, None)
+        key = self._next_call = self._next_call + 1
+        self._calls[key] = handlers
+        try:
+            return await self._request(method, params, timeout, on_progress, max_rounds,
+                                       handlers)
+        finally:
+            del self._calls[key]
+
+    async def _request(self, method: str, params: dict[str, Any] | None,
+                       timeout: float | None, on_progress: ProgressCallback | None,
+                       max_rounds: int, handlers: CallHandlers | None) -> dict[str, Any]:
         result = await self.session.request(method, params, timeout=timeout,
                                             on_progress=on_progress)
         rounds = 0
@@ -237,7 +325,7 @@ class ClientSession(RequestHelpers):
             responses: dict[str, Any] = {}
             for key, embedded in (result.get("inputRequests") or {}).items():
                 responses[key] = await self._answer(embedded.get("method", ""),
-                                                    embedded.get("params") or {})
+                                                    embedded.get("params") or {}, handlers)
             retry = dict(params or {})
             retry["inputResponses"] = responses
             if "requestState" in result:

@@ -185,6 +185,25 @@ class Context:
             return answer
         raise InputRequired({key: {"method": method, "params": params}})
 
+    async def ask(self, method: str, params: dict[str, Any], *, timeout: float | None = None,
+                  key: str | None = None) -> dict[str, Any]:
+        """Send an already-built client request (``sampling/createMessage``,
+        ``elicitation/create``, ``roots/list``) as it is, in either era.
+
+        For proxies relaying what another server asks: the capability the
+        method needs is checked first, as :meth:`sample` and :meth:`elicit` do.
+        """
+        if method == "sampling/createMessage":
+            self._require("sampling")
+        elif method == "elicitation/create":
+            self._require(*(("elicitation", "url") if params.get("mode") == "url"
+                            else ("elicitation",)))
+        elif method == "roots/list":
+            self._require("roots")
+        else:
+            raise McpError(METHOD_NOT_FOUND, f"{method} is not a request a server sends")
+        return await self._request(method, params, timeout, key or self._next_key)
+
     async def gather(self, **asks: Awaitable[Any]) -> dict[str, Any]:
         """Several client inputs at once, by key: ``await ctx.gather(name=ctx.elicit(...),
         model=ctx.sample(...))``.

@@ -132,7 +132,7 @@ class Dispatcher:
         if custom is not None:
             return await custom(ctx, ctx.params)
         if method == "subscriptions/listen":
-            return await self._listen(ctx, ctx.params)
+            return await self.listen(ctx, ctx.params)
         builtin = BUILTINS.get(method)
         if builtin is None:
             raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
@@ -155,9 +155,10 @@ class Dispatcher:
             answers.update(responses)
         return answers
 
-    async def _listen(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    async def listen(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         """``subscriptions/listen``: acknowledge, then stream opted-in notifications
-        until the client cancels (the request never completes on its own)."""
+        until the client cancels (the request never completes on its own).  Public so
+        that a handler taking the method over (a gateway) can do its part around it."""
         wanted = params.get("notifications") or {}
         caps = self.server.capabilities()
         accepted: dict[str, Any] = {}

@@ -67,8 +67,15 @@ class StdioTransport:
             return
         if _is_pipe_like(self._stdin.fileno()):
             reader = asyncio.StreamReader(limit=_CHUNK * 4)
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                         os.fdopen(os.dup(self._stdin.fileno()), "rb", 0))
+            read_transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader),
+                os.fdopen(os.dup(self._stdin.fileno()), "rb", 0))
+            # asyncio reads a pipe 256 KiB at a time: every read allocates a buffer that size
+            # (an mmap and munmap, ~40 us, for a message of a few hundred bytes) before
+            # trimming it.  A message rarely exceeds 64 KiB and a longer one just takes more
+            # reads, so reads are capped at the splitter's chunk size.
+            if hasattr(read_transport, "max_size"):
+                read_transport.max_size = _CHUNK
             self._reader = reader
         if _is_pipe_like(self._stdout.fileno()):
             self._stdout.flush()

@@ -80,6 +80,22 @@ def test_oversized_line_is_refused_and_session_continues(raw: RawServer) -> None
     assert raw.read() == {"jsonrpc": "2.0", "id": 2, "result": {}}
 
 
+def test_messages_spanning_many_reads_and_many_per_read(raw: RawServer) -> None:
+    # The pipe is read 64 KiB at a time: a 1 MiB message takes many reads, and a
+    # burst of small messages arrives several to a read; both must come out whole.
+    raw.handshake()
+    text = "".join(chr(0x41 + i % 26) for i in range(1 << 20))
+    raw.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+              "params": {"name": "echo", "arguments": {"text": text}}})
+    assert raw.read()["result"]["content"][0]["text"] == text
+    burst = b"".join(orjson.dumps({"jsonrpc": "2.0", "id": 10 + i, "method": "ping"}) + b"\n"
+                     for i in range(1000))
+    assert raw.proc.stdin is not None
+    raw.proc.stdin.write(burst)
+    raw.proc.stdin.flush()
+    assert sorted(raw.read()["id"] for _ in range(1000)) == list(range(10, 1010))
+
+
 def test_stdout_carries_only_protocol_messages(raw: RawServer) -> None:
     raw.handshake()
     raw.send({"jsonrpc": "2.0", "id": 1, "method": "logging/setLevel",

@@ -1,0 +1,18 @@
+"""The gateway: external MCP servers behind one Mobius endpoint.
+
+:class:`Gateway` re-serves upstream tools, resources, templates, prompts and
+completions through a :class:`~mobius_rpc.server.Server` (``attach``), with
+namespacing (:mod:`.router`), per-call relaying (:mod:`.relay`), long-lived
+supervised upstream sessions (:mod:`.upstreams`) and pinned tool definitions
+(:mod:`.pinning`, :mod:`.pinstore`).
+"""
+
+from .gateway import Gateway, expand, read_servers
+from .pinning import Pinning, ToolChange, set_digest, tool_digest
+from .pinstore import MemoryPinStore, PinStore, SqlPinStore, pin_store_for
+from .router import Naming, Router
+from .upstreams import Upstream, UpstreamDown, UpstreamOptions
+
+__all__ = ("Gateway", "expand", "MemoryPinStore", "Naming", "PinStore", "Pinning", "Router",
+           "SqlPinStore", "ToolChange", "Upstream", "UpstreamDown", "UpstreamOptions",
+           "pin_store_for", "read_servers", "set_digest", "tool_digest")

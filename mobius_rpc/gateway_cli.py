@@ -1,0 +1,149 @@
+"""``mobius gateway diff|approve`` and the ``serve --gateway`` hook.
+
+``diff`` connects to the upstreams of a host config (``mcp.json``) and shows
+how their tools differ from what was approved (added, changed with the fields
+that changed, removed); exit status 1 when something is pending, 0 when
+nothing is.  ``approve`` pins the current definitions (all of an upstream's,
+or ``--tool`` ones), which the gateway then serves.  The pins live in the
+store (``--store URL``, else ``$MOBIUS_STORE``, else the SQLite file in the
+data directory), the same one ``mobius serve --gateway`` reads.  Errors are
+one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import AsyncExitStack
+from typing import Any
+
+__all__ = ("add_gateway_parser", "attach_gateway", "StorePins")
+
+
+def add_gateway_parser(sub: Any) -> None:
+    gateway = sub.add_parser("gateway", help="the gateway's pinned tool definitions")
+    actions = gateway.add_subparsers(dest="action", required=True)
+    for action, text in (("diff", "show tool changes waiting for approval"),
+                         ("approve", "approve the upstreams' current tool definitions")):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("--config", required=True, metavar="FILE",
+                            help="host config with mcpServers (mcp.json)")
+        parser.add_argument("--store", metavar="URL", help="where pins are kept "
+                            "(default: $MOBIUS_STORE, else the SQLite file in the data dir)")
+        parser.add_argument("--upstream", action="append", metavar="NAME",
+                            help="only this upstream (repeatable)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        if action == "approve":
+            parser.add_argument("--tool", action="append", metavar="NAME",
+                                help="approve only this tool (repeatable; needs one --upstream)")
+            parser.add_argument("--by", default="admin", help="who approves (audited)")
+        parser.set_defaults(func=run_gateway_command)
+
+
+class StorePins:
+    """A pin store opened on first use from a store URL (for long-running serve)."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self._stack: AsyncExitStack | None = None
+        self._pins: Any = None
+
+    async def _open(self) -> Any:
+        if self._pins is None:
+            from .gateway.pinstore import pin_store_for
+            from .storage import open_store
+            self._stack = AsyncExitStack()
+            store = await self._stack.enter_async_context(open_store(self.url))
+            self._pins = pin_store_for(store)
+        return self._pins
+
+    async def aclose(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+
+    async def pins(self, upstream: str) -> Any:
+        return await (await self._open()).pins(upstream)
+
+    async def tool_set(self, upstream: str) -> Any:
+        return await (await self._open()).tool_set(upstream)
+
+    async def approve(self, upstream: str, pins: Any, removed: Any, tool_set: Any) -> None:
+        await (await self._open()).approve(upstream, pins, removed, tool_set)
+
+    async def upstreams(self) -> list[str]:
+        result: list[str] = await (await self._open()).upstreams()
+        return result
+
+
+def attach_gateway(server: Any, config: str, pins: str = "tofu",
+                   store: str | None = None) -> int:
+    """``mobius serve --gateway FILE``: serve the config's upstreams through ``server``."""
+    from .gateway import Gateway, Pinning
+    from .storage import store_url
+    try:
+        pinning = None if pins == "off" else Pinning(StorePins(store_url(store)), mode=pins)
+        Gateway.from_config(config, pinning=pinning).attach(server)
+    except (OSError, ValueError) as exc:
+        print(f"mobius serve: --gateway {config}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_gateway_command(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .storage import StoreError
+    try:
+        return anyio.run(_run, args)
+    except (OSError, ValueError, KeyError, StoreError) as exc:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"mobius gateway {args.action}: {text}", file=sys.stderr)
+        return 2
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .gateway import Gateway, Pinning, UpstreamOptions
+    from .gateway.gateway import read_servers
+    from .storage import store_url
+
+    servers = read_servers(args.config)
+    chosen = args.upstream or list(servers)
+    unknown = [name for name in chosen if name not in servers]
+    if unknown:
+        raise ValueError(f"no upstream named {', '.join(unknown)} in {args.config}")
+    if getattr(args, "tool", None) and len(chosen) != 1:
+        raise ValueError("--tool needs exactly one --upstream")
+    pins = StorePins(store_url(args.store))
+    pinning = Pinning(pins, mode="strict")
+    gateway = Gateway({name: servers[name] for name in chosen},
+                      options=UpstreamOptions(health_interval=0))
+    out: dict[str, Any] = {}
+    pending = False
+    try:
+        await gateway.wait_ready(30.0)
+        for name in chosen:
+            upstream = gateway.upstreams[name]
+            if not upstream.ready:
+                raise ValueError(f"cannot reach upstream {name}: {upstream.client.last_error}")
+            tools = upstream.lists["tools"]
+            if args.action == "diff":
+                changes = await pinning.diff(name, tools)
+            else:
+                changes = await pinning.approve(name, tools, names=args.tool, by=args.by)
+            pending = pending or bool(changes)
+            out[name] = [c.as_dict() for c in changes]
+    finally:
+        await gateway.aclose()
+        await pins.aclose()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for name, changes in out.items():
+            verb = "approved" if args.action == "approve" else "pending"
+            print(f"{name}: {len(changes)} change(s) {verb}" if changes
+                  else f"{name}: up to date")
+            for change in changes:
+                fields = f" ({', '.join(change['fields'])})" if change.get("fields") else ""
+                print(f"  {change['change']:8} {change['tool']}{fields}")
+    return 1 if args.action == "diff" and pending else 0

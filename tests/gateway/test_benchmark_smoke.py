@@ -1,0 +1,24 @@
+"""benchmarks/gateway.py runs end to end (tiny counts; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gateway_benchmark_reports_both_paths(tmp_path: Path) -> None:
+    out = tmp_path / "gateway.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gateway.py"), "--n", "20",
+                           "--rounds", "1", "--in-flight", "4", "--transports", "stdio,http",
+                           "--json", str(out)], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "through the gateway vs direct" in done.stdout
+    rows = {row["transport"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"stdio", "http"}
+    for row in rows.values():
+        assert row["direct_p50_us"] > 0 and row["gateway_p50_us"] > 0
+        assert row["latency_ratio"] > 0 and row["throughput_ratio"] > 0
