@@ -26,6 +26,7 @@ from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
 from .db_cli import add_db_parser
 from .gateway_cli import add_gateway_parser
+from .shared_cli import add_store_arguments, shared_sessions, store_url_of
 from .transports.event_store import MemoryEventStore, Retention
 
 __all__ = ("main",)
@@ -103,7 +104,8 @@ def _serve(args: argparse.Namespace) -> int:
         if failed:
             return failed
     if args.http:
-        return _serve_http(server, args.host, args.port, _retention(args))
+        return _serve_http(server, args.host, args.port, _retention(args),
+                           store_url_of(args), args.session_ttl)
     try:
         anyio.run(server.run_stdio)
     except KeyboardInterrupt:
@@ -115,16 +117,13 @@ def _retention(args: argparse.Namespace) -> Retention:
     return Retention(args.retain_events, args.retain_bytes, args.retain_seconds)
 
 
-def _serve_http(server: object, host: str, port: int, retention: Retention) -> int:
+def _serve_http(server: object, host: str, port: int, retention: Retention,
+                store: str | None = None, session_ttl: float = 1800.0) -> int:
     import uvicorn
 
-    transports = server.asgi_app(  # type: ignore[attr-defined]
-        event_store=MemoryEventStore(retention))
-    config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=5)
-    runner = uvicorn.Server(config)
+    from .storage import StoreError
 
-    async def announce() -> None:
+    async def announce(runner: uvicorn.Server) -> None:
         while not runner.started:
             await asyncio.sleep(0.05)
         bound = runner.servers[0].sockets[0].getsockname()
@@ -137,11 +136,21 @@ def _serve_http(server: object, host: str, port: int, retention: Retention) -> i
             print(f"{name}: {json.dumps(http_host_config(name, url))}", file=sys.stderr)
 
     async def main() -> None:
-        task = asyncio.ensure_future(announce())
-        await runner.serve()
-        task.cancel()
+        async with shared_sessions(store, retention, session_ttl) as shared:
+            transports = server.asgi_app(  # type: ignore[attr-defined]
+                event_store=MemoryEventStore(retention), shared=shared)
+            config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
+                                    timeout_graceful_shutdown=5)
+            runner = uvicorn.Server(config)
+            task = asyncio.ensure_future(announce(runner))
+            await runner.serve()
+            task.cancel()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (StoreError, ValueError) as error:
+        print(f"mobius serve: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -203,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--retain-seconds", type=_positive(float), default=kept.max_age,
                        metavar="S", help="--http: seconds SSE events are kept "
                                          f"({kept.max_age:g})")
+    add_store_arguments(serve)
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.add_argument("--gateway", metavar="FILE",

@@ -19,9 +19,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mobius_rpc"
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "framing": {"core"},
-    "transports": {"core", "framing"},
+    # transports may use storage's interfaces (a leaf: storage imports no layer), so
+    # legacy sessions and their streams can live in a store replicas share
+    "transports": {"core", "framing", "storage"},
     "runtime": {"core", "transports"},
-    "server": {"core", "runtime", "transports", "framing"},
+    "server": {"core", "runtime", "transports", "framing", "storage"},
     "client": {"core", "runtime", "transports", "framing"},
     # storage sits beside the protocol layers and knows nothing of them, nor of MCP
     "storage": set(),
@@ -32,6 +34,9 @@ ALLOWED: dict[str, set[str]] = {
     "gateway": {"core", "runtime", "transports", "framing", "server", "client", "storage",
                 "security"},
 }
+#: what of storage a transport may import
+STORAGE_INTERFACES = {"mobius_rpc.storage.base", "mobius_rpc.storage.records",
+                      "mobius_rpc.storage.errors"}
 CORE_FORBIDDEN = {"anyio", "asyncio", "socket", "starlette", "websockets", "psycopg", "sqlite3",
                   "threading", "time", "trio", "subprocess", "select"}
 # what persists is plain data: no protocol, no schema validation, no web stack below it
@@ -75,6 +80,10 @@ def test_imports_flow_one_way(path: Path) -> None:
                 assert name.split(".")[0] not in CORE_FORBIDDEN, f"core imports {name}"
             if own == "storage":
                 assert name.split(".")[0] not in STORAGE_FORBIDDEN, f"storage imports {name}"
+            continue
+        if name.startswith("mobius_rpc.storage.") and own in ("transports", "server"):
+            # the protocols and plain records only: which database is chosen above
+            assert name in STORAGE_INTERFACES, f"{path.name} imports {name}"
             continue
         if name.startswith("mobius_rpc.transports.") and own in ("runtime", "server"):
             # the runtime sees only the transport interface; the server picks

@@ -177,6 +177,10 @@ class Connection:
         self._outstanding: dict[RequestId, _Outstanding] = {}
         self._progress_tokens: dict[str | int, RequestId] = {}
         self._next_id = 1
+        #: set (a short string) to send our requests with string ids ``<prefix><n>``
+        #: instead of integers: replicas serving one HTTP session each take their
+        #: own, so the peer's answer says which replica is waiting for it
+        self.id_prefix: str | None = None
         #: the transport context of the message being received (see receive)
         self._transport: TransportContext | None = None
         # A modern client may call methods before (or without) server/discover;
@@ -732,8 +736,10 @@ class Connection:
         elif not accepts_requests(self.state) and method != "ping":
             raise LocalProtocolError(INVALID_REQUEST, f"cannot send {method} before initialization")
         spec = self._sendable(method, Kind.REQUEST, params)
-        request_id = self._next_id
+        request_id: RequestId = self._next_id
         self._next_id += 1
+        if self.id_prefix is not None:
+            request_id = f"{self.id_prefix}{request_id}"
         token: str | int | None = None
         if progress:
             token = request_id
@@ -748,6 +754,24 @@ class Connection:
         self._outstanding[request_id] = _Outstanding(method, now + timeout, token, task)
         self._outbox.append((jsonrpc.dumps(message), related, ()))
         return request_id
+
+    def restore_legacy(self, revision: str, peer_info: dict[str, Any] | None,
+                       peer_capabilities: dict[str, Any] | None) -> None:
+        """Server side: continue a legacy session whose handshake happened elsewhere.
+
+        Another process (a replica sharing the session through a store) answered
+        ``initialize``; this connection takes up the session where it stands,
+        ready, with the negotiated ``revision`` and what the client declared.
+        """
+        if self.role is not Role.SERVER or self.state is not SessionState.UNINITIALIZED \
+                or revision not in self.revisions:
+            raise LocalProtocolError(INVALID_REQUEST,
+                                     f"cannot restore a legacy session at {revision!r}")
+        self.era = Era.LEGACY
+        self.revision = revision
+        self.state = SessionState.READY
+        self.peer_info = dict(peer_info or {})
+        self.peer_capabilities = dict(peer_capabilities or {})
 
     def use_modern(self, revision: str) -> None:
         """Client side: speak the modern era at ``revision`` (no handshake).

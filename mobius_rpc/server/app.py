@@ -37,6 +37,8 @@ from ..runtime.session import Session
 from ..transports.base import MessageStream, RoutedMessageStream
 from .dispatch import Dispatcher, Middleware
 from .registration import Registration
+from .relay import SessionRelay, take_up
+from .shared_tasks import SharedTasks
 
 __all__ = ("Server",)
 
@@ -85,7 +87,26 @@ class Server(Registration):
     async def serve(self, stream: MessageStream, *, legacy: bool = True) -> None:
         """Serve one client on ``stream`` until it closes (modern only if not ``legacy``)."""
         session = Session(self.connection(legacy=legacy), stream, self.dispatcher)
+        prefix = getattr(stream, "id_prefix", None)
+        if prefix is not None:  # a legacy session replicas share (see share_sessions)
+            session.connection.id_prefix = prefix
+            take_up(session, getattr(stream, "restored", None),
+                    self.dispatcher.session_initialized)
         await session.run()
+
+    def share_sessions(self, relay: SessionRelay) -> None:
+        """Serve legacy sessions that other processes serve too, through ``relay``
+        (the transport's shared-session host): state and resource updates go
+        through it, so each replica sees the others' (see :mod:`.relay`)."""
+        self.relay = relay
+        relay.on_resource_updated(self.dispatcher.notify_listeners)
+        old = self.task_manager
+        tasks = SharedTasks(relay.store.tasks, replica=relay.replica,
+                            cancelled=relay.task_cancelled,
+                            default_ttl_ms=old.default_ttl_ms, max_ttl_ms=old.max_ttl_ms,
+                            poll_interval_ms=old.poll_interval_ms, page_size=old.page_size)
+        relay.on_task_cancelled(tasks.stop)
+        self.task_manager = tasks
 
     async def serve_modern(self, stream: MessageStream) -> None:
         """Serve one stateless 2026-07-28 exchange on ``stream``."""
@@ -114,10 +135,14 @@ class Server(Registration):
         """An ASGI app serving this server over Streamable HTTP (both eras).
 
         Options go to :class:`~mobius_rpc.transports.streamable_http.StreamableHTTPTransport`
-        (``origin_policy``, ``max_body_bytes``, ``session_idle_timeout`` ...).
+        (``origin_policy``, ``max_body_bytes``, ``session_idle_timeout`` ...); with
+        ``shared`` (a ``SharedSessions``), legacy sessions live in its store, shared
+        with the other replicas on it.
         """
         from ..transports.streamable_http import StreamableHTTPTransport
         options.setdefault("header_parameters", self.tools.header_parameters)
+        if options.get("shared") is not None:
+            self.share_sessions(options["shared"])
         return StreamableHTTPTransport(self.serve, serve_modern=self.serve_modern,
                                        exchange=self.serve_exchange,
                                        legacy_revisions=self.revisions,
@@ -129,6 +154,8 @@ class Server(Registration):
         WebSocket at ``/ws``."""
         from ..transports.asgi import McpTransports
         options.setdefault("header_parameters", self.tools.header_parameters)
+        if options.get("shared") is not None:
+            self.share_sessions(options["shared"])
         return McpTransports(self.serve, serve_modern=self.serve_modern,
                              exchange=self.serve_exchange,
                              legacy_revisions=self.revisions,

@@ -37,7 +37,7 @@ async def tools_call(server: Registration, ctx: Context, params: Params) -> Resu
         if tool.task_support == "forbidden":
             raise McpError(INVALID_PARAMS, f"Tool {name} cannot run as a task")
         task_ctx = Context(ctx.server, ctx.session, ctx.request)
-        record = server.task_manager.start(
+        record = await server.task_manager.begin(
             ctx.session, params.get("task") or {},
             lambda: server.tools.call(name, params.get("arguments"), task_ctx))
         task_ctx.task_id = record["task"]["taskId"]
@@ -81,11 +81,17 @@ async def resources_read(server: Registration, ctx: Context, params: Params) -> 
 
 async def subscribe(server: Registration, ctx: Context, params: Params) -> Result:
     ctx.session.state.setdefault("subscriptions", set()).add(params["uri"])
+    session_id = ctx.transport.session_id
+    if server.relay is not None and session_id is not None:
+        await server.relay.set_subscribed(session_id, params["uri"], True)
     return {}
 
 
 async def unsubscribe(server: Registration, ctx: Context, params: Params) -> Result:
     ctx.session.state.setdefault("subscriptions", set()).discard(params["uri"])
+    session_id = ctx.transport.session_id
+    if server.relay is not None and session_id is not None:
+        await server.relay.set_subscribed(session_id, params["uri"], False)
     return {}
 
 
@@ -100,6 +106,9 @@ async def prompts_get(server: Registration, ctx: Context, params: Params) -> Res
 
 async def set_level(server: Registration, ctx: Context, params: Params) -> Result:
     ctx.session.state["log_level"] = params["level"]
+    session_id = ctx.transport.session_id
+    if server.relay is not None and session_id is not None:
+        await server.relay.set_log_level(session_id, params["level"])
     return {}
 
 

@@ -22,6 +22,7 @@ import anyio
 
 from ..core.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, McpError, RemoteProtocolError
 from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
+from ..core.jsonrpc import dumps
 from ..core.modern import META_SUBSCRIPTION_ID
 from ..core.request_state import open_state, seal_state
 from ..runtime.session import Session
@@ -190,11 +191,27 @@ class Dispatcher:
                        per_session=threshold is None)
 
     async def notify_resource_updated(self, uri: str) -> None:
-        """Tell every session subscribed to ``uri`` that it changed."""
+        """Tell every session subscribed to ``uri`` that it changed.
+
+        With replicas sharing the legacy sessions (``server.relay``), the relay
+        reaches their subscribers wherever their streams are held, and every
+        replica's listeners (:meth:`notify_listeners`); sessions of this process
+        are not sent to directly, which would send twice.
+        """
+        relay = self.server.relay
+        if relay is not None:
+            await relay.resource_updated(uri, dumps(
+                {"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                 "params": {"uri": uri}}))
+            return
         for session in list(self._sessions):
             if uri in session.state.get("subscriptions", ()) and not session.closed:
                 await session.notify("notifications/resources/updated", {"uri": uri},
                                      unrelated=True)
+        self.notify_listeners(uri)
+
+    def notify_listeners(self, uri: str) -> None:
+        """Tell this process's ``subscriptions/listen`` streams that ``uri`` changed."""
         for listener in list(self._listeners):
             if uri in listener.accepted.get("resourceSubscriptions", ()):
                 listener.session.notify_soon("notifications/resources/updated", {

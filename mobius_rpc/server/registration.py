@@ -76,6 +76,9 @@ class Registration:
         #: told the kind ("tools", "resources", "prompts") whose list changed;
         #: the dispatcher sets it to tell the clients
         self.on_list_changed: Callable[[str], None] = lambda kind: None
+        #: where per-session state and resource updates go when replicas share the
+        #: legacy sessions (a ``server.relay.SessionRelay``; None in one process)
+        self.relay: Any = None
         #: capabilities() as of the last registration; every connection (one
         #: per stateless request) shares it, so it is dropped on any change
         self._capabilities: dict[str, Any] | None = None

@@ -92,6 +92,12 @@ class TaskManager:
             raise McpError(INVALID_PARAMS, f"Unknown task: {params['taskId']}")
         return record
 
+    async def begin(self, session: Session, requested: dict[str, Any],
+                    run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """What ``tools/call`` with ``params.task`` calls: :meth:`start` here; a
+        manager whose records live in a store writes the record first."""
+        return self.start(session, requested, run)
+
     def start(self, session: Session, requested: dict[str, Any],
               run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """Create a task that runs ``run`` in the background; returns CreateTaskResult."""

@@ -47,6 +47,11 @@ class SessionStore(Protocol):
         """Note activity and push the expiry back; False when the session is unknown."""
         ...
 
+    async def set_log_level(self, session_id: str, level: str | None) -> bool:
+        """Change only the log level (a put would race a concurrent subscribe);
+        False when the session is unknown."""
+        ...
+
     async def subscribe(self, session_id: str, uri: str) -> bool:
         """Add one URI atomically (safe against a concurrent put elsewhere); False if unknown."""
         ...
@@ -73,7 +78,9 @@ class EventStore(Protocol):
         """Store one event and return its id: one more than the session's previous event.
 
         Applies the store's :class:`~mobius_rpc.storage.records.Retention` to the
-        session in the same transaction. Raises
+        session before it returns (in the same transaction on SQLite; on PostgreSQL
+        the append is one statement and eviction, when a bound is passed, a second
+        transaction right after it). Raises
         :class:`~mobius_rpc.storage.errors.StreamFinished` for a finished stream.
         """
         ...

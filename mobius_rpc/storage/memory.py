@@ -75,6 +75,13 @@ class MemorySessions:
         self._records[session_id] = replace(record, last_seen=last_seen, expires_at=expires_at)
         return True
 
+    async def set_log_level(self, session_id: str, level: str | None) -> bool:
+        record = self._live(session_id)
+        if record is None:
+            return False
+        self._records[session_id] = replace(record, log_level=level)
+        return True
+
     async def subscribe(self, session_id: str, uri: str) -> bool:
         record = self._live(session_id)
         if record is None:

@@ -149,7 +149,16 @@ class HttpMessageStream:
     capabilities = TransportCapabilities(routed=True, attaches_receiver=True,
                                          reports_unanswered=True, detaches_responses=True)
 
-    def __init__(self, unrouted: Callable[[bytes], None] | None = None) -> None:
+    #: for a session replicas share: the prefix of our request ids, the record the
+    #: session is taken up from (None: a new one) and how the server refreshes its
+    #: state when another replica changed it (see ``server.relay``)
+    id_prefix: str | None = None
+    session_id: str | None = None
+    restored: Any = None
+    on_state: Callable[[Any], None] | None = None
+
+    def __init__(self, unrouted: Callable[[bytes], None] | None = None, *,
+                 unrouted_async: Callable[[bytes], Awaitable[None]] | None = None) -> None:
         self._in_send, self._in_receive = anyio.create_memory_object_stream[
             tuple[bytes, TransportContext]](math.inf)
         self.transport_context = _NO_POST
@@ -157,6 +166,8 @@ class HttpMessageStream:
         # Without a standalone stream (a stateless request) unrelated messages
         # have nowhere to go and are dropped.
         self._unrouted = unrouted or (lambda message: None)
+        #: instead, where unrelated messages are stored before the send returns
+        self._unrouted_async = unrouted_async
         self.closed = False
         # Set by the runtime once it runs (attach_receiver); bodies queued
         # before that (``_backlog``) are read by its receive loop first.
@@ -250,6 +261,9 @@ class HttpMessageStream:
             if not channel.pending:
                 channel.end()
             channel.wake()
+            return
+        if self._unrouted_async is not None:
+            await self._unrouted_async(message)
             return
         self._unrouted(message)
 

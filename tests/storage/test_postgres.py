@@ -75,3 +75,38 @@ async def test_a_dropped_listen_connection_reconnects(pg_cluster: PgCluster) -> 
                     with anyio.move_on_after(0.5):
                         got = await sub.__anext__()
             assert got.payload == b"again"
+
+
+async def test_an_append_is_one_statement_until_events_must_go(pg_cluster: PgCluster,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """The event append on PostgreSQL is one round trip outside a transaction (it was
+    seven to nine inside one); eviction, when a bound is passed, is a second."""
+    from mobius_rpc.storage import Retention
+    from mobius_rpc.storage.postgres_db import PgDatabase
+
+    url = pg_cluster.create_database("one_statement")
+    statements: list[str] = []
+    transactions: list[int] = []
+    translate, write = PgDatabase._translate, PgDatabase.write
+
+    def counting(self: PgDatabase, text: str) -> str:
+        statements.append(text)
+        return translate(self, text)
+
+    async def counted_write(self: PgDatabase, make: object) -> object:
+        transactions.append(1)
+        return await write(self, make)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PgDatabase, "_translate", counting)
+    monkeypatch.setattr(PgDatabase, "write", counted_write)
+    async with open_store(url, retention=Retention(max_events=3)) as store:
+        for i in range(3):
+            statements.clear()
+            transactions.clear()
+            assert await store.events.append("s", "get", b"e%d" % i) == i + 1
+            assert len(statements) == 1 and not transactions
+        assert await store.events.append("s", "get", b"e3") == 4  # past max_events: one goes
+        assert len(transactions) == 1
+        replay = await store.events.replay("s", "get")
+        assert [e.event_id for e in replay.events] == [2, 3, 4] and replay.evicted == (1, 1)

@@ -95,6 +95,23 @@ async def test_concurrent_subscribes_from_two_replicas_all_land(target: Target,
         assert found is not None and found.subscriptions == {f"res://{i}" for i in range(20)}
 
 
+async def test_the_log_level_changes_alone_beside_concurrent_subscribes(target: Target,
+                                                                        clock: Clock) -> None:
+    async with target.open(clock=clock) as one, target.open(clock=clock) as two:
+        await one.sessions.put(session(subscriptions=frozenset()))
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(one.sessions.subscribe, "s1", f"res://{i}")
+                tg.start_soon(two.sessions.set_log_level, "s1", "debug" if i % 2 else "error")
+        found = await two.sessions.get("s1")
+        assert found is not None and found.subscriptions == {f"res://{i}" for i in range(10)}
+        assert found.log_level in ("debug", "error")
+        assert await one.sessions.set_log_level("s1", "warning")
+        found = await one.sessions.get("s1")
+        assert found is not None and found.log_level == "warning"
+        assert not await one.sessions.set_log_level("nobody", "info")
+
+
 async def test_delete_forgets_the_session_and_its_subscriptions(store: Store) -> None:
     await store.sessions.put(session())
     assert await store.sessions.delete("s1")

@@ -59,6 +59,12 @@ def _touch(session_id: str, last_seen: float, expires_at: float, now: float) -> 
     return result.changed > 0
 
 
+def _set_log_level(session_id: str, level: str | None, now: float) -> Program[bool]:
+    result = yield ("UPDATE sessions SET log_level = ? WHERE session_id = ? AND expires_at >= ?",
+                    (level, session_id, now))
+    return result.changed > 0
+
+
 def _lock_live(session_id: str, now: float) -> Program[bool]:
     result = yield ("UPDATE sessions SET last_seen = last_seen "
                     "WHERE session_id = ? AND expires_at >= ?", (session_id, now))
@@ -120,6 +126,9 @@ class SqlSessionStore:
     async def touch(self, session_id: str, last_seen: float, expires_at: float) -> bool:
         return await self._run.write(
             lambda: _touch(session_id, last_seen, expires_at, self._clock()))
+
+    async def set_log_level(self, session_id: str, level: str | None) -> bool:
+        return await self._run.write(lambda: _set_log_level(session_id, level, self._clock()))
 
     async def subscribe(self, session_id: str, uri: str) -> bool:
         return await self._run.write(lambda: _subscribe(session_id, uri, self._clock()))
