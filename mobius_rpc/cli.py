@@ -178,8 +178,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("roots", nargs="*", metavar="DIR",
                        help="project directories for the context engine (default: .)")
     serve.add_argument("--store", metavar="URL",
-                       help="where the context index lives (default: the embedded SQLite "
-                            "store under MOBIUS_HOME; memory:, sqlite:///PATH, postgresql://)")
+                       help="the store (memory:, sqlite:///PATH, postgresql://...; default: "
+                            "$MOBIUS_STORE, else the embedded SQLite store under MOBIUS_HOME): "
+                            "the context index lives there, and with --http a store named "
+                            "here or by $MOBIUS_STORE also holds the legacy sessions and "
+                            "SSE events every replica on it shares")
     serve.add_argument("--watch", type=_positive(float), metavar="SECONDS",
                        help="keep the context index current, checking every SECONDS, and "
                             "notify subscribers of changed files")

@@ -25,16 +25,18 @@ ENV = "MOBIUS_STORE"
 
 
 def add_store_arguments(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument("--store", metavar="URL",
-                       help="--http: keep legacy sessions and their SSE events in this store "
-                            "(postgresql://..., sqlite:///PATH), shared by every replica on "
-                            f"it (default: ${ENV}, else in this process only)")
+    """The options of shared sessions; ``--store`` itself is serve's one store option."""
     serve.add_argument("--session-ttl", type=float, default=1800.0, metavar="S",
-                       help="--http --store: seconds a session lives after its last request "
-                            "(1800)")
+                       help="--http with a named store: seconds a session lives after its "
+                            "last request (1800)")
 
 
 def store_url_of(args: argparse.Namespace) -> str | None:
+    """The store named by ``--store`` or ``$MOBIUS_STORE``; None when neither names one.
+
+    Only a named store shares legacy sessions: the embedded default store is one
+    process's, and keeping its sessions in memory is the fastest path.
+    """
     url: str | None = args.store or os.environ.get(ENV) or None
     return url
 
