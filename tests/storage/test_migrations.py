@@ -25,18 +25,25 @@ from mobius_rpc.storage import (
     inspect_store,
     upgrade_store,
 )
+from mobius_rpc.storage.migrate import migrations
 
 from .conftest import Target
 
 pytestmark = pytest.mark.anyio
 
-TABLES = {1: {"mobius_schema", "sessions", "session_subscriptions"},
-          2: {"event_logs", "event_streams", "events"},
-          3: {"tasks", "outbox"}}
+# the tables each migration creates, by migration name (versions get renumbered at merges)
+_TABLES_BY_NAME = {"sessions": {"mobius_schema", "sessions", "session_subscriptions"},
+                   "events": {"event_logs", "event_streams", "events"},
+                   "tasks_and_outbox": {"tasks", "outbox"},
+                   "security": {"security_orgs", "security_users", "security_memberships",
+                                "security_tokens", "security_rules", "audit_records",
+                                "audit_head", "audit_checkpoint", "rate_buckets"}}
+TABLES = {m.version: _TABLES_BY_NAME.get(m.name, set()) for m in migrations("sqlite")}
 
 
 def test_the_tables_list_covers_every_migration() -> None:
     assert sorted(TABLES) == list(range(1, SCHEMA_VERSION + 1))
+    assert {m.name for m in migrations("sqlite")} <= set(_TABLES_BY_NAME)
 
 
 class Raw:
