@@ -176,7 +176,8 @@ def _append_audit(records: list[AuditRecord]) -> Program[None]:
 
 
 def _list_audit(q: AuditQuery) -> Program[list[AuditRecord]]:
-    where, params = ["seq > ?"], [q.after_seq]
+    where: list[str] = ["seq > ?"]
+    params: list[Any] = [q.after_seq]
     for column, value in (("user_id", q.user), ("organization", q.organization),
                           ("method", q.method), ("outcome", q.outcome)):
         if value is not None:
