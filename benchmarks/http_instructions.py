@@ -59,7 +59,7 @@ def server_command(kind: str, port: int, workdir: Path) -> list[str]:
                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                 "--log-level", "warning"]
     return [sys.executable, "-m", "mobius_rpc", "serve", "--http", "--host", "127.0.0.1",
-            "--port", str(port)]
+            "--port", str(port), "--no-auth"]
 
 
 def post(conn: http.client.HTTPConnection, body: dict[str, object],

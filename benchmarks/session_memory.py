@@ -95,7 +95,7 @@ def measure_process(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for era, make in (("legacy session", legacy_poster), ("stateless", modern_poster)):
         proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http",
-                                 "--port", "0"], stderr=subprocess.PIPE, text=True)
+                                 "--port", "0", "--no-auth"], stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stderr is not None
             url = proc.stderr.readline().split()[-1]

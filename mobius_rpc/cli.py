@@ -16,6 +16,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
@@ -83,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
         from dataclasses import replace
         server.limits = replace(server.limits, end_of_input_grace=args.end_of_input_grace)
     if args.http:
-        return _serve_http(server, args.host, args.port, _retention(args))
+        return _serve_http(server, args.host, args.port, _retention(args), auth=_auth_of(args))
     try:
         anyio.run(server.run_stdio)
     except KeyboardInterrupt:
@@ -95,15 +96,40 @@ def _retention(args: argparse.Namespace) -> Retention:
     return Retention(args.retain_events, args.retain_bytes, args.retain_seconds)
 
 
-def _serve_http(server: object, host: str, port: int, retention: Retention) -> int:
+def _auth_of(args: argparse.Namespace) -> tuple[bool, str | None, str]:
+    """(authentication on?, the store URL, why it is off): ``--no-auth``, or the
+    conformance fixture (the official suite connects without credentials)."""
+    if args.fixture == "conformance":
+        return False, args.store, "--fixture conformance"
+    return not args.no_auth, args.store, "--no-auth"
+
+
+def _serve_http(server: object, host: str, port: int, retention: Retention, *,
+                auth: tuple[bool, str | None, str] = (False, None, "--no-auth")) -> int:
     import uvicorn
 
-    transports = server.asgi_app(  # type: ignore[attr-defined]
-        event_store=MemoryEventStore(retention))
-    config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=5)
-    runner = uvicorn.Server(config)
+    from .security.serving import print_notes, serve_http_security
+    from .storage import StoreError
 
+    async def run() -> None:
+        async with serve_http_security(server, auth=auth[0], store_url=auth[1],
+                                       reason_off=auth[2]) as security:
+            transports = server.asgi_app(  # type: ignore[attr-defined]
+                event_store=MemoryEventStore(retention))
+            config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
+                                    timeout_graceful_shutdown=5)
+            await _run_uvicorn(uvicorn.Server(config), host,
+                               lambda: print_notes(security.notes))
+
+    try:
+        asyncio.run(run())
+    except StoreError as error:
+        print(f"mobius serve: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _run_uvicorn(runner: Any, host: str, after: Callable[[], None]) -> None:
     async def announce() -> None:
         while not runner.started:
             await asyncio.sleep(0.05)
@@ -115,14 +141,11 @@ def _serve_http(server: object, host: str, port: int, retention: Retention) -> i
         print(f"WebSocket (subprotocol mcp): ws://{host}:{bound[1]}/ws", file=sys.stderr)
         for name in _HOSTS:
             print(f"{name}: {json.dumps(http_host_config(name, url))}", file=sys.stderr)
+        after()
 
-    async def main() -> None:
-        task = asyncio.ensure_future(announce())
-        await runner.serve()
-        task.cancel()
-
-    asyncio.run(main())
-    return 0
+    task = asyncio.ensure_future(announce())
+    await runner.serve()
+    task.cancel()
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -172,6 +195,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--retain-seconds", type=_positive(float), default=kept.max_age,
                        metavar="S", help="--http: seconds SSE events are kept "
                                          f"({kept.max_age:g})")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="--http: turn authentication off (local development only; "
+                            "every request may do everything)")
+    serve.add_argument("--store", metavar="URL",
+                       help="--http: where users, tokens, rules and the audit log live "
+                            "(default: $MOBIUS_STORE, else the SQLite file in the data "
+                            "directory)")
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.set_defaults(func=_serve)

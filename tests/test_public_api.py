@@ -40,7 +40,8 @@ def test_serve_without_transport_is_a_usage_error() -> None:
 def test_serve_http_announces_its_url_and_answers() -> None:
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port", "0",
+                             "--no-auth"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

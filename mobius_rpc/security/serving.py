@@ -1,0 +1,173 @@
+"""Putting security onto a server: the authenticator, the first owner, serve's wiring.
+
+* :class:`Authenticator` is what ``Server(authenticator=...)`` takes: called
+  with an ASGI app it returns that app behind :class:`~.http_auth.AuthenticatingApp`,
+  checking Mobius API tokens against the store (and OAuth bearer tokens when an
+  :class:`~.oauth.OAuthVerifier` is given) and putting every failed
+  authentication on record before the 401 is sent.
+* :func:`secure` builds the authenticator, the policy middleware and one audit
+  log on a store and installs them on a server: the defaults ``mobius serve``
+  uses, for embedders too.
+* :func:`bootstrap` makes the first owner on an empty store, and
+  :func:`serve_http_security` is the part of ``mobius serve --http`` that opens
+  the store and says on stderr how to authenticate.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from starlette.types import ASGIApp
+
+from .admin import create_organization
+from .audit import AuditLog
+from .http_auth import AuthenticatingApp, AuthFailure
+from .middleware import SecurityMiddleware
+from .oauth import OAuthVerifier
+from .principal import AuthMethod, Principal, Role
+from .store import SecurityStore, User
+from .tokens import authenticate_token, issue_token
+
+__all__ = ("Authenticator", "secure", "bootstrap", "Bootstrap", "HttpSecurity",
+           "serve_http_security", "local_principal", "os_user")
+
+
+def os_user() -> str:
+    """The name of the OS user running this process (``owner`` when it has none)."""
+    try:
+        return getpass.getuser() or "owner"
+    except Exception:  # no login name, no USER variable: a container, say
+        return "owner"
+
+
+def local_principal(user: str | None = None) -> Principal:
+    """The identity a stdio server runs as: the OS user, owner of a personal organization."""
+    name = user or os_user()
+    return Principal(user=name, organization=f"personal:{name}", roles=frozenset({Role.OWNER}),
+                     method=AuthMethod.LOCAL)
+
+
+class Authenticator:
+    """API tokens (and optionally OAuth) in front of an ASGI app; failures audited."""
+
+    def __init__(self, store: SecurityStore, *, oauth: OAuthVerifier | None = None,
+                 audit: AuditLog | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.oauth = oauth
+        self.audit = audit or AuditLog(store, clock=clock)
+        self._clock = clock
+
+    def use_audit(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    async def verify(self, raw: str) -> Principal | None:
+        return await authenticate_token(self.store, raw, clock=self._clock)
+
+    async def failed(self, failure: AuthFailure) -> None:
+        """Record one refused request (durably, before the refusal is sent)."""
+        await self.audit.append(
+            method="auth/failed", outcome="denied", target=failure.path,
+            error=failure.reason, error_code=failure.status,
+            detail={"transport": failure.transport,
+                    "credential_kind": failure.method.value if failure.method else None,
+                    "error": failure.error,
+                    "client": failure.client[0] if failure.client else None})
+
+    def __call__(self, app: ASGIApp) -> AuthenticatingApp:
+        return AuthenticatingApp(app, oauth=self.oauth, api_tokens=self.verify,
+                                 on_failure=self.failed)
+
+
+def secure(server: Any, store: SecurityStore, *, oauth: OAuthVerifier | None = None,
+           audit: AuditLog | None = None, **policy: Any
+           ) -> tuple[Authenticator, SecurityMiddleware, AuditLog]:
+    """Authentication, policy and audit on ``store`` installed on ``server``, sharing one
+    audit log (``policy`` options go to :class:`SecurityMiddleware`)."""
+    log = audit or AuditLog(store)
+    authenticator = Authenticator(store, oauth=oauth, audit=log)
+    middleware = SecurityMiddleware(store, audit=log, **policy)
+    server.secure(authenticator=authenticator, policy=middleware, audit=log)
+    return authenticator, middleware, log
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What :func:`bootstrap` made: the owner, their organization, and the token (once)."""
+
+    user: User
+    org_id: str
+    token: str
+
+
+async def bootstrap(store: SecurityStore, audit: AuditLog | None = None, *,
+                    user_name: str | None = None) -> Bootstrap | None:
+    """On a store without users: create the owner (the OS user by default), a
+    personal organization with the default rules, and an API token for them.
+    None when the store has users already (nothing is changed)."""
+    if await store.list_users():
+        return None
+    name = user_name or os_user()
+    user = User(id=uuid.uuid4().hex[:12], name=name, created_at=time.time())
+    await store.create_user(user)
+    org = await create_organization(store, f"{name}'s organization", owner_user_id=user.id,
+                                    audit=audit)
+    issued = await issue_token(store, user_id=user.id, org_id=org.id,
+                               description="created on first start")
+    if audit is not None:
+        await audit.append(method="admin/token.create", outcome="ok", target=issued.record.id,
+                           detail={"user": user.id, "org": org.id, "bootstrap": True})
+    return Bootstrap(user, org.id, issued.token)
+
+
+@dataclass
+class HttpSecurity:
+    """What ``mobius serve --http`` tells the user (after its URLs) about authentication."""
+
+    notes: list[str] = field(default_factory=list)
+    #: the security store, when authentication is on
+    store: SecurityStore | None = None
+
+
+@asynccontextmanager
+async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
+                              reason_off: str = "--no-auth") -> AsyncIterator[HttpSecurity]:
+    """The security of ``mobius serve --http``: on a store (``--store``, else
+    ``$MOBIUS_STORE``, else the SQLite file in the data directory) unless ``auth``
+    is False, in which case nothing is installed and a warning is among the notes.
+    Installed on ``server`` (:func:`secure`), so build its ASGI app inside the block."""
+    if not auth:
+        yield HttpSecurity([
+            f"WARNING: authentication is OFF ({reason_off}): anyone who can reach this port "
+            "can list and call everything. For local development only."])
+        return
+    from ..storage import store_url as resolve
+    from .open import open_security_store
+
+    url = resolve(store_url)
+    async with open_security_store(url) as (store, security):
+        _, _, log = secure(server, security)
+        made = await bootstrap(security, log)
+        where = f" --store {url}" if url else ""
+        if made is not None:
+            notes = [
+                f"authentication: ON. First start on an empty store ({store.location}): created "
+                f"user {made.user.name!r}, owner of organization {made.org_id!r}.",
+                f"API token for {made.user.name!r} (shown once, keep it safe): {made.token}",
+                "send it as the header  Authorization: Bearer <token>"]
+        else:
+            notes = [f"authentication: ON (store {store.location}). Make an API token with: "
+                     f"mobius token create --user NAME --org ORG{where}"]
+        yield HttpSecurity(notes, security)
+
+
+def print_notes(notes: list[str], stream: TextIO = sys.stderr) -> None:
+    for line in notes:
+        print(line, file=stream)
