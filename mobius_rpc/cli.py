@@ -21,6 +21,7 @@ from typing import Any
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
 from .db_cli import add_db_parser
+from .security_cli import add_security_parsers
 from .transports.event_store import MemoryEventStore, Retention
 
 __all__ = ("main",)
@@ -85,8 +86,9 @@ def _serve(args: argparse.Namespace) -> int:
         server.limits = replace(server.limits, end_of_input_grace=args.end_of_input_grace)
     if args.http:
         return _serve_http(server, args.host, args.port, _retention(args), auth=_auth_of(args))
+    from .security.serving import local_principal
     try:
-        anyio.run(server.run_stdio)
+        anyio.run(lambda: server.run_stdio(principal=local_principal()))
     except KeyboardInterrupt:
         pass
     return 0
@@ -208,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     add_client_parser(sub)
     add_conformance_parser(sub)
     add_db_parser(sub)
+    add_security_parsers(sub)
     return parser
 
 

@@ -180,10 +180,13 @@ class Server(Registration):
         transports.app = self._guarded(transports.app)  # every route, /mcp's fast path too
         return transports
 
-    async def run_stdio(self) -> None:
-        """Serve one client on this process's stdin/stdout; ends on EOF or SIGTERM."""
+    async def run_stdio(self, *, principal: Any = None) -> None:
+        """Serve one client on this process's stdin/stdout; ends on EOF or SIGTERM.
+
+        ``principal``: the local identity every request acts as (``mobius serve
+        --stdio`` passes the OS user, owner of a personal organization)."""
         from ..transports.stdio import StdioTransport
-        await _serve_until_signal(self, StdioTransport(limits=self.limits))
+        await _serve_until_signal(self, StdioTransport(limits=self.limits, principal=principal))
 
 
 async def _serve_until_signal(server: Server, stream: MessageStream) -> None:
