@@ -31,6 +31,7 @@ import anyio
 
 from ..core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError
 from ..core.revisions import MODERN_REVISIONS
+from ..core.types import TransportKind
 from ..server.context import Context, InputRequired
 from ..server.registration import Registration
 from .audit import AuditLog
@@ -39,13 +40,15 @@ from .policy import Action, Kind, PolicyEngine, RuleSet
 from .principal import Principal
 from .store import SecurityStore
 
-__all__ = ("SecurityMiddleware", "UNAUTHENTICATED", "OwnerLookup", "Ownership")
+__all__ = ("SecurityMiddleware", "UNAUTHENTICATED", "OwnerLookup", "Ownership", "Revalidate")
 
 #: JSON-RPC code of a request that arrived without an identity
 UNAUTHENTICATED = -31001
 #: which organization a thing belongs to, if any (see :class:`Ownership`)
 OwnerLookup = Callable[[str, str], str | None]
 Next = Callable[[Context], Awaitable[dict[str, Any]]]
+#: the principal as it stands now, or None when its credential no longer holds
+Revalidate = Callable[[Principal], Awaitable[Principal | None]]
 
 #: methods answered without an identity (the connection's own handshake)
 _PUBLIC = frozenset(("ping", "initialize", "server/discover"))
@@ -64,8 +67,11 @@ class SecurityMiddleware:
     def __init__(self, store: SecurityStore, *, policy: PolicyEngine | None = None,
                  audit: AuditLog | None = None, limits: Limits | None = None,
                  default_principal: Principal | None = None, owners: OwnerLookup | None = None,
-                 extra_methods: Iterable[str] = (), clock: Callable[[], float] = time.time
-                 ) -> None:
+                 extra_methods: Iterable[str] = (), clock: Callable[[], float] = time.time,
+                 revalidate: Revalidate | None = None) -> None:
+        """``revalidate`` checks the principal of a WebSocket connection again on each
+        request (:func:`~.tokens.revalidate_token`): the connection authenticated
+        once, at its handshake, but a revoked token must fail on its next request."""
         self.store = store
         self.policy = policy or PolicyEngine(store)
         self.audit = audit or AuditLog(store, clock=clock)
@@ -74,12 +80,20 @@ class SecurityMiddleware:
         self.owners = owners
         self.extra_methods = frozenset(extra_methods)
         self._clock = clock
+        self.revalidate = revalidate
+
+    def use_audit(self, audit: AuditLog) -> None:
+        """Record to ``audit`` (``Server(audit=...)`` hands its sink over this way)."""
+        self.audit = audit
 
     async def __call__(self, ctx: Context, call_next: Next) -> dict[str, Any]:
         method = ctx.method
         if method in _PUBLIC:
             return await call_next(ctx)
         principal = self._principal(ctx)
+        if principal is not None and self.revalidate is not None \
+                and ctx.transport.kind is TransportKind.WEBSOCKET:
+            principal = await self.revalidate(principal)
         if principal is None:
             await self._refuse(ctx, None, None, McpError(UNAUTHENTICATED,
                                                          "Authentication required"), {})

@@ -33,7 +33,7 @@ from .middleware import SecurityMiddleware
 from .oauth import OAuthVerifier
 from .principal import AuthMethod, Principal, Role
 from .store import SecurityStore, User
-from .tokens import authenticate_token, issue_token
+from .tokens import authenticate_token, issue_token, revalidate_token
 
 __all__ = ("Authenticator", "secure", "bootstrap", "Bootstrap", "HttpSecurity",
            "serve_http_security", "local_principal", "os_user")
@@ -71,6 +71,9 @@ class Authenticator:
     async def verify(self, raw: str) -> Principal | None:
         return await authenticate_token(self.store, raw, clock=self._clock)
 
+    async def revalidate(self, principal: Principal) -> Principal | None:
+        return await revalidate_token(self.store, principal, now=self._clock())
+
     async def failed(self, failure: AuthFailure) -> None:
         """Record one refused request (durably, before the refusal is sent)."""
         await self.audit.append(
@@ -93,6 +96,7 @@ def secure(server: Any, store: SecurityStore, *, oauth: OAuthVerifier | None = N
     audit log (``policy`` options go to :class:`SecurityMiddleware`)."""
     log = audit or AuditLog(store)
     authenticator = Authenticator(store, oauth=oauth, audit=log)
+    policy.setdefault("revalidate", authenticator.revalidate)
     middleware = SecurityMiddleware(store, audit=log, **policy)
     server.secure(authenticator=authenticator, policy=middleware, audit=log)
     return authenticator, middleware, log

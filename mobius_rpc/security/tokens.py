@@ -29,7 +29,7 @@ from .principal import AuthMethod, Principal, Role
 from .store import ApiToken, DuplicateError, SecurityStore
 
 __all__ = ("TOKEN_PREFIX", "ID_LENGTH", "IssuedToken", "TokenError", "issue_token",
-           "authenticate_token", "revoke_token", "hash_token", "token_id")
+           "authenticate_token", "revalidate_token", "revoke_token", "hash_token", "token_id")
 
 TOKEN_PREFIX = "mbx_"
 #: characters of the random part that form the public id (72 bits: unique in practice)
@@ -124,7 +124,29 @@ async def authenticate_token(store: SecurityStore, raw: str, *, now: float | Non
         return None
     if not hmac.compare_digest(presented, record.hash):
         return None
-    at = clock() if now is None else now
+    return await _principal_of(store, record, clock() if now is None else now, touch_interval)
+
+
+async def revalidate_token(store: SecurityStore, principal: Principal, *,
+                           now: float | None = None) -> Principal | None:
+    """``principal`` as its API token stands now (fresh roles), or None when the token
+    was revoked or expired or its user or membership went meanwhile.
+
+    For connections that authenticated once and then carry many requests (a
+    WebSocket): each request is checked again, so a revocation applies to it too.
+    Principals that did not come from an API token pass unchanged.
+    """
+    if principal.method is not AuthMethod.API_TOKEN or principal.credential is None:
+        return principal
+    record = await store.get_token(principal.credential)
+    if record is None:
+        return None
+    return await _principal_of(store, record, time.time() if now is None else now,
+                               TOUCH_INTERVAL)
+
+
+async def _principal_of(store: SecurityStore, record: ApiToken, at: float,
+                        touch_interval: float) -> Principal | None:
     if record.revoked_at is not None or (record.expires_at is not None
                                          and at >= record.expires_at):
         return None
