@@ -50,6 +50,8 @@ Next = Callable[[Context], Awaitable[dict[str, Any]]]
 #: the principal as it stands now, or None when its credential no longer holds
 Revalidate = Callable[[Principal], Awaitable[Principal | None]]
 
+#: outcomes on record before the answer is sent, even with a background writer
+_DURABLE_FIRST = frozenset(("denied", "limited"))
 #: methods answered without an identity (the connection's own handshake)
 _PUBLIC = frozenset(("ping", "initialize", "server/discover"))
 #: session bookkeeping any identified caller may do (nothing to decide about)
@@ -278,12 +280,18 @@ class SecurityMiddleware:
     async def _record(self, ctx: Context, principal: Principal | None, target: str | None,
                       arguments: Any, outcome: str, error: McpError | None, at: float,
                       duration_ms: float, detail: dict[str, Any]) -> None:
-        await self.audit.append(
+        fields = dict(
             method=ctx.method, outcome=outcome, principal=principal, target=target,
             arguments=arguments, session=self._session_id(ctx), request_id=ctx.request_id,
             error=error.message if error else None, error_code=error.code if error else None,
             duration_ms=duration_ms, detail={k: v for k, v in detail.items() if v is not None},
             at=at)
+        if outcome not in _DURABLE_FIRST and self.audit.writing_behind:
+            # a use that was allowed: recorded by the background writer (the answer
+            # need not wait for the commit; see docs/security.md for the loss window)
+            self.audit.append_later(**fields)
+        else:
+            await self.audit.append(**fields)
 
     async def _refuse(self, ctx: Context, principal: Principal | None, target: str | None,
                       error: McpError, detail: dict[str, Any], arguments: Any = None

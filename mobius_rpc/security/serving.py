@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import anyio
 from starlette.types import ASGIApp
 
 from .admin import create_organization
@@ -31,9 +32,10 @@ from .audit import AuditLog
 from .http_auth import AuthenticatingApp, AuthFailure
 from .middleware import SecurityMiddleware
 from .oauth import OAuthVerifier
+from .policy import PolicyEngine
 from .principal import AuthMethod, Principal, Role
 from .store import SecurityStore, User
-from .tokens import authenticate_token, issue_token, revalidate_token
+from .tokens import issue_token, resolve_principal, revalidate_token
 
 __all__ = ("Authenticator", "secure", "bootstrap", "Bootstrap", "HttpSecurity",
            "serve_http_security", "local_principal", "os_user")
@@ -63,13 +65,21 @@ class Authenticator:
         self.store = store
         self.oauth = oauth
         self.audit = audit or AuditLog(store, clock=clock)
+        #: told each organization's rules version read with a token (saves it a read)
+        self.policy: PolicyEngine | None = None
         self._clock = clock
 
     def use_audit(self, audit: AuditLog) -> None:
         self.audit = audit
 
     async def verify(self, raw: str) -> Principal | None:
-        return await authenticate_token(self.store, raw, clock=self._clock)
+        found = await resolve_principal(self.store, raw, clock=self._clock)
+        if found is None:
+            return None
+        principal, version = found
+        if self.policy is not None:
+            self.policy.note_version(principal.organization, version)
+        return principal
 
     async def revalidate(self, principal: Principal) -> Principal | None:
         return await revalidate_token(self.store, principal, now=self._clock())
@@ -98,6 +108,7 @@ def secure(server: Any, store: SecurityStore, *, oauth: OAuthVerifier | None = N
     authenticator = Authenticator(store, oauth=oauth, audit=log)
     policy.setdefault("revalidate", authenticator.revalidate)
     middleware = SecurityMiddleware(store, audit=log, **policy)
+    authenticator.policy = middleware.policy
     server.secure(authenticator=authenticator, policy=middleware, audit=log)
     return authenticator, middleware, log
 
@@ -169,7 +180,16 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
         else:
             notes = [f"authentication: ON (store {store.location}). Make an API token with: "
                      f"mobius token create --user NAME --org ORG{where}"]
-        yield HttpSecurity(notes, security)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(log.run)  # allowed uses are recorded behind the answer
+            try:
+                yield HttpSecurity(notes, security)
+            finally:
+                tg.cancel_scope.cancel()  # the writer's end writes what is queued
+        stats = log.stats
+        print(f"audit: {stats['records']:.0f} records in {stats['writes']:.0f} writes; the "
+              f"longest a record waited to be written: {stats['max_wait_ms']:.1f} ms",
+              file=sys.stderr)
 
 
 def print_notes(notes: list[str], stream: TextIO = sys.stderr) -> None:

@@ -38,6 +38,7 @@ from .store import (
     Membership,
     Organization,
     RateBucket,
+    ResolvedToken,
     Rule,
     StoreError,
     User,
@@ -85,6 +86,18 @@ def _opt(value: Any) -> float | None:
 def _token(row: tuple[Any, ...]) -> ApiToken:
     return ApiToken(row[0], row[1], row[2], row[3], float(row[4]), tuple(_load(row[5], [])),
                     _opt(row[6]), _opt(row[7]), _opt(row[8]), row[9])
+
+
+_RESOLVE = (f"SELECT {', '.join('t.' + c for c in _TOKEN.split(', '))}, u.disabled, m.role, "
+            "o.rules_version FROM security_tokens t "
+            "LEFT JOIN security_users u ON u.id = t.user_id "
+            "LEFT JOIN security_memberships m ON m.org_id = t.org_id AND m.user_id = t.user_id "
+            "LEFT JOIN security_orgs o ON o.id = t.org_id WHERE t.id = ?")
+
+
+def _resolved(row: tuple[Any, ...]) -> ResolvedToken:
+    return ResolvedToken(_token(row[:10]), row[10] is not None and not row[10], row[11],
+                         None if row[12] is None else int(row[12]))
 
 
 def _rule(row: tuple[Any, ...]) -> Rule:
@@ -317,6 +330,11 @@ class SqlSecurityStore:
     async def touch_token(self, token_id: str, at: float) -> None:
         await self.db.write(lambda: _changed(
             "UPDATE security_tokens SET last_used_at = ? WHERE id = ?", (at, token_id)))
+
+    async def resolve_token(self, token_id: str) -> ResolvedToken | None:
+        found: ResolvedToken | None = await self.db.read(lambda: _one(
+            _RESOLVE, (token_id,), _resolved))
+        return found
 
     # rules
     async def add_rule(self, rule: Rule) -> Rule:

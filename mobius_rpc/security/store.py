@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 __all__ = (
-    "Organization", "User", "Membership", "ApiToken", "Rule", "AuditRecord",
+    "Organization", "User", "Membership", "ApiToken", "ResolvedToken", "Rule", "AuditRecord",
     "AuditCheckpoint", "AuditQuery", "RateBucket", "BucketResult", "StoreError",
     "DuplicateError", "AuditConflict", "SecurityStore", "MemorySecurityStore", "refill",
 )
@@ -74,6 +74,18 @@ class ApiToken:
     revoked_at: float | None = None
     last_used_at: float | None = None
     description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedToken:
+    """A token with what deciding on it needs, read together (one query in SQL):
+    whether its user is active, the role in its organization (None: not a member)
+    and that organization's ``rules_version`` (None: no such organization)."""
+
+    token: ApiToken
+    user_active: bool
+    role: str | None
+    rules_version: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +224,7 @@ class SecurityStore(Protocol):
                           org_id: str | None = None) -> list[ApiToken]: ...
     async def revoke_token(self, token_id: str, at: float) -> bool: ...
     async def touch_token(self, token_id: str, at: float) -> None: ...
+    async def resolve_token(self, token_id: str) -> ResolvedToken | None: ...
 
     async def add_rule(self, rule: Rule) -> Rule: ...
     async def delete_rule(self, org_id: str, rule_id: str) -> bool: ...
@@ -321,6 +334,17 @@ class MemorySecurityStore:
         token = self.tokens.get(token_id)
         if token is not None:
             self.tokens[token_id] = replace(token, last_used_at=at)
+
+    async def resolve_token(self, token_id: str) -> ResolvedToken | None:
+        token = self.tokens.get(token_id)
+        if token is None:
+            return None
+        user = self.users.get(token.user_id)
+        membership = self.memberships.get((token.org_id, token.user_id))
+        org = self.organizations.get(token.org_id)
+        return ResolvedToken(token, user is not None and not user.disabled,
+                             membership.role if membership else None,
+                             org.rules_version if org else None)
 
     # rules
     def _bump(self, org_id: str) -> None:
