@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .client_cli import add_client_parser
@@ -120,8 +122,21 @@ def _serve_http(server: object, host: str, port: int, retention: Retention, *,
                 event_store=MemoryEventStore(retention))
             config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
                                     timeout_graceful_shutdown=5)
-            await _run_uvicorn(uvicorn.Server(config), host,
-                               lambda: print_notes(security.notes))
+            await _run_uvicorn(_Uvicorn(config), host, lambda: print_notes(security.notes))
+
+    class _Uvicorn(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """SIGINT/SIGTERM shut the server down gracefully and then *return* (uvicorn
+            would raise the signal again at once, killing the process before the
+            audit log's background writer has written what it holds)."""
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
 
     try:
         asyncio.run(run())

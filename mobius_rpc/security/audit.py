@@ -112,6 +112,8 @@ class AuditLog:
         self._pending: list[_Pending] = []
         self._wake = anyio.Event()
         self._writer_running = False
+        #: the most records :meth:`append_later` lets wait for the background writer
+        self.max_behind = 1000
         #: records and store writes so far, and the longest a record waited to be written
         self.stats: dict[str, float] = {"records": 0, "writes": 0, "max_wait_ms": 0.0}
 
@@ -172,8 +174,11 @@ class AuditLog:
 
     @property
     def writing_behind(self) -> bool:
-        """Whether a background writer is running (:meth:`append_later` is then cheap)."""
-        return self._writer_running
+        """Whether :meth:`append_later` may be used now: a background writer runs and
+        fewer than :attr:`max_behind` records wait (past that, callers write
+        themselves, which slows them down to what the store can take and bounds
+        what a crash can lose)."""
+        return self._writer_running and len(self._pending) < self.max_behind
 
     async def flush(self) -> None:
         """Write everything queued now."""

@@ -35,7 +35,13 @@ from .oauth import OAuthVerifier
 from .policy import PolicyEngine
 from .principal import AuthMethod, Principal, Role
 from .store import SecurityStore, User
-from .tokens import issue_token, resolve_principal, revalidate_token
+from .tokens import (
+    TOUCH_INTERVAL,
+    hash_token,
+    issue_token,
+    resolve_principal,
+    revalidate_token,
+)
 
 __all__ = ("Authenticator", "secure", "bootstrap", "Bootstrap", "HttpSecurity",
            "serve_http_security", "local_principal", "os_user")
@@ -56,27 +62,65 @@ def local_principal(user: str | None = None) -> Principal:
                      method=AuthMethod.LOCAL)
 
 
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal
+    version: int | None
+    epoch: int
+    good_until: float
+    token_id: str
+    touched: float
+
+
 class Authenticator:
     """API tokens (and optionally OAuth) in front of an ASGI app; failures audited."""
 
     def __init__(self, store: SecurityStore, *, oauth: OAuthVerifier | None = None,
-                 audit: AuditLog | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 audit: AuditLog | None = None, cache_size: int = 4096,
+                 cache_ttl: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.oauth = oauth
         self.audit = audit or AuditLog(store, clock=clock)
         #: told each organization's rules version read with a token (saves it a read)
         self.policy: PolicyEngine | None = None
+        #: resolved tokens by hash (see :meth:`verify`); 0 entries: no caching
+        self._cache: dict[str, _Cached] = {}
+        self.cache_size = cache_size
+        #: how long a cached token is trusted without resolving it again, epoch or not
+        self.cache_ttl = cache_ttl
         self._clock = clock
 
     def use_audit(self, audit: AuditLog) -> None:
         self.audit = audit
 
     async def verify(self, raw: str) -> Principal | None:
-        found = await resolve_principal(self.store, raw, clock=self._clock)
-        if found is None:
-            return None
-        principal, version = found
+        """The principal of an API token.  Resolved tokens are cached by their hash
+        while the store's security epoch stands still (one tiny read per request
+        instead of a join), and never past their expiry; a revocation anywhere moves
+        the epoch, so the very next request resolves the token again and fails."""
+        epoch = await self.store.security_epoch()
+        key = hash_token(raw)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and cached.epoch == epoch and now < cached.good_until:
+            principal, version = cached.principal, cached.version
+            if now - cached.touched >= TOUCH_INTERVAL:  # last use, at most once a minute
+                cached.touched = now
+                await self.store.touch_token(cached.token_id, now)
+        else:
+            found = await resolve_principal(self.store, raw, clock=self._clock)
+            if found is None:
+                self._cache.pop(key, None)
+                return None
+            principal, resolved = found
+            version, expires = resolved.rules_version, resolved.token.expires_at
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            if self.cache_size > 0:
+                self._cache[key] = _Cached(principal, version, epoch,
+                                           now + self.cache_ttl if expires is None
+                                           else min(expires, now + self.cache_ttl),
+                                           principal.credential or "", now)
         if self.policy is not None:
             self.policy.note_version(principal.organization, version)
         return principal

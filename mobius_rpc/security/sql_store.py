@@ -59,6 +59,11 @@ _AUDIT = ("seq, at, method, outcome, user_id, organization, auth_method, credent
           "duration_ms, detail, prev_hash, hash")
 
 
+_AUDIT_ROW = "(" + ", ".join("?" * 18) + ")"
+#: 18 parameters a row: far below SQLite's limit of 32766 parameters a statement
+_ROWS_PER_INSERT = 500
+
+
 def _dump(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
@@ -130,6 +135,17 @@ def _changed(sql: str, params: tuple[Any, ...]) -> Program[bool]:
     return result.changed > 0
 
 
+_BUMP = "UPDATE security_state SET epoch = epoch + 1 WHERE id = 1"
+
+
+def _bumping(sql: str, params: tuple[Any, ...]) -> Program[bool]:
+    """A change that can end or narrow access: it moves the security epoch too."""
+    result = yield sql, params
+    if result.changed:
+        yield _BUMP, ()
+    return result.changed > 0
+
+
 def _insert_unique(sql: str, params: tuple[Any, ...], what: str) -> Program[None]:
     result = yield sql + " ON CONFLICT DO NOTHING", params
     if result.changed == 0:
@@ -149,6 +165,7 @@ def _add_rule(rule: Rule) -> Program[Rule]:
                             "WHERE id = ?", (rule.org_id,))
     if bumped.changed == 0:
         raise StoreError(f"no organization {rule.org_id}")
+    yield _BUMP, ()
     top = yield "SELECT COALESCE(MAX(position), 0) FROM security_rules", ()
     position = int(top.rows[0][0]) + 1
     yield from _insert_unique(
@@ -167,6 +184,7 @@ def _delete_rule(org_id: str, rule_id: str) -> Program[bool]:
         return False
     yield ("UPDATE security_orgs SET rules_version = rules_version + 1 WHERE id = ?",
            (org_id,))
+    yield _BUMP, ()
     return True
 
 
@@ -180,12 +198,17 @@ def _append_audit(records: list[AuditRecord]) -> Program[None]:
                    (records[-1].seq, first - 1))
     if moved.changed == 0:
         raise AuditConflict(f"audit seq {first} is not the next one")
-    for r in records:
+    # many rows per statement: one round trip for a whole batch (group commit)
+    for start in range(0, len(records), _ROWS_PER_INSERT):
+        chunk = records[start:start + _ROWS_PER_INSERT]
+        params: list[Any] = []
+        for r in chunk:
+            params += (r.seq, r.time, r.method, r.outcome, r.user, r.organization,
+                       r.auth_method, r.credential, r.session, r.request_id, r.target,
+                       r.arguments_digest, r.error, r.error_code, r.duration_ms,
+                       _dump(r.detail), r.prev_hash, r.hash)
         yield (f"INSERT INTO audit_records ({_AUDIT}) VALUES "
-               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (r.seq, r.time, r.method, r.outcome, r.user, r.organization, r.auth_method,
-                r.credential, r.session, r.request_id, r.target, r.arguments_digest, r.error,
-                r.error_code, r.duration_ms, _dump(r.detail), r.prev_hash, r.hash))
+               + ", ".join([_AUDIT_ROW] * len(chunk)), tuple(params))
 
 
 def _list_audit(q: AuditQuery) -> Program[list[AuditRecord]]:
@@ -273,13 +296,13 @@ class SqlSecurityStore:
             f"SELECT {_USER} FROM security_users ORDER BY created_at, id", (), _user))
 
     async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
-        return await self.db.write(lambda: _changed(
+        return await self.db.write(lambda: _bumping(
             "UPDATE security_users SET disabled = ? WHERE id = ?", (int(disabled), user_id)))
 
     # memberships
     async def put_membership(self, membership: Membership) -> None:
         m = membership
-        await self.db.write(lambda: _changed(
+        await self.db.write(lambda: _bumping(
             f"INSERT INTO security_memberships ({_MEMBER}) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, "
             "created_at = excluded.created_at", (m.org_id, m.user_id, m.role, m.created_at)))
@@ -291,7 +314,7 @@ class SqlSecurityStore:
         return found
 
     async def delete_membership(self, org_id: str, user_id: str) -> bool:
-        return await self.db.write(lambda: _changed(
+        return await self.db.write(lambda: _bumping(
             "DELETE FROM security_memberships WHERE org_id = ? AND user_id = ?",
             (org_id, user_id)))
 
@@ -323,7 +346,7 @@ class SqlSecurityStore:
                                                 _token))
 
     async def revoke_token(self, token_id: str, at: float) -> bool:
-        return await self.db.write(lambda: _changed(
+        return await self.db.write(lambda: _bumping(
             "UPDATE security_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (at, token_id)))
 
@@ -335,6 +358,17 @@ class SqlSecurityStore:
         found: ResolvedToken | None = await self.db.read(lambda: _one(
             _RESOLVE, (token_id,), _resolved))
         return found
+
+    async def security_epoch(self) -> int:
+        """The number every access-narrowing change moves (see the migration)."""
+        read_now = getattr(self.db, "read_now", None)
+        make = lambda: _one("SELECT epoch FROM security_state WHERE id = 1", (),  # noqa: E731
+                            lambda row: int(row[0]))
+        # SQLite: a one-row read on the calling thread (WAL readers never wait for
+        # writers) costs less than the hop to a worker thread it would otherwise take
+        found: int | None = read_now(make) if read_now is not None else \
+            await self.db.read(make)
+        return found or 0
 
     # rules
     async def add_rule(self, rule: Rule) -> Rule:

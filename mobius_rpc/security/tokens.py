@@ -122,9 +122,10 @@ async def authenticate_token(store: SecurityStore, raw: str, *, now: float | Non
 async def resolve_principal(store: SecurityStore, raw: str, *, now: float | None = None,
                             touch_interval: float = TOUCH_INTERVAL,
                             clock: Callable[[], float] = time.time
-                            ) -> tuple[Principal, int | None] | None:
-    """:func:`authenticate_token` and the organization's ``rules_version`` read with it
-    (one store query: the policy need not read the organization again)."""
+                            ) -> tuple[Principal, ResolvedToken] | None:
+    """:func:`authenticate_token` and what was read with it in one store query (the
+    token's expiry, the organization's ``rules_version``: the policy need not read
+    the organization again)."""
     tid = token_id(raw)
     if tid is None:
         return None
@@ -138,7 +139,7 @@ async def resolve_principal(store: SecurityStore, raw: str, *, now: float | None
         return None
     principal = await _principal_of(store, resolved, clock() if now is None else now,
                                     touch_interval)
-    return None if principal is None else (principal, resolved.rules_version)
+    return None if principal is None else (principal, resolved)
 
 
 async def revalidate_token(store: SecurityStore, principal: Principal, *,

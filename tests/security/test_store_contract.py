@@ -139,3 +139,35 @@ async def test_memory_urls_share_a_security_store_by_name_and_sql_uses_the_datab
         await security.create_user(User("u1", "ada", 1.0))
     async with open_security_store(url) as (_, again):  # it persisted
         assert (await again.get_user("u1")) is not None
+
+
+async def test_a_resolved_token_and_the_epoch_that_guards_caches(sec_store: SecurityStore
+                                                                  ) -> None:
+    s = sec_store
+    await s.create_organization(Organization("A", "Org A", 1.0))
+    await s.create_user(User("u1", "ada", 1.0))
+    await s.add_token(ApiToken("tid1", "u1", "A", "h" * 64, 5.0))
+    await s.add_token(ApiToken("orphan", "ghost", "Z", "g" * 64, 5.0))
+    assert await s.resolve_token("nope") is None
+    found = await s.resolve_token("tid1")
+    assert found is not None and found.token == await s.get_token("tid1")
+    assert (found.user_active, found.role, found.rules_version) == (True, None, 0)
+    lonely = await s.resolve_token("orphan")
+    assert lonely is not None and (lonely.user_active, lonely.role, lonely.rules_version) == (
+        False, None, None)
+    seen = [await s.security_epoch()]
+    for change in (lambda: s.put_membership(Membership("A", "u1", "member", 2.0)),
+                   lambda: s.add_rule(make_rule("A", "allow", "*", "*", "*", rule_id="r")),
+                   lambda: s.delete_rule("A", "r"),
+                   lambda: s.set_user_disabled("u1", True),
+                   lambda: s.revoke_token("tid1", 9.0),
+                   lambda: s.delete_membership("A", "u1")):
+        await change()
+        seen.append(await s.security_epoch())
+    assert seen == sorted(set(seen)), seen  # every change moved it
+    found = await s.resolve_token("tid1")
+    assert found is not None and found.user_active is False and found.rules_version == 2
+    before = await s.security_epoch()
+    await s.touch_token("tid1", 10.0)  # recording use narrows nothing
+    await s.revoke_token("tid1", 11.0)  # revoked already: nothing changed
+    assert await s.security_epoch() == before

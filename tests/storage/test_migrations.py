@@ -37,7 +37,8 @@ _TABLES_BY_NAME = {"sessions": {"mobius_schema", "sessions", "session_subscripti
                    "tasks_and_outbox": {"tasks", "outbox"},
                    "security": {"security_orgs", "security_users", "security_memberships",
                                 "security_tokens", "security_rules", "audit_records",
-                                "audit_head", "audit_checkpoint", "rate_buckets"}}
+                                "audit_head", "audit_checkpoint", "rate_buckets",
+                                "security_state"}}
 TABLES = {m.version: _TABLES_BY_NAME.get(m.name, set()) for m in migrations("sqlite")}
 
 

@@ -104,3 +104,13 @@ CREATE TABLE rate_buckets (
     tokens DOUBLE PRECISION NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL
 );
+
+-- Bumped by every change that can end or narrow a credential's access (a revoked
+-- token, a disabled user, a membership changed or removed, a rule changed), so a
+-- server may cache resolved tokens and check one number per request.
+CREATE TABLE security_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL
+);
+
+INSERT INTO security_state (id, epoch) VALUES (1, 0);
