@@ -16,8 +16,10 @@ self-contained POST (2026-07-28: every request authenticated and audited on its
 own, the costliest case), in interleaved slices (off, secured, secured, off, ...
 ``--rounds`` each) so a drifting machine slows both alike; every non-200 or
 non-success body fails the run.  ``loss`` is 1 - secured/off req/s; the target
-is at most 15%.  After the load the audit log of each secured server is checked
-to hold exactly one record per successful call and to verify.
+is at most 15%.  The server's CPU time per answered call is shown too (from /proc;
+the secured server's includes its audit writer and, on SQLite, the database work):
+on a machine shared with other work, CPU per call moves less than req/s does.
+After the load the audit log of each secured server is counted and verified.
 
     python benchmarks/security.py [--duration 5] [--rounds 3] [--sessions 1,8,32]
         [--backends sqlite,postgresql] [--pg-url URL] [--json out.json]
@@ -129,6 +131,13 @@ def audit_check(store: str, requests: int) -> str:
     return anyio.run(run)
 
 
+def cpu_per_call(slices: list[tuple[sh.Sample, float | None]]) -> float | None:
+    """Server CPU microseconds per answered call (None without /proc)."""
+    if any(cpu is None for _, cpu in slices):
+        return None
+    return sum(cpu or 0.0 for _, cpu in slices) / sum(s.requests for s, _ in slices) * 1e6
+
+
 def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server,
          secured: dict[str, tuple[sh.Server, str | None]], answered: dict[str, int]
          ) -> list[dict[str, Any]]:
@@ -145,7 +154,8 @@ def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server
     print(f"tools/call over Streamable HTTP (2026-07-28 stateless POSTs), wrk, "
           f"{args.rounds} x {args.duration}s slices per point")
     print(f"{'backend':>11}{'M':>4}{'off req/s':>11}{'secured req/s':>15}{'loss':>8}"
-          f"{'off p99':>9}{'sec p99':>9}{'loss<=15%':>11}  loss per round")
+          f"{'off p99':>9}{'sec p99':>9}{'loss<=15%':>11}{'CPU/call off/sec loss':>22}"
+          "  loss per round")
     for backend, (server, token) in secured.items():
         on_script = script(work, token)
         for m in counts:
@@ -153,20 +163,30 @@ def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server
             for r in range(args.rounds):
                 order = [(off, off_script, offs), (server, on_script, ons)]
                 for target, lua, into in (order if r % 2 == 0 else order[::-1]):
-                    into.append(sh.run_wrk(target.url, lua, m, args.duration))
-            answered[backend] += sum(s.requests for s in ons)
-            off_rps = sum(s.rps for s in offs) / len(offs)
-            on_rps = sum(s.rps for s in ons) / len(ons)
+                    before = target.cpu_seconds()
+                    sample = sh.run_wrk(target.url, lua, m, args.duration)
+                    after = target.cpu_seconds()
+                    cpu = None if before is None or after is None else after - before
+                    into.append((sample, cpu))
+            answered[backend] += sum(s.requests for s, _ in ons)
+            off_rps = sum(s.rps for s, _ in offs) / len(offs)
+            on_rps = sum(s.rps for s, _ in ons) / len(ons)
             loss = 1 - on_rps / off_rps
-            per_round = " ".join(f"{1 - b.rps / a.rps:+.0%}" for a, b in zip(offs, ons))
-            off_p99 = sorted(s.p99_ms for s in offs)[len(offs) // 2]
-            on_p99 = sorted(s.p99_ms for s in ons)[len(ons) // 2]
+            per_round = " ".join(f"{1 - b.rps / a.rps:+.0%}"
+                                 for (a, _), (b, _) in zip(offs, ons, strict=True))
+            off_p99 = sorted(s.p99_ms for s, _ in offs)[len(offs) // 2]
+            on_p99 = sorted(s.p99_ms for s, _ in ons)[len(ons) // 2]
+            off_cpu, on_cpu = cpu_per_call(offs), cpu_per_call(ons)
+            cpu_loss = None if off_cpu is None or on_cpu is None else 1 - off_cpu / on_cpu
+            cpu_text = "?" if cpu_loss is None else \
+                f"{off_cpu:.0f}/{on_cpu:.0f}us {cpu_loss:.0%}"
             print(f"{backend:>11}{m:>4}{off_rps:>11.0f}{on_rps:>15.0f}{loss:>8.1%}"
                   f"{off_p99:>7.2f}ms{on_p99:>7.2f}ms"
-                  f"{'PASS' if loss <= TARGET_LOSS else 'MISS':>11}  {per_round}")
+                  f"{'PASS' if loss <= TARGET_LOSS else 'MISS':>11}{cpu_text:>22}  {per_round}")
             rows.append({"backend": backend, "sessions": m, "off_rps": off_rps,
                          "secured_rps": on_rps, "loss": loss, "off_p99_ms": off_p99,
-                         "secured_p99_ms": on_p99})
+                         "secured_p99_ms": on_p99, "off_cpu_us": off_cpu,
+                         "secured_cpu_us": on_cpu, "cpu_loss": cpu_loss})
     return rows
 
 

