@@ -77,7 +77,9 @@ def serving(store: str | None, workdir: Path) -> Iterator[tuple[sh.Server, str |
         if store is not None and token is None:
             raise sh.BenchmarkError("the secured server printed no token (store not empty?)")
         # drain the rest of stderr so the server never blocks on a full pipe
-        drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=subprocess.DEVNULL)
+        workdir.mkdir(parents=True, exist_ok=True)
+        rest = open(workdir / "stderr.txt", "w")  # noqa: SIM115 - closed below
+        drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=rest)
         yield sh.Server("secured" if store else "off", f"http://127.0.0.1:{port}/mcp",
                         proc.pid), token
     finally:
@@ -89,6 +91,10 @@ def serving(store: str | None, workdir: Path) -> Iterator[tuple[sh.Server, str |
             proc.wait()
         if "drain" in locals():
             drain.wait(5)
+            rest.close()
+            for line in (workdir / "stderr.txt").read_text().splitlines():
+                if line.startswith("audit:"):  # the writer's own account, at shutdown
+                    print(f"{'off' if store is None else store.split(':')[0]} server {line}")
         if proc.stderr is not None:
             proc.stderr.close()
 
@@ -228,7 +234,6 @@ def main() -> None:
             off, _ = servers.enter_context(serving(None, work / "off"))
             secured = {}
             for backend, url in stores.items():
-                (work / backend).mkdir()
                 secured[backend] = servers.enter_context(serving(url, work / backend))
             rows = load(args, work, counts, off, secured, answered)
         # the servers stopped (a clean shutdown loses no audit record): check each log
