@@ -79,7 +79,7 @@ def cpu_seconds(pid: int | None) -> float:
 @contextmanager
 def http_server(*extra: str) -> Iterator[tuple[str, int]]:
     port = free_port()
-    process = subprocess.Popen([*SERVE, "--http", "--port", str(port), *extra],
+    process = subprocess.Popen([*SERVE, "--http", "--port", str(port), "--no-auth", *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

@@ -58,9 +58,8 @@ def server_command(kind: str, port: int, workdir: Path) -> list[str]:
         return [sys.executable, "-m", "uvicorn", "--app-dir", str(workdir), "bare_http_app:app",
                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                 "--log-level", "warning"]
-    return [sys.executable, "-m", "mobius_rpc", "serve",
-            "--fixture", "demo", "--http", "--host", "127.0.0.1",
-            "--port", str(port)]
+    return [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
+            "--host", "127.0.0.1", "--port", str(port), "--no-auth"]
 
 
 def post(conn: http.client.HTTPConnection, body: dict[str, object],

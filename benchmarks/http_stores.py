@@ -59,7 +59,7 @@ def serving(kind: str, workdir: Path, store: str | None) -> Iterator[Server]:
                    "--log-level", "warning"]
     else:
         command = [sys.executable, "-m", "mobius_rpc", "serve", "--http", "--fixture", "demo",
-                   "--host", "127.0.0.1", "--port", str(port)]
+                   "--host", "127.0.0.1", "--port", str(port), "--no-auth"]
         if store is not None:
             command += ["--store", store]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -94,9 +94,9 @@ def check(answer: httpx.Response, to: int) -> None:
 def measure_process(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for era, make in (("legacy session", legacy_poster), ("stateless", modern_poster)):
-        proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve",
-                                 "--fixture", "demo", "--http",
-                                 "--port", "0"], stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo",
+                                 "--http", "--port", "0", "--no-auth"],
+                                stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stderr is not None
             url = proc.stderr.readline().split()[-1]

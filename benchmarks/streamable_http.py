@@ -171,7 +171,7 @@ def running(kind: str, workdir: Path, cpus: set[int] | None = None) -> Iterator[
                    "--log-level", "warning"]
     else:
         command = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
-                   "--host", "127.0.0.1", "--port", str(port)]
+                   "--host", "127.0.0.1", "--port", str(port), "--no-auth"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=pinned(cpus))
     try:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
 from .db_cli import add_db_parser
 from .gateway_cli import add_gateway_parser
+from .security_cli import add_security_parsers
 from .shared_cli import add_store_arguments, shared_sessions, store_url_of
 from .transports.event_store import MemoryEventStore, Retention
 
@@ -104,10 +107,11 @@ def _serve(args: argparse.Namespace) -> int:
         if failed:
             return failed
     if args.http:
-        return _serve_http(server, args.host, args.port, _retention(args),
-                           store_url_of(args), args.session_ttl)
+        return _serve_http(server, args.host, args.port, _retention(args), auth=_auth_of(args),
+                           store=store_url_of(args), session_ttl=args.session_ttl)
+    from .security.serving import local_principal
     try:
-        anyio.run(server.run_stdio)
+        anyio.run(lambda: server.run_stdio(principal=local_principal()))
     except KeyboardInterrupt:
         pass
     return 0
@@ -117,13 +121,58 @@ def _retention(args: argparse.Namespace) -> Retention:
     return Retention(args.retain_events, args.retain_bytes, args.retain_seconds)
 
 
-def _serve_http(server: object, host: str, port: int, retention: Retention,
+def _auth_of(args: argparse.Namespace) -> tuple[bool, str | None, str]:
+    """(authentication on?, the store URL, why it is off): ``--no-auth``, or the
+    conformance fixture (the official suite connects without credentials)."""
+    if args.fixture == "conformance":
+        return False, args.store, "--fixture conformance"
+    return not args.no_auth, args.store, "--no-auth"
+
+
+def _serve_http(server: object, host: str, port: int, retention: Retention, *,
+                auth: tuple[bool, str | None, str] = (False, None, "--no-auth"),
                 store: str | None = None, session_ttl: float = 1800.0) -> int:
+    """Serve every HTTP transport; ``store`` (a store named by --store or
+    $MOBIUS_STORE) also shares legacy sessions with the replicas on it."""
     import uvicorn
 
+    from .security.serving import print_notes, serve_http_security
     from .storage import StoreError
 
-    async def announce(runner: uvicorn.Server) -> None:
+    async def run() -> None:
+        async with serve_http_security(server, auth=auth[0], store_url=auth[1],
+                                       reason_off=auth[2]) as security, \
+                shared_sessions(store, retention, session_ttl) as shared:
+            transports = server.asgi_app(  # type: ignore[attr-defined]
+                event_store=MemoryEventStore(retention), shared=shared)
+            config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
+                                    timeout_graceful_shutdown=5)
+            await _run_uvicorn(_Uvicorn(config), host, lambda: print_notes(security.notes))
+
+    class _Uvicorn(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """SIGINT/SIGTERM shut the server down gracefully and then *return* (uvicorn
+            would raise the signal again at once, killing the process before the
+            audit log's background writer has written what it holds)."""
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    try:
+        asyncio.run(run())
+    except (StoreError, ValueError) as error:
+        print(f"mobius serve: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _run_uvicorn(runner: Any, host: str, after: Callable[[], None]) -> None:
+    async def announce() -> None:
         while not runner.started:
             await asyncio.sleep(0.05)
         bound = runner.servers[0].sockets[0].getsockname()
@@ -134,24 +183,11 @@ def _serve_http(server: object, host: str, port: int, retention: Retention,
         print(f"WebSocket (subprotocol mcp): ws://{host}:{bound[1]}/ws", file=sys.stderr)
         for name in _HOSTS:
             print(f"{name}: {json.dumps(http_host_config(name, url))}", file=sys.stderr)
+        after()
 
-    async def main() -> None:
-        async with shared_sessions(store, retention, session_ttl) as shared:
-            transports = server.asgi_app(  # type: ignore[attr-defined]
-                event_store=MemoryEventStore(retention), shared=shared)
-            config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
-                                    timeout_graceful_shutdown=5)
-            runner = uvicorn.Server(config)
-            task = asyncio.ensure_future(announce(runner))
-            await runner.serve()
-            task.cancel()
-
-    try:
-        asyncio.run(main())
-    except (StoreError, ValueError) as error:
-        print(f"mobius serve: {error}", file=sys.stderr)
-        return 2
-    return 0
+    task = asyncio.ensure_future(announce())
+    await runner.serve()
+    task.cancel()
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -180,9 +216,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", metavar="URL",
                        help="the store (memory:, sqlite:///PATH, postgresql://...; default: "
                             "$MOBIUS_STORE, else the embedded SQLite store under MOBIUS_HOME): "
-                            "the context index lives there, and with --http a store named "
-                            "here or by $MOBIUS_STORE also holds the legacy sessions and "
-                            "SSE events every replica on it shares")
+                            "the context index, users, tokens, rules and the audit log live "
+                            "there, and with --http a store named here or by $MOBIUS_STORE "
+                            "also holds the legacy sessions and SSE events every replica on "
+                            "it shares")
     serve.add_argument("--watch", type=_positive(float), metavar="SECONDS",
                        help="keep the context index current, checking every SECONDS, and "
                             "notify subscribers of changed files")
@@ -216,6 +253,9 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="S", help="--http: seconds SSE events are kept "
                                          f"({kept.max_age:g})")
     add_store_arguments(serve)
+    serve.add_argument("--no-auth", action="store_true",
+                       help="--http: turn authentication off (local development only; "
+                            "every request may do everything)")
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.add_argument("--gateway", metavar="FILE",
@@ -228,6 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     add_conformance_parser(sub)
     add_db_parser(sub)
     add_gateway_parser(sub)
+    add_security_parsers(sub)
     return parser
 
 

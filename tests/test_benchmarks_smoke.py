@@ -124,3 +124,16 @@ def test_stdio_instructions_benchmark_refuses_a_python_without_mobius(tmp_path: 
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "FAILED" in done.stderr and "cannot import mobius_rpc" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_security_benchmark_runs_and_checks_the_audit_log(tmp_path: Path) -> None:
+    out = tmp_path / "security.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "security.py"), "--duration", "1",
+         "--rounds", "1", "--warmup", "0", "--sessions", "2", "--backends", "sqlite",
+         "--json", str(out)], capture_output=True, text=True, timeout=120, check=True)
+    assert "chain verifies" in done.stdout and "loss" in done.stdout
+    (row,) = json.loads(out.read_text())
+    assert row["backend"] == "sqlite" and row["sessions"] == 2
+    assert row["off_rps"] > 0 and row["secured_rps"] > 0

@@ -58,7 +58,7 @@ def test_serve_http_announces_its_url_and_answers() -> None:
     import httpx
 
     proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve",
-                             "--fixture", "demo", "--http", "--port", "0"],
+                             "--fixture", "demo", "--http", "--port", "0", "--no-auth"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

@@ -29,6 +29,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from .store import AuditCheckpoint, AuditConflict, AuditQuery, AuditRecord, Secu
 
 __all__ = ("GENESIS", "AuditLog", "VerifyResult", "digest", "canonical_json", "record_hash",
            "to_json", "to_csv")
+
+log = logging.getLogger("mobius_rpc.security")
 
 GENESIS = "0" * 64
 _PAGE = 1000
@@ -90,6 +93,7 @@ class VerifyResult:
 @dataclass(slots=True)
 class _Pending:
     body: dict[str, Any]
+    queued: float
     record: AuditRecord | None = None
 
 
@@ -106,6 +110,12 @@ class AuditLog:
         self._anchor: tuple[int, str] | None = None
         #: records waiting for the lock holder to write them
         self._pending: list[_Pending] = []
+        self._wake = anyio.Event()
+        self._writer_running = False
+        #: the most records :meth:`append_later` lets wait for the background writer
+        self.max_behind = 1000
+        #: records and store writes so far, and the longest a record waited to be written
+        self.stats: dict[str, float] = {"records": 0, "writes": 0, "max_wait_ms": 0.0}
 
     async def _load_head(self) -> tuple[int, str]:
         last = await self.store.last_audit()
@@ -116,17 +126,13 @@ class AuditLog:
             return checkpoint.seq - 1, checkpoint.prev_hash
         return 0, GENESIS
 
-    async def append(self, *, method: str, outcome: str, principal: Principal | None = None,
-                     target: str | None = None, arguments: Any = None,
-                     session: str | None = None,
-                     request_id: str | int | None = None, error: str | None = None,
-                     error_code: int | None = None, duration_ms: float | None = None,
-                     detail: dict[str, Any] | None = None,
-                     at: float | None = None) -> AuditRecord:
-        """Add one record; returns once the store has it (durable if the store is).
-
-        ``arguments`` is digested here and never kept (None: no arguments)."""
-        body: dict[str, Any] = {
+    def _body(self, *, method: str, outcome: str, principal: Principal | None = None,
+              target: str | None = None, arguments: Any = None, session: str | None = None,
+              request_id: str | int | None = None, error: str | None = None,
+              error_code: int | None = None, duration_ms: float | None = None,
+              detail: dict[str, Any] | None = None, at: float | None = None
+              ) -> dict[str, Any]:
+        return {
             "seq": 0, "time": self._clock() if at is None else at, "method": method,
             "outcome": outcome, "user": principal.user if principal else None,
             "organization": (principal.organization or None) if principal else None,
@@ -138,17 +144,86 @@ class AuditLog:
             "error": error, "error_code": error_code,
             "duration_ms": None if duration_ms is None else round(duration_ms, 3),
             "detail": detail or {}}
-        pending = _Pending(body)
+
+    async def append(self, **fields: Any) -> AuditRecord:
+        """Add one record; returns once the store has it (durable if the store is).
+
+        Fields: ``method``, ``outcome``, and optionally ``principal``, ``target``,
+        ``arguments`` (digested here and never kept; None: no arguments),
+        ``session``, ``request_id``, ``error``, ``error_code``, ``duration_ms``,
+        ``detail``, ``at``."""
+        pending = _Pending(self._body(**fields), time.perf_counter())
         self._pending.append(pending)
         async with self._lock:
             # whoever holds the lock writes every record queued so far, in one store
             # call: under load, many requests share one transaction (group commit)
             if pending.record is None:
-                batch, self._pending = self._pending, []
-                with anyio.CancelScope(shield=True):  # the batch is others' records too
-                    await self._write(batch)
+                await self._write_pending()
         assert pending.record is not None
         return pending.record
+
+    def append_later(self, **fields: Any) -> None:
+        """Queue one record for the background writer (:meth:`run`) and return at once.
+
+        Only while :meth:`run` is running; otherwise the record is written by the
+        next :meth:`append` or :meth:`flush`.  Its loss window after a crash is the
+        time it waits in the queue (:attr:`stats`: the longest wait seen); a clean
+        shutdown (the end of :meth:`run`) writes everything queued."""
+        self._pending.append(_Pending(self._body(**fields), time.perf_counter()))
+        self._wake.set()
+
+    @property
+    def writing_behind(self) -> bool:
+        """Whether :meth:`append_later` may be used now: a background writer runs and
+        fewer than :attr:`max_behind` records wait (past that, callers write
+        themselves, which slows them down to what the store can take and bounds
+        what a crash can lose)."""
+        return self._writer_running and len(self._pending) < self.max_behind
+
+    async def flush(self) -> None:
+        """Write everything queued now."""
+        async with self._lock:
+            if self._pending:
+                await self._write_pending()
+
+    async def run(self, *, interval: float = 0.025) -> None:
+        """The background writer: gathers queued records for ``interval`` seconds and
+        writes them in one store call, until cancelled; then writes what is left.
+        25 ms by default: on SQLite each write is a hop to a worker thread, and fewer
+        hops leave the event loop more of the interpreter (2 ms measured 1,400 req/s
+        against 2,250 at 25 ms, 8 clients on a shared 2-core machine).
+        A store that fails is retried (the records stay queued), never dropped."""
+        self._writer_running = True
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                await anyio.sleep(interval)
+                try:
+                    await self.flush()
+                except Exception as error:  # the store is down: keep them, try again
+                    log.error("audit records not written yet (%s); retrying",
+                              type(error).__name__)
+                    await anyio.sleep(0.5)
+                    self._wake.set()
+        finally:
+            self._writer_running = False
+            with anyio.CancelScope(shield=True):
+                await self.flush()
+
+    async def _write_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        with anyio.CancelScope(shield=True):  # the batch is others' records too
+            try:
+                await self._write(batch)
+            except BaseException:
+                self._pending[:0] = batch  # not written: keep them, in order
+                raise
+        done = time.perf_counter()
+        waits = [done - item.queued for item in batch]
+        self.stats["records"] += len(batch)
+        self.stats["writes"] += 1
+        self.stats["max_wait_ms"] = max(self.stats["max_wait_ms"], max(waits) * 1000.0)
 
     async def _write(self, batch: list[_Pending]) -> None:
         for attempt in range(_ATTEMPTS):

@@ -31,6 +31,7 @@ import anyio
 
 from ..core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError
 from ..core.revisions import MODERN_REVISIONS
+from ..core.types import TransportKind
 from ..server.context import Context, InputRequired
 from ..server.registration import Registration
 from .audit import AuditLog
@@ -39,14 +40,18 @@ from .policy import Action, Kind, PolicyEngine, RuleSet
 from .principal import Principal
 from .store import SecurityStore
 
-__all__ = ("SecurityMiddleware", "UNAUTHENTICATED", "OwnerLookup", "Ownership")
+__all__ = ("SecurityMiddleware", "UNAUTHENTICATED", "OwnerLookup", "Ownership", "Revalidate")
 
 #: JSON-RPC code of a request that arrived without an identity
 UNAUTHENTICATED = -31001
 #: which organization a thing belongs to, if any (see :class:`Ownership`)
 OwnerLookup = Callable[[str, str], str | None]
 Next = Callable[[Context], Awaitable[dict[str, Any]]]
+#: the principal as it stands now, or None when its credential no longer holds
+Revalidate = Callable[[Principal], Awaitable[Principal | None]]
 
+#: outcomes on record before the answer is sent, even with a background writer
+_DURABLE_FIRST = frozenset(("denied", "limited"))
 #: methods answered without an identity (the connection's own handshake)
 _PUBLIC = frozenset(("ping", "initialize", "server/discover"))
 #: session bookkeeping any identified caller may do (nothing to decide about)
@@ -64,8 +69,11 @@ class SecurityMiddleware:
     def __init__(self, store: SecurityStore, *, policy: PolicyEngine | None = None,
                  audit: AuditLog | None = None, limits: Limits | None = None,
                  default_principal: Principal | None = None, owners: OwnerLookup | None = None,
-                 extra_methods: Iterable[str] = (), clock: Callable[[], float] = time.time
-                 ) -> None:
+                 extra_methods: Iterable[str] = (), clock: Callable[[], float] = time.time,
+                 revalidate: Revalidate | None = None) -> None:
+        """``revalidate`` checks the principal of a WebSocket connection again on each
+        request (:func:`~.tokens.revalidate_token`): the connection authenticated
+        once, at its handshake, but a revoked token must fail on its next request."""
         self.store = store
         self.policy = policy or PolicyEngine(store)
         self.audit = audit or AuditLog(store, clock=clock)
@@ -74,12 +82,20 @@ class SecurityMiddleware:
         self.owners = owners
         self.extra_methods = frozenset(extra_methods)
         self._clock = clock
+        self.revalidate = revalidate
+
+    def use_audit(self, audit: AuditLog) -> None:
+        """Record to ``audit`` (``Server(audit=...)`` hands its sink over this way)."""
+        self.audit = audit
 
     async def __call__(self, ctx: Context, call_next: Next) -> dict[str, Any]:
         method = ctx.method
         if method in _PUBLIC:
             return await call_next(ctx)
         principal = self._principal(ctx)
+        if principal is not None and self.revalidate is not None \
+                and ctx.transport.kind is TransportKind.WEBSOCKET:
+            principal = await self.revalidate(principal)
         if principal is None:
             await self._refuse(ctx, None, None, McpError(UNAUTHENTICATED,
                                                          "Authentication required"), {})
@@ -264,12 +280,18 @@ class SecurityMiddleware:
     async def _record(self, ctx: Context, principal: Principal | None, target: str | None,
                       arguments: Any, outcome: str, error: McpError | None, at: float,
                       duration_ms: float, detail: dict[str, Any]) -> None:
-        await self.audit.append(
+        fields = dict(
             method=ctx.method, outcome=outcome, principal=principal, target=target,
             arguments=arguments, session=self._session_id(ctx), request_id=ctx.request_id,
             error=error.message if error else None, error_code=error.code if error else None,
             duration_ms=duration_ms, detail={k: v for k, v in detail.items() if v is not None},
             at=at)
+        if outcome not in _DURABLE_FIRST and self.audit.writing_behind:
+            # a use that was allowed: recorded by the background writer (the answer
+            # need not wait for the commit; see docs/security.md for the loss window)
+            self.audit.append_later(**fields)
+        else:
+            await self.audit.append(**fields)
 
     async def _refuse(self, ctx: Context, principal: Principal | None, target: str | None,
                       error: McpError, detail: dict[str, Any], arguments: Any = None

@@ -326,25 +326,47 @@ class PolicyEngine:
     every request sees a rule change made by any replica at once).
     """
 
+    #: how long a version noted by the authenticator stands for a store read (seconds)
+    HINT_TTL = 1.0
+
     def __init__(self, store: SecurityStore, *, max_staleness: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.max_staleness = max_staleness
         self._clock = clock
         self._sets: dict[str, tuple[RuleSet, float]] = {}
+        self._hints: dict[str, tuple[int, float]] = {}
+
+    def note_version(self, org_id: str, version: int | None) -> None:
+        """The organization's rules version as just read with a request's credential
+        (:func:`~.tokens.resolve_principal`): that request's decision need not read it
+        again.  A hint stands for :attr:`HINT_TTL` seconds at most; each request
+        notes a fresh one, so a rule change shows from the first request that
+        authenticates after it, as if the version had been read for that request."""
+        if version is None:
+            self._hints.pop(org_id, None)
+        else:
+            if len(self._hints) >= _CACHE_LIMIT:
+                self._hints.clear()
+            self._hints[org_id] = (version, self._clock())
 
     async def rules_for(self, org_id: str) -> RuleSet:
         now = self._clock()
         cached = self._sets.get(org_id)
         if cached is not None and self.max_staleness > 0 and now - cached[1] < self.max_staleness:
             return cached[0]
-        org = await self.store.get_organization(org_id)
-        if org is None:
+        hint = self._hints.get(org_id)
+        if hint is not None and now - hint[1] < self.HINT_TTL:
+            version: int | None = hint[0]
+        else:
+            org = await self.store.get_organization(org_id)
+            version = None if org is None else org.rules_version
+        if version is None:
             return RuleSet(org_id, -1, ())  # no such organization: nothing is allowed
-        if cached is not None and cached[0].version == org.rules_version:
+        if cached is not None and cached[0].version == version:
             self._sets[org_id] = (cached[0], now)
             return cached[0]
-        rules = RuleSet(org_id, org.rules_version, await self.store.list_rules(org_id))
+        rules = RuleSet(org_id, version, await self.store.list_rules(org_id))
         self._sets[org_id] = (rules, now)
         return rules
 

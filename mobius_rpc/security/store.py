@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 __all__ = (
-    "Organization", "User", "Membership", "ApiToken", "Rule", "AuditRecord",
+    "Organization", "User", "Membership", "ApiToken", "ResolvedToken", "Rule", "AuditRecord",
     "AuditCheckpoint", "AuditQuery", "RateBucket", "BucketResult", "StoreError",
     "DuplicateError", "AuditConflict", "SecurityStore", "MemorySecurityStore", "refill",
 )
@@ -74,6 +74,18 @@ class ApiToken:
     revoked_at: float | None = None
     last_used_at: float | None = None
     description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedToken:
+    """A token with what deciding on it needs, read together (one query in SQL):
+    whether its user is active, the role in its organization (None: not a member)
+    and that organization's ``rules_version`` (None: no such organization)."""
+
+    token: ApiToken
+    user_active: bool
+    role: str | None
+    rules_version: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +224,12 @@ class SecurityStore(Protocol):
                           org_id: str | None = None) -> list[ApiToken]: ...
     async def revoke_token(self, token_id: str, at: float) -> bool: ...
     async def touch_token(self, token_id: str, at: float) -> None: ...
+    async def resolve_token(self, token_id: str) -> ResolvedToken | None: ...
+    async def security_epoch(self) -> int:
+        """A number every change that can end or narrow access moves (revoking a
+        token, disabling a user, changing or removing a membership, changing a
+        rule): a cache of resolved tokens is good while it stays the same."""
+        ...
 
     async def add_rule(self, rule: Rule) -> Rule: ...
     async def delete_rule(self, org_id: str, rule_id: str) -> bool: ...
@@ -245,6 +263,7 @@ class MemorySecurityStore:
         self.checkpoint: AuditCheckpoint | None = None
         self.buckets: dict[str, RateBucket] = {}
         self._positions = 0
+        self.epoch = 0
 
     # organizations and users
     async def create_organization(self, org: Organization) -> None:
@@ -277,17 +296,21 @@ class MemorySecurityStore:
         if user is None:
             return False
         self.users[user_id] = replace(user, disabled=disabled)
+        self.epoch += 1
         return True
 
     # memberships
     async def put_membership(self, membership: Membership) -> None:
         self.memberships[(membership.org_id, membership.user_id)] = membership
+        self.epoch += 1
 
     async def get_membership(self, org_id: str, user_id: str) -> Membership | None:
         return self.memberships.get((org_id, user_id))
 
     async def delete_membership(self, org_id: str, user_id: str) -> bool:
-        return self.memberships.pop((org_id, user_id), None) is not None
+        gone = self.memberships.pop((org_id, user_id), None) is not None
+        self.epoch += gone
+        return gone
 
     async def list_memberships(self, *, org_id: str | None = None,
                                user_id: str | None = None) -> list[Membership]:
@@ -315,6 +338,7 @@ class MemorySecurityStore:
         if token is None or token.revoked_at is not None:
             return False
         self.tokens[token_id] = replace(token, revoked_at=at)
+        self.epoch += 1
         return True
 
     async def touch_token(self, token_id: str, at: float) -> None:
@@ -322,8 +346,23 @@ class MemorySecurityStore:
         if token is not None:
             self.tokens[token_id] = replace(token, last_used_at=at)
 
+    async def security_epoch(self) -> int:
+        return self.epoch
+
+    async def resolve_token(self, token_id: str) -> ResolvedToken | None:
+        token = self.tokens.get(token_id)
+        if token is None:
+            return None
+        user = self.users.get(token.user_id)
+        membership = self.memberships.get((token.org_id, token.user_id))
+        org = self.organizations.get(token.org_id)
+        return ResolvedToken(token, user is not None and not user.disabled,
+                             membership.role if membership else None,
+                             org.rules_version if org else None)
+
     # rules
     def _bump(self, org_id: str) -> None:
+        self.epoch += 1
         org = self.organizations.get(org_id)
         if org is not None:
             self.organizations[org_id] = replace(org, rules_version=org.rules_version + 1)

@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .principal import AuthMethod, Principal, Role
-from .store import ApiToken, DuplicateError, SecurityStore
+from .store import ApiToken, DuplicateError, ResolvedToken, SecurityStore
 
 __all__ = ("TOKEN_PREFIX", "ID_LENGTH", "IssuedToken", "TokenError", "issue_token",
-           "authenticate_token", "revoke_token", "hash_token", "token_id")
+           "authenticate_token", "resolve_principal", "revalidate_token", "revoke_token",
+           "hash_token", "token_id")
 
 TOKEN_PREFIX = "mbx_"
 #: characters of the random part that form the public id (72 bits: unique in practice)
@@ -113,29 +114,62 @@ async def authenticate_token(store: SecurityStore, raw: str, *, now: float | Non
     Roles come from the membership at this moment, not from when the token was
     issued: demoting a member takes effect on their next request.
     """
+    found = await resolve_principal(store, raw, now=now, touch_interval=touch_interval,
+                                    clock=clock)
+    return found[0] if found is not None else None
+
+
+async def resolve_principal(store: SecurityStore, raw: str, *, now: float | None = None,
+                            touch_interval: float = TOUCH_INTERVAL,
+                            clock: Callable[[], float] = time.time
+                            ) -> tuple[Principal, ResolvedToken] | None:
+    """:func:`authenticate_token` and what was read with it in one store query (the
+    token's expiry, the organization's ``rules_version``: the policy need not read
+    the organization again)."""
     tid = token_id(raw)
     if tid is None:
         return None
-    record = await store.get_token(tid)
+    resolved = await store.resolve_token(tid)
     presented = hash_token(raw)
-    if record is None:
+    if resolved is None:
         # compare anyway, so an unknown id costs what a wrong secret costs
         hmac.compare_digest(presented, "0" * 64)
         return None
-    if not hmac.compare_digest(presented, record.hash):
+    if not hmac.compare_digest(presented, resolved.token.hash):
         return None
-    at = clock() if now is None else now
+    principal = await _principal_of(store, resolved, clock() if now is None else now,
+                                    touch_interval)
+    return None if principal is None else (principal, resolved)
+
+
+async def revalidate_token(store: SecurityStore, principal: Principal, *,
+                           now: float | None = None) -> Principal | None:
+    """``principal`` as its API token stands now (fresh roles), or None when the token
+    was revoked or expired or its user or membership went meanwhile.
+
+    For connections that authenticated once and then carry many requests (a
+    WebSocket): each request is checked again, so a revocation applies to it too.
+    Principals that did not come from an API token pass unchanged.
+    """
+    if principal.method is not AuthMethod.API_TOKEN or principal.credential is None:
+        return principal
+    resolved = await store.resolve_token(principal.credential)
+    if resolved is None:
+        return None
+    return await _principal_of(store, resolved, time.time() if now is None else now,
+                               TOUCH_INTERVAL)
+
+
+async def _principal_of(store: SecurityStore, resolved: ResolvedToken, at: float,
+                        touch_interval: float) -> Principal | None:
+    record = resolved.token
     if record.revoked_at is not None or (record.expires_at is not None
                                          and at >= record.expires_at):
         return None
-    user = await store.get_user(record.user_id)
-    if user is None or user.disabled:
-        return None
-    membership = await store.get_membership(record.org_id, record.user_id)
-    if membership is None:
+    if not resolved.user_active or resolved.role is None:
         return None
     try:
-        roles = frozenset((Role(membership.role),))
+        roles = frozenset((Role(resolved.role),))
     except ValueError:
         roles = frozenset()
     if record.last_used_at is None or at - record.last_used_at >= touch_interval:

@@ -24,6 +24,7 @@ Per-session data (log level, resource subscriptions) is plain data in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -44,7 +45,49 @@ __all__ = ("Server",)
 
 
 class Server(Registration):
-    """An MCP server: tools, resources, prompts, completion, logging."""
+    """An MCP server: tools, resources, prompts, completion, logging.
+
+    Security is three optional parts, all off by default (an embedded server
+    answers whoever reaches it, as before; ``mobius serve --http`` turns them
+    on, see docs/security.md and :func:`mobius_rpc.security.serving.secure`):
+
+    * ``authenticator``: a function from an ASGI app to the app behind
+      authentication (:class:`mobius_rpc.security.serving.Authenticator`); every
+      network app this server makes (:meth:`asgi_app`, :meth:`http_app`) is
+      wrapped in it, so no route or transport bypasses it;
+    * ``policy``: a middleware run outside every other one, which decides and
+      filters (:class:`mobius_rpc.security.middleware.SecurityMiddleware`);
+    * ``audit``: the audit sink (:class:`mobius_rpc.security.audit.AuditLog`)
+      handed to the policy and the authenticator (``use_audit``); None: the
+      policy keeps its own log on its store.
+    """
+
+    def __init__(self, *args: Any, authenticator: Callable[[Any], Any] | None = None,
+                 policy: Middleware | None = None, audit: Any = None, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.authenticator: Callable[[Any], Any] | None = None
+        self.policy: Middleware | None = None
+        self.audit: Any = None
+        if authenticator is not None or policy is not None or audit is not None:
+            self.secure(authenticator=authenticator, policy=policy, audit=audit)
+
+    def secure(self, *, authenticator: Callable[[Any], Any] | None = None,
+               policy: Middleware | None = None, audit: Any = None) -> None:
+        """Install the security parts (see the class docstring) after construction."""
+        if audit is not None:
+            self.audit = audit
+            for part in (authenticator, policy):
+                hand_over = getattr(part, "use_audit", None)
+                if hand_over is not None:
+                    hand_over(audit)
+        if authenticator is not None:
+            self.authenticator = authenticator
+        if policy is not None:
+            self.policy = policy
+            self.dispatcher.use(policy, outermost=True)
+
+    def _guarded(self, app: Any) -> Any:
+        return app if self.authenticator is None else self.authenticator(app)
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -137,16 +180,16 @@ class Server(Registration):
         Options go to :class:`~mobius_rpc.transports.streamable_http.StreamableHTTPTransport`
         (``origin_policy``, ``max_body_bytes``, ``session_idle_timeout`` ...); with
         ``shared`` (a ``SharedSessions``), legacy sessions live in its store, shared
-        with the other replicas on it.
+        with the other replicas on it.  With an ``authenticator`` the transport comes
+        back behind it.
         """
         from ..transports.streamable_http import StreamableHTTPTransport
         options.setdefault("header_parameters", self.tools.header_parameters)
         if options.get("shared") is not None:
             self.share_sessions(options["shared"])
-        return StreamableHTTPTransport(self.serve, serve_modern=self.serve_modern,
-                                       exchange=self.serve_exchange,
-                                       legacy_revisions=self.revisions,
-                                       modern_revisions=self.modern_revisions, **options)
+        return self._guarded(StreamableHTTPTransport(
+            self.serve, serve_modern=self.serve_modern, exchange=self.serve_exchange,
+            legacy_revisions=self.revisions, modern_revisions=self.modern_revisions, **options))
 
     def asgi_app(self, **options: Any) -> Any:
         """Every network transport at once (an :class:`McpTransports`; ``.app`` is the
@@ -156,16 +199,21 @@ class Server(Registration):
         options.setdefault("header_parameters", self.tools.header_parameters)
         if options.get("shared") is not None:
             self.share_sessions(options["shared"])
-        return McpTransports(self.serve, serve_modern=self.serve_modern,
-                             exchange=self.serve_exchange,
-                             legacy_revisions=self.revisions,
-                             modern_revisions=self.modern_revisions, limits=self.limits,
-                             **options)
+        transports = McpTransports(self.serve, serve_modern=self.serve_modern,
+                                   exchange=self.serve_exchange,
+                                   legacy_revisions=self.revisions,
+                                   modern_revisions=self.modern_revisions, limits=self.limits,
+                                   **options)
+        transports.app = self._guarded(transports.app)  # every route, /mcp's fast path too
+        return transports
 
-    async def run_stdio(self) -> None:
-        """Serve one client on this process's stdin/stdout; ends on EOF or SIGTERM."""
+    async def run_stdio(self, *, principal: Any = None) -> None:
+        """Serve one client on this process's stdin/stdout; ends on EOF or SIGTERM.
+
+        ``principal``: the local identity every request acts as (``mobius serve
+        --stdio`` passes the OS user, owner of a personal organization)."""
         from ..transports.stdio import StdioTransport
-        await _serve_until_signal(self, StdioTransport(limits=self.limits))
+        await _serve_until_signal(self, StdioTransport(limits=self.limits, principal=principal))
 
 
 async def _serve_until_signal(server: Server, stream: MessageStream) -> None:

@@ -61,9 +61,13 @@ class Dispatcher:
         self._listeners: set[_Listener] = set()
         server.on_list_changed = self.list_changed
 
-    def use(self, middleware: Middleware) -> None:
-        """Run ``middleware`` around every request; the first added is outermost."""
-        self.middleware.append(middleware)
+    def use(self, middleware: Middleware, *, outermost: bool = False) -> None:
+        """Run ``middleware`` around every request; the first added is outermost
+        (``outermost=True``: around everything added so far, as access control must be)."""
+        if outermost:
+            self.middleware.insert(0, middleware)
+        else:
+            self.middleware.append(middleware)
         chain: Next = self._route
         for outer in reversed(self.middleware):
             chain = _link(outer, chain)

@@ -291,6 +291,16 @@ class SqliteDatabase:
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
 
+    def read_now(self, make: Callable[[], Program[T]]) -> T:
+        """Run a small read program on the calling thread, without the hop to a worker
+        thread :meth:`read` takes.  Only for reads of a few indexed rows: in WAL mode
+        a reader never waits for a writer, so this does not block the event loop on
+        the write lock (SQLITE_BUSY here is raised, not retried)."""
+        try:
+            return self._read_sync(make)
+        except sqlite3.Error as error:
+            raise self.translate(error) from None
+
     def _read_sync(self, make: Callable[[], Program[T]]) -> T:
         if self._writer is None:
             raise StoreUnavailable(f"the SQLite store {self.location} is closed")

@@ -16,7 +16,7 @@ import getpass
 import os
 import stat
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio
 import anyio.to_thread
@@ -44,13 +44,15 @@ class StdioTransport:
     capabilities = TransportCapabilities(answers_after_end_of_input=True)
 
     def __init__(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
-                 *, limits: Limits | None = None) -> None:
+                 *, limits: Limits | None = None, principal: Any = None) -> None:
+        """``principal``: the local identity every message acts as (opaque here)."""
         self._stdin = stdin if stdin is not None else sys.stdin.buffer
         self._stdout = stdout if stdout is not None else sys.stdout.buffer
         self._limit = (limits or Limits()).max_message_bytes
         self._splitter = LineSplitter(self._limit)
         #: every message on stdio comes from whoever launched this process, as this OS user
-        self.transport_context = TransportContext(TransportKind.STDIO, process=own_identity())
+        self.transport_context = TransportContext(TransportKind.STDIO, process=own_identity(),
+                                                  principal=principal)
         self._lines: list[bytes | OversizedLine] = []
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.WriteTransport | None = None

@@ -50,7 +50,7 @@ def http_server() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([*SERVE, "--http", "--port", str(port)],
+    proc = subprocess.Popen([*SERVE, "--http", "--port", str(port), "--no-auth"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

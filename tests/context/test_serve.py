@@ -115,7 +115,7 @@ def test_stdio_subprocess_with_our_client(tmp_path: Path) -> None:
 @pytest.fixture
 def http_url(tmp_path: Path) -> Any:
     root = _project(tmp_path / "shop-project")
-    proc = subprocess.Popen(_serve_command(root, "--http", "--port", "0"),
+    proc = subprocess.Popen(_serve_command(root, "--http", "--port", "0", "--no-auth"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

@@ -50,7 +50,7 @@ def start_replica(store_url: str, name: str) -> Replica:
     env.pop("MOBIUS_STORE", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "mobius_rpc", "--log-level", "WARNING", "serve", "--http",
-         "--port", "0", "--fixture", "demo", "--store", store_url],
+         "--port", "0", "--fixture", "demo", "--store", store_url, "--no-auth"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env=env)
     assert process.stderr is not None

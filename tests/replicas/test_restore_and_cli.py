@@ -67,7 +67,7 @@ async def test_shared_sessions_refuse_bad_settings() -> None:
 
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--http", "--port", "0",
-                           "--fixture", "demo", *args], capture_output=True, text=True,
+                           "--fixture", "demo", "--no-auth", *args], capture_output=True, text=True,
                           timeout=60, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
@@ -88,7 +88,7 @@ def test_mobius_store_in_the_environment_is_used(tmp_path: Path) -> None:
     path = tmp_path / "sessions.db"
     env = {**os.environ, "MOBIUS_STORE": f"sqlite:///{path}", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--http",
-                                "--port", "0", "--fixture", "demo"], env=env,
+                                "--port", "0", "--fixture", "demo", "--no-auth"], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:

@@ -18,7 +18,7 @@ from mobius_rpc.security.admin import create_organization
 from mobius_rpc.security.audit import AuditLog
 from mobius_rpc.security.middleware import SecurityMiddleware
 from mobius_rpc.security.principal import AuthMethod, Principal, Role
-from mobius_rpc.security.store import Membership, MemorySecurityStore, User
+from mobius_rpc.security.store import Membership, SecurityStore, User
 from mobius_rpc.server.app import Server
 from mobius_rpc.server.context import Context
 
@@ -103,7 +103,7 @@ def build_server() -> Server:
     return server
 
 
-async def make_world(store: MemorySecurityStore) -> dict[str, Principal]:
+async def make_world(store: SecurityStore) -> dict[str, Principal]:
     """Organizations A and B (default rules), one user per role in A, one owner of B."""
     users = {name: User(f"u-{name}", name, 0.0) for name in
              ("owner", "admin", "member", "viewer", "bowner")}
@@ -121,7 +121,7 @@ async def make_world(store: MemorySecurityStore) -> dict[str, Principal]:
             "bowner": principal("u-bowner", "B", Role.OWNER)}
 
 
-def secured(server: Server, store: MemorySecurityStore, caller: Caller,
+def secured(server: Server, store: SecurityStore, caller: Caller,
             **options: Any) -> SecurityMiddleware:
     """Install ``caller`` then the security middleware on ``server``."""
     options.setdefault("audit", AuditLog(store))

@@ -1,4 +1,8 @@
-"""The audit log: the chain, tampering found, retention, export, concurrency."""
+"""The audit log: the chain, tampering found, retention, export, concurrency.
+
+The chain tests run on every security store (memory, SQLite, PostgreSQL):
+tampering is done below the store, on the rows themselves.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,20 @@ import pytest
 
 from mobius_rpc.core.errors import McpError
 from mobius_rpc.security.audit import GENESIS, AuditLog, digest, record_hash, to_csv, to_json
-from mobius_rpc.security.store import AuditConflict, AuditQuery, MemorySecurityStore
+from mobius_rpc.security.store import (
+    AuditConflict,
+    AuditQuery,
+    MemorySecurityStore,
+    SecurityStore,
+)
 from tests.conftest import connect
+from tests.security.conftest import audit_rows, delete_audit, edit_audit
 from tests.security.support import Caller, build_server, make_world, principal, secured
 
 pytestmark = pytest.mark.anyio
 
 
-async def filled(n: int = 10) -> tuple[MemorySecurityStore, AuditLog]:
-    store = MemorySecurityStore()
+async def filled(store: SecurityStore, n: int = 10) -> tuple[SecurityStore, AuditLog]:
     log = AuditLog(store, clock=lambda: 1000.0)
     for i in range(n):
         await log.append(method="tools/call", outcome="ok" if i % 3 else "denied",
@@ -29,9 +38,9 @@ async def filled(n: int = 10) -> tuple[MemorySecurityStore, AuditLog]:
     return store, log
 
 
-async def test_records_chain_from_genesis_and_verify() -> None:
-    store, log = await filled()
-    records = store.audit_records
+async def test_records_chain_from_genesis_and_verify(sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
+    records = await audit_rows(store)
     assert [r.seq for r in records] == list(range(1, 11))
     assert records[0].prev_hash == GENESIS
     assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
@@ -41,47 +50,53 @@ async def test_records_chain_from_genesis_and_verify() -> None:
     assert await log.head() == (10, records[-1].hash)
 
 
-async def test_an_edited_record_is_named() -> None:
-    store, log = await filled()
-    store.audit_records[4] = replace(store.audit_records[4], outcome="ok", error=None,
-                                     target="innocent")
+async def test_an_edited_record_is_named(sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
+    await edit_audit(store, 5, outcome="ok", error=None, target="innocent")
     result = await log.verify()
     assert not result.ok and result.problems == ("record 5 was edited (hash mismatch)",)
 
 
-async def test_an_edit_with_a_recomputed_hash_breaks_the_next_link() -> None:
-    store, log = await filled()
-    forged = replace(store.audit_records[4], target="innocent")
-    store.audit_records[4] = replace(forged, hash=record_hash(forged, forged.prev_hash))
+async def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(
+        sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
+    forged = replace((await audit_rows(store))[4], target="innocent")
+    await edit_audit(store, 5, target="innocent", hash=record_hash(forged, forged.prev_hash))
     result = await log.verify()
     assert not result.ok and any("record 6 does not link" in p for p in result.problems)
 
 
-async def test_a_deleted_record_is_named() -> None:
-    store, log = await filled()
-    del store.audit_records[3]
+async def test_a_deleted_record_is_named(sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
+    await delete_audit(store, 4)
     result = await log.verify()
     assert not result.ok and "record(s) 4..4 missing before record 5" in result.problems
 
 
 async def test_reordered_records_are_caught() -> None:
-    store, log = await filled()
+    store, log = await filled(MemorySecurityStore())
+    assert isinstance(store, MemorySecurityStore)
     rec = store.audit_records
     rec[3], rec[4] = rec[4], rec[3]
     result = await log.verify()
     assert not result.ok and "record 4 is out of order (expected 6)" in result.problems
-    # renumbering to hide the swap breaks the hashes instead
-    store, log = await filled()
-    rec = store.audit_records
-    rec[3], rec[4] = replace(rec[4], seq=4), replace(rec[3], seq=5)
+
+
+async def test_renumbering_to_hide_a_swap_breaks_the_hashes(sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
+    rec = await audit_rows(store)
+    fields = ("outcome", "user", "target", "arguments_digest", "time", "prev_hash", "hash")
+    four, five = rec[3], rec[4]
+    await edit_audit(store, 4, **{f: getattr(five, f) for f in fields})
+    await edit_audit(store, 5, **{f: getattr(four, f) for f in fields})
     result = await log.verify()
     assert not result.ok and "record 4 was edited (hash mismatch)" in result.problems
 
 
-async def test_a_cut_off_end_is_caught_by_the_anchor() -> None:
-    store, log = await filled()
+async def test_a_cut_off_end_is_caught_by_the_anchor(sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
     anchor = await log.head()
-    del store.audit_records[-2:]
+    await delete_audit(store, 9, 10)
     assert not (await log.verify()).ok  # the log remembers what it appended
     fresh = AuditLog(store)  # another process: only an anchor kept elsewhere helps
     assert (await fresh.verify()).ok
@@ -89,32 +104,38 @@ async def test_a_cut_off_end_is_caught_by_the_anchor() -> None:
     assert not result.ok and "record(s) 9..10 missing at the end" in result.problems[0]
 
 
-async def test_retention_keeps_the_rest_verifiable_and_deletions_still_show() -> None:
-    store, log = await filled()
+async def test_retention_keeps_the_rest_verifiable_and_deletions_still_show(
+        sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
     checkpoint = await log.retain(before=1004.0)
     assert checkpoint is not None and checkpoint.seq == 5
-    assert [r.seq for r in store.audit_records] == [5, 6, 7, 8, 9, 10, 11]
-    assert store.audit_records[-1].method == "audit/retain"
-    assert store.audit_records[-1].detail == {"removed": 4, "from_seq": 5}
+    rows = await audit_rows(store)
+    assert [r.seq for r in rows] == [5, 6, 7, 8, 9, 10, 11]
+    assert rows[-1].method == "audit/retain"
+    assert rows[-1].detail == {"removed": 4, "from_seq": 5}
     assert (await log.verify()).ok
     await log.append(method="tools/call", outcome="ok")
     assert (await AuditLog(store).verify()).ok
-    del store.audit_records[0]
+    await delete_audit(store, 5)
     assert not (await log.verify()).ok
-    # everything retained away: the chain continues from the checkpoint
-    store, log = await filled()
+
+
+async def test_retaining_everything_continues_from_the_checkpoint(
+        sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
     await log.retain(keep_last=0)
-    assert [r.seq for r in store.audit_records] == [11]
+    assert [r.seq for r in await audit_rows(store)] == [11]
     assert (await AuditLog(store).verify()).ok
     with pytest.raises(ValueError):
         await log.retain()
 
 
-async def test_search_tail_and_exports() -> None:
-    store, log = await filled()
+async def test_search_tail_and_exports(sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store)
     denied = await log.search(AuditQuery(outcome="denied"))
     assert [r.target for r in denied] == ["t0", "t3", "t6", "t9"]
     assert [r.seq for r in await log.search(AuditQuery(user="u1", since=1005.0))] == [6, 8, 10]
+    assert [r.seq for r in await log.search(AuditQuery(until=1002.0))] == [1, 2]
     assert [r.seq for r in await log.tail(3)] == [8, 9, 10]
     assert [r.seq for r in await log.tail(2, AuditQuery(user="u0"))] == [7, 9]
     rows = json.loads(to_json(denied))
@@ -124,16 +145,19 @@ async def test_search_tail_and_exports() -> None:
     assert parsed[0]["error"] == "'=HYPERLINK(\"x\")" and parsed[0]["seq"] == "11"
 
 
-async def test_the_store_refuses_a_fork() -> None:
-    store, log = await filled(2)
+async def test_the_store_refuses_a_fork(sec_store: SecurityStore) -> None:
+    store, log = await filled(sec_store, 2)
+    last = (await audit_rows(store))[-1]
     with pytest.raises(AuditConflict):
-        await store.append_audit([replace(store.audit_records[-1], seq=2)])
+        await store.append_audit([replace(last, seq=2)])
+    with pytest.raises(AuditConflict):
+        await store.append_audit([replace(last, seq=4)])
     # a second writer on the same store (another replica) re-reads the head
     other = AuditLog(store)
     await other.append(method="x", outcome="ok")
     await log.append(method="y", outcome="ok")
-    assert [r.seq for r in store.audit_records] == [1, 2, 3, 4]
-    assert (await log.verify()).ok
+    assert [r.seq for r in await audit_rows(store)] == [1, 2, 3, 4]
+    assert (await AuditLog(store).verify()).ok
 
 
 class YieldingStore(MemorySecurityStore):
@@ -200,3 +224,50 @@ async def test_concurrent_appends_from_two_logs_on_one_store_never_fork() -> Non
             tg.start_soon(burst, logs[k % 2], 25)
     assert [r.seq for r in store.audit_records] == list(range(1, 201))
     assert (await AuditLog(store).verify()).ok
+
+
+async def test_mixed_concurrent_load_is_recorded_exactly_once_on_every_store(
+        sec_store: SecurityStore) -> None:
+    store = sec_store
+    people = await make_world(store)
+    server = build_server()
+    secured(server, store, Caller(people["viewer"]))
+    before = len(await audit_rows(store))
+    calls = 40
+
+    async with connect(server) as client:
+        async def one(i: int) -> None:
+            if i % 4 == 3:
+                with pytest.raises(McpError):
+                    await client.call_tool("delete_all", {"i": i})
+            elif i % 4 == 2:
+                await client.read_resource(f"notes://n{i}")
+            else:
+                await client.call_tool("lookup", {"key": f"k{i}"})
+
+        async with anyio.create_task_group() as tg:
+            for i in range(calls):
+                tg.start_soon(one, i)
+    records = (await audit_rows(store))[before:]
+    assert len(records) == calls
+    assert len({r.request_id for r in records}) == calls
+    assert sum(r.outcome == "denied" for r in records) == calls // 4
+    assert sum(r.method == "resources/read" for r in records) == calls // 4
+    assert (await AuditLog(store).verify()).ok
+    await edit_audit(store, records[7].seq, target="tampered")
+    result = await AuditLog(store).verify()
+    assert not result.ok and f"record {records[7].seq} was edited" in result.problems[0]
+
+
+async def test_two_logs_on_one_database_never_fork(sec_store: SecurityStore) -> None:
+    logs = [AuditLog(sec_store), AuditLog(sec_store)]  # two replicas sharing a database
+
+    async def burst(log: AuditLog, n: int) -> None:
+        for i in range(n):
+            await log.append(method="tools/call", outcome="ok", target=str(i))
+
+    async with anyio.create_task_group() as tg:
+        for k in range(6):
+            tg.start_soon(burst, logs[k % 2], 10)
+    assert [r.seq for r in await audit_rows(sec_store)] == list(range(1, 61))
+    assert (await AuditLog(sec_store).verify()).ok

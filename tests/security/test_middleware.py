@@ -12,8 +12,9 @@ from mobius_rpc.security.admin import add_rule
 from mobius_rpc.security.middleware import UNAUTHENTICATED, Ownership
 from mobius_rpc.security.policy import make_rule
 from mobius_rpc.security.principal import ANONYMOUS, AuthMethod, Principal, Role
-from mobius_rpc.security.store import AuditQuery, MemorySecurityStore
+from mobius_rpc.security.store import AuditQuery, SecurityStore
 from tests.conftest import connect
+from tests.security.conftest import audit_rows
 from tests.security.support import Caller, build_server, make_world, secured
 
 pytestmark = pytest.mark.anyio
@@ -29,8 +30,9 @@ async def names(client: Any) -> set[str]:
     return {t["name"] for t in (await client.list_tools())["tools"]}
 
 
-async def test_viewer_cannot_call_a_tool_a_rule_reserves_for_members() -> None:
-    store = MemorySecurityStore()
+async def test_viewer_cannot_call_a_tool_a_rule_reserves_for_members(
+        sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     await add_rule(store, make_rule("A", "deny", "role:viewer", "tools", "members_only"))
     caller = Caller(people["viewer"])
@@ -54,8 +56,9 @@ async def test_viewer_cannot_call_a_tool_a_rule_reserves_for_members() -> None:
         assert result["content"][0]["text"] == "for members"
 
 
-async def test_an_organization_sees_and_calls_none_of_another_organizations_tools() -> None:
-    store = MemorySecurityStore()
+async def test_an_organization_sees_and_calls_none_of_another_organizations_tools(
+        sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     owners = Ownership()
     owners.assign("tools", "b_report", "B")
@@ -74,14 +77,16 @@ async def test_an_organization_sees_and_calls_none_of_another_organizations_tool
                                      method=AuthMethod.API_TOKEN)
         assert await names(client) == set()
         await error_of(client.call_tool("lookup", {"key": "x"}))
-    rec = [r for r in store.audit_records if r.target == "b_report" and r.outcome == "denied"]
+    rec = [r for r in (await audit_rows(store))
+           if r.target == "b_report" and r.outcome == "denied"]
     assert rec and rec[0].organization == "A" and "another organization" in rec[0].detail["reason"]
 
 
 @pytest.mark.parametrize("revision,code", [("2025-11-25", RESOURCE_NOT_FOUND),
                                            ("2026-07-28", INVALID_PARAMS)])
-async def test_resource_refusals_are_the_eras_not_found(revision: str, code: int) -> None:
-    store = MemorySecurityStore()
+async def test_resource_refusals_are_the_eras_not_found(revision: str, code: int,
+        sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     await add_rule(store, make_rule("A", "deny", "*", "resources", "notes://secret/*"))
     server = build_server()
@@ -103,8 +108,8 @@ async def test_resource_refusals_are_the_eras_not_found(revision: str, code: int
             assert await client.request("resources/subscribe", {"uri": "notes://x"}) == {}
 
 
-async def test_prompts_and_completions_are_checked_and_filtered() -> None:
-    store = MemorySecurityStore()
+async def test_prompts_and_completions_are_checked_and_filtered(sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     await add_rule(store, make_rule("A", "deny", "role:member", "prompts", "admin_*"))
     await add_rule(store, make_rule("A", "deny", "role:member", "resources", "notes://secret-*",
@@ -127,8 +132,8 @@ async def test_prompts_and_completions_are_checked_and_filtered() -> None:
         assert refused.message == "Unknown prompt: admin_prompt"
 
 
-async def test_without_a_principal_only_the_handshake_passes() -> None:
-    store = MemorySecurityStore()
+async def test_without_a_principal_only_the_handshake_passes(sec_store: SecurityStore) -> None:
+    store = sec_store
     await make_world(store)
     server = build_server()
     secured(server, store, Caller(None))
@@ -138,14 +143,15 @@ async def test_without_a_principal_only_the_handshake_passes() -> None:
                                ("prompts/list", {}), ("resources/read", {"uri": "notes://x"})):
             err = await error_of(client.request(method, params))
             assert err.code == UNAUTHENTICATED, method
-    denied = [r for r in store.audit_records if r.outcome == "denied"]
+    denied = [r for r in (await audit_rows(store)) if r.outcome == "denied"]
     assert [r.method for r in denied] == ["tools/list", "tools/call", "prompts/list",
                                           "resources/read"]
     assert all(r.user is None and r.error_code == UNAUTHENTICATED for r in denied)
 
 
-async def test_a_configured_default_principal_stands_in_for_a_missing_one() -> None:
-    store = MemorySecurityStore()
+async def test_a_configured_default_principal_stands_in_for_a_missing_one(
+        sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     server = build_server()
     secured(server, store, Caller(None), default_principal=people["viewer"])
@@ -165,7 +171,8 @@ class _Session:
         self.state: dict[str, Any] = {}
 
 
-async def test_methods_it_does_not_know_are_refused_as_unknown_and_audited() -> None:
+async def test_methods_it_does_not_know_are_refused_as_unknown_and_audited(
+        sec_store: SecurityStore) -> None:
     # compliant clients send only standard methods (all of which the middleware
     # knows), so a method added later is driven through the middleware directly
     from mobius_rpc.core.events import RequestReceived
@@ -174,7 +181,7 @@ async def test_methods_it_does_not_know_are_refused_as_unknown_and_audited() -> 
     from mobius_rpc.security.middleware import SecurityMiddleware
     from mobius_rpc.server.context import Context
 
-    store = MemorySecurityStore()
+    store = sec_store
     people = await make_world(store)
     server = build_server()
     request = RequestReceived(7, "future/thing", {"a": 1},
@@ -187,14 +194,15 @@ async def test_methods_it_does_not_know_are_refused_as_unknown_and_audited() -> 
     strict = SecurityMiddleware(store, audit=AuditLog(store))
     err = await error_of(strict(ctx, answer))
     assert (err.code, err.message) == (METHOD_NOT_FOUND, "Method not found: future/thing")
-    last = store.audit_records[-1]
+    last = (await audit_rows(store))[-1]
     assert (last.method, last.outcome, last.request_id) == ("future/thing", "denied", "7")
     lenient = SecurityMiddleware(store, extra_methods={"future/thing"})
     assert await lenient(ctx, answer) == {"done": True}
 
 
-async def test_every_use_is_audited_with_a_digest_never_the_arguments() -> None:
-    store = MemorySecurityStore()
+async def test_every_use_is_audited_with_a_digest_never_the_arguments(
+        sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     server = build_server()
     secured(server, store, Caller(people["member"]))
@@ -204,7 +212,7 @@ async def test_every_use_is_audited_with_a_digest_never_the_arguments() -> None:
         await client.get_prompt("greet", {"who": "x"})
         await client.complete({"type": "ref/prompt", "name": "greet"}, "who", "a")
         await client.list_tools()
-    records = [r for r in store.audit_records if not r.method.startswith("admin/")]
+    records = [r for r in (await audit_rows(store)) if not r.method.startswith("admin/")]
     assert [r.method for r in records] == ["tools/call", "resources/read", "prompts/get",
                                            "completion/complete"]
     call = records[0]
@@ -212,14 +220,15 @@ async def test_every_use_is_audited_with_a_digest_never_the_arguments() -> None:
         "u-member", "A", "lookup", "ok")
     assert call.session and call.request_id is not None and call.duration_ms is not None
     assert call.credential == "tok-u-member" and call.auth_method == "api-token"
-    assert "hunter2" not in repr(store.audit_records)
+    assert "hunter2" not in repr(await audit_rows(store))
     from mobius_rpc.security.audit import digest
     assert call.arguments_digest == digest({"key": "hunter2-secret"})
     assert await store.list_audit(AuditQuery(method="prompts/get")) == [records[2]]
 
 
-async def test_a_modern_listen_keeps_only_the_subscriptions_the_caller_may_have() -> None:
-    store = MemorySecurityStore()
+async def test_a_modern_listen_keeps_only_the_subscriptions_the_caller_may_have(
+        sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     await add_rule(store, make_rule("A", "deny", "*", "resources", "notes://secret/*"))
     server = build_server()
@@ -239,12 +248,12 @@ async def test_a_modern_listen_keeps_only_the_subscriptions_the_caller_may_have(
         assert method == "notifications/subscriptions/acknowledged"
         assert params["notifications"]["resourceSubscriptions"] == ["notes://public/readme"]
         tg.cancel_scope.cancel()
-    listen_record = [r for r in store.audit_records if r.method == "subscriptions/listen"]
+    listen_record = [r for r in (await audit_rows(store)) if r.method == "subscriptions/listen"]
     assert listen_record[0].detail == {"refused": 1}
 
 
-async def test_a_cancelled_call_is_still_recorded() -> None:
-    store = MemorySecurityStore()
+async def test_a_cancelled_call_is_still_recorded(sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     server = build_server()
 
@@ -258,7 +267,7 @@ async def test_a_cancelled_call_is_still_recorded() -> None:
         with pytest.raises(McpError):
             await client.call_tool("forever", {}, timeout=0.1)
         with anyio.fail_after(5):
-            while not any(r.outcome == "cancelled" for r in store.audit_records):
+            while not any(r.outcome == "cancelled" for r in (await audit_rows(store))):
                 await anyio.sleep(0.01)
-    record = next(r for r in store.audit_records if r.outcome == "cancelled")
+    record = next(r for r in (await audit_rows(store)) if r.outcome == "cancelled")
     assert (record.method, record.target) == ("tools/call", "forever")

@@ -14,7 +14,8 @@ from mobius_rpc.security.admin import (
 from mobius_rpc.security.audit import AuditLog
 from mobius_rpc.security.policy import DEFAULT_RULES, PolicyEngine, RuleSet, glob_regex, make_rule
 from mobius_rpc.security.principal import Role
-from mobius_rpc.security.store import MemorySecurityStore, User
+from mobius_rpc.security.store import MemorySecurityStore, SecurityStore, User
+from tests.security.conftest import audit_rows
 from tests.security.support import make_world, principal
 
 pytestmark = pytest.mark.anyio
@@ -53,8 +54,8 @@ async def test_the_default_rules_of_a_new_organization() -> None:
     assert decision.rule is None and "deny by default" in decision.reason
 
 
-async def test_deny_wins_and_explain_names_the_rule() -> None:
-    store = MemorySecurityStore()
+async def test_deny_wins_and_explain_names_the_rule(sec_store: SecurityStore) -> None:
+    store = sec_store
     await make_world(store)
     log = AuditLog(store)
     deny = await add_rule(store, make_rule("A", "deny", "user:u-member", "tools", "db.*",
@@ -74,13 +75,13 @@ async def test_deny_wins_and_explain_names_the_rule() -> None:
     assert rules.decide(bob, "call", "tools", "dbx").allowed  # "." is literal
     allowed = rules.decide(bob, "call", "tools", "other")
     assert allowed.allowed and allowed.rule is not None and allowed.rule.subject == "member"
-    assert store.audit_records[-1].method == "admin/rule.add"
+    assert (await audit_rows(store))[-1].method == "admin/rule.add"
     assert await remove_rule(store, "A", deny.id, audit=log)
-    assert store.audit_records[-1].method == "admin/rule.remove"
+    assert (await audit_rows(store))[-1].method == "admin/rule.remove"
 
 
-async def test_unstated_hints_take_the_protocols_defaults() -> None:
-    store = MemorySecurityStore()
+async def test_unstated_hints_take_the_protocols_defaults(sec_store: SecurityStore) -> None:
+    store = sec_store
     await make_world(store)
     await add_rule(store, make_rule("A", "allow", "role:viewer", "tools", "*", ("call",),
                                     {"destructiveHint": True}))
@@ -97,8 +98,8 @@ async def test_unstated_hints_take_the_protocols_defaults() -> None:
                                                            "destructiveHint": False}).allowed
 
 
-async def test_hiding_from_lists_also_refuses_use() -> None:
-    store = MemorySecurityStore()
+async def test_hiding_from_lists_also_refuses_use(sec_store: SecurityStore) -> None:
+    store = sec_store
     await make_world(store)
     await add_rule(store, make_rule("A", "deny", "*", "prompts", "internal-*", ("list",)))
     rules = await PolicyEngine(store).rules_for("A")
@@ -130,8 +131,8 @@ async def test_other_organizations_and_owners() -> None:
     assert not decision.allowed and "another organization" in decision.reason
 
 
-async def test_the_engine_recompiles_when_the_rules_version_moves() -> None:
-    store = MemorySecurityStore()
+async def test_the_engine_recompiles_when_the_rules_version_moves(sec_store: SecurityStore) -> None:
+    store = sec_store
     await make_world(store)
     engine = PolicyEngine(store)
     first = await engine.rules_for("A")
@@ -170,22 +171,23 @@ def test_globs() -> None:
     assert not glob_regex("Tool").fullmatch("tool")
 
 
-async def test_create_organization() -> None:
-    store = MemorySecurityStore()
+async def test_create_organization(sec_store: SecurityStore) -> None:
+    store = sec_store
     await store.create_user(User("u1", "ada", 0.0))
     log = AuditLog(store)
     org = await create_organization(store, "Acme", owner_user_id="u1", audit=log)
     assert org.rules_version == len(DEFAULT_RULES)
     assert (await store.get_membership(org.id, "u1")).role == "owner"  # type: ignore[union-attr]
-    assert store.audit_records[-1].method == "admin/org.create"
+    assert (await audit_rows(store))[-1].method == "admin/org.create"
     bare = await create_organization(store, "Bare", owner_user_id="u1", default_rules=False)
     assert await store.list_rules(bare.id) == []
     with pytest.raises(ValueError):
         await create_organization(store, "X", owner_user_id="nobody")
 
 
-async def test_admin_changes_need_an_owner_or_admin_and_are_recorded() -> None:
-    store = MemorySecurityStore()
+async def test_admin_changes_need_an_owner_or_admin_and_are_recorded(
+        sec_store: SecurityStore) -> None:
+    store = sec_store
     people = await make_world(store)
     log = AuditLog(store)
     rule = make_rule("A", "deny", "*", "tools", "x")
@@ -196,11 +198,11 @@ async def test_admin_changes_need_an_owner_or_admin_and_are_recorded() -> None:
             await set_membership(store, "A", "u-member", Role.ADMIN, actor=actor)
     with pytest.raises(PermissionError):  # an admin cannot make owners
         await set_membership(store, "A", "u-member", Role.OWNER, actor=people["admin"])
-    assert not any(r.method.startswith("admin/rule") for r in store.audit_records)
+    assert not any(r.method.startswith("admin/rule") for r in (await audit_rows(store)))
     await add_rule(store, rule, audit=log, actor=people["admin"])
     await set_membership(store, "A", "u-member", Role.ADMIN, audit=log, actor=people["owner"])
     assert (await store.get_membership("A", "u-member")).role == "admin"  # type: ignore[union-attr]
     assert await remove_membership(store, "A", "u-viewer", audit=log, actor=people["admin"])
-    assert [r.method for r in store.audit_records[-3:]] == [
+    assert [r.method for r in (await audit_rows(store))[-3:]] == [
         "admin/rule.add", "admin/member.set", "admin/member.remove"]
-    assert store.audit_records[-3].user == "u-admin"
+    assert (await audit_rows(store))[-3].user == "u-admin"

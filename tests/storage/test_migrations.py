@@ -40,6 +40,10 @@ TABLES[next(m.version for m in migrations("sqlite") if m.name == "gateway")] = {
 _CONTEXT = next(m.version for m in migrations("sqlite") if m.name == "context")
 TABLES[_CONTEXT] = {"ctx_files", "ctx_symbols", "ctx_refs", "ctx_imports", "ctx_metrics",
                     "ctx_chunks"}
+TABLES[next(m.version for m in migrations("sqlite") if m.name == "security")] = {
+    "security_orgs", "security_users", "security_memberships", "security_tokens",
+    "security_rules", "audit_records", "audit_head", "audit_checkpoint", "rate_buckets",
+    "security_state"}
 #: tables one dialect adds beside the shared ones (SQLite's FTS5 index and its shadow tables)
 DIALECT_TABLES: dict[str, dict[int, set[str]]] = {
     "sqlite": {_CONTEXT: {"ctx_fts", "ctx_fts_data", "ctx_fts_idx", "ctx_fts_docsize",

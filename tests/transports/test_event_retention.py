@@ -179,7 +179,8 @@ def test_every_stream_the_bounds_keep_resumes_and_evicted_ones_are_refused() -> 
 def test_serve_takes_the_bounds_from_its_flags() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve",
                              "--fixture", "demo", "--http", "--port",
-                             "0", "--retain-events", "4", "--retain-seconds", "600"],
+                             "0", "--retain-events", "4", "--retain-seconds", "600",
+                             "--no-auth"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

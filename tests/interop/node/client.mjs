@@ -1,6 +1,7 @@
 // The official TypeScript SDK client driving a stdio MCP server (an external peer).
 // Usage: node client.mjs <command> [args...]   (stdio: launches the server)
-//        node client.mjs --url http://host:port/mcp   (Streamable HTTP)
+//        node client.mjs --url http://host:port/mcp   (Streamable HTTP; an API token in
+//        $MOBIUS_TOKEN is sent as "Authorization: Bearer ...")
 // Prints one JSON summary line on stdout.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -8,8 +9,10 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { CreateMessageRequestSchema, ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const [command, ...args] = process.argv.slice(2);
+const token = process.env.MOBIUS_TOKEN;
+const requestInit = token ? { headers: { Authorization: `Bearer ${token}` } } : undefined;
 const transport = command === "--url"
-  ? new StreamableHTTPClientTransport(new URL(args[0]))
+  ? new StreamableHTTPClientTransport(new URL(args[0]), { requestInit })
   : new StdioClientTransport({ command, args, stderr: "ignore" });
 const client = new Client(
   { name: "ts-sdk-interop", version: "1.0.0" },

@@ -1,0 +1,247 @@
+"""What security costs: tools/call throughput over Streamable HTTP with authentication,
+policy and audit on, next to security off, in one run.  Prints numbers only.
+
+Servers (each its own process, uvicorn on 127.0.0.1, one worker):
+
+* ``off``: ``mobius serve --http --no-auth`` (no authenticator, no policy, no audit);
+* ``sqlite``: ``mobius serve --http --store sqlite:///...`` (the default security:
+  an API token checked on every request, the organization's rules, every call
+  audited in the hash chain);
+* ``postgresql``: the same on a PostgreSQL started here from the Debian binaries
+  (``--pg-url`` to use another; skipped, saying why, without binaries).
+
+The token each secured server prints on its first start is sent on every request.
+Load: ``wrk`` with M connections (default M = 1, 8, 32) sending the modern era's
+self-contained POST (2026-07-28: every request authenticated and audited on its
+own, the costliest case), in interleaved slices (off, secured, secured, off, ...
+``--rounds`` each) so a drifting machine slows both alike; every non-200 or
+non-success body fails the run.  ``loss`` is 1 - secured/off req/s; the target
+is at most 15%.  The server's CPU time per answered call is shown too (from /proc;
+the secured server's includes its audit writer and, on SQLite, the database work):
+on a machine shared with other work, CPU per call moves less than req/s does.
+After the load the audit log of each secured server is counted and verified.
+
+    python benchmarks/security.py [--duration 5] [--rounds 3] [--sessions 1,8,32]
+        [--backends sqlite,postgresql] [--pg-url URL] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import streamable_http as sh  # noqa: E402
+
+TARGET_LOSS = 0.15
+
+
+@contextmanager
+def serving(store: str | None, workdir: Path) -> Iterator[tuple[sh.Server, str | None]]:
+    """``mobius serve --http`` secured on ``store`` (None: --no-auth); the server and
+    the one-time token it printed."""
+    port = sh.free_port()
+    command = [sys.executable, "-m", "mobius_rpc", "serve", "--http", "--host", "127.0.0.1",
+               "--port", str(port)]
+    command += ["--no-auth"] if store is None else ["--store", store]
+    env = {**os.environ, "MOBIUS_HOME": str(workdir)}
+    env.pop("MOBIUS_STORE", None)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        token = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                raise sh.BenchmarkError(f"server exited with status {proc.wait()}")
+            if line.startswith("API token"):
+                token = line.rsplit(" ", 1)[-1].strip()
+            if line.startswith(("send it as", "WARNING", "authentication: ON (store")):
+                break
+        if store is not None and token is None:
+            raise sh.BenchmarkError("the secured server printed no token (store not empty?)")
+        # drain the rest of stderr so the server never blocks on a full pipe
+        workdir.mkdir(parents=True, exist_ok=True)
+        rest = open(workdir / "stderr.txt", "w")  # noqa: SIM115 - closed below
+        drain = subprocess.Popen(["cat"], stdin=proc.stderr, stdout=rest)
+        yield sh.Server("secured" if store else "off", f"http://127.0.0.1:{port}/mcp",
+                        proc.pid), token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if "drain" in locals():
+            drain.wait(5)
+            rest.close()
+            for line in (workdir / "stderr.txt").read_text().splitlines():
+                if line.startswith("audit:"):  # the writer's own account, at shutdown
+                    print(f"{'off' if store is None else store.split(':')[0]} server {line}")
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def script(workdir: Path, token: str | None) -> Path:
+    headers = dict(sh.MODERN_HEADERS)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    lines = ['wrk.method = "POST"',
+             f"wrk.body = {sh.lua_string(json.dumps(sh.call_body('modern', 1)))}"]
+    lines += [f"wrk.headers[{sh.lua_string(k)}] = {sh.lua_string(v)}" for k, v in headers.items()]
+    path = workdir / f"load-{'on' if token else 'off'}.lua"
+    path.write_text("\n".join(lines) + sh.LUA_CHECKS % {"mark": sh.lua_string(sh.SUCCESS_MARK)})
+    return path
+
+
+def audit_check(store: str, requests: int) -> str:
+    """Count the tools/call records and verify the chain (in this process, after the load)."""
+    from mobius_rpc.security.audit import AuditLog
+    from mobius_rpc.security.open import open_security_store
+    from mobius_rpc.security.store import AuditQuery
+
+    async def run() -> str:
+        async with open_security_store(store) as (_, security):
+            calls = 0
+            after = 0
+            while True:
+                page = await security.list_audit(AuditQuery(after_seq=after, limit=5000))
+                if not page:
+                    break
+                calls += sum(r.method == "tools/call" and r.outcome == "ok" for r in page)
+                after = page[-1].seq
+            result = await AuditLog(security).verify()
+        state = "verifies" if result.ok else f"DOES NOT VERIFY: {result.problems[:2]}"
+        # wrk counts the answers it read; calls in flight when a slice ended were
+        # answered and recorded too, so the records may exceed the count by up to M a slice
+        return (f"{calls} tools/call records for {requests} answers wrk counted "
+                f"(+{calls - requests} in flight at slice ends); chain {state}")
+
+    return anyio.run(run)
+
+
+def cpu_per_call(slices: list[tuple[sh.Sample, float | None]]) -> float | None:
+    """Server CPU microseconds per answered call (None without /proc)."""
+    if any(cpu is None for _, cpu in slices):
+        return None
+    return sum(cpu or 0.0 for _, cpu in slices) / sum(s.requests for s, _ in slices) * 1e6
+
+
+def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server,
+         secured: dict[str, tuple[sh.Server, str | None]], answered: dict[str, int]
+         ) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    off_script = script(work, None)
+    for server, token in secured.values():
+        sh.check_one_call(server.url, "modern", {**sh.MODERN_HEADERS,
+                                                 "Authorization": f"Bearer {token}"})
+    if args.warmup:
+        sh.run_wrk(off.url, off_script, 4, args.warmup)
+        for backend, (server, token) in secured.items():
+            answered[backend] += sh.run_wrk(server.url, script(work, token), 4,
+                                            args.warmup).requests
+    print(f"tools/call over Streamable HTTP (2026-07-28 stateless POSTs), wrk, "
+          f"{args.rounds} x {args.duration}s slices per point")
+    print(f"{'backend':>11}{'M':>4}{'off req/s':>11}{'secured req/s':>15}{'loss':>8}"
+          f"{'off p99':>9}{'sec p99':>9}{'loss<=15%':>11}{'CPU/call off/sec loss':>22}"
+          "  loss per round")
+    for backend, (server, token) in secured.items():
+        on_script = script(work, token)
+        for m in counts:
+            offs, ons = [], []
+            for r in range(args.rounds):
+                order = [(off, off_script, offs), (server, on_script, ons)]
+                for target, lua, into in (order if r % 2 == 0 else order[::-1]):
+                    before = target.cpu_seconds()
+                    sample = sh.run_wrk(target.url, lua, m, args.duration)
+                    after = target.cpu_seconds()
+                    cpu = None if before is None or after is None else after - before
+                    into.append((sample, cpu))
+            answered[backend] += sum(s.requests for s, _ in ons)
+            off_rps = sum(s.rps for s, _ in offs) / len(offs)
+            on_rps = sum(s.rps for s, _ in ons) / len(ons)
+            loss = 1 - on_rps / off_rps
+            per_round = " ".join(f"{1 - b.rps / a.rps:+.0%}"
+                                 for (a, _), (b, _) in zip(offs, ons, strict=True))
+            off_p99 = sorted(s.p99_ms for s, _ in offs)[len(offs) // 2]
+            on_p99 = sorted(s.p99_ms for s, _ in ons)[len(ons) // 2]
+            off_cpu, on_cpu = cpu_per_call(offs), cpu_per_call(ons)
+            cpu_loss = None if off_cpu is None or on_cpu is None else 1 - off_cpu / on_cpu
+            cpu_text = "?" if cpu_loss is None else \
+                f"{off_cpu:.0f}/{on_cpu:.0f}us {cpu_loss:.0%}"
+            print(f"{backend:>11}{m:>4}{off_rps:>11.0f}{on_rps:>15.0f}{loss:>8.1%}"
+                  f"{off_p99:>7.2f}ms{on_p99:>7.2f}ms"
+                  f"{'PASS' if loss <= TARGET_LOSS else 'MISS':>11}{cpu_text:>22}  {per_round}")
+            rows.append({"backend": backend, "sessions": m, "off_rps": off_rps,
+                         "secured_rps": on_rps, "loss": loss, "off_p99_ms": off_p99,
+                         "secured_p99_ms": on_p99, "off_cpu_us": off_cpu,
+                         "secured_cpu_us": on_cpu, "cpu_loss": cpu_loss})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--sessions", default="1,8,32")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--pg-url", help="a PostgreSQL to use instead of starting one")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if sh.shutil.which("wrk") is None:
+        raise SystemExit("security.py needs wrk (apt-get install wrk)")
+    counts = [int(n) for n in args.sessions.split(",")]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        stores: dict[str, str] = {}
+        for backend in backends:
+            if backend == "sqlite":
+                stores[backend] = f"sqlite:///{work / 'security.db'}"
+            elif backend == "postgresql":
+                url = args.pg_url
+                if url is None:
+                    from tests.storage.pgcluster import PgCluster, find_bindir
+                    bindir = find_bindir()
+                    if bindir is None:
+                        print("NOTE: no PostgreSQL binaries; skipping postgresql",
+                              file=sys.stderr)
+                        continue
+                    url = stack.enter_context(PgCluster(bindir)).url()
+                stores[backend] = url
+            else:
+                parser.error(f"unknown backend {backend!r}")
+        answered = {backend: 1 for backend in stores}  # the check call
+        with ExitStack() as servers:
+            off, _ = servers.enter_context(serving(None, work / "off"))
+            secured = {}
+            for backend, url in stores.items():
+                secured[backend] = servers.enter_context(serving(url, work / backend))
+            rows = load(args, work, counts, off, secured, answered)
+        # the servers stopped (a clean shutdown loses no audit record): check each log
+        for backend, url in stores.items():
+            print(f"audit ({backend}): {audit_check(url, answered[backend])}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

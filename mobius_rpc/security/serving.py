@@ -1,0 +1,241 @@
+"""Putting security onto a server: the authenticator, the first owner, serve's wiring.
+
+* :class:`Authenticator` is what ``Server(authenticator=...)`` takes: called
+  with an ASGI app it returns that app behind :class:`~.http_auth.AuthenticatingApp`,
+  checking Mobius API tokens against the store (and OAuth bearer tokens when an
+  :class:`~.oauth.OAuthVerifier` is given) and putting every failed
+  authentication on record before the 401 is sent.
+* :func:`secure` builds the authenticator, the policy middleware and one audit
+  log on a store and installs them on a server: the defaults ``mobius serve``
+  uses, for embedders too.
+* :func:`bootstrap` makes the first owner on an empty store, and
+  :func:`serve_http_security` is the part of ``mobius serve --http`` that opens
+  the store and says on stderr how to authenticate.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import anyio
+from starlette.types import ASGIApp
+
+from .admin import create_organization
+from .audit import AuditLog
+from .http_auth import AuthenticatingApp, AuthFailure
+from .middleware import SecurityMiddleware
+from .oauth import OAuthVerifier
+from .policy import PolicyEngine
+from .principal import AuthMethod, Principal, Role
+from .store import SecurityStore, User
+from .tokens import (
+    TOUCH_INTERVAL,
+    hash_token,
+    issue_token,
+    resolve_principal,
+    revalidate_token,
+)
+
+__all__ = ("Authenticator", "secure", "bootstrap", "Bootstrap", "HttpSecurity",
+           "serve_http_security", "local_principal", "os_user")
+
+
+def os_user() -> str:
+    """The name of the OS user running this process (``owner`` when it has none)."""
+    try:
+        return getpass.getuser() or "owner"
+    except Exception:  # no login name, no USER variable: a container, say
+        return "owner"
+
+
+def local_principal(user: str | None = None) -> Principal:
+    """The identity a stdio server runs as: the OS user, owner of a personal organization."""
+    name = user or os_user()
+    return Principal(user=name, organization=f"personal:{name}", roles=frozenset({Role.OWNER}),
+                     method=AuthMethod.LOCAL)
+
+
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal
+    version: int | None
+    epoch: int
+    good_until: float
+    token_id: str
+    touched: float
+
+
+class Authenticator:
+    """API tokens (and optionally OAuth) in front of an ASGI app; failures audited."""
+
+    def __init__(self, store: SecurityStore, *, oauth: OAuthVerifier | None = None,
+                 audit: AuditLog | None = None, cache_size: int = 4096,
+                 cache_ttl: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.oauth = oauth
+        self.audit = audit or AuditLog(store, clock=clock)
+        #: told each organization's rules version read with a token (saves it a read)
+        self.policy: PolicyEngine | None = None
+        #: resolved tokens by hash (see :meth:`verify`); 0 entries: no caching
+        self._cache: dict[str, _Cached] = {}
+        self.cache_size = cache_size
+        #: how long a cached token is trusted without resolving it again, epoch or not
+        self.cache_ttl = cache_ttl
+        self._clock = clock
+
+    def use_audit(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    async def verify(self, raw: str) -> Principal | None:
+        """The principal of an API token.  Resolved tokens are cached by their hash
+        while the store's security epoch stands still (one tiny read per request
+        instead of a join), and never past their expiry; a revocation anywhere moves
+        the epoch, so the very next request resolves the token again and fails."""
+        epoch = await self.store.security_epoch()
+        key = hash_token(raw)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and cached.epoch == epoch and now < cached.good_until:
+            principal, version = cached.principal, cached.version
+            if now - cached.touched >= TOUCH_INTERVAL:  # last use, at most once a minute
+                cached.touched = now
+                await self.store.touch_token(cached.token_id, now)
+        else:
+            found = await resolve_principal(self.store, raw, clock=self._clock)
+            if found is None:
+                self._cache.pop(key, None)
+                return None
+            principal, resolved = found
+            version, expires = resolved.rules_version, resolved.token.expires_at
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            if self.cache_size > 0:
+                self._cache[key] = _Cached(principal, version, epoch,
+                                           now + self.cache_ttl if expires is None
+                                           else min(expires, now + self.cache_ttl),
+                                           principal.credential or "", now)
+        if self.policy is not None:
+            self.policy.note_version(principal.organization, version)
+        return principal
+
+    async def revalidate(self, principal: Principal) -> Principal | None:
+        return await revalidate_token(self.store, principal, now=self._clock())
+
+    async def failed(self, failure: AuthFailure) -> None:
+        """Record one refused request (durably, before the refusal is sent)."""
+        await self.audit.append(
+            method="auth/failed", outcome="denied", target=failure.path,
+            error=failure.reason, error_code=failure.status,
+            detail={"transport": failure.transport,
+                    "credential_kind": failure.method.value if failure.method else None,
+                    "error": failure.error,
+                    "client": failure.client[0] if failure.client else None})
+
+    def __call__(self, app: ASGIApp) -> AuthenticatingApp:
+        return AuthenticatingApp(app, oauth=self.oauth, api_tokens=self.verify,
+                                 on_failure=self.failed)
+
+
+def secure(server: Any, store: SecurityStore, *, oauth: OAuthVerifier | None = None,
+           audit: AuditLog | None = None, **policy: Any
+           ) -> tuple[Authenticator, SecurityMiddleware, AuditLog]:
+    """Authentication, policy and audit on ``store`` installed on ``server``, sharing one
+    audit log (``policy`` options go to :class:`SecurityMiddleware`)."""
+    log = audit or AuditLog(store)
+    authenticator = Authenticator(store, oauth=oauth, audit=log)
+    policy.setdefault("revalidate", authenticator.revalidate)
+    middleware = SecurityMiddleware(store, audit=log, **policy)
+    authenticator.policy = middleware.policy
+    server.secure(authenticator=authenticator, policy=middleware, audit=log)
+    return authenticator, middleware, log
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What :func:`bootstrap` made: the owner, their organization, and the token (once)."""
+
+    user: User
+    org_id: str
+    token: str
+
+
+async def bootstrap(store: SecurityStore, audit: AuditLog | None = None, *,
+                    user_name: str | None = None) -> Bootstrap | None:
+    """On a store without users: create the owner (the OS user by default), a
+    personal organization with the default rules, and an API token for them.
+    None when the store has users already (nothing is changed)."""
+    if await store.list_users():
+        return None
+    name = user_name or os_user()
+    user = User(id=uuid.uuid4().hex[:12], name=name, created_at=time.time())
+    await store.create_user(user)
+    org = await create_organization(store, f"{name}'s organization", owner_user_id=user.id,
+                                    audit=audit)
+    issued = await issue_token(store, user_id=user.id, org_id=org.id,
+                               description="created on first start")
+    if audit is not None:
+        await audit.append(method="admin/token.create", outcome="ok", target=issued.record.id,
+                           detail={"user": user.id, "org": org.id, "bootstrap": True})
+    return Bootstrap(user, org.id, issued.token)
+
+
+@dataclass
+class HttpSecurity:
+    """What ``mobius serve --http`` tells the user (after its URLs) about authentication."""
+
+    notes: list[str] = field(default_factory=list)
+    #: the security store, when authentication is on
+    store: SecurityStore | None = None
+
+
+@asynccontextmanager
+async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
+                              reason_off: str = "--no-auth") -> AsyncIterator[HttpSecurity]:
+    """The security of ``mobius serve --http``: on a store (``--store``, else
+    ``$MOBIUS_STORE``, else the SQLite file in the data directory) unless ``auth``
+    is False, in which case nothing is installed and a warning is among the notes.
+    Installed on ``server`` (:func:`secure`), so build its ASGI app inside the block."""
+    if not auth:
+        yield HttpSecurity([
+            f"WARNING: authentication is OFF ({reason_off}): anyone who can reach this port "
+            "can list and call everything. For local development only."])
+        return
+    from ..storage import store_url as resolve
+    from .open import open_security_store
+
+    url = resolve(store_url)
+    async with open_security_store(url) as (store, security):
+        _, _, log = secure(server, security)
+        made = await bootstrap(security, log)
+        where = f" --store {url}" if url else ""
+        if made is not None:
+            notes = [
+                f"authentication: ON. First start on an empty store ({store.location}): created "
+                f"user {made.user.name!r}, owner of organization {made.org_id!r}.",
+                f"API token for {made.user.name!r} (shown once, keep it safe): {made.token}",
+                "send it as the header  Authorization: Bearer <token>"]
+        else:
+            notes = [f"authentication: ON (store {store.location}). Make an API token with: "
+                     f"mobius token create --user NAME --org ORG{where}"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(log.run)  # allowed uses are recorded behind the answer
+            try:
+                yield HttpSecurity(notes, security)
+            finally:
+                tg.cancel_scope.cancel()  # the writer's end writes what is queued
+        stats = log.stats
+        print(f"audit: {stats['records']:.0f} records in {stats['writes']:.0f} writes; the "
+              f"longest a record waited to be written: {stats['max_wait_ms']:.1f} ms",
+              file=sys.stderr)
+
+
+def print_notes(notes: list[str], stream: TextIO = sys.stderr) -> None:
+    for line in notes:
+        print(line, file=stream)

@@ -1,0 +1,418 @@
+"""The :class:`~.store.SecurityStore` on SQLite and PostgreSQL, as programs.
+
+Each operation is a program (a generator of ``(sql, params)`` statements, see
+:mod:`mobius_rpc.storage.sql.program`) run on the store's ``db`` runner, so the
+same logic serves both databases.  The atomic steps the protocol asks for are
+single write programs:
+
+* ``add_rule``/``delete_rule`` change the rule and bump the organization's
+  ``rules_version`` in one transaction;
+* ``append_audit`` first moves the single-row ``audit_head`` from the seq the
+  batch expects (``UPDATE ... WHERE seq = ?``): a second writer, on another
+  replica too, waits for that row and then finds it moved, so it gets
+  :class:`~.store.AuditConflict` and nothing of its batch is written;
+* ``consume_bucket`` locks (or creates) the bucket row with an upsert, then
+  refills and takes from it;
+* ``retain_audit`` deletes and moves the checkpoint together.
+
+A write returns only after its transaction committed, which is what makes
+refusals and admin changes durable before the answer is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..storage.sql.program import Program, Result, Runner
+from .store import (
+    ApiToken,
+    AuditCheckpoint,
+    AuditConflict,
+    AuditQuery,
+    AuditRecord,
+    BucketResult,
+    DuplicateError,
+    Membership,
+    Organization,
+    RateBucket,
+    ResolvedToken,
+    Rule,
+    StoreError,
+    User,
+    refill,
+)
+
+__all__ = ("SqlSecurityStore",)
+
+_ORG = "id, name, created_at, rules_version, settings"
+_USER = "id, name, created_at, disabled, attributes"
+_MEMBER = "org_id, user_id, role, created_at"
+_TOKEN = ("id, user_id, org_id, hash, created_at, scopes, expires_at, revoked_at, "
+          "last_used_at, description")
+_RULE = ("id, org_id, effect, subject_type, subject, kind, pattern, actions, created_at, "
+         "conditions, description, position")
+_AUDIT = ("seq, at, method, outcome, user_id, organization, auth_method, credential, "
+          "session_id, request_id, target, arguments_digest, error, error_code, "
+          "duration_ms, detail, prev_hash, hash")
+
+
+_AUDIT_ROW = "(" + ", ".join("?" * 18) + ")"
+#: 18 parameters a row: far below SQLite's limit of 32766 parameters a statement
+_ROWS_PER_INSERT = 500
+
+
+def _dump(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _load(text: str | bytes | None, default: Any) -> Any:
+    return default if text is None else orjson.loads(text)
+
+
+def _org(row: tuple[Any, ...]) -> Organization:
+    return Organization(row[0], row[1], float(row[2]), int(row[3]), _load(row[4], {}))
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(row[0], row[1], float(row[2]), bool(row[3]), _load(row[4], {}))
+
+
+def _member(row: tuple[Any, ...]) -> Membership:
+    return Membership(row[0], row[1], row[2], float(row[3]))
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _token(row: tuple[Any, ...]) -> ApiToken:
+    return ApiToken(row[0], row[1], row[2], row[3], float(row[4]), tuple(_load(row[5], [])),
+                    _opt(row[6]), _opt(row[7]), _opt(row[8]), row[9])
+
+
+_RESOLVE = (f"SELECT {', '.join('t.' + c for c in _TOKEN.split(', '))}, u.disabled, m.role, "
+            "o.rules_version FROM security_tokens t "
+            "LEFT JOIN security_users u ON u.id = t.user_id "
+            "LEFT JOIN security_memberships m ON m.org_id = t.org_id AND m.user_id = t.user_id "
+            "LEFT JOIN security_orgs o ON o.id = t.org_id WHERE t.id = ?")
+
+
+def _resolved(row: tuple[Any, ...]) -> ResolvedToken:
+    return ResolvedToken(_token(row[:10]), row[10] is not None and not row[10], row[11],
+                         None if row[12] is None else int(row[12]))
+
+
+def _rule(row: tuple[Any, ...]) -> Rule:
+    return Rule(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                tuple(_load(row[7], [])), float(row[8]), _load(row[9], {}), row[10],
+                int(row[11]))
+
+
+def _audit(row: tuple[Any, ...]) -> AuditRecord:
+    return AuditRecord(int(row[0]), float(row[1]), row[2], row[3], row[4], row[5], row[6],
+                       row[7], row[8], row[9], row[10], row[11], row[12],
+                       None if row[13] is None else int(row[13]), _opt(row[14]),
+                       _load(row[15], {}), row[16], row[17])
+
+
+def _one(sql: str, params: tuple[Any, ...], make: Callable[[tuple[Any, ...]], Any]
+         ) -> Program[Any]:
+    result = yield sql, params
+    return make(result.rows[0]) if result.rows else None
+
+
+def _many(sql: str, params: tuple[Any, ...], make: Callable[[tuple[Any, ...]], Any]
+          ) -> Program[list[Any]]:
+    result = yield sql, params
+    return [make(row) for row in result.rows]
+
+
+def _changed(sql: str, params: tuple[Any, ...]) -> Program[bool]:
+    result = yield sql, params
+    return result.changed > 0
+
+
+_BUMP = "UPDATE security_state SET epoch = epoch + 1 WHERE id = 1"
+
+
+def _bumping(sql: str, params: tuple[Any, ...]) -> Program[bool]:
+    """A change that can end or narrow access: it moves the security epoch too."""
+    result = yield sql, params
+    if result.changed:
+        yield _BUMP, ()
+    return result.changed > 0
+
+
+def _insert_unique(sql: str, params: tuple[Any, ...], what: str) -> Program[None]:
+    result = yield sql + " ON CONFLICT DO NOTHING", params
+    if result.changed == 0:
+        raise DuplicateError(f"{what} exists")
+
+
+def _create_user(user: User) -> Program[None]:
+    yield from _insert_unique(
+        f"INSERT INTO security_users ({_USER}) VALUES (?, ?, ?, ?, ?)",
+        (user.id, user.name, user.created_at, int(user.disabled), _dump(user.attributes)),
+        f"user {user.name}")
+
+
+def _add_rule(rule: Rule) -> Program[Rule]:
+    # the version bump comes first: it locks the organization's row (PostgreSQL)
+    bumped: Result = yield ("UPDATE security_orgs SET rules_version = rules_version + 1 "
+                            "WHERE id = ?", (rule.org_id,))
+    if bumped.changed == 0:
+        raise StoreError(f"no organization {rule.org_id}")
+    yield _BUMP, ()
+    top = yield "SELECT COALESCE(MAX(position), 0) FROM security_rules", ()
+    position = int(top.rows[0][0]) + 1
+    yield from _insert_unique(
+        f"INSERT INTO security_rules ({_RULE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (rule.id, rule.org_id, rule.effect, rule.subject_type, rule.subject, rule.kind,
+         rule.pattern, _dump(list(rule.actions)), rule.created_at, _dump(rule.when),
+         rule.description, position), f"rule {rule.id}")
+    return Rule(rule.id, rule.org_id, rule.effect, rule.subject_type, rule.subject, rule.kind,
+                rule.pattern, rule.actions, rule.created_at, rule.when, rule.description,
+                position)
+
+
+def _delete_rule(org_id: str, rule_id: str) -> Program[bool]:
+    gone = yield "DELETE FROM security_rules WHERE org_id = ? AND id = ?", (org_id, rule_id)
+    if gone.changed == 0:
+        return False
+    yield ("UPDATE security_orgs SET rules_version = rules_version + 1 WHERE id = ?",
+           (org_id,))
+    yield _BUMP, ()
+    return True
+
+
+def _append_audit(records: list[AuditRecord]) -> Program[None]:
+    if not records:
+        return
+    first = records[0].seq
+    if any(r.seq != first + i for i, r in enumerate(records)):
+        raise AuditConflict("audit records must have consecutive seq numbers")
+    moved = yield ("UPDATE audit_head SET seq = ? WHERE id = 1 AND seq = ?",
+                   (records[-1].seq, first - 1))
+    if moved.changed == 0:
+        raise AuditConflict(f"audit seq {first} is not the next one")
+    # many rows per statement: one round trip for a whole batch (group commit)
+    for start in range(0, len(records), _ROWS_PER_INSERT):
+        chunk = records[start:start + _ROWS_PER_INSERT]
+        params: list[Any] = []
+        for r in chunk:
+            params += (r.seq, r.time, r.method, r.outcome, r.user, r.organization,
+                       r.auth_method, r.credential, r.session, r.request_id, r.target,
+                       r.arguments_digest, r.error, r.error_code, r.duration_ms,
+                       _dump(r.detail), r.prev_hash, r.hash)
+        yield (f"INSERT INTO audit_records ({_AUDIT}) VALUES "
+               + ", ".join([_AUDIT_ROW] * len(chunk)), tuple(params))
+
+
+def _list_audit(q: AuditQuery) -> Program[list[AuditRecord]]:
+    where: list[str] = ["seq > ?"]
+    params: list[Any] = [q.after_seq]
+    for column, value in (("user_id", q.user), ("organization", q.organization),
+                          ("method", q.method), ("outcome", q.outcome)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if q.since is not None:
+        where.append("at >= ?")
+        params.append(q.since)
+    if q.until is not None:
+        where.append("at < ?")
+        params.append(q.until)
+    sql = (f"SELECT {_AUDIT} FROM audit_records WHERE {' AND '.join(where)} "
+           f"ORDER BY seq {'DESC' if q.newest_first else 'ASC'}")
+    if q.limit is not None:
+        sql += " LIMIT ?"
+        params.append(max(q.limit, 0))
+    return (yield from _many(sql, tuple(params), _audit))
+
+
+def _retain(checkpoint: AuditCheckpoint) -> Program[int]:
+    removed = yield "DELETE FROM audit_records WHERE seq < ?", (checkpoint.seq,)
+    yield ("INSERT INTO audit_checkpoint (id, seq, prev_hash, created_at) VALUES (1, ?, ?, ?) "
+           "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, prev_hash = excluded.prev_hash, "
+           "created_at = excluded.created_at",
+           (checkpoint.seq, checkpoint.prev_hash, checkpoint.created_at))
+    return removed.changed
+
+
+def _consume(key: str, capacity: float, per_second: float, cost: float, now: float
+             ) -> Program[BucketResult]:
+    # the upsert creates a full bucket or locks the existing row, and returns it
+    found = yield ("INSERT INTO rate_buckets (key, tokens, updated_at) VALUES (?, ?, ?) "
+                   "ON CONFLICT (key) DO UPDATE SET tokens = rate_buckets.tokens "
+                   "RETURNING tokens, updated_at", (key, capacity, now))
+    tokens, updated = found.rows[0]
+    bucket, result = refill(RateBucket(key, float(tokens), float(updated)), key, capacity,
+                            per_second, cost, now)
+    yield ("UPDATE rate_buckets SET tokens = ?, updated_at = ? WHERE key = ?",
+           (bucket.tokens, bucket.updated_at, key))
+    return result
+
+
+class SqlSecurityStore:
+    """A :class:`~.store.SecurityStore` on an SQL runner (a store's ``db``)."""
+
+    def __init__(self, db: Runner) -> None:
+        self.db = db
+
+    # organizations and users
+    async def create_organization(self, org: Organization) -> None:
+        await self.db.write(lambda: _insert_unique(
+            f"INSERT INTO security_orgs ({_ORG}) VALUES (?, ?, ?, ?, ?)",
+            (org.id, org.name, org.created_at, org.rules_version, _dump(org.settings)),
+            f"organization {org.id}"))
+
+    async def get_organization(self, org_id: str) -> Organization | None:
+        found: Organization | None = await self.db.read(lambda: _one(
+            f"SELECT {_ORG} FROM security_orgs WHERE id = ?", (org_id,), _org))
+        return found
+
+    async def list_organizations(self) -> list[Organization]:
+        return await self.db.read(lambda: _many(
+            f"SELECT {_ORG} FROM security_orgs ORDER BY created_at, id", (), _org))
+
+    async def create_user(self, user: User) -> None:
+        await self.db.write(lambda: _create_user(user))
+
+    async def get_user(self, user_id: str) -> User | None:
+        found: User | None = await self.db.read(lambda: _one(
+            f"SELECT {_USER} FROM security_users WHERE id = ?", (user_id,), _user))
+        return found
+
+    async def get_user_by_name(self, name: str) -> User | None:
+        found: User | None = await self.db.read(lambda: _one(
+            f"SELECT {_USER} FROM security_users WHERE name = ?", (name,), _user))
+        return found
+
+    async def list_users(self) -> list[User]:
+        return await self.db.read(lambda: _many(
+            f"SELECT {_USER} FROM security_users ORDER BY created_at, id", (), _user))
+
+    async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
+        return await self.db.write(lambda: _bumping(
+            "UPDATE security_users SET disabled = ? WHERE id = ?", (int(disabled), user_id)))
+
+    # memberships
+    async def put_membership(self, membership: Membership) -> None:
+        m = membership
+        await self.db.write(lambda: _bumping(
+            f"INSERT INTO security_memberships ({_MEMBER}) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, "
+            "created_at = excluded.created_at", (m.org_id, m.user_id, m.role, m.created_at)))
+
+    async def get_membership(self, org_id: str, user_id: str) -> Membership | None:
+        found: Membership | None = await self.db.read(lambda: _one(
+            f"SELECT {_MEMBER} FROM security_memberships WHERE org_id = ? AND user_id = ?",
+            (org_id, user_id), _member))
+        return found
+
+    async def delete_membership(self, org_id: str, user_id: str) -> bool:
+        return await self.db.write(lambda: _bumping(
+            "DELETE FROM security_memberships WHERE org_id = ? AND user_id = ?",
+            (org_id, user_id)))
+
+    async def list_memberships(self, *, org_id: str | None = None,
+                               user_id: str | None = None) -> list[Membership]:
+        sql, params = _filtered(f"SELECT {_MEMBER} FROM security_memberships",
+                                org_id=org_id, user_id=user_id)
+        return await self.db.read(lambda: _many(sql + " ORDER BY created_at, org_id, user_id",
+                                                params, _member))
+
+    # API tokens
+    async def add_token(self, token: ApiToken) -> None:
+        t = token
+        await self.db.write(lambda: _insert_unique(
+            f"INSERT INTO security_tokens ({_TOKEN}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (t.id, t.user_id, t.org_id, t.hash, t.created_at, _dump(list(t.scopes)),
+             t.expires_at, t.revoked_at, t.last_used_at, t.description), f"token {t.id}"))
+
+    async def get_token(self, token_id: str) -> ApiToken | None:
+        found: ApiToken | None = await self.db.read(lambda: _one(
+            f"SELECT {_TOKEN} FROM security_tokens WHERE id = ?", (token_id,), _token))
+        return found
+
+    async def list_tokens(self, *, user_id: str | None = None,
+                          org_id: str | None = None) -> list[ApiToken]:
+        sql, params = _filtered(f"SELECT {_TOKEN} FROM security_tokens",
+                                user_id=user_id, org_id=org_id)
+        return await self.db.read(lambda: _many(sql + " ORDER BY created_at, id", params,
+                                                _token))
+
+    async def revoke_token(self, token_id: str, at: float) -> bool:
+        return await self.db.write(lambda: _bumping(
+            "UPDATE security_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (at, token_id)))
+
+    async def touch_token(self, token_id: str, at: float) -> None:
+        await self.db.write(lambda: _changed(
+            "UPDATE security_tokens SET last_used_at = ? WHERE id = ?", (at, token_id)))
+
+    async def resolve_token(self, token_id: str) -> ResolvedToken | None:
+        found: ResolvedToken | None = await self.db.read(lambda: _one(
+            _RESOLVE, (token_id,), _resolved))
+        return found
+
+    async def security_epoch(self) -> int:
+        """The number every access-narrowing change moves (see the migration)."""
+        read_now = getattr(self.db, "read_now", None)
+        make = lambda: _one("SELECT epoch FROM security_state WHERE id = 1", (),  # noqa: E731
+                            lambda row: int(row[0]))
+        # SQLite: a one-row read on the calling thread (WAL readers never wait for
+        # writers) costs less than the hop to a worker thread it would otherwise take
+        found: int | None = read_now(make) if read_now is not None else \
+            await self.db.read(make)
+        return found or 0
+
+    # rules
+    async def add_rule(self, rule: Rule) -> Rule:
+        return await self.db.write(lambda: _add_rule(rule))
+
+    async def delete_rule(self, org_id: str, rule_id: str) -> bool:
+        return await self.db.write(lambda: _delete_rule(org_id, rule_id))
+
+    async def list_rules(self, org_id: str) -> list[Rule]:
+        return await self.db.read(lambda: _many(
+            f"SELECT {_RULE} FROM security_rules WHERE org_id = ? ORDER BY position",
+            (org_id,), _rule))
+
+    # audit
+    async def append_audit(self, records: list[AuditRecord]) -> None:
+        batch = list(records)
+        await self.db.write(lambda: _append_audit(batch))
+
+    async def last_audit(self) -> AuditRecord | None:
+        found: AuditRecord | None = await self.db.read(lambda: _one(
+            f"SELECT {_AUDIT} FROM audit_records ORDER BY seq DESC LIMIT 1", (), _audit))
+        return found
+
+    async def list_audit(self, query: AuditQuery) -> list[AuditRecord]:
+        return await self.db.read(lambda: _list_audit(query))
+
+    async def get_audit_checkpoint(self) -> AuditCheckpoint | None:
+        found: AuditCheckpoint | None = await self.db.read(lambda: _one(
+            "SELECT seq, prev_hash, created_at FROM audit_checkpoint WHERE id = 1", (),
+            lambda row: AuditCheckpoint(int(row[0]), row[1], float(row[2]))))
+        return found
+
+    async def retain_audit(self, checkpoint: AuditCheckpoint) -> int:
+        return await self.db.write(lambda: _retain(checkpoint))
+
+    # rate limits
+    async def consume_bucket(self, key: str, capacity: float, per_second: float,
+                             cost: float, now: float) -> BucketResult:
+        return await self.db.write(lambda: _consume(key, capacity, per_second, cost, now))
+
+
+def _filtered(sql: str, **equal: str | None) -> tuple[str, tuple[Any, ...]]:
+    pairs = [(column, value) for column, value in equal.items() if value is not None]
+    if not pairs:
+        return sql, ()
+    return (sql + " WHERE " + " AND ".join(f"{column} = ?" for column, _ in pairs),
+            tuple(value for _, value in pairs))
