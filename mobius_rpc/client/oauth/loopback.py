@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream, TaskGroup
+from anyio.abc import Listener, SocketAttribute, SocketStream, TaskGroup
 
 from .errors import OAuthError
 
@@ -44,11 +44,13 @@ class LoopbackRedirect:
         self.redirect_uri = ""
         self._send, self._receive = anyio.create_memory_object_stream[str](8)
         self._tg: TaskGroup | None = None
+        self._listener: Listener[SocketStream] | None = None
 
     async def __aenter__(self) -> LoopbackRedirect:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
         port = listener.extra(SocketAttribute.local_port)
         self.redirect_uri = f"http://127.0.0.1:{port}{self.path}"
+        self._listener = listener
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(listener.serve, self._handle)
@@ -59,6 +61,8 @@ class LoopbackRedirect:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(kind, exc, tb)
+        if self._listener is not None:
+            await self._listener.aclose()
         self._send.close()
         self._receive.close()
 
