@@ -31,7 +31,8 @@ from ..transports.base import MessageStream
 from ..transports.http_client import HttpSseClientStream, StreamableHTTPClientStream
 from ..transports.process import ProcessTransport
 from ..transports.websocket import WebSocketClientStream
-from .oauth import BearerAuth, OAuth
+from .oauth import BearerAuth, OAuth, OAuthError
+from .oauth.config import oauth_from_config
 
 __all__ = ("StdioTarget", "HttpTarget", "Target", "ConnectError", "target_from_config",
            "target_from_url")
@@ -159,4 +160,8 @@ def target_from_config(entry: Mapping[str, Any]) -> Target:
     headers = entry.get("headers", {})
     if not isinstance(headers, Mapping):
         raise ValueError("'headers' must be an object")
-    return target_from_url(url, headers=headers, kind=kind)
+    try:
+        oauth = oauth_from_config(entry)
+    except OAuthError as exc:  # a private key that is not one
+        raise ValueError(exc.message) from None
+    return target_from_url(url, headers=headers, kind=kind, oauth=oauth)

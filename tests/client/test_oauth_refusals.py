@@ -230,3 +230,40 @@ def test_resources_match_by_origin_and_path_prefix() -> None:
     assert not resource_allowed("https://a.example/mcp", "https://b.example/mcp")
     assert not resource_allowed("https://a.example/mcp", "http://a.example/mcp")
     assert not resource_allowed("https://a.example/other", "https://a.example/mcp")
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"oauth": "yes"}, "'oauth' must be true or an object"),
+    ({"oauth": {"client_secrt": "x"}}, "unknown fields: client_secrt"),
+    ({"oauth": {"grant": "password"}}, "'oauth.grant' must be one of"),
+    ({"oauth": {"grant": "client_credentials"}}, "needs 'client_id'"),
+    ({"oauth": {"client_id": 7}}, "'oauth.client_id' must be a string"),
+    ({"oauth": {"client_id": "a", "client_secret_env": "MOBIUS_UNSET_VARIABLE"}},
+     "MOBIUS_UNSET_VARIABLE"),
+    ({"oauth": {"client_id": "a", "private_key_file": "/nonexistent/key.pem"}},
+     "cannot read oauth.private_key_file"),
+])
+def test_bad_oauth_config_entries_name_their_fault(entry: dict[str, Any], expected: str) -> None:
+    from mobius_rpc.client import target_from_config
+
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        target_from_config({"url": "https://mcp.example.com/mcp", **entry})
+
+
+def test_config_entries_that_ask_for_oauth() -> None:
+    from mobius_rpc.client import target_from_config
+
+    plain = target_from_config({"url": "https://mcp.example.com/mcp"})
+    assert isinstance(plain, HttpTarget) and plain.oauth is None
+    for entry in ({"oauth": True}, {"auth": "oauth"}):
+        target = target_from_config({"url": "https://mcp.example.com/mcp", **entry})
+        assert isinstance(target, HttpTarget) and target.oauth is not None
+        assert target.oauth.grant == "authorization_code" and target.oauth.authorize is None
+
+
+async def test_a_login_without_a_way_to_ask_says_how(server: Scripted) -> None:
+    server.good_metadata()
+    oauth = OAuth(redirect_uri="http://127.0.0.1:9/callback")  # no authorize callback
+    with anyio.fail_after(30), pytest.raises(ConnectError, match="mobius client login"):
+        async with Client(HttpTarget(f"{server.base}/mcp", oauth=oauth), revision="2025-11-25"):
+            pass

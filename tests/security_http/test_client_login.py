@@ -246,3 +246,61 @@ async def test_a_token_is_never_sent_to_a_second_server(
     assert f"Bearer {token_a.access_token}" not in recorder_b.seen
     assert f"Bearer {token_b.access_token}" not in recorder_a.seen
     assert user.logins == 2
+
+
+async def test_mobius_client_login_through_the_printed_url(
+        provider_script: Path) -> None:  # noqa: F811
+    """The CLI as a person uses it: it prints a URL, the browser follows it, the
+    command reports the login (a real subprocess; nothing is opened for us)."""
+    import sys
+
+    async with login_server(provider_script) as issuer, \
+            protected_server(issuer) as (url, _recorder):
+        process = await anyio.open_process(
+            [sys.executable, "-m", "mobius_rpc", "client", "login", url, "--timeout", "30"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert process.stderr is not None and process.stdout is not None
+            text = b""
+            with anyio.fail_after(30):
+                async for chunk in process.stderr:
+                    text += chunk
+                    if b"\n  http" in text and text.endswith(b"\n"):
+                        break
+            login_url = text.decode().split("\n  ", 1)[1].strip()
+            assert login_url.startswith(f"{issuer}/auth?")
+            async with httpx.AsyncClient(timeout=10, follow_redirects=True) as browser:
+                landed = await browser.get(login_url)
+            assert landed.status_code == 200 and "login is complete" in landed.text
+            with anyio.fail_after(30):
+                await process.wait()
+                out = await process.stdout.receive()
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+    assert process.returncode == 0
+    assert f"logged in to {url}: token from {issuer}" in out.decode()
+    assert "refresh token: yes" in out.decode()
+
+
+async def test_a_config_entry_with_client_credentials(provider_script: Path,  # noqa: F811
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mobius client --config``'s shape: a server entry carrying client credentials
+    (the secret named by an environment variable) gets its own token, no person involved."""
+    from mobius_rpc.client import ClientManager
+
+    from .test_authorization_server import CLIENT_ID, CLIENT_SECRET, authorization_server
+
+    monkeypatch.setenv("MOBIUS_TEST_SECRET", CLIENT_SECRET)
+    async with authorization_server(provider_script) as provider, \
+            protected_server(provider["issuer"]) as (url, recorder):
+        config = {"mcpServers": {"svc": {
+            "url": url, "oauth": {"grant": "client_credentials", "client_id": CLIENT_ID,
+                                  "client_secret_env": "MOBIUS_TEST_SECRET",
+                                  "scope": "mcp:tools"}}}}
+        with anyio.fail_after(60):
+            async with ClientManager.from_config(config, revision="2025-11-25") as manager:
+                me = structured(await manager.call_tool("svc__whoami", {}))
+    assert me["user"] == CLIENT_ID and me["scopes"] == ["mcp:tools"]
+    assert recorder.seen[0] is None and any(seen for seen in recorder.seen)

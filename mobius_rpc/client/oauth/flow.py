@@ -161,6 +161,10 @@ class ServerAuthorization:
                     words.append(word)
             return await self._obtain(" ".join(words) or None)
 
+    async def tokens(self) -> TokenSet | None:
+        """The tokens kept for this server, as they are (no refresh)."""
+        return await self.settings.store.get_tokens(self.server)
+
     async def logout(self) -> None:
         await self.settings.store.set_tokens(self.server, None)
 
