@@ -15,7 +15,9 @@ fetches the authorization URL without following the redirect and returns
 its ``Location`` (nothing listens at the redirect URI).  Credentials come
 from ``MCP_CONFORMANCE_CONTEXT``: a ``client_id`` (and ``client_secret``) is a
 pre-registered client; the client-credentials scenarios use that grant, with
-``private_key_pem`` for ``private_key_jwt``.
+``private_key_pem`` for ``private_key_jwt``; workload identity and
+enterprise-managed authorization use the JWT-bearer grant with the context's
+workload token, or with an ID-JAG exchanged at the context's identity provider.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ import anyio
 import httpx
 
 from mobius_rpc.client import Client, target_from_url
-from mobius_rpc.client.oauth import OAuth, OAuthError, load_signing_key
+from mobius_rpc.client.oauth import (
+    OAuth,
+    OAuthError,
+    id_jag_exchange,
+    load_signing_key,
+    static_assertion,
+)
 from mobius_rpc.core.errors import McpError
 
 log = logging.getLogger("conformance-client")
@@ -123,6 +131,14 @@ def oauth_for(scenario: str, context: dict[str, Any]) -> OAuth:
         if context.get("private_key_pem"):
             oauth.signing_key = load_signing_key(context["private_key_pem"],
                                                  context.get("signing_algorithm"))
+    elif scenario == "auth/wif-jwt-bearer":
+        oauth.grant, oauth.assertion = "jwt_bearer", static_assertion(context["valid_jwt"])
+    elif scenario in ("auth/enterprise-managed-authorization",
+                      "auth/cross-app-access-complete-flow"):
+        oauth.grant = "jwt_bearer"
+        oauth.assertion = id_jag_exchange(context["idp_token_endpoint"],
+                                          context["idp_id_token"],
+                                          client_id=context.get("idp_client_id"))
     return oauth
 
 

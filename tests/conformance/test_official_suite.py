@@ -114,6 +114,8 @@ AUTH_CORE = {"auth/metadata-default", "auth/metadata-var1", "auth/metadata-var2"
              "auth/token-endpoint-auth-post", "auth/token-endpoint-auth-none",
              "auth/pre-registration", "auth/client-credentials-jwt",
              "auth/client-credentials-basic"}
+#: extensions: workload identity and enterprise-managed authorization (JWT bearer)
+AUTH_ASSERTIONS = {"auth/wif-jwt-bearer", "auth/enterprise-managed-authorization"}
 #: the draft's: a foreign resource refused, offline_access only where offered
 AUTH_DRAFT = {"auth/resource-mismatch", "auth/offline-access-scope",
               "auth/offline-access-not-supported"}
@@ -163,16 +165,17 @@ def test_client_scenarios(suite: Path) -> None:
     passed = run_client_suite(suite, "--suite", "all", "--expected-failures",
                               str(SUITE_DIR / "expected-failures.yml"))
     assert {"initialize", "tools_call", "sse-retry", "auth/2025-03-26-oauth-metadata-backcompat",
-            "auth/2025-03-26-oauth-endpoint-fallback"} | AUTH_CORE | AUTH_DRAFT <= passed
+            "auth/2025-03-26-oauth-endpoint-fallback", "auth/cross-app-access-complete-flow"} \
+        | AUTH_CORE | AUTH_DRAFT <= passed
 
 
 @pytest.mark.parametrize("requirements, must_pass", [
     ("2025-11-25", {"initialize", "tools_call", "sse-retry",
-                    "json-schema-2020-12-preservation"} | AUTH_CORE),
+                    "json-schema-2020-12-preservation"} | AUTH_CORE | AUTH_ASSERTIONS),
     ("2026-07-28", {"tools_call", "request-metadata", "sep-2322-client-request-state",
                     "http-standard-headers", "http-custom-headers",
                     "http-invalid-tool-headers", "json-schema-ref-no-deref"}
-     | AUTH_CORE | AUTH_DRAFT | AUTH_ALPHA),
+     | AUTH_CORE | AUTH_DRAFT | AUTH_ALPHA | AUTH_ASSERTIONS),
 ])
 def test_alpha_client_requirement_sets(suite: Path, requirements: str,
                                        must_pass: set[str]) -> None:

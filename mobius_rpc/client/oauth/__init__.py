@@ -8,6 +8,7 @@ another origin.  The user's part of a login is the ``authorize`` callback;
 :class:`LoopbackRedirect` is one that listens on 127.0.0.1 for the browser.
 """
 
+from .assertions import id_jag_exchange, static_assertion
 from .auth import BearerAuth
 from .errors import OAuthError
 from .flow import OAuth, ServerAuthorization
@@ -17,4 +18,4 @@ from .store import ClientRegistration, MemoryTokenStore, TokenSet, TokenStore
 
 __all__ = ("OAuth", "OAuthError", "BearerAuth", "ServerAuthorization", "SigningKey",
            "load_signing_key", "LoopbackRedirect", "ClientRegistration", "MemoryTokenStore",
-           "TokenSet", "TokenStore")
+           "TokenSet", "TokenStore", "id_jag_exchange", "static_assertion")

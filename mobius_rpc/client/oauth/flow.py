@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import anyio
 import httpx
 
+from .assertions import JWT_BEARER, Assertion
 from .errors import OAuthError
 from .grants import Pkce, SigningKey, token_request
 from .metadata import (
@@ -46,8 +47,9 @@ from .metadata import (
     discover_resource,
     fallback_auth_server,
 )
+from .registration import register
 from .store import ClientRegistration, MemoryTokenStore, TokenSet, TokenStore
-from .urls import canonical_resource, is_loopback, require_secure, root_of
+from .urls import canonical_resource, require_secure, root_of
 
 __all__ = ("OAuth", "ServerAuthorization", "Authorize")
 
@@ -56,23 +58,27 @@ log = logging.getLogger("mobius_rpc.client.oauth")
 #: shows the user a URL and returns the URL the authorization server redirected to
 Authorize = Callable[[str], Awaitable[str]]
 
-_METHOD_PREFERENCE = ("client_secret_basic", "client_secret_post", "none")
 
 
 @dataclass
 class OAuth:
     """How the client authorizes itself; one value may serve many servers.
 
-    ``grant`` is ``authorization_code`` (a user logs in through ``authorize``)
-    or ``client_credentials`` (a service: ``client_id`` with ``client_secret``
-    or ``signing_key``).  Without ``client_id`` the client registers itself:
-    with ``client_metadata_url`` where the authorization server accepts
-    client ID metadata documents, else by dynamic registration.
+    ``grant`` is ``authorization_code`` (a user logs in through ``authorize``),
+    ``client_credentials`` (a service: ``client_id`` with ``client_secret``
+    or ``signing_key``) or ``jwt_bearer`` (an ``assertion`` from a workload's
+    platform or an enterprise identity provider).  Without ``client_id`` the
+    client registers itself: with ``client_metadata_url`` where the
+    authorization server accepts client ID metadata documents, else by
+    dynamic registration.
     """
 
     authorize: Authorize | None = None
     redirect_uri: str = "http://127.0.0.1:33418/callback"
-    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    grant: Literal["authorization_code", "client_credentials", "jwt_bearer"] = \
+        "authorization_code"
+    #: for ``jwt_bearer``: where the assertion comes from (see :mod:`.assertions`)
+    assertion: Assertion | None = None
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
     #: forces a token endpoint authentication method (else chosen from the metadata)
@@ -212,6 +218,8 @@ class ServerAuthorization:
         assert self.auth_server is not None
         if self.settings.grant == "client_credentials":
             tokens = await self._client_credentials(scope)
+        elif self.settings.grant == "jwt_bearer":
+            tokens = await self._jwt_bearer(scope)
         else:
             tokens = await self._authorization_code(scope)
         self._requested_scope = scope
@@ -237,6 +245,24 @@ class ServerAuthorization:
                                        issuer=self.auth_server.issuer,
                                        resource=self.resource_indicator,
                                        key=settings.signing_key, clock=settings.clock)
+
+    async def _jwt_bearer(self, scope: str | None) -> TokenSet:
+        assert self.auth_server is not None
+        settings, issuer = self.settings, self.auth_server.issuer
+        if settings.assertion is None:
+            raise OAuthError("the jwt_bearer grant needs an assertion source", "no-assertion")
+        assertion = await settings.assertion(issuer, self.resource_indicator, scope)
+        client = ClientRegistration(settings.client_id or "", settings.client_secret,
+                                    self._secret_method(), issuer)
+        form = {"grant_type": JWT_BEARER, "assertion": assertion,
+                "resource": self.resource_indicator}
+        if scope:
+            form["scope"] = scope
+        async with self._http() as http:
+            return await token_request(http, self.auth_server.token_endpoint, form, client,
+                                       issuer=issuer, resource=self.resource_indicator,
+                                       key=settings.signing_key, clock=settings.clock,
+                                       anonymous=not settings.client_id)
 
     def _secret_method(self) -> str:
         assert self.auth_server is not None
@@ -374,40 +400,8 @@ class ServerAuthorization:
         if auth_server.registration_endpoint is None:
             raise OAuthError(f"the authorization server {issuer} offers no dynamic "
                              f"registration; configure a client_id for it", "no-client")
-        registration = await self._register(auth_server.registration_endpoint)
+        async with self._http() as http:
+            registration = await register(http, auth_server, settings.redirect_uri,
+                                          settings.client_name)
         await settings.store.set_client(issuer, registration)
         return registration
-
-    async def _register(self, endpoint: str) -> ClientRegistration:
-        assert self.auth_server is not None
-        offered = self.auth_server.token_auth_methods
-        method = next((m for m in _METHOD_PREFERENCE if offered and m in offered), "none")
-        # a loopback redirect URI is a native app's (RFC 8252); OIDC registration and
-        # the 2026-07-28 revision want the kind said explicitly
-        native = is_loopback(urlsplit(self.settings.redirect_uri).hostname or "")
-        body = {"client_name": self.settings.client_name,
-                "application_type": "native" if native else "web",
-                "redirect_uris": [self.settings.redirect_uri],
-                "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"], "token_endpoint_auth_method": method}
-        try:
-            async with self._http() as http:
-                response = await http.post(endpoint, json=body)
-        except httpx.HTTPError as exc:
-            raise OAuthError(f"cannot reach the registration endpoint {endpoint}: "
-                             f"{type(exc).__name__}: {exc}", "registration") from exc
-        answer = None
-        if response.status_code in (200, 201) and len(response.content) <= MAX_DOCUMENT_BYTES:
-            try:
-                answer = response.json()
-            except ValueError:
-                answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("client_id"), str):
-            raise OAuthError(f"dynamic registration at {endpoint} failed: HTTP "
-                             f"{response.status_code}", "registration")
-        secret = answer.get("client_secret")
-        chosen = answer.get("token_endpoint_auth_method") or method
-        if not isinstance(secret, str):
-            secret, chosen = None, "none"
-        return ClientRegistration(answer["client_id"], secret, str(chosen),
-                                  self.auth_server.issuer, (self.settings.redirect_uri,))

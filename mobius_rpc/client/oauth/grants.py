@@ -96,10 +96,12 @@ def client_auth(client: ClientRegistration, audience: str, key: SigningKey | Non
 async def token_request(http: httpx.AsyncClient, endpoint: str, form: dict[str, str],
                         client: ClientRegistration, *, issuer: str, resource: str,
                         key: SigningKey | None = None,
-                        clock: Callable[[], float] = time.time) -> TokenSet:
-    """POST ``form`` (plus client authentication) to ``endpoint``; the tokens it grants."""
+                        clock: Callable[[], float] = time.time,
+                        anonymous: bool = False) -> TokenSet:
+    """POST ``form`` (plus client authentication, unless ``anonymous``) to ``endpoint``;
+    the tokens it grants."""
     require_secure(endpoint, "the token endpoint")
-    fields, headers = client_auth(client, issuer, key)
+    fields, headers = ({}, {}) if anonymous else client_auth(client, issuer, key)
     try:
         response = await http.post(endpoint, data={**form, **fields},
                                    headers={"Accept": "application/json", **headers})
