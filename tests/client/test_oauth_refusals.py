@@ -267,3 +267,32 @@ async def test_a_login_without_a_way_to_ask_says_how(server: Scripted) -> None:
     with anyio.fail_after(30), pytest.raises(ConnectError, match="mobius client login"):
         async with Client(HttpTarget(f"{server.base}/mcp", oauth=oauth), revision="2025-11-25"):
             pass
+
+
+def test_dpop_proofs_are_fresh_signed_and_bound_to_the_request() -> None:
+    import base64
+    import hashlib
+
+    from joserfc import jws
+    from joserfc.jwk import ECKey
+
+    from mobius_rpc.client.oauth.dpop import DPoPKey
+
+    key = DPoPKey()
+    first = key.proof("post", "https://rs.example/mcp?x=1#f", access_token="tok")
+    second = key.proof("POST", "https://rs.example/mcp")
+    header = orjson.loads(base64.urlsafe_b64decode(first.split(".")[0] + "=="))
+    assert header["typ"] == "dpop+jwt" and header["alg"] == "ES256" and "d" not in header["jwk"]
+    claims = orjson.loads(jws.deserialize_compact(
+        first, ECKey.import_key(header["jwk"])).payload)
+    assert claims["htm"] == "POST" and claims["htu"] == "https://rs.example/mcp"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(b"tok").digest()).rstrip(b"=").decode()
+    assert claims["ath"] == digest and "nonce" not in claims
+    assert orjson.loads(base64.urlsafe_b64decode(second.split(".")[1] + "=="))["jti"] \
+        != claims["jti"]
+    assert key.remember_nonce("https://rs.example/other", "n-1")
+    assert not key.remember_nonce("https://rs.example/mcp", "n-1")  # same origin, same nonce
+    third = key.proof("GET", "https://rs.example/mcp")
+    assert orjson.loads(base64.urlsafe_b64decode(third.split(".")[1] + "=="))["nonce"] == "n-1"
+    assert "nonce" not in orjson.loads(base64.urlsafe_b64decode(
+        key.proof("GET", "https://as.example/token").split(".")[1] + "=="))

@@ -116,6 +116,8 @@ AUTH_CORE = {"auth/metadata-default", "auth/metadata-var1", "auth/metadata-var2"
              "auth/client-credentials-basic"}
 #: extensions: workload identity and enterprise-managed authorization (JWT bearer)
 AUTH_ASSERTIONS = {"auth/wif-jwt-bearer", "auth/enterprise-managed-authorization"}
+#: the DPoP extension (RFC 9449), with and without nonces
+AUTH_DPOP = {"auth/dpop", "auth/dpop-nonce"}
 #: the draft's: a foreign resource refused, offline_access only where offered
 AUTH_DRAFT = {"auth/resource-mismatch", "auth/offline-access-scope",
               "auth/offline-access-not-supported"}
@@ -171,11 +173,12 @@ def test_client_scenarios(suite: Path) -> None:
 
 @pytest.mark.parametrize("requirements, must_pass", [
     ("2025-11-25", {"initialize", "tools_call", "sse-retry",
-                    "json-schema-2020-12-preservation"} | AUTH_CORE | AUTH_ASSERTIONS),
+                    "json-schema-2020-12-preservation"} | AUTH_CORE | AUTH_ASSERTIONS
+     | AUTH_DPOP),
     ("2026-07-28", {"tools_call", "request-metadata", "sep-2322-client-request-state",
                     "http-standard-headers", "http-custom-headers",
                     "http-invalid-tool-headers", "json-schema-ref-no-deref"}
-     | AUTH_CORE | AUTH_DRAFT | AUTH_ALPHA | AUTH_ASSERTIONS),
+     | AUTH_CORE | AUTH_DRAFT | AUTH_ALPHA | AUTH_ASSERTIONS | AUTH_DPOP),
 ])
 def test_alpha_client_requirement_sets(suite: Path, requirements: str,
                                        must_pass: set[str]) -> None:

@@ -41,7 +41,7 @@ SCOPES = ["mcp:tools", "mcp:read"]
 @asynccontextmanager
 async def login_server(script: Path) -> AsyncIterator[str]:
     """oidc-provider with logins (``login_server.mjs``); yields its issuer."""
-    config = {"resourcePattern": r"^http://127\.0\.0\.1:\d+/mcp$", "scopes": SCOPES}
+    config = {"resourcePattern": r"^http://127\.0\.0\.1:\d+(/mcp)?$", "scopes": SCOPES}
     process = await anyio.open_process(
         ["node", str(script.parent / "login_server.mjs"), json.dumps(config)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -80,10 +80,13 @@ class Recorder:
 
 
 @asynccontextmanager
-async def protected_server(issuer: str) -> AsyncIterator[tuple[str, Recorder]]:
-    """The demo server behind OAuth trusting ``issuer``; yields (MCP URL, recorder)."""
+async def protected_server(issuer: str, *, whole_origin: bool = False
+                           ) -> AsyncIterator[tuple[str, Recorder]]:
+    """The demo server behind OAuth trusting ``issuer``; yields (MCP URL, recorder).
+    ``whole_origin``: the protected resource is the origin (so that its HTTP+SSE
+    endpoint at ``/sse`` is covered too), not just ``/mcp``."""
     def build(base: str) -> Recorder:
-        config = OAuthConfig(issuer=issuer, resource=f"{base}/mcp",
+        config = OAuthConfig(issuer=issuer, resource=base if whole_origin else f"{base}/mcp",
                              required_scopes=frozenset({"mcp:tools"}),
                              scopes_supported=tuple(SCOPES))
         return Recorder(demo_app(oauth=OAuthVerifier(config)))
@@ -246,6 +249,26 @@ async def test_a_token_is_never_sent_to_a_second_server(
     assert f"Bearer {token_a.access_token}" not in recorder_b.seen
     assert f"Bearer {token_b.access_token}" not in recorder_a.seen
     assert user.logins == 2
+
+
+async def test_login_over_http_sse(provider_script: Path) -> None:  # noqa: F811
+    """The legacy HTTP+SSE transport gets the same login: the GET stream's 401 starts it,
+    and the POSTs to the ``endpoint`` the server names carry the token."""
+    async with login_server(provider_script) as issuer, \
+            protected_server(issuer, whole_origin=True) as (url, recorder), \
+            LoopbackRedirect(show=lambda _url: None, timeout=30) as redirect:
+        user = User(redirect)
+        oauth = OAuth(authorize=user, redirect_uri=redirect.redirect_uri)
+        sse_url = url.removesuffix("/mcp") + "/sse"
+        with anyio.fail_after(60):
+            async with Client(HttpTarget(sse_url, "sse", oauth=oauth),
+                              revision="2025-03-26") as client:
+                assert client.protocol_version == "2025-03-26"
+                me = structured(await client.call_tool("whoami", {}))
+        tokens = await oauth.for_server(sse_url).tokens()
+    assert me["user"] == "ada" and user.logins == 1
+    assert tokens is not None and tokens.resource == url.removesuffix("/mcp")
+    assert sum(1 for seen in recorder.seen if seen == f"Bearer {tokens.access_token}") >= 2
 
 
 async def test_mobius_client_login_through_the_printed_url(

@@ -11,7 +11,9 @@ transports need.  For each request it
 * on a 401, asks :class:`~.flow.ServerAuthorization` for a token (refresh,
   or discovery and a new authorization) and sends the request once more;
 * on a 403 with ``error="insufficient_scope"``, re-authorizes with the wider
-  scope, at most ``max_step_ups`` times per request, then lets the 403 through.
+  scope, at most ``max_step_ups`` times per request, then lets the 403 through;
+* for a DPoP-bound token, sends ``Authorization: DPoP`` with a fresh proof,
+  and once more with the server's nonce when it answers ``use_dpop_nonce``.
 
 An ``Authorization`` header the caller set explicitly is left alone.
 """
@@ -45,12 +47,28 @@ class BearerAuth(httpx.Auth):
         return origin_of(str(request.url)) == self.origin \
             and "authorization" not in request.headers
 
-    @staticmethod
-    def _attach(request: httpx.Request, tokens: TokenSet | None) -> None:
-        if tokens is not None and tokens.access_token:
-            request.headers["Authorization"] = f"Bearer {tokens.access_token}"
-        else:
+    def _attach(self, request: httpx.Request, tokens: TokenSet | None) -> None:
+        request.headers.pop("DPoP", None)
+        dpop = self.authorization.dpop
+        if tokens is None or not tokens.access_token:
             request.headers.pop("Authorization", None)
+        elif tokens.token_type == "DPoP" and dpop is not None:
+            request.headers["Authorization"] = f"DPoP {tokens.access_token}"
+            request.headers["DPoP"] = dpop.proof(request.method, str(request.url),
+                                                 access_token=tokens.access_token)
+        else:
+            request.headers["Authorization"] = f"Bearer {tokens.access_token}"
+
+    def _new_nonce(self, request: httpx.Request, response: httpx.Response,
+                   challenge: dict[str, str]) -> bool:
+        """Whether the server refused only for want of a (new) DPoP nonce, now kept."""
+        dpop = self.authorization.dpop
+        nonce = response.headers.get("dpop-nonce")
+        if dpop is None or nonce is None:
+            return False
+        fresh = dpop.remember_nonce(str(request.url), nonce)
+        return fresh and response.status_code == 401 \
+            and challenge.get("error") == "use_dpop_nonce"
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request,
                                                                                httpx.Response]:
@@ -61,10 +79,12 @@ class BearerAuth(httpx.Auth):
         self._attach(request, tokens)
         response = yield request
         authorized_once = False
-        step_ups = 0
+        step_ups = nonces = 0
         while True:
             challenge = parse_challenge(response.headers.get("www-authenticate"))
-            if response.status_code == 401 and not authorized_once:
+            if self._new_nonce(request, response, challenge) and nonces < 2:
+                nonces += 1  # the same token again, with the server's nonce in the proof
+            elif response.status_code == 401 and not authorized_once:
                 authorized_once = True
                 tokens = await self.authorization.unauthorized(tokens, challenge)
             elif response.status_code == 403 and challenge.get("error") == "insufficient_scope" \

@@ -37,6 +37,7 @@ import anyio
 import httpx
 
 from .assertions import JWT_BEARER, Assertion
+from .dpop import DPoPKey
 from .errors import OAuthError
 from .grants import Pkce, SigningKey, token_request
 from .metadata import (
@@ -89,6 +90,8 @@ class OAuth:
     #: overrides the scope the server asks for
     scope: str | None = None
     store: TokenStore = field(default_factory=MemoryTokenStore)
+    #: DPoP-bound tokens where the server and its authorization server take them
+    dpop: bool = True
     #: step-up re-authorizations one request may trigger after a 403 insufficient_scope
     max_step_ups: int = 1
     timeout: float = 30.0
@@ -114,6 +117,9 @@ class ServerAuthorization:
         self.auth_server: AuthServer | None = None
         self._lock = anyio.Lock()
         self._requested_scope: str | None = None
+        #: the proof-of-possession key, when the authorization server does DPoP
+        self.dpop: DPoPKey | None = None
+        self._server_dpop = False
         #: how many authorization requests were made (tests and the retry limit read it)
         self.authorizations = 0
 
@@ -196,6 +202,15 @@ class ServerAuthorization:
                      self.auth_server.issuer, auth_server.issuer)
             self._requested_scope = None
         self.resource, self.auth_server = resource, auth_server
+        # DPoP where both sides take it: the authorization server lists ES256, and the
+        # server challenges with the DPoP scheme or says so in its metadata
+        self._server_dpop = self._server_dpop or challenge.get("scheme") == "dpop" \
+            or (resource is not None and resource.dpop)
+        if self.settings.dpop and self._server_dpop \
+                and "ES256" in (auth_server.dpop_algs or ()):
+            self.dpop = self.dpop or DPoPKey()
+        else:
+            self.dpop = None
 
     @property
     def resource_indicator(self) -> str:
@@ -244,7 +259,8 @@ class ServerAuthorization:
             return await token_request(http, self.auth_server.token_endpoint, form, client,
                                        issuer=self.auth_server.issuer,
                                        resource=self.resource_indicator,
-                                       key=settings.signing_key, clock=settings.clock)
+                                       key=settings.signing_key, clock=settings.clock,
+                                       dpop=self.dpop)
 
     async def _jwt_bearer(self, scope: str | None) -> TokenSet:
         assert self.auth_server is not None
@@ -262,7 +278,7 @@ class ServerAuthorization:
             return await token_request(http, self.auth_server.token_endpoint, form, client,
                                        issuer=issuer, resource=self.resource_indicator,
                                        key=settings.signing_key, clock=settings.clock,
-                                       anonymous=not settings.client_id)
+                                       anonymous=not settings.client_id, dpop=self.dpop)
 
     def _secret_method(self) -> str:
         assert self.auth_server is not None
@@ -315,7 +331,8 @@ class ServerAuthorization:
             return await token_request(http, auth_server.token_endpoint, form, client,
                                        issuer=auth_server.issuer,
                                        resource=self.resource_indicator,
-                                       key=settings.signing_key, clock=settings.clock)
+                                       key=settings.signing_key, clock=settings.clock,
+                                       dpop=self.dpop)
 
     def _check_response(self, redirected: str, state: str) -> str:
         """The code of the authorization response, after every check it must pass."""
@@ -368,7 +385,7 @@ class ServerAuthorization:
                                             issuer=tokens.issuer,
                                             resource=tokens.resource or self.resource_indicator,
                                             key=self.settings.signing_key,
-                                            clock=self.settings.clock)
+                                            clock=self.settings.clock, dpop=self.dpop)
         except OAuthError as exc:
             await self.settings.store.set_tokens(self.server, None)
             log.info("%s: the refresh token was refused (%s); a new login is needed",

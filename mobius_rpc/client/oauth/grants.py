@@ -26,6 +26,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
+from .dpop import DPoPKey
 from .errors import OAuthError
 from .metadata import MAX_DOCUMENT_BYTES
 from .store import ClientRegistration, TokenSet
@@ -97,17 +98,24 @@ async def token_request(http: httpx.AsyncClient, endpoint: str, form: dict[str, 
                         client: ClientRegistration, *, issuer: str, resource: str,
                         key: SigningKey | None = None,
                         clock: Callable[[], float] = time.time,
-                        anonymous: bool = False) -> TokenSet:
+                        anonymous: bool = False, dpop: DPoPKey | None = None) -> TokenSet:
     """POST ``form`` (plus client authentication, unless ``anonymous``) to ``endpoint``;
     the tokens it grants."""
     require_secure(endpoint, "the token endpoint")
     fields, headers = ({}, {}) if anonymous else client_auth(client, issuer, key)
-    try:
-        response = await http.post(endpoint, data={**form, **fields},
-                                   headers={"Accept": "application/json", **headers})
-    except httpx.HTTPError as exc:
-        raise OAuthError(f"cannot reach the token endpoint {endpoint}: "
-                         f"{type(exc).__name__}: {exc}", "token-endpoint") from exc
+    for _attempt in (1, 2):  # a second time only with a DPoP nonce the server asked for
+        sent = {"Accept": "application/json", **headers}
+        if dpop is not None:
+            sent["DPoP"] = dpop.proof("POST", endpoint)
+        try:
+            response = await http.post(endpoint, data={**form, **fields}, headers=sent)
+        except httpx.HTTPError as exc:
+            raise OAuthError(f"cannot reach the token endpoint {endpoint}: "
+                             f"{type(exc).__name__}: {exc}", "token-endpoint") from exc
+        if dpop is None or response.status_code != 400 \
+                or b"use_dpop_nonce" not in response.content[:4096] \
+                or not dpop.remember_nonce(endpoint, response.headers.get("dpop-nonce")):
+            break
     if response.is_redirect:
         raise OAuthError(f"the token endpoint {endpoint} redirects; refusing", "redirect")
     if len(response.content) > MAX_DOCUMENT_BYTES:
@@ -123,25 +131,30 @@ async def token_request(http: httpx.AsyncClient, endpoint: str, form: dict[str, 
                          f"{form.get('grant_type')} grant: HTTP {response.status_code}"
                          + (f" {code}" if code else "") + (f" ({detail})" if detail else ""),
                          str(code or "token-endpoint"))
+    if dpop is not None:
+        dpop.remember_nonce(endpoint, response.headers.get("dpop-nonce"))
     return _token_set(answer, endpoint, issuer=issuer, resource=resource,
-                      previous_refresh=form.get("refresh_token"), now=clock())
+                      previous_refresh=form.get("refresh_token"), now=clock(),
+                      dpop=dpop is not None)
 
 
 def _token_set(answer: dict[str, Any], endpoint: str, *, issuer: str, resource: str,
-               previous_refresh: str | None, now: float) -> TokenSet:
+               previous_refresh: str | None, now: float, dpop: bool) -> TokenSet:
     token = answer.get("access_token")
     kind = answer.get("token_type", "Bearer")
     if not isinstance(token, str) or not token:
         raise OAuthError(f"the token endpoint {endpoint} sent no access_token", "token-endpoint")
-    if not isinstance(kind, str) or kind.lower() != "bearer":
-        raise OAuthError(f"the token endpoint {endpoint} sent a {kind!r} token; only Bearer "
-                         f"tokens are used", "token-endpoint")
+    allowed = ("bearer", "dpop") if dpop else ("bearer",)
+    if not isinstance(kind, str) or kind.lower() not in allowed:
+        raise OAuthError(f"the token endpoint {endpoint} sent a {kind!r} token; only "
+                         f"{' and '.join(allowed)} tokens are used", "token-endpoint")
     lifetime = answer.get("expires_in")
     expires_at = now + float(lifetime) if isinstance(lifetime, int | float) \
         and not isinstance(lifetime, bool) and lifetime >= 0 else None
     refresh = answer.get("refresh_token")
     scope = answer.get("scope")
-    return TokenSet(access_token=token, token_type="Bearer", expires_at=expires_at,
+    return TokenSet(access_token=token, token_type="DPoP" if kind.lower() == "dpop" else "Bearer",
+                    expires_at=expires_at,
                     refresh_token=refresh if isinstance(refresh, str) else previous_refresh,
                     scope=scope if isinstance(scope, str) else None, issuer=issuer,
                     resource=resource)

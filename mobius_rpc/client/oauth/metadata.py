@@ -48,6 +48,8 @@ class ProtectedResource:
     authorization_servers: tuple[str, ...]
     scopes_supported: tuple[str, ...] | None
     url: str | None
+    #: the server takes DPoP-bound tokens (RFC 9449 §5.2 metadata)
+    dpop: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class AuthServer:
     code_challenge_methods: tuple[str, ...] | None = None
     client_id_metadata_documents: bool = False
     iss_parameter_supported: bool = False
+    #: DPoP proof algorithms it accepts (RFC 9449); None: no DPoP
+    dpop_algs: tuple[str, ...] | None = None
     #: from metadata (False: the 2025-03-26 default endpoints, nothing advertised)
     discovered: bool = True
 
@@ -132,8 +136,10 @@ async def discover_resource(http: httpx.AsyncClient, server_url: str,
         servers = _strings(document, "authorization_servers", where)
         if not servers:
             raise OAuthError(f"the {where} lists no authorization_servers", "malformed-metadata")
+        dpop = document.get("dpop_bound_access_tokens_required") is True \
+            or bool(_strings(document, "dpop_signing_alg_values_supported", where))
         return ProtectedResource(resource or server_url, servers,
-                                 _strings(document, "scopes_supported", where), url)
+                                 _strings(document, "scopes_supported", where), url, dpop)
     return None
 
 
@@ -164,7 +170,8 @@ def _auth_server(document: dict[str, Any], issuer: str, url: str, legacy: bool) 
         client_id_metadata_documents=document.get(
             "client_id_metadata_document_supported") is True,
         iss_parameter_supported=document.get(
-            "authorization_response_iss_parameter_supported") is True)
+            "authorization_response_iss_parameter_supported") is True,
+        dpop_algs=_strings(document, "dpop_signing_alg_values_supported", where))
 
 
 async def discover_auth_server(http: httpx.AsyncClient, issuer: str, *,

@@ -90,15 +90,16 @@ _PARAM = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s
 
 
 def parse_challenge(header: str | None) -> dict[str, str]:
-    """The parameters of a ``WWW-Authenticate: Bearer k="v", ...`` challenge (RFC 6750);
-    empty when there is no Bearer challenge."""
+    """The parameters of a ``WWW-Authenticate: Bearer k="v", ...`` challenge (RFC 6750,
+    or a ``DPoP`` one, RFC 9449), with ``scheme``; empty when there is neither."""
     if not header:
         return {}
     text = header.strip()
-    if not text.lower().startswith("bearer"):
+    scheme = next((name for name in ("bearer", "dpop") if text.lower().startswith(name)), None)
+    if scheme is None:
         return {}
-    params: dict[str, str] = {}
-    for match in _PARAM.finditer(text[len("bearer"):]):
+    params: dict[str, str] = {"scheme": scheme}
+    for match in _PARAM.finditer(text[len(scheme):]):
         value = match.group(2)
         if value.startswith('"') and value.endswith('"') and len(value) >= 2:
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
