@@ -264,7 +264,7 @@ def test_config_entries_that_ask_for_oauth() -> None:
 async def test_a_login_without_a_way_to_ask_says_how(server: Scripted) -> None:
     server.good_metadata()
     oauth = OAuth(redirect_uri="http://127.0.0.1:9/callback")  # no authorize callback
-    with anyio.fail_after(30), pytest.raises(ConnectError, match="mobius client login"):
+    with anyio.fail_after(30), pytest.raises(ConnectError, match="--oauth"):
         async with Client(HttpTarget(f"{server.base}/mcp", oauth=oauth), revision="2025-11-25"):
             pass
 

@@ -298,7 +298,8 @@ class ServerAuthorization:
         settings = self.settings
         if settings.authorize is None:
             raise OAuthError(f"{self.server_url} needs a login, and this client has no way "
-                             f"to ask for one (run `mobius client login {self.server_url}`)",
+                             f"to ask for one (give OAuth an authorize callback; from a "
+                             f"terminal: mobius client ... --url {self.server_url} --oauth)",
                              "login-required")
         if auth_server.authorization_endpoint is None:
             raise OAuthError(f"the authorization server {auth_server.issuer} has no "
