@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .client_login_cli import add_login_parser, add_oauth_options, interactive_oauth
+
 if TYPE_CHECKING:  # imported when a command runs, not when ``mobius serve`` starts
     from .client import Client, ClientManager
 
@@ -51,6 +53,9 @@ def add_client_parser(sub: Any) -> None:
         parser.add_argument("--timeout", type=float, default=60.0,
                             help="seconds to wait for each answer")
         parser.add_argument("--json", action="store_true", help="print raw JSON results")
+        parser.add_argument("--oauth", action="store_true",
+                            help="for --url: log in through the browser if the server asks")
+        add_oauth_options(parser)
         if action in ("call", "get-prompt"):
             parser.add_argument("name")
             parser.add_argument("pairs", nargs="*", metavar="key=value",
@@ -59,6 +64,7 @@ def add_client_parser(sub: Any) -> None:
         if action == "read":
             parser.add_argument("uri")
         parser.set_defaults(func=run_client_command)
+    add_login_parser(actions)
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -94,7 +100,7 @@ def _arguments(args: argparse.Namespace, *, text_only: bool = False) -> dict[str
     return values
 
 
-def _client(args: argparse.Namespace) -> Client:
+def _client(args: argparse.Namespace, redirect: Any = None) -> Client:
     from .client import Client, StdioTarget, load_server_config, target_from_url
 
     options: dict[str, Any] = {"revision": args.revision, "timeout": args.timeout}
@@ -103,8 +109,9 @@ def _client(args: argparse.Namespace) -> Client:
     if args.url:
         headers = dict(h.split(":", 1) for h in args.header if ":" in h)
         headers = {k.strip(): v.strip() for k, v in headers.items()}
-        return Client(target_from_url(args.url, headers=headers, kind=args.transport),
-                      **options)
+        oauth = interactive_oauth(args, redirect) if redirect is not None else None
+        return Client(target_from_url(args.url, headers=headers, kind=args.transport,
+                                      oauth=oauth), **options)
     targets = load_server_config(args.config)
     if args.server not in targets:
         raise KeyError(f"no server {args.server!r} in {args.config} "
@@ -123,6 +130,12 @@ async def _run(args: argparse.Namespace) -> int:
                 if health.state == "disconnected":
                     print(f"warning: {health.name}: {health.last_error}", file=sys.stderr)
             return code
+    if args.oauth and args.url:
+        from .client.oauth import LoopbackRedirect
+
+        async with LoopbackRedirect(port=args.redirect_port) as redirect, \
+                _client(args, redirect) as client:
+            return await _act(args, client)
     async with _client(args) as client:
         return await _act(args, client)
 

@@ -7,6 +7,17 @@ One generic behaviour covers the scenarios: connect with
 ``MCP_CONFORMANCE_PROTOCOL_VERSION`` when the suite sets it), list the tools,
 call each one with arguments made from its input schema, answer sampling,
 elicitation (accepting, so schema defaults apply) and roots, then close.
+
+Every connection carries an :class:`~mobius_rpc.client.oauth.OAuth`, which
+stays idle unless the server answers 401: the suite's authorization server
+redirects at once, with no person involved, so the ``authorize`` callback
+fetches the authorization URL without following the redirect and returns
+its ``Location`` (nothing listens at the redirect URI).  Credentials come
+from ``MCP_CONFORMANCE_CONTEXT``: a ``client_id`` (and ``client_secret``) is a
+pre-registered client; the client-credentials scenarios use that grant, with
+``private_key_pem`` for ``private_key_jwt``; workload identity and
+enterprise-managed authorization use the JWT-bearer grant with the context's
+workload token, or with an ID-JAG exchanged at the context's identity provider.
 """
 
 from __future__ import annotations
@@ -18,8 +29,16 @@ import sys
 from typing import Any
 
 import anyio
+import httpx
 
-from mobius_rpc.client import Client
+from mobius_rpc.client import Client, target_from_url
+from mobius_rpc.client.oauth import (
+    OAuth,
+    OAuthError,
+    id_jag_exchange,
+    load_signing_key,
+    static_assertion,
+)
 from mobius_rpc.core.errors import McpError
 
 log = logging.getLogger("conformance-client")
@@ -84,10 +103,51 @@ def planned_calls(tools: list[dict[str, Any]], context: dict[str, Any]
     return [(tool["name"], arguments_for(tool.get("inputSchema"))) for tool in tools]
 
 
+#: where the suite's authorization server sends the browser (nothing listens there)
+REDIRECT_URI = "http://localhost:3000/callback"
+#: the client ID metadata document URL the suite's authorization server expects
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
+
+
+async def authorize_headless(url: str) -> str:
+    """The user agent of a login that needs no person: where the authorization
+    endpoint redirects, read from its ``Location`` without following it."""
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
+        response = await http.get(url)
+    location = response.headers.get("location")
+    if not response.is_redirect or not location:
+        raise OAuthError(f"the authorization endpoint answered HTTP {response.status_code} "
+                         f"without a redirect", "no-redirect")
+    return str(httpx.URL(url).join(location))
+
+
+def oauth_for(scenario: str, context: dict[str, Any]) -> OAuth:
+    oauth = OAuth(authorize=authorize_headless, redirect_uri=REDIRECT_URI,
+                  client_metadata_url=CLIENT_METADATA_URL,
+                  client_name="mobius-conformance-client",
+                  client_id=context.get("client_id"), client_secret=context.get("client_secret"))
+    if scenario.startswith("auth/client-credentials"):
+        oauth.grant = "client_credentials"
+        if context.get("private_key_pem"):
+            oauth.signing_key = load_signing_key(context["private_key_pem"],
+                                                 context.get("signing_algorithm"))
+    elif scenario == "auth/wif-jwt-bearer":
+        oauth.grant, oauth.assertion = "jwt_bearer", static_assertion(context["valid_jwt"])
+    elif scenario in ("auth/enterprise-managed-authorization",
+                      "auth/cross-app-access-complete-flow"):
+        oauth.grant = "jwt_bearer"
+        oauth.assertion = id_jag_exchange(context["idp_token_endpoint"],
+                                          context["idp_id_token"],
+                                          client_id=context.get("idp_client_id"))
+    return oauth
+
+
 async def main(url: str) -> int:
     revision = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION") or None
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    async with Client(url, revision=revision, sampling=sampling, elicitation=elicitation,
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+    target = target_from_url(url, oauth=oauth_for(scenario, context))
+    async with Client(target, revision=revision, sampling=sampling, elicitation=elicitation,
                       roots=roots, timeout=20, name="mobius-conformance-client") as client:
         tools = await client.list_tools() if "tools" in client.server_capabilities else []
         for name, arguments in planned_calls(tools, context):

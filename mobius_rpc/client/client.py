@@ -22,6 +22,7 @@ of everything around the protocol:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from enum import StrEnum
@@ -135,7 +136,7 @@ class Client(RequestHelpers):
             if not self.ready and isinstance(self.target, HttpTarget) \
                     and self.target.kind == "http" and self._http_refused:
                 # An older server: the HTTP+SSE transport at the same URL.
-                await self._start(HttpTarget(self.target.url, "sse", self.target.headers), tg)
+                await self._start(dataclasses.replace(self.target, kind="sse"), tg)
             if not self.ready:
                 raise ConnectError(f"cannot connect to {self.label}: {self.last_error}")
         return self

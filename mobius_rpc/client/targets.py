@@ -8,6 +8,9 @@ the ``mcpServers`` entry shape that MCP hosts use::
     {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"],
      "env": {"MEMORY_FILE_PATH": "/tmp/m.jsonl"}}
     {"type": "http", "url": "http://127.0.0.1:8765/mcp", "headers": {"X-Key": "k"}}
+
+An HTTP target may carry an :class:`~mobius_rpc.client.oauth.OAuth`: its
+transports then get a bearer token for the server when it asks for one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
 from anyio.abc import TaskGroup
 
 from ..core.errors import INTERNAL_ERROR, McpError
@@ -27,6 +31,8 @@ from ..transports.base import MessageStream
 from ..transports.http_client import HttpSseClientStream, StreamableHTTPClientStream
 from ..transports.process import SAFE_INHERITED_ENV, ProcessTransport
 from ..transports.websocket import WebSocketClientStream
+from .oauth import BearerAuth, OAuth, OAuthError
+from .oauth.config import oauth_from_config
 
 __all__ = ("StdioTarget", "HttpTarget", "Target", "ConnectError", "target_from_config",
            "target_from_url")
@@ -84,16 +90,26 @@ class HttpTarget:
     url: str
     kind: Literal["http", "sse", "ws"] = "http"
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: OAuth for servers that require authorization (Streamable HTTP and HTTP+SSE)
+    oauth: OAuth | None = None
 
     def describe(self) -> str:
         return f"{self.url} ({self.kind})"
 
+    def _http_client(self) -> httpx.AsyncClient | None:
+        if self.oauth is None:
+            return None  # the stream makes its own
+        return httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None),
+                                 auth=BearerAuth(self.oauth, self.url))
+
     async def open(self, tg: TaskGroup, limits: Limits) -> MessageStream:
         try:
             if self.kind == "http":
-                return StreamableHTTPClientStream(self.url, tg, headers=dict(self.headers))
+                return StreamableHTTPClientStream(self.url, tg, headers=dict(self.headers),
+                                                  client=self._http_client())
             if self.kind == "sse":
-                stream = HttpSseClientStream(self.url, tg, headers=dict(self.headers))
+                stream = HttpSseClientStream(self.url, tg, headers=dict(self.headers),
+                                             client=self._http_client())
                 try:
                     await stream.start()
                 except BaseException:
@@ -114,13 +130,13 @@ Target = StdioTarget | HttpTarget
 
 
 def target_from_url(url: str, *, headers: Mapping[str, str] | None = None,
-                    kind: str | None = None) -> HttpTarget:
+                    kind: str | None = None, oauth: OAuth | None = None) -> HttpTarget:
     """A target for ``url``: ``ws://``/``wss://`` is WebSocket, else Streamable HTTP."""
     if kind is None:
         kind = "ws" if url.startswith(("ws://", "wss://")) else "http"
     if kind not in ("http", "sse", "ws"):
         raise ValueError(f"unknown transport {kind!r}")
-    return HttpTarget(url, kind, dict(headers or {}))  # type: ignore[arg-type]
+    return HttpTarget(url, kind, dict(headers or {}), oauth)  # type: ignore[arg-type]
 
 
 def target_from_config(entry: Mapping[str, Any]) -> Target:
@@ -149,4 +165,8 @@ def target_from_config(entry: Mapping[str, Any]) -> Target:
     headers = entry.get("headers", {})
     if not isinstance(headers, Mapping):
         raise ValueError("'headers' must be an object")
-    return target_from_url(url, headers=headers, kind=kind)
+    try:
+        oauth = oauth_from_config(entry)
+    except OAuthError as exc:  # a private key that is not one
+        raise ValueError(exc.message) from None
+    return target_from_url(url, headers=headers, kind=kind, oauth=oauth)

@@ -106,26 +106,82 @@ def passed_scenarios(summary: str) -> set[str]:
     return set(re.findall(r"^✓ (\S+):", summary, re.MULTILINE))
 
 
+#: the authorization scenarios every set must pass (OAuth 2.1 in the client)
+AUTH_CORE = {"auth/metadata-default", "auth/metadata-var1", "auth/metadata-var2",
+             "auth/metadata-var3", "auth/basic-cimd", "auth/scope-from-www-authenticate",
+             "auth/scope-from-scopes-supported", "auth/scope-omitted-when-undefined",
+             "auth/scope-step-up", "auth/scope-retry-limit", "auth/token-endpoint-auth-basic",
+             "auth/token-endpoint-auth-post", "auth/token-endpoint-auth-none",
+             "auth/pre-registration", "auth/client-credentials-jwt",
+             "auth/client-credentials-basic"}
+#: extensions: workload identity and enterprise-managed authorization (JWT bearer)
+AUTH_ASSERTIONS = {"auth/wif-jwt-bearer", "auth/enterprise-managed-authorization"}
+#: the DPoP extension (RFC 9449), with and without nonces
+AUTH_DPOP = {"auth/dpop", "auth/dpop-nonce"}
+#: the draft's: a foreign resource refused, offline_access only where offered
+AUTH_DRAFT = {"auth/resource-mismatch", "auth/offline-access-scope",
+              "auth/offline-access-not-supported"}
+#: RFC 9207 and issuer checks, and the move to another authorization server (the alpha)
+AUTH_ALPHA = {"auth/iss-supported", "auth/iss-not-advertised", "auth/iss-supported-missing",
+              "auth/iss-wrong-issuer", "auth/iss-unexpected", "auth/iss-normalized",
+              "auth/metadata-issuer-mismatch", "auth/authorization-server-migration"}
+
+
+#: scenarios that measure the client's timing: the suite starts every scenario's
+#: client at once, so on 2 cores these may be late through no fault of the client
+TIMING = {"sse-retry"}
+
+
+def run_client_suite(suite: Path, *args: str) -> set[str]:
+    """Run the client scenarios; the ones that passed.
+
+    An unexpected failure of a timing scenario alone is re-run on its own, as
+    the suite's advice for parallel runs says; any other unexpected failure,
+    and a stale expected-failures entry, fails the test.
+    """
+    done = subprocess.run([str(NODE), str(suite), "client", "--command", CLIENT_COMMAND,
+                           "--timeout", "60000", *args], capture_output=True, text=True,
+                          timeout=900, cwd=SUITE_DIR)
+    output = done.stdout + done.stderr
+    summary = output[output.rfind("=== SUITE SUMMARY ==="):]
+    print(summary)
+    passed = passed_scenarios(summary)
+    if done.returncode != 0:
+        block = re.search(r"Unexpected failures \(not in baseline\):\S*\n((?:\s+✗ \S+\n)+)",
+                          summary)
+        unexpected = set(re.findall(r"✗ (\S+)", block.group(1))) if block else set()
+        assert unexpected and unexpected <= TIMING and "Stale baseline" not in summary, summary
+        for name in unexpected:
+            alone = subprocess.run([str(NODE), str(suite), "client", "--command",
+                                    CLIENT_COMMAND, "--scenario", name, "--timeout", "60000"],
+                                   capture_output=True, text=True, timeout=300, cwd=SUITE_DIR)
+            assert alone.returncode == 0, (alone.stdout + alone.stderr)[-3000:]
+            passed.add(name)
+    return passed
+
+
 def test_client_scenarios(suite: Path) -> None:
     """Our Client, driven by conformance/official/client.py, against the suite's mock
-    servers: every scenario passes except the listed ones (OAuth, one schema clash)."""
-    summary = run_suite(str(suite), "client", "--command", CLIENT_COMMAND, "--suite", "all",
-                        "--expected-failures", str(SUITE_DIR / "expected-failures.yml"),
-                        marker="=== SUITE SUMMARY ===")
-    assert {"initialize", "tools_call", "sse-retry"} <= passed_scenarios(summary)
+    servers: every scenario passes except the listed ones (an extension, one schema
+    clash)."""
+    passed = run_client_suite(suite, "--suite", "all", "--expected-failures",
+                              str(SUITE_DIR / "expected-failures.yml"))
+    assert {"initialize", "tools_call", "sse-retry", "auth/2025-03-26-oauth-metadata-backcompat",
+            "auth/2025-03-26-oauth-endpoint-fallback", "auth/cross-app-access-complete-flow"} \
+        | AUTH_CORE | AUTH_DRAFT <= passed
 
 
 @pytest.mark.parametrize("requirements, must_pass", [
     ("2025-11-25", {"initialize", "tools_call", "sse-retry",
-                    "json-schema-2020-12-preservation"}),
+                    "json-schema-2020-12-preservation"} | AUTH_CORE | AUTH_ASSERTIONS
+     | AUTH_DPOP),
     ("2026-07-28", {"tools_call", "request-metadata", "sep-2322-client-request-state",
                     "http-standard-headers", "http-custom-headers",
-                    "http-invalid-tool-headers", "json-schema-ref-no-deref"}),
+                    "http-invalid-tool-headers", "json-schema-ref-no-deref"}
+     | AUTH_CORE | AUTH_DRAFT | AUTH_ALPHA | AUTH_ASSERTIONS | AUTH_DPOP),
 ])
 def test_alpha_client_requirement_sets(suite: Path, requirements: str,
                                        must_pass: set[str]) -> None:
-    summary = run_suite(str(ALPHA), "client", "--command", CLIENT_COMMAND,
-                        "--requirements", requirements,
-                        "--expected-failures", str(SUITE_DIR / "expected-failures-alpha.yml"),
-                        marker="=== SUITE SUMMARY ===")
-    assert must_pass <= passed_scenarios(summary)
+    passed = run_client_suite(ALPHA, "--requirements", requirements, "--expected-failures",
+                              str(SUITE_DIR / "expected-failures-alpha.yml"))
+    assert must_pass <= passed
