@@ -27,6 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "storage": set(),
     # the integration layers sit above server and client
     "security": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
+    # the marketplace installs and sandboxes extensions for organizations: above security
+    "marketplace": {"core", "runtime", "transports", "framing", "server", "client", "storage",
+                    "security"},
 }
 CORE_FORBIDDEN = {"anyio", "asyncio", "socket", "starlette", "websockets", "psycopg", "sqlite3",
                   "threading", "time", "trio", "subprocess", "select"}
