@@ -32,6 +32,8 @@ import anyio
 __all__ = ("InstallError", "HashMismatch", "InstalledPackage", "Installer", "SUPPORTED")
 
 SUPPORTED = ("npm", "pypi")
+#: Node's JS heap cap, and the address space it needs beside it (see ``_npm``)
+NODE_HEAP_MB, NODE_ADDRESS_SPACE_MB = 2048, 16384
 _TAIL = 15
 _PASSED = ("PIP_", "NPM_CONFIG_", "NODE_EXTRA_CA_CERTS", "SSL_CERT_", "REQUESTS_CA_BUNDLE",
            "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
@@ -52,6 +54,8 @@ class InstalledPackage:
     command: list[str]
     #: directories the process must be able to read (the package, the runtime)
     readonly: list[str]
+    #: an address-space limit the runtime needs instead of the default (None: default)
+    address_space_mb: int | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -88,7 +92,10 @@ class Installer:
         self.node = node or shutil.which("node")
 
     async def _run(self, argv: Sequence[str], home: Path, what: str) -> str:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+        # the host's own HOME: npm's and pip's user configuration (mirrors, nodedir for
+        # native builds) lives there; downloads go to our cache, files to ``dest``
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "HOME": os.environ.get("HOME", str(home)),
                "LANG": "C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                "PIP_NO_INPUT": "1", "npm_config_update_notifier": "false"}
         # how this host reaches the registries (mirrors, proxies, extra CA certificates)
@@ -144,7 +151,8 @@ class Installer:
             self._verify(files[0], package)
             spec = str(files[0])
         await self._run([self.npm, "install", "--prefix", str(prefix), "--no-audit",
-                         "--no-fund", "--no-save", "--omit=dev", *cache, spec], home,
+                         "--no-fund", "--no-save", "--omit=dev", "--prefer-offline", *cache,
+                         spec], home,
                         f"npm install {ident}@{version}")
         shutil.rmtree(dest / "download", ignore_errors=True)
         root = prefix / "node_modules" / ident
@@ -166,8 +174,11 @@ class Installer:
         if not script.is_relative_to(prefix.resolve()) or not script.is_file():
             raise InstallError(f"{ident}: its 'bin' {target!r} is not a file in the package")
         node = os.path.realpath(self.node)
-        return InstalledPackage([node, str(script)],
-                                [str(prefix), *_outside_usr(Path(node).parent.parent)])
+        # V8 reserves ~10 GiB of address space per WebAssembly instance (guard regions),
+        # so the address-space limit cannot bound Node's memory: its heap flag does
+        return InstalledPackage([node, f"--max-old-space-size={NODE_HEAP_MB}", str(script)],
+                                [str(prefix), *_outside_usr(Path(node).parent.parent)],
+                                address_space_mb=NODE_ADDRESS_SPACE_MB)
 
     async def _pypi(self, package: Mapping[str, Any], dest: Path) -> InstalledPackage:
         ident, version = str(package["identifier"]), str(package["version"])

@@ -32,11 +32,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..security.audit import AuditLog
 from ..security.principal import Principal, Role
-from .catalog import Catalog, CatalogEntry, Page, SearchQuery, load_bundled
+from .catalog import Catalog, CatalogEntry, Page, SearchQuery, entries_from_document, load_bundled
 from .inputs import InputError, input_specs, resolve
 from .installer import SUPPORTED, Installer
+from .registry import SyncResult, fetch_registry
 from .sandbox import SandboxConfig, probe, sandbox_uid, wrap
 from .secrets import SecretBox
 from .store import CatalogRow, DuplicateInstallation, Installation, MarketStore, Rating
@@ -97,6 +100,30 @@ class Marketplace:
         await self._audit("market/catalog.import", "ok", actor, source or "file",
                           {"entries": count})
         return count
+
+    async def import_file(self, path: Path, *, actor: Principal | None = None) -> int:
+        """Import a server.json, a list of them or a registry page; one bad entry refuses all."""
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except OSError as exc:
+            raise MarketError(f"{path}: {exc.strerror}") from None
+        except orjson.JSONDecodeError as exc:
+            raise MarketError(f"{path}: not JSON ({exc})") from None
+        return await self.add_entries(entries_from_document(doc, f"file:{path.name}"),
+                                      actor=actor, source=str(path))
+
+    async def import_registry(self, url: str, *, full: bool = False,
+                              actor: Principal | None = None,
+                              transport: Any = None) -> SyncResult:
+        """Sync from a registry; incremental (``updated_since``) after the first time."""
+        if actor is not None and not actor.has_role(Role.OWNER, Role.ADMIN):
+            raise Forbidden(f"{actor.user} may not change the catalog")
+        since = None if full else await self.store.get_sync(url)
+        result = await fetch_registry(url, updated_since=since, transport=transport)
+        await self.add_entries(result.entries, actor=actor, source=url)
+        if result.newest:
+            await self.store.set_sync(url, result.newest, self.clock())
+        return result
 
     async def search(self, query: SearchQuery) -> Page:
         return self.catalog.search(query, installs=await self.store.install_counts(),
@@ -209,7 +236,8 @@ class Marketplace:
                 identifier=str(package["identifier"]), enabled=enabled, config=plain,
                 secrets=sealed, path=str(root),
                 launch={"command": installed.command, "readonly": installed.readonly,
-                        "network": entry.network, "uid": uid},
+                        "network": entry.network, "uid": uid,
+                        "address_space_mb": installed.address_space_mb},
                 created_at=created_at or now, updated_at=now,
                 installed_by=actor.user if actor else None)
             if store_new:
@@ -309,9 +337,14 @@ class Marketplace:
         _, package = self._package_of(inst)
         resolved = resolve(package, self._values(inst))
         launch = inst.launch
+        limits = self.sandbox.limits
+        if launch.get("address_space_mb"):
+            limits = replace(limits, memory_mb=max(limits.memory_mb,
+                                                   int(launch["address_space_mb"])))
         return wrap(self.sandbox, [*launch["command"], *resolved.args],
                     workdir=Path(inst.path) / "work", readonly=launch["readonly"],
-                    env=resolved.env, network=bool(launch["network"]), uid=launch["uid"])
+                    env=resolved.env, network=bool(launch["network"]), uid=launch["uid"],
+                    limits=limits)
 
     async def launch_entries(self, org_id: str) -> dict[str, dict[str, Any]]:
         """The organization's enabled installations, as sandboxed ``mcpServers`` entries
