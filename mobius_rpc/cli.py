@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
 from .db_cli import add_db_parser
+from .market_cli import add_market_parser
 from .transports.event_store import MemoryEventStore, Retention
 
 __all__ = ("main",)
@@ -178,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     add_client_parser(sub)
     add_conformance_parser(sub)
     add_db_parser(sub)
+    add_market_parser(sub)
     return parser
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mobius_rpc.marketplace import Installation, MarketStore, Rating, SecretBox, market_store
-from mobius_rpc.marketplace.store import CatalogRow, DuplicateInstallation, MemoryMarketStore
 from mobius_rpc.marketplace.sql_store import SqlMarketStore
+from mobius_rpc.marketplace.store import CatalogRow, DuplicateInstallation, MemoryMarketStore
 
 from ..storage.conftest import BACKENDS, Target, make_target
 
