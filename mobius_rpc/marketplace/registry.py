@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from .catalog import CatalogEntry, entries_from_document
+from .catalog import OFFICIAL_KEY, CatalogEntry, entries_from_document
 from .serverjson import ServerJsonError
 
 __all__ = ("RegistryError", "SyncResult", "fetch_registry")
@@ -99,13 +99,14 @@ def _take_page(body: dict[str, Any], result: SyncResult, source: str) -> None:
         label = f"page {result.pages} item {i}"
         if isinstance(item, dict) and isinstance(item.get("server"), dict):
             label += f" ({str(item['server'].get('name'))[:200]})"
+        # a refused entry still moves the sync point: it is fetched again only when
+        # its publisher fixes it (a new updatedAt), not on every sync
+        meta = item.get("_meta") if isinstance(item, dict) else None
+        official = meta.get(OFFICIAL_KEY) if isinstance(meta, dict) else None
+        updated = official.get("updatedAt") if isinstance(official, dict) else None
+        if isinstance(updated, str) and (result.newest is None or updated > result.newest):
+            result.newest = updated
         try:
-            entries = entries_from_document(item, source)
+            result.entries += entries_from_document(item, source)
         except ServerJsonError as exc:
             result.rejected.append((label, str(exc)))
-            continue
-        for entry in entries:
-            result.entries.append(entry)
-            updated = entry.official.get("updatedAt")
-            if isinstance(updated, str) and (result.newest is None or updated > result.newest):
-                result.newest = updated
