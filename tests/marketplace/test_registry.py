@@ -55,7 +55,8 @@ class Registry:
             return JSONResponse({"error": "down"}, 500)
         items = sorted(self.items, key=lambda i: i["_meta"][OFFICIAL]["updatedAt"])
         if "updated_since" in params:
-            items = [i for i in items if i["_meta"][OFFICIAL]["updatedAt"] > params["updated_since"]]
+            since = params["updated_since"]
+            items = [i for i in items if i["_meta"][OFFICIAL]["updatedAt"] > since]
         start, limit = int(params.get("cursor", "0")), int(params.get("limit", "30"))
         page = items[start:start + limit]
         more = start + limit < len(items)
