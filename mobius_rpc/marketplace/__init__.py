@@ -4,6 +4,7 @@ See docs/marketplace.md.  :class:`~.service.Marketplace` is the entry point;
 :meth:`~.service.Marketplace.launch_entries` is what the gateway launches.
 """
 
+from .backend import market_store
 from .catalog import Catalog, CatalogEntry, Page, SearchQuery, load_bundled
 from .inputs import InputError, MissingConfiguration
 from .installer import HashMismatch, Installer, InstallError
@@ -11,7 +12,7 @@ from .sandbox import Limits, SandboxConfig, probe, wrap
 from .secrets import SecretBox, SecretError, load_key
 from .serverjson import SCHEMA_URL, ServerJsonError, validate_server
 from .service import Conflict, Forbidden, MarketError, Marketplace, NotFound
-from .store import Installation, MarketStore, MemoryMarketStore, Rating, market_store
+from .store import Installation, MarketStore, MemoryMarketStore, Rating
 
 __all__ = ("Catalog", "CatalogEntry", "Page", "SearchQuery", "load_bundled", "InputError",
            "MissingConfiguration", "HashMismatch", "InstallError", "Installer", "Limits",

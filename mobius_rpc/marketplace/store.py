@@ -6,7 +6,7 @@ and PostgreSQL through the store's ``db`` runner.  An installation's
 ``secrets`` maps an input name to *ciphertext* (see :mod:`.secrets`): the
 store never sees a secret in clear, whichever backend it is.
 
-:func:`market_store` picks the implementation for an open storage
+:func:`~.backend.market_store` picks the implementation for an open storage
 :class:`~mobius_rpc.storage.Store`: an SQL store gets the SQL programs, a
 memory store a :class:`MemoryMarketStore` tied to it (so two opens of one
 named memory store share the marketplace too).
@@ -14,12 +14,11 @@ named memory store share the marketplace too).
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 __all__ = ("Installation", "Rating", "CatalogRow", "MarketStore", "MemoryMarketStore",
-           "DuplicateInstallation", "market_store")
+           "DuplicateInstallation")
 
 
 class DuplicateInstallation(Exception):
@@ -171,18 +170,3 @@ class MemoryMarketStore:
         for r in self.ratings.values():
             sums.setdefault(r.name, []).append(r.stars)
         return {name: (round(sum(s) / len(s), 2), len(s)) for name, s in sums.items()}
-
-
-_memory: weakref.WeakKeyDictionary[Any, MemoryMarketStore] = weakref.WeakKeyDictionary()
-
-
-def market_store(store: Any) -> MarketStore:
-    """The marketplace's store on an open storage ``Store`` (SQL or memory)."""
-    db = getattr(store, "db", None)
-    if db is not None:
-        from .sql_store import SqlMarketStore
-        return SqlMarketStore(db)
-    found = _memory.get(store)
-    if found is None:
-        found = _memory[store] = MemoryMarketStore()
-    return found
