@@ -28,6 +28,7 @@ from .client_cli import add_client_parser
 from .conformance.cli import add_conformance_parser
 from .db_cli import add_db_parser
 from .gateway_cli import add_gateway_parser
+from .market_cli import add_market_parser
 from .security_cli import add_security_parsers
 from .shared_cli import add_store_arguments, shared_sessions, store_url_of
 from .transports.event_store import MemoryEventStore, Retention
@@ -269,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     add_db_parser(sub)
     add_gateway_parser(sub)
     add_security_parsers(sub)
+    add_market_parser(sub)
     return parser
 
 

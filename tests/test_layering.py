@@ -33,6 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     # the gateway re-serves upstreams (client) through a server, under security's audit
     "gateway": {"core", "runtime", "transports", "framing", "server", "client", "storage",
                 "security"},
+    # the marketplace installs and sandboxes extensions for organizations: above security
+    "marketplace": {"core", "runtime", "transports", "framing", "server", "client", "storage",
+                    "security"},
 }
 #: what of storage a transport may import
 STORAGE_INTERFACES = {"mobius_rpc.storage.base", "mobius_rpc.storage.records",
