@@ -42,21 +42,34 @@ def add_gateway_parser(sub: Any) -> None:
 
 
 class StorePins:
-    """A pin store opened on first use from a store URL (for long-running serve)."""
+    """A pin store opened on first use from a store URL (for long-running serve).
+
+    It is also the pinning's audit sink: changes and approvals go to the security
+    audit log on the same store (the one ``mobius audit search|verify`` reads), so
+    the pin rows are never the only trace of who approved what."""
 
     def __init__(self, url: str | None) -> None:
         self.url = url
         self._stack: AsyncExitStack | None = None
         self._pins: Any = None
+        self._audit: Any = None
 
     async def _open(self) -> Any:
         if self._pins is None:
             from .gateway.pinstore import pin_store_for
+            from .security.audit import AuditLog
+            from .security.open import security_store_for
             from .storage import open_store
             self._stack = AsyncExitStack()
             store = await self._stack.enter_async_context(open_store(self.url))
             self._pins = pin_store_for(store)
+            self._audit = AuditLog(security_store_for(store))
         return self._pins
+
+    async def append(self, **fields: Any) -> Any:
+        """Append an audit record (see :class:`~.security.audit.AuditLog.append`)."""
+        await self._open()
+        return await self._audit.append(**fields)
 
     async def aclose(self) -> None:
         if self._stack is not None:
@@ -82,7 +95,8 @@ def attach_gateway(server: Any, config: str, pins: str = "tofu",
     from .gateway import Gateway, Pinning
     from .storage import store_url
     try:
-        pinning = None if pins == "off" else Pinning(StorePins(store_url(store)), mode=pins)
+        pinned = StorePins(store_url(store))
+        pinning = None if pins == "off" else Pinning(pinned, mode=pins, audit=pinned)
         Gateway.from_config(config, pinning=pinning).attach(server)
     except (OSError, ValueError) as exc:
         print(f"mobius serve: --gateway {config}: {exc}", file=sys.stderr)
@@ -115,7 +129,7 @@ async def _run(args: argparse.Namespace) -> int:
     if getattr(args, "tool", None) and len(chosen) != 1:
         raise ValueError("--tool needs exactly one --upstream")
     pins = StorePins(store_url(args.store))
-    pinning = Pinning(pins, mode="strict")
+    pinning = Pinning(pins, mode="strict", audit=pins)
     gateway = Gateway({name: servers[name] for name in chosen},
                       options=UpstreamOptions(health_interval=0))
     out: dict[str, Any] = {}
