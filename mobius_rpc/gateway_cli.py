@@ -143,15 +143,22 @@ def attach_gateway(server: Any, config: str | None, pins: str = "tofu",
     try:
         url = store_url(store)
         servers = read_servers(config) if config else {}
+        owned: dict[str, dict[str, Any]] = {}
         if extensions is not None:
             found = load_extensions(extensions, url)
             if not found:
                 print(f"mobius serve: --extensions {extensions}: no enabled installations",
                       file=sys.stderr)
-            servers.update(extension_upstreams(found, set(servers)))
+            owned = extension_upstreams(found, set(servers))
+            servers.update(owned)
         pinned = StorePins(url)
         pinning = None if pins == "off" else Pinning(pinned, mode=pins, audit=pinned)
-        Gateway(servers, pinning=pinning).attach(server)
+        gateway = Gateway(servers, pinning=pinning).attach(server)
+        if extensions is not None:
+            # --http: only ORG's principals see and use its extensions (the security
+            # middleware asks server.owners; see security/serving.py)
+            gateway.owners.update({name: extensions for name in owned})
+            server.owners = gateway.owner_of
     except (OSError, ValueError, StoreError, MarketError, InputError, SecretError) as exc:
         print(f"mobius serve: {what}: {exc}", file=sys.stderr)
         return 2
