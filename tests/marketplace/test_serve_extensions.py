@@ -137,6 +137,14 @@ async def test_on_http_only_the_owning_organization_sees_its_extensions(tmp_path
                              url, "--outcome", "denied", "--org", "globex"],
                             capture_output=True, text=True, timeout=60, env=env)
     assert "mcp-hello-world__echo denied u-globex@globex" in denied.stdout, denied.stdout
+    # the middleware's log and the gateway's (first-use approval) wrote one intact chain
+    approved = subprocess.run([sys.executable, "-m", "mobius_rpc", "audit", "search",
+                               "--store", url, "--method", "gateway/tools.approve"],
+                              capture_output=True, text=True, timeout=60, env=env)
+    assert "gateway/tools.approve mcp-hello-world ok" in approved.stdout, approved.stdout
+    verify = subprocess.run([sys.executable, "-m", "mobius_rpc", "audit", "verify", "--store",
+                             url], capture_output=True, text=True, timeout=60, env=env)
+    assert verify.returncode == 0 and verify.stdout.startswith("ok: "), verify.stdout
 
 
 def test_extension_upstream_names() -> None:
