@@ -102,9 +102,10 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         from dataclasses import replace
         server.limits = replace(server.limits, end_of_input_grace=args.end_of_input_grace)
-    if args.gateway:
+    if args.gateway or args.extensions:
         from .gateway_cli import attach_gateway
-        failed = attach_gateway(server, args.gateway, args.gateway_pins)
+        failed = attach_gateway(server, args.gateway, args.gateway_pins, args.store,
+                                args.extensions)
         if failed:
             return failed
     if args.http:
@@ -261,6 +262,9 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.add_argument("--gateway", metavar="FILE",
                        help="also serve the upstream MCP servers of a host config (mcp.json)")
+    serve.add_argument("--extensions", metavar="ORG",
+                       help="also serve organization ORG's enabled marketplace installations "
+                            "(sandboxed, through the gateway, pinned like --gateway)")
     serve.add_argument("--gateway-pins", choices=("tofu", "strict", "off"), default="tofu",
                        help="--gateway: serve only approved tool definitions (tofu: approve "
                             "an upstream's first tool set automatically; default)")

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
-__all__ = ("add_gateway_parser", "attach_gateway", "StorePins")
+__all__ = ("add_gateway_parser", "attach_gateway", "extension_upstreams", "load_extensions",
+           "StorePins")
 
 
 def add_gateway_parser(sub: Any) -> None:
@@ -42,21 +44,34 @@ def add_gateway_parser(sub: Any) -> None:
 
 
 class StorePins:
-    """A pin store opened on first use from a store URL (for long-running serve)."""
+    """A pin store opened on first use from a store URL (for long-running serve).
+
+    It is also the pinning's audit sink: changes and approvals go to the security
+    audit log on the same store (the one ``mobius audit search|verify`` reads), so
+    the pin rows are never the only trace of who approved what."""
 
     def __init__(self, url: str | None) -> None:
         self.url = url
         self._stack: AsyncExitStack | None = None
         self._pins: Any = None
+        self._audit: Any = None
 
     async def _open(self) -> Any:
         if self._pins is None:
             from .gateway.pinstore import pin_store_for
+            from .security.audit import AuditLog
+            from .security.open import security_store_for
             from .storage import open_store
             self._stack = AsyncExitStack()
             store = await self._stack.enter_async_context(open_store(self.url))
             self._pins = pin_store_for(store)
+            self._audit = AuditLog(security_store_for(store))
         return self._pins
+
+    async def append(self, **fields: Any) -> Any:
+        """Append an audit record (see :class:`~.security.audit.AuditLog.append`)."""
+        await self._open()
+        return await self._audit.append(**fields)
 
     async def aclose(self) -> None:
         if self._stack is not None:
@@ -76,16 +91,76 @@ class StorePins:
         return result
 
 
-def attach_gateway(server: Any, config: str, pins: str = "tofu",
-                   store: str | None = None) -> int:
-    """``mobius serve --gateway FILE``: serve the config's upstreams through ``server``."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def extension_upstreams(entries: dict[str, dict[str, Any]], taken: set[str]
+                        ) -> dict[str, dict[str, Any]]:
+    """Installed extensions (``Marketplace.launch_entries``) keyed by gateway upstream
+    name: the extension name's last part (``.../mcp-hello-world`` -> ``mcp-hello-world``),
+    so tools read ``mcp-hello-world__echo``; the whole name, ``/`` made ``_``, when the
+    short one is taken (by a config entry or another extension)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in sorted(entries.items()):
+        short = _UNSAFE.sub("-", name.rsplit("/", 1)[-1]).strip("-") or "extension"
+        upstream = short if short not in taken else _UNSAFE.sub("_", name)
+        if upstream in taken:
+            raise ValueError(f"extension {name} clashes with upstream {upstream!r}")
+        taken.add(upstream)
+        out[upstream] = entry
+    return out
+
+
+def load_extensions(org: str, store: str | None) -> dict[str, dict[str, Any]]:
+    """The enabled installations of organization ``org`` in ``store``, as sandboxed
+    ``mcpServers`` entries (run before serving: the entries are fixed for the run)."""
+    import anyio
+
+    from .marketplace import Marketplace, SecretBox, load_key, market_store
+    from .storage import data_dir, open_store
+
+    async def load() -> dict[str, dict[str, Any]]:
+        home = data_dir()
+        async with open_store(store) as opened:
+            market = Marketplace(market_store(opened), home=home, box=SecretBox(load_key(home)))
+            await market.load_stored()
+            return await market.launch_entries(org)
+    return anyio.run(load)
+
+
+def attach_gateway(server: Any, config: str | None, pins: str = "tofu",
+                   store: str | None = None, extensions: str | None = None) -> int:
+    """``mobius serve --gateway FILE`` and/or ``--extensions ORG``: serve the config's
+    upstreams and the organization's installed extensions through ``server``."""
     from .gateway import Gateway, Pinning
-    from .storage import store_url
+    from .gateway.gateway import read_servers
+    from .marketplace import MarketError
+    from .marketplace.inputs import InputError
+    from .marketplace.secrets import SecretError
+    from .storage import StoreError, store_url
+    what = " ".join(f"{flag} {value}" for flag, value in
+                    (("--gateway", config), ("--extensions", extensions)) if value)
     try:
-        pinning = None if pins == "off" else Pinning(StorePins(store_url(store)), mode=pins)
-        Gateway.from_config(config, pinning=pinning).attach(server)
-    except (OSError, ValueError) as exc:
-        print(f"mobius serve: --gateway {config}: {exc}", file=sys.stderr)
+        url = store_url(store)
+        servers = read_servers(config) if config else {}
+        owned: dict[str, dict[str, Any]] = {}
+        if extensions is not None:
+            found = load_extensions(extensions, url)
+            if not found:
+                print(f"mobius serve: --extensions {extensions}: no enabled installations",
+                      file=sys.stderr)
+            owned = extension_upstreams(found, set(servers))
+            servers.update(owned)
+        pinned = StorePins(url)
+        pinning = None if pins == "off" else Pinning(pinned, mode=pins, audit=pinned)
+        gateway = Gateway(servers, pinning=pinning).attach(server)
+        if extensions is not None:
+            # --http: only ORG's principals see and use its extensions (the security
+            # middleware asks server.owners; see security/serving.py)
+            gateway.owners.update({name: extensions for name in owned})
+            server.owners = gateway.owner_of
+    except (OSError, ValueError, StoreError, MarketError, InputError, SecretError) as exc:
+        print(f"mobius serve: {what}: {exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -115,7 +190,7 @@ async def _run(args: argparse.Namespace) -> int:
     if getattr(args, "tool", None) and len(chosen) != 1:
         raise ValueError("--tool needs exactly one --upstream")
     pins = StorePins(store_url(args.store))
-    pinning = Pinning(pins, mode="strict")
+    pinning = Pinning(pins, mode="strict", audit=pins)
     gateway = Gateway({name: servers[name] for name in chosen},
                       options=UpstreamOptions(health_interval=0))
     out: dict[str, Any] = {}

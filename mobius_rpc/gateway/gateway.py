@@ -121,6 +121,9 @@ class Gateway:
         self._views: dict[str, list[dict[str, Any]]] = {
             "tools": [], "resources": [], "templates": [], "prompts": []}
         self._admitted: dict[str, list[dict[str, Any]]] = {}
+        #: upstream -> the organization it belongs to (an installed extension); the
+        #: others are shared.  :meth:`owner_of` answers the security middleware's question
+        self.owners: dict[str, str] = {}
         self._subscribers: dict[str, set[Session]] = {}
         #: public URI -> open downstream listen streams that carry it
         self._listened: dict[str, int] = {}
@@ -165,10 +168,22 @@ class Gateway:
             return False
         self.router.remove_upstream(name)
         self._admitted.pop(name, None)
+        self.owners.pop(name, None)
         await upstream.aclose()
         for kinds in (("tools",), ("resources", "templates"), ("prompts",)):
             self._rebuild(set(kinds))
         return True
+
+    def owner_of(self, kind: str, name: str) -> str | None:
+        """The organization a public tool, prompt (by name) or resource (by URI or
+        URI template) belongs to, if its upstream has one: the ``owners`` argument of
+        :class:`~..security.middleware.SecurityMiddleware`, which refuses it to, and
+        leaves it out of the lists of, every other organization's principals."""
+        if not self.owners:
+            return None
+        found = self.router.route(kind, name) if kind in ("tools", "prompts") else \
+            self.router.resolve_uri(name) if kind == "resources" else None
+        return self.owners.get(found[0]) if found is not None else None
 
     def health(self) -> list[dict[str, Any]]:
         return [upstream.health() for upstream in self.upstreams.values()]

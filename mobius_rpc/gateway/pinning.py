@@ -21,12 +21,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ..security.audit import AuditLog, digest
+from ..security.audit import digest
+from ..security.principal import AuthMethod, Principal
 from .pinstore import PinStore, SetPin, ToolPin
 
-__all__ = ("PINNED_FIELDS", "ToolChange", "Pinning", "tool_digest", "set_digest")
+__all__ = ("PINNED_FIELDS", "AuditSink", "ToolChange", "Pinning", "tool_digest", "set_digest")
 
 log = logging.getLogger("mobius_rpc.gateway")
 
@@ -34,6 +35,13 @@ log = logging.getLogger("mobius_rpc.gateway")
 PINNED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 #: who approved a first tool set automatically
 FIRST_USE = "trust-on-first-use"
+
+
+class AuditSink(Protocol):
+    """Where pin changes and approvals are recorded: an :class:`~..security.audit.AuditLog`,
+    or something that opens one when first needed (``gateway_cli.StorePins``)."""
+
+    async def append(self, **fields: Any) -> Any: ...
 
 
 def tool_digest(definition: dict[str, Any]) -> str:
@@ -69,7 +77,7 @@ class ToolChange:
 class Pinning:
     """Decides which upstream tools are served, against a :class:`PinStore`."""
 
-    def __init__(self, store: PinStore, *, mode: str = "tofu", audit: AuditLog | None = None,
+    def __init__(self, store: PinStore, *, mode: str = "tofu", audit: AuditSink | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if mode not in ("tofu", "strict", "off"):
             raise ValueError("pinning mode is 'tofu', 'strict' or 'off'")
@@ -127,14 +135,17 @@ class Pinning:
         self._reported.pop(upstream, None)
         await self._audit("gateway/tools.approve", "ok", upstream,
                           {"by": by, "changes": [c.as_dict() for c in changes],
-                           "toolSet": set_digest(digests)})
+                           "toolSet": set_digest(digests)},
+                          by=None if by == FIRST_USE else by)
         return changes
 
     async def _audit(self, method: str, outcome: str, upstream: str,
-                     detail: dict[str, Any]) -> None:
+                     detail: dict[str, Any], by: str | None = None) -> None:
         if self.audit is not None:
+            # a person who approved is the record's user (``mobius audit search --user``)
+            who = None if by is None else Principal(by, "", frozenset(), method=AuthMethod.LOCAL)
             await self.audit.append(method=method, outcome=outcome, target=upstream,
-                                    detail=detail)
+                                    principal=who, detail=detail)
 
 
 def _diff(upstream: str, tools: Sequence[dict[str, Any]], pins: dict[str, ToolPin]

@@ -212,7 +212,9 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
 
     url = resolve(store_url)
     async with open_security_store(url) as (store, security):
-        _, _, log = secure(server, security)
+        # things a layer assigned to organizations (the gateway's installed extensions)
+        owners = getattr(server, "owners", None)
+        _, _, log = secure(server, security, **({"owners": owners} if owners else {}))
         made = await bootstrap(security, log)
         where = f" --store {url}" if url else ""
         if made is not None:

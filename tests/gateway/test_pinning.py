@@ -116,3 +116,50 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     bad_tool = _cli("approve", "--config", str(config), "--store", "memory:", "--upstream",
                     "py", "--tool", "nope")
     assert bad_tool.returncode == 2 and "no pending change for nope" in bad_tool.stderr
+
+
+def _audit_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mobius_rpc", "audit", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_approval_is_in_the_security_audit_log(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"py": py_entry()}}))
+    approve = _cli("approve", "--config", str(config), "--store", url, "--by", "alice")
+    assert approve.returncode == 0, approve.stderr
+    found = _audit_cli("search", "--store", url, "--method", "gateway/tools.approve", "--json")
+    assert found.returncode == 0, found.stderr
+    records = json.loads(found.stdout)
+    assert [(r["target"], r["user"], r["outcome"]) for r in records] == [("py", "alice", "ok")]
+    assert {c["tool"] for c in records[0]["detail"]["changes"]} >= {"echo", "described"}
+    assert all(c["change"] == "added" for c in records[0]["detail"]["changes"])
+    # the text listing names it too, and the chain the gateway appended to verifies
+    listed = _audit_cli("search", "--store", url, "--user", "alice")
+    assert "gateway/tools.approve py ok alice@-" in listed.stdout, listed.stdout
+    verify = _audit_cli("verify", "--store", url)
+    assert verify.returncode == 0 and verify.stdout.startswith("ok: 1 records"), verify.stdout
+
+
+async def test_changes_seen_at_run_time_go_to_the_store_audit_log(tmp_path: Path) -> None:
+    from mobius_rpc.gateway_cli import StorePins
+    from mobius_rpc.security.open import open_security_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    for description in ("first", "second"):
+        pins = StorePins(url)
+        await pins.upstreams()  # opened in this task, so that it is closed in this task
+        gateway = Gateway({"py": py_entry(UPSTREAM_DESCRIPTION=description)}, options=FAST,
+                          pinning=Pinning(pins, audit=pins))
+        try:
+            await _names_and_call(gateway)
+        finally:
+            await pins.aclose()
+    async with open_security_store(url) as (_, security):
+        log = AuditLog(security)
+        records = await log.search(AuditQuery())
+        assert [(r.method, r.outcome) for r in records] == [
+            ("gateway/tools.approve", "ok"), ("gateway/tools.changed", "held")]
+        assert records[0].detail["by"] == "trust-on-first-use" and records[0].user is None
+        assert (await log.verify()).ok
