@@ -1,0 +1,135 @@
+"""``mobius client login`` saves its token; later, separate ``mobius client`` processes
+use it, refresh it, never offer it to another server, and ``logout`` forgets it.
+
+Everything is real: oidc-provider as the authorization server, the protected demo
+server on uvicorn, each command its own Python process on an SQLite store in a
+temporary ``MOBIUS_HOME`` (whose key file seals the tokens), and a user agent
+(httpx) standing in for the browser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from .test_authorization_server import provider_script  # noqa: F401  (a fixture)
+from .test_client_login import login_server, protected_server
+
+pytestmark = [pytest.mark.anyio, pytest.mark.peers]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MOBIUS_STORE", "MOBIUS_CLIENT_KEY")}
+    env["MOBIUS_HOME"] = str(home)
+    return env
+
+
+async def _login(url: str, home: Path) -> str:
+    """Run ``mobius client login URL`` and play the browser; its standard output."""
+    process = await anyio.open_process(
+        [sys.executable, "-m", "mobius_rpc", "client", "login", url, "--timeout", "30"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=_env(home))
+    try:
+        assert process.stderr is not None and process.stdout is not None
+        text = b""
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                text += chunk
+                if b"\n  http" in text and text.endswith(b"\n"):
+                    break
+        login_url = text.decode().split("\n  ", 1)[1].strip()
+        async with httpx.AsyncClient(timeout=10, follow_redirects=True) as browser:
+            landed = await browser.get(login_url)
+        assert landed.status_code == 200 and "login is complete" in landed.text
+        with anyio.fail_after(30):
+            await process.wait()
+            out = await process.stdout.receive()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+    assert process.returncode == 0
+    return out.decode()
+
+
+async def _mobius(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    with anyio.fail_after(60):
+        return await anyio.run_process([sys.executable, "-m", "mobius_rpc", *args],
+                                       env=_env(home), check=False,
+                                       stdin=subprocess.DEVNULL)
+
+
+def _bearers(seen: list[str | None]) -> list[str]:
+    return [value.removeprefix("Bearer ") for value in seen
+            if value and value.startswith("Bearer ")]
+
+
+def _files(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in home.glob("mobius.db*"))
+
+
+async def test_a_saved_login_serves_later_commands(provider_script: Path,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with login_server(provider_script) as issuer, \
+            protected_server(issuer) as (url, recorder), \
+            protected_server(issuer) as (other_url, other_recorder):
+        out = await _login(url, home)
+        assert f"logged in to {url}: token from {issuer}" in out and "saved" in out
+        first = set(_bearers(recorder.seen))
+        assert first, "the login itself used the token"
+
+        # a second process, no browser: the saved token calls the tool
+        done = await _mobius(home, "client", "call", "whoami", "--url", url, "--json")
+        assert done.returncode == 0, done.stderr.decode()
+        me = json.loads(json.loads(done.stdout)["content"][0]["text"])
+        assert me["user"] == "ada"
+        assert set(_bearers(recorder.seen)) == first  # the same token, no new login
+
+        # nothing of the token in the database files; the key file is private
+        data = _files(home)
+        assert data and all(token.encode() not in data for token in first)
+        assert (home / "client.key").stat().st_mode & 0o077 == 0
+
+        # another server (same authorization server) is never shown that token
+        refused = await _mobius(home, "client", "tools", "--url", other_url)
+        assert refused.returncode == 2
+        error = refused.stderr.decode()
+        assert "needs a login" in error and "mobius client login" in error
+        assert "Traceback" not in error and len(error.strip().splitlines()) == 1
+        assert not set(_bearers(other_recorder.seen)) & first
+
+        # an expired token is refreshed by a later process, and the new one saved
+        db = sqlite3.connect(home / "mobius.db")
+        with db:
+            db.execute("UPDATE client_tokens SET expires_at = 1")
+        db.close()
+        seen_before = len(recorder.seen)
+        done = await _mobius(home, "client", "tools", "--url", url, "--json")
+        assert done.returncode == 0, done.stderr.decode()
+        fresh = set(_bearers(recorder.seen[seen_before:]))
+        assert fresh and not fresh & first
+        db = sqlite3.connect(home / "mobius.db")
+        (expires_at,) = db.execute("SELECT expires_at FROM client_tokens").fetchone()
+        db.close()
+        assert expires_at > 1
+        assert all(token.encode() not in _files(home) for token in fresh)
+
+        # logout forgets it: the next command needs a login again
+        gone = await _mobius(home, "client", "logout", url)
+        assert gone.returncode == 0 and f"logged out of {url}" in gone.stdout.decode()
+        again = await _mobius(home, "client", "logout", url)
+        assert again.returncode == 0 and "no login was kept" in again.stdout.decode()
+        after = await _mobius(home, "client", "tools", "--url", url)
+        assert after.returncode == 2 and "needs a login" in after.stderr.decode()
+
