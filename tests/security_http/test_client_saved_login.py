@@ -14,23 +14,55 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 
+from ..storage.conftest import pg_cluster  # noqa: F401  (the real PostgreSQL fixture)
 from .test_authorization_server import provider_script  # noqa: F401  (a fixture)
 from .test_client_login import login_server, protected_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peers]
 
 
+#: the store the commands use (``$MOBIUS_STORE``); None: the default SQLite file
+_STORE: dict[Path, str] = {}
+
+
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MOBIUS_STORE", "MOBIUS_CLIENT_KEY")}
     env["MOBIUS_HOME"] = str(home)
+    if home in _STORE:
+        env["MOBIUS_STORE"] = _STORE[home]
     return env
+
+
+def _sql(home: Path, query: str) -> list[tuple[Any, ...]]:
+    """Plain SQL on the commands' database, below the store."""
+    if home not in _STORE:
+        db = sqlite3.connect(home / "mobius.db")
+        try:
+            with db:
+                return db.execute(query).fetchall()
+        finally:
+            db.close()
+    import psycopg
+    with psycopg.connect(_STORE[home], autocommit=True) as pg:
+        pg.execute('SET search_path TO "mobius"')
+        cursor = pg.execute(query)  # type: ignore[call-overload]
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def _stored(home: Path) -> bytes:
+    """Everything the database holds of the client's tables (and the SQLite files)."""
+    rows = repr(_sql(home, "SELECT * FROM client_tokens")
+                + _sql(home, "SELECT * FROM client_registrations")).encode()
+    return rows + (_files(home) if home not in _STORE else b"")
 
 
 async def _login(url: str, home: Path) -> str:
@@ -78,9 +110,14 @@ def _files(home: Path) -> bytes:
     return b"".join(p.read_bytes() for p in home.glob("mobius.db*"))
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_a_saved_login_serves_later_commands(provider_script: Path,  # noqa: F811
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, backend: str,
+                                                   request: pytest.FixtureRequest) -> None:
     home = tmp_path / "home"
+    if backend == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        _STORE[home] = cluster.create_database(f"c{uuid.uuid4().hex[:10]}")
     async with login_server(provider_script) as issuer, \
             protected_server(issuer) as (url, recorder), \
             protected_server(issuer) as (other_url, other_recorder):
@@ -97,8 +134,8 @@ async def test_a_saved_login_serves_later_commands(provider_script: Path,  # noq
         assert set(_bearers(recorder.seen)) == first  # the same token, no new login
 
         # nothing of the token in the database files; the key file is private
-        data = _files(home)
-        assert data and all(token.encode() not in data for token in first)
+        data = _stored(home)
+        assert b"mcp:tools" in data and all(token.encode() not in data for token in first)
         assert (home / "client.key").stat().st_mode & 0o077 == 0
 
         # another server (same authorization server) is never shown that token
@@ -110,20 +147,15 @@ async def test_a_saved_login_serves_later_commands(provider_script: Path,  # noq
         assert not set(_bearers(other_recorder.seen)) & first
 
         # an expired token is refreshed by a later process, and the new one saved
-        db = sqlite3.connect(home / "mobius.db")
-        with db:
-            db.execute("UPDATE client_tokens SET expires_at = 1")
-        db.close()
+        _sql(home, "UPDATE client_tokens SET expires_at = 1")
         seen_before = len(recorder.seen)
         done = await _mobius(home, "client", "tools", "--url", url, "--json")
         assert done.returncode == 0, done.stderr.decode()
         fresh = set(_bearers(recorder.seen[seen_before:]))
         assert fresh and not fresh & first
-        db = sqlite3.connect(home / "mobius.db")
-        (expires_at,) = db.execute("SELECT expires_at FROM client_tokens").fetchone()
-        db.close()
+        [(expires_at,)] = _sql(home, "SELECT expires_at FROM client_tokens")
         assert expires_at > 1
-        assert all(token.encode() not in _files(home) for token in fresh)
+        assert all(token.encode() not in _stored(home) for token in fresh)
 
         # logout forgets it: the next command needs a login again
         gone = await _mobius(home, "client", "logout", url)
