@@ -165,3 +165,45 @@ async def test_a_saved_login_serves_later_commands(provider_script: Path,  # noq
         after = await _mobius(home, "client", "tools", "--url", url)
         assert after.returncode == 2 and "needs a login" in after.stderr.decode()
 
+
+
+async def test_a_refresh_lost_to_another_process_keeps_its_token(
+        provider_script: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Two processes share the store; both find the token expired. The second to
+    refresh is refused (the first rotated the refresh token; here: it is revoked):
+    it must take the first one's token from the store, not forget it."""
+    from mobius_rpc.client.oauth import LoopbackRedirect, OAuth
+    from mobius_rpc.credentials import open_token_store
+
+    from .test_client_login import Clock, User, whoami
+
+    store_url = f"sqlite:///{tmp_path}/shared.db"
+    environ = {"MOBIUS_HOME": str(tmp_path / "home")}
+    async with login_server(provider_script) as issuer, \
+            protected_server(issuer) as (url, _recorder), \
+            open_token_store(store_url, environ=environ) as shared:
+        async with LoopbackRedirect(show=lambda _url: None, timeout=30) as redirect:
+            clock = Clock()
+            first = OAuth(authorize=User(redirect), redirect_uri=redirect.redirect_uri,
+                          store=shared, clock=clock)
+            await whoami(url, first)
+        stale = await shared.get_tokens(url)
+        assert stale is not None and stale.refresh_token
+        clock.offset = 3600
+        second = OAuth(store=shared, clock=clock)  # another process: no way to log in
+        await whoami(url, second)  # refreshes, rotating the refresh token
+        renewed = await shared.get_tokens(url)
+        assert renewed is not None and renewed.access_token != stale.access_token
+        # the provider would refuse the stale refresh token once rotated; make it so
+        client = await shared.get_client(issuer)
+        assert client is not None
+        async with httpx.AsyncClient(timeout=10) as http:
+            metadata = (await http.get(f"{issuer}/.well-known/openid-configuration")).json()
+            revoked = await http.post(
+                metadata["revocation_endpoint"],
+                data={"token": stale.refresh_token, "token_type_hint": "refresh_token"},
+                auth=(client.client_id, client.client_secret or ""))
+            assert revoked.status_code == 200, revoked.text
+        kept = await first.for_server(url)._refresh(stale)  # the loser of the race
+        assert kept == renewed
+        assert await shared.get_tokens(url) == renewed

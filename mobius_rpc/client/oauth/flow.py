@@ -390,6 +390,11 @@ class ServerAuthorization:
                                             key=self.settings.signing_key,
                                             clock=self.settings.clock, dpop=self.dpop)
         except OAuthError as exc:
+            latest = await self.settings.store.get_tokens(self.server)
+            if latest is not None and latest != tokens:
+                # another process sharing the store refreshed first (its refresh rotated
+                # ours away): keep what it saved rather than forgetting everyone's tokens
+                return latest
             await self.settings.store.set_tokens(self.server, None)
             log.info("%s: the refresh token was refused (%s); a new login is needed",
                      self.server, exc)
