@@ -17,10 +17,17 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .client_login_cli import add_login_parser, add_oauth_options, interactive_oauth
+from .client_login_cli import (
+    add_login_parser,
+    add_oauth_options,
+    interactive_oauth,
+    saved_oauth,
+    saved_tokens,
+)
 
 if TYPE_CHECKING:  # imported when a command runs, not when ``mobius serve`` starts
     from .client import Client, ClientManager
+    from .client.oauth import TokenStore
 
 __all__ = ("add_client_parser",)
 
@@ -71,10 +78,11 @@ def run_client_command(args: argparse.Namespace) -> int:
     import anyio
 
     from .core.errors import McpError
+    from .storage import StoreError
 
     try:
         return anyio.run(_run, args)
-    except (McpError, ValueError, KeyError, OSError) as exc:
+    except (McpError, StoreError, ValueError, KeyError, OSError) as exc:
         print(f"mobius client: {exc}", file=sys.stderr)
         return 2
 
@@ -100,7 +108,8 @@ def _arguments(args: argparse.Namespace, *, text_only: bool = False) -> dict[str
     return values
 
 
-def _client(args: argparse.Namespace, redirect: Any = None) -> Client:
+def _client(args: argparse.Namespace, redirect: Any = None,
+            tokens: TokenStore | None = None) -> Client:
     from .client import Client, StdioTarget, load_server_config, target_from_url
 
     options: dict[str, Any] = {"revision": args.revision, "timeout": args.timeout}
@@ -109,7 +118,8 @@ def _client(args: argparse.Namespace, redirect: Any = None) -> Client:
     if args.url:
         headers = dict(h.split(":", 1) for h in args.header if ":" in h)
         headers = {k.strip(): v.strip() for k, v in headers.items()}
-        oauth = interactive_oauth(args, redirect) if redirect is not None else None
+        oauth = interactive_oauth(args, redirect, tokens) if redirect is not None \
+            else saved_oauth(args, tokens) if tokens is not None else None
         return Client(target_from_url(args.url, headers=headers, kind=args.transport,
                                       oauth=oauth), **options)
     targets = load_server_config(args.config)
@@ -130,12 +140,17 @@ async def _run(args: argparse.Namespace) -> int:
                 if health.state == "disconnected":
                     print(f"warning: {health.name}: {health.last_error}", file=sys.stderr)
             return code
-    if args.oauth and args.url:
-        from .client.oauth import LoopbackRedirect
+    if args.url and args.url.startswith(("http://", "https://")):
+        # saved logins are used (and refreshed); --oauth may also make a new one
+        async with saved_tokens(args, create=args.oauth) as tokens:
+            if args.oauth:
+                from .client.oauth import LoopbackRedirect
 
-        async with LoopbackRedirect(port=args.redirect_port) as redirect, \
-                _client(args, redirect) as client:
-            return await _act(args, client)
+                async with LoopbackRedirect(port=args.redirect_port) as redirect, \
+                        _client(args, redirect, tokens) as client:
+                    return await _act(args, client)
+            async with _client(args, None, tokens) as client:
+                return await _act(args, client)
     async with _client(args) as client:
         return await _act(args, client)
 

@@ -36,6 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     # the marketplace installs and sandboxes extensions for organizations: above security
     "marketplace": {"core", "runtime", "transports", "framing", "server", "client", "storage",
                     "security"},
+    # the client's persistent tokens: the client's TokenStore on storage's database
+    "credentials": {"core", "runtime", "transports", "framing", "client", "storage"},
 }
 #: what of storage a transport may import
 STORAGE_INTERFACES = {"mobius_rpc.storage.base", "mobius_rpc.storage.records",

@@ -52,6 +52,7 @@ DIALECT_TABLES: dict[str, dict[int, set[str]]] = {
 _BY_NAME = {m.name: m.version for m in migrations("sqlite")}
 TABLES[_BY_NAME["market"]] = {"market_catalog", "market_sync", "market_installations",
                               "market_install_counts", "market_ratings"}
+TABLES[_BY_NAME["client_tokens"]] = {"client_tokens", "client_registrations"}
 
 
 def test_the_tables_list_covers_every_migration() -> None:

@@ -137,7 +137,8 @@ class ServerAuthorization:
             return tokens
         async with self._lock:
             latest = await self.settings.store.get_tokens(self.server)
-            if latest is not tokens:
+            # compared by value: a persistent store returns a new object on every read
+            if latest != tokens:
                 return latest
             if tokens.refresh_token:
                 return await self._refresh(tokens)
@@ -147,7 +148,7 @@ class ServerAuthorization:
         """A 401 came back for a request that carried ``sent``: a token that should work."""
         async with self._lock:
             latest = await self.settings.store.get_tokens(self.server)
-            if latest is not None and latest is not sent:
+            if latest is not None and latest != sent:
                 return latest  # another request renewed it meanwhile
             await self._discover(challenge)
             assert self.auth_server is not None
@@ -164,7 +165,7 @@ class ServerAuthorization:
         """A 403 ``insufficient_scope``: authorize again with the union of the scopes."""
         async with self._lock:
             latest = await self.settings.store.get_tokens(self.server)
-            if latest is not None and latest is not sent:
+            if latest is not None and latest != sent:
                 return latest
             await self._discover(challenge)
             words = (self._requested_scope or (sent.scope if sent else None) or "").split()
@@ -299,7 +300,7 @@ class ServerAuthorization:
         if settings.authorize is None:
             raise OAuthError(f"{self.server_url} needs a login, and this client has no way "
                              f"to ask for one (give OAuth an authorize callback; from a "
-                             f"terminal: mobius client ... --url {self.server_url} --oauth)",
+                             f"terminal: mobius client login {self.server_url}, or --oauth)",
                              "login-required")
         if auth_server.authorization_endpoint is None:
             raise OAuthError(f"the authorization server {auth_server.issuer} has no "
@@ -375,7 +376,8 @@ class ServerAuthorization:
             async with self._http() as http:
                 self.auth_server = await discover_auth_server(http, tokens.issuer) \
                     or fallback_auth_server(tokens.issuer)
-        client = await self._client() if self.settings.grant == "authorization_code" \
+        client = await self._client(refreshing=True) \
+            if self.settings.grant == "authorization_code" \
             else ClientRegistration(self.settings.client_id or "", self.settings.client_secret,
                                     self._secret_method(), tokens.issuer)
         form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token,
@@ -388,6 +390,11 @@ class ServerAuthorization:
                                             key=self.settings.signing_key,
                                             clock=self.settings.clock, dpop=self.dpop)
         except OAuthError as exc:
+            latest = await self.settings.store.get_tokens(self.server)
+            if latest is not None and latest != tokens:
+                # another process sharing the store refreshed first (its refresh rotated
+                # ours away): keep what it saved rather than forgetting everyone's tokens
+                return latest
             await self.settings.store.set_tokens(self.server, None)
             log.info("%s: the refresh token was refused (%s); a new login is needed",
                      self.server, exc)
@@ -400,8 +407,12 @@ class ServerAuthorization:
 
     # ------------------------------------------------------------ registration
 
-    async def _client(self) -> ClientRegistration:
-        """Our registration at the current authorization server, registering if need be."""
+    async def _client(self, *, refreshing: bool = False) -> ClientRegistration:
+        """Our registration at the current authorization server, registering if need be.
+
+        A refresh takes the stored registration whatever its redirect URIs: the
+        refresh token belongs to that client, and a later process (a loopback port
+        of its own, or none) could not use it otherwise."""
         auth_server = self.auth_server
         assert auth_server is not None
         settings, issuer = self.settings, auth_server.issuer
@@ -409,7 +420,7 @@ class ServerAuthorization:
             method = "private_key_jwt" if settings.signing_key else self._secret_method()
             return ClientRegistration(settings.client_id, settings.client_secret, method, issuer)
         stored = await settings.store.get_client(issuer)
-        if stored is not None and settings.redirect_uri in stored.redirect_uris:
+        if stored is not None and (refreshing or settings.redirect_uri in stored.redirect_uris):
             return stored
         if auth_server.client_id_metadata_documents and settings.client_metadata_url:
             require_secure(settings.client_metadata_url, "the client metadata document URL")
