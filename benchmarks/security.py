@@ -56,8 +56,8 @@ def serving(store: str | None, workdir: Path) -> Iterator[tuple[sh.Server, str |
     """``mobius serve --http`` secured on ``store`` (None: --no-auth); the server and
     the one-time token it printed."""
     port = sh.free_port()
-    command = [sys.executable, "-m", "mobius_rpc", "serve", "--http", "--host", "127.0.0.1",
-               "--port", str(port)]
+    command = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
+               "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-auth"] if store is None else ["--store", store]
     env = {**os.environ, "MOBIUS_HOME": str(workdir)}
     env.pop("MOBIUS_STORE", None)
