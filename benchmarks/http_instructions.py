@@ -25,7 +25,6 @@ import http.client
 import json
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +40,6 @@ from callgrind import (
 )
 from streamable_http import (
     ACCEPT,
-    BARE_APP,
     ERAS,
     LEGACY,
     MODERN_HEADERS,
@@ -49,17 +47,8 @@ from streamable_http import (
     BenchmarkError,
     call_body,
     free_port,
+    server_command,
 )
-
-
-def server_command(kind: str, port: int, workdir: Path) -> list[str]:
-    if kind == "bare":
-        (workdir / "bare_http_app.py").write_text(BARE_APP)
-        return [sys.executable, "-m", "uvicorn", "--app-dir", str(workdir), "bare_http_app:app",
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--log-level", "warning"]
-    return [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
-            "--host", "127.0.0.1", "--port", str(port), "--no-auth"]
 
 
 def post(conn: http.client.HTTPConnection, body: dict[str, object],

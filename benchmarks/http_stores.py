@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from bench_servers import listening
 from streamable_http import (
-    BARE_APP,
-    BenchmarkError,
     Point,
     Server,
     check_one_call,
@@ -43,6 +39,7 @@ from streamable_http import (
     open_legacy_sessions,
     percent,
     pick_generator,
+    server_command,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,37 +49,11 @@ TARGET = 0.7
 @contextmanager
 def serving(kind: str, workdir: Path, store: str | None) -> Iterator[Server]:
     port = free_port()
-    if kind == "bare":
-        (workdir / "bare_http_app.py").write_text(BARE_APP)
-        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(workdir), "bare_http_app:app",
-                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                   "--log-level", "warning"]
-    else:
-        command = [sys.executable, "-m", "mobius_rpc", "serve", "--http", "--fixture", "demo",
-                   "--host", "127.0.0.1", "--port", str(port), "--no-auth"]
-        if store is not None:
-            command += ["--store", store]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise BenchmarkError(f"{kind} server exited with status {proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"{kind} server did not start") from None
-                time.sleep(0.05)
-        yield Server(kind, f"http://127.0.0.1:{port}/mcp", proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    command = server_command(kind, port, workdir)
+    if kind != "bare" and store is not None:
+        command += ["--store", store]
+    with listening(kind, command, port, startup=30) as server:
+        yield server
 
 
 def store_urls(stores: list[str], stack: ExitStack, pg_url: str | None) -> dict[str, str | None]:

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import streamable_http as sh  # noqa: E402
+from bench_servers import stop  # noqa: E402
 
 TARGET_LOSS = 0.15
 
@@ -55,8 +56,8 @@ def serving(store: str | None, workdir: Path) -> Iterator[tuple[sh.Server, str |
     """``mobius serve --http`` secured on ``store`` (None: --no-auth); the server and
     the one-time token it printed."""
     port = sh.free_port()
-    command = [sys.executable, "-m", "mobius_rpc", "serve", "--http", "--host", "127.0.0.1",
-               "--port", str(port)]
+    command = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
+               "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-auth"] if store is None else ["--store", store]
     env = {**os.environ, "MOBIUS_HOME": str(workdir)}
     env.pop("MOBIUS_STORE", None)
@@ -83,12 +84,7 @@ def serving(store: str | None, workdir: Path) -> Iterator[tuple[sh.Server, str |
         yield sh.Server("secured" if store else "off", f"http://127.0.0.1:{port}/mcp",
                         proc.pid), token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if "drain" in locals():
             drain.wait(5)
             rest.close()

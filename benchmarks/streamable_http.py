@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import orjson
+from bench_servers import BenchmarkError, Server, free_port, listening
 
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
@@ -125,32 +125,7 @@ class Point:
     server_cpu: float | None  # CPU seconds the server used per wall second (1.0 = a core)
 
 
-class BenchmarkError(RuntimeError):
-    """A request failed or a server misbehaved: the numbers would be meaningless."""
-
-
 # --------------------------------------------------------------------------- servers
-
-
-@dataclass(frozen=True)
-class Server:
-    kind: str
-    url: str
-    pid: int
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time of the server process so far (Linux), else None."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pinned(cpus: set[int] | None) -> Callable[[], None] | None:
@@ -160,40 +135,25 @@ def pinned(cpus: set[int] | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
+def server_command(kind: str, port: int, workdir: Path) -> list[str]:
+    """The command line of a benchmark server: ``bare`` (the Starlette handler, whose
+    app file is written into ``workdir``) or ``mobius serve`` on the demo fixture."""
+    if kind == "bare":
+        (workdir / "bare_http_app.py").write_text(BARE_APP)
+        return [sys.executable, "-m", "uvicorn", "--app-dir", str(workdir), "bare_http_app:app",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--log-level", "warning"]
+    return [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
+            "--host", "127.0.0.1", "--port", str(port), "--no-auth"]
+
+
 @contextmanager
 def running(kind: str, workdir: Path, cpus: set[int] | None = None) -> Iterator[Server]:
     """Start one server process on loopback (on ``cpus`` if given); uvicorn runs in it."""
     port = free_port()
-    if kind == "bare":
-        (workdir / "bare_http_app.py").write_text(BARE_APP)
-        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(workdir), "bare_http_app:app",
-                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                   "--log-level", "warning"]
-    else:
-        command = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
-                   "--host", "127.0.0.1", "--port", str(port), "--no-auth"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=pinned(cpus))
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise BenchmarkError(f"{kind} server exited with status {proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"{kind} server did not start") from None
-                time.sleep(0.05)
-        yield Server(kind, f"http://127.0.0.1:{port}/mcp", proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    command = server_command(kind, port, workdir)
+    with listening(kind, command, port, startup=20, preexec_fn=pinned(cpus)) as server:
+        yield server
 
 
 # --------------------------------------------------------------------------- requests

@@ -31,7 +31,7 @@ from ..core.errors import INTERNAL_ERROR, INVALID_PARAMS, LocalProtocolError, Mc
 from ..runtime.session import Session
 from ..storage.base import TaskStore
 from ..storage.records import TaskRecord
-from .tasks import RELATED_TASK, TaskManager
+from .tasks import TaskManager, outcome
 
 __all__ = ("SharedTasks",)
 
@@ -182,15 +182,7 @@ class SharedTasks(TaskManager):
                 await running[1].wait()
             else:
                 await anyio.sleep(min(record.poll_interval_ms / 1000, 0.5))
-        related = {RELATED_TASK: {"taskId": record.task_id}}
-        if record.status == "cancelled":
-            raise McpError(INVALID_PARAMS, f"Task {record.task_id} was cancelled", related)
-        if record.error is not None:
-            raise McpError(record.error["code"], record.error["message"], related)
-        assert record.result is not None
-        meta = dict(record.result.get("_meta") or {})
-        meta.update(related)
-        return {**record.result, "_meta": meta}
+        return outcome(record.task_id, record.status, record.result, record.error)
 
     async def list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         try:

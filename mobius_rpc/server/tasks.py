@@ -36,6 +36,25 @@ TERMINAL = frozenset(("completed", "failed", "cancelled"))
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 
 
+def outcome(task_id: str, status: str, result: dict[str, Any] | None,
+            error: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``tasks/result`` answers for a finished task, wherever its record lives.
+
+    One function for the in-memory and the store-backed managers, so that a
+    cancelled or failed task is refused the same way on every replica and the
+    result always carries the related-task ``_meta`` entry.
+    """
+    related = {RELATED_TASK: {"taskId": task_id}}
+    if status == "cancelled":
+        raise McpError(INVALID_PARAMS, f"Task {task_id} was cancelled", related)
+    if error is not None:
+        raise McpError(error["code"], error["message"], related)
+    assert result is not None
+    meta = dict(result.get("_meta") or {})
+    meta.update(related)
+    return {**result, "_meta": meta}
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -157,15 +176,7 @@ class TaskManager:
         """``tasks/result``: wait for the outcome, then return it (or its error)."""
         record = self._get(session, params)
         await record.done.wait()
-        related = {RELATED_TASK: {"taskId": record.task_id}}
-        if record.status == "cancelled":
-            raise McpError(INVALID_PARAMS, f"Task {record.task_id} was cancelled", related)
-        if record.error is not None:
-            raise McpError(record.error["code"], record.error["message"], related)
-        assert record.result is not None
-        meta = dict(record.result.get("_meta") or {})
-        meta.update(related)
-        return {**record.result, "_meta": meta}
+        return outcome(record.task_id, record.status, record.result, record.error)
 
     async def list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         page, cursor = paginate("tasks", [r.wire() for r in self._tasks(session).values()],

@@ -335,11 +335,15 @@ class StreamHub:
             wakeup = self._wakeups.get(key)
             if wakeup is None:
                 wakeup = self._wakeups[key] = anyio.Event()
-            await _either(wakeup, stop)
+            await wait_either(wakeup, stop)
 
 
-async def _either(first: anyio.Event, second: anyio.Event | None) -> None:
-    """Wait until one of two events is set."""
+async def wait_either(first: anyio.Event, second: anyio.Event | None) -> None:
+    """Wait until one of two events is set (``second`` may be absent).
+
+    Shared by the in-process hub and the store-backed streams, which both park a
+    stream follower on "new event" or "stop", whichever comes first.
+    """
     if second is None:
         await first.wait()
         return

@@ -19,6 +19,7 @@ from ..framing.http import HttpRefusal
 from ..storage.base import Store
 from ..storage.errors import StoreError
 from ..storage.records import Replay
+from .event_store import wait_either
 
 __all__ = ("SharedStreams", "GET_STREAM", "GET_POSITION")
 
@@ -103,7 +104,7 @@ class SharedStreams:
                         return
                     # the standalone stream exists once its first message is stored
                     with anyio.move_on_after(self.poll_interval):
-                        await _either(wakeup, stop)
+                        await wait_either(wakeup, stop)
                     continue
                 if replay.evicted is not None:
                     log.warning("stream %s: events %d..%d were evicted before they were sent",
@@ -120,7 +121,7 @@ class SharedStreams:
                 if replay.events:
                     continue
                 with anyio.move_on_after(self.poll_interval):
-                    await _either(wakeup, stop)
+                    await wait_either(wakeup, stop)
         finally:  # no wake-up left behind for a stream nobody follows any more
             left = self._wakeups.get(key)
             if left is not None and not left.is_set():
@@ -142,16 +143,3 @@ class SharedStreams:
             raise HttpRefusal(410, f"Gone: the stream of Last-Event-ID {last_event} is no "
                                    "longer retained; it cannot be replayed")
         return stream, after
-
-
-async def _either(first: anyio.Event, second: anyio.Event | None) -> None:
-    if second is None:
-        await first.wait()
-        return
-    async with anyio.create_task_group() as tg:
-        async def wait(event: anyio.Event) -> None:
-            await event.wait()
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(wait, first)
-        tg.start_soon(wait, second)
