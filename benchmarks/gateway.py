@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from mobius_rpc.client import Client, HttpTarget, StdioTarget  # noqa: E402
 
-SERVE = [sys.executable, "-m", "mobius_rpc", "serve"]
+SERVE = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo"]
 
 
 def free_port() -> int:
