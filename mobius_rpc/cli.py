@@ -61,15 +61,21 @@ def host_config(host: str, roots: Sequence[str] | None = None) -> dict[str, obje
     raise ValueError(f"unknown host {host!r}; choose one of {', '.join(_HOSTS)}")
 
 
-def http_host_config(host: str, url: str) -> dict[str, object]:
-    """A configuration for ``host`` that reaches a running HTTP server at ``url``."""
+def http_host_config(host: str, url: str, *, name: str = "mobius-demo",
+                     bearer: bool = False) -> dict[str, object]:
+    """A configuration for ``host`` that reaches a running HTTP server at ``url``; with
+    ``bearer`` (authentication on) it carries the header the printed token goes in."""
+    headers = {"Authorization": "Bearer <token>"} if bearer else {}
+    extra: dict[str, object] = {"headers": headers} if headers else {}
     if host == "vscode":
-        return {"servers": {"mobius-demo": {"type": "http", "url": url}}}
+        return {"servers": {name: {"type": "http", "url": url, **extra}}}
     if host == "cursor":
-        return {"mcpServers": {"mobius-demo": {"url": url}}}
+        return {"mcpServers": {name: {"url": url, **extra}}}
     # Claude Desktop launches stdio servers; a bridge command reaches HTTP ones.
-    return {"mcpServers": {"mobius-demo": {"command": "npx",
-                                           "args": ["-y", "mcp-remote", url]}}}
+    bridge = ["-y", "mcp-remote", url]
+    if bearer:
+        bridge += ["--header", "Authorization: Bearer <token>"]
+    return {"mcpServers": {name: {"command": "npx", "args": bridge}}}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -149,7 +155,9 @@ def _serve_http(server: object, host: str, port: int, retention: Retention, *,
                 event_store=MemoryEventStore(retention), shared=shared)
             config = uvicorn.Config(transports.app, host=host, port=port, log_level="warning",
                                     timeout_graceful_shutdown=5)
-            await _run_uvicorn(_Uvicorn(config), host, lambda: print_notes(security.notes))
+            label = server.info.get("name") or "mobius"  # type: ignore[attr-defined]
+            await _run_uvicorn(_Uvicorn(config), host, lambda: print_notes(security.notes),
+                               name=str(label), bearer=auth[0])
 
     class _Uvicorn(uvicorn.Server):
         @contextlib.contextmanager
@@ -173,7 +181,8 @@ def _serve_http(server: object, host: str, port: int, retention: Retention, *,
     return 0
 
 
-async def _run_uvicorn(runner: Any, host: str, after: Callable[[], None]) -> None:
+async def _run_uvicorn(runner: Any, host: str, after: Callable[[], None], *,
+                       name: str = "mobius-demo", bearer: bool = False) -> None:
     async def announce() -> None:
         while not runner.started:
             await asyncio.sleep(0.05)
@@ -183,8 +192,9 @@ async def _run_uvicorn(runner: Any, host: str, after: Callable[[], None]) -> Non
         print(f"Streamable HTTP (2025-03-26 .. 2026-07-28): {url}", file=sys.stderr)
         print(f"HTTP+SSE (2024-11-05): {base}/sse", file=sys.stderr)
         print(f"WebSocket (subprotocol mcp): ws://{host}:{bound[1]}/ws", file=sys.stderr)
-        for name in _HOSTS:
-            print(f"{name}: {json.dumps(http_host_config(name, url))}", file=sys.stderr)
+        for client in _HOSTS:
+            snippet = http_host_config(client, url, name=name, bearer=bearer)
+            print(f"{client}: {json.dumps(snippet)}", file=sys.stderr)
         after()
 
     task = asyncio.ensure_future(announce())

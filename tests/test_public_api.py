@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import mobius_rpc
-from mobius_rpc.cli import host_config
+from mobius_rpc.cli import host_config, http_host_config
 
 
 def test_every_public_name_is_exported_and_exists() -> None:
@@ -80,3 +80,14 @@ def test_serve_http_announces_its_url_and_answers() -> None:
         proc.stderr.close()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_http_host_snippets_carry_the_token_header_when_authentication_is_on() -> None:
+    url = "http://127.0.0.1:8765/mcp"
+    for host in ("vscode", "cursor"):
+        on = json.dumps(http_host_config(host, url, name="mobius-context", bearer=True))
+        assert '"Authorization": "Bearer <token>"' in on and "mobius-context" in on
+        assert "Authorization" not in json.dumps(http_host_config(host, url))
+    bridge = http_host_config("claude", url, bearer=True)["mcpServers"]
+    assert bridge["mobius-demo"]["args"][-2:] == [  # type: ignore[index]
+        "--header", "Authorization: Bearer <token>"]
