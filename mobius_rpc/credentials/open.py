@@ -4,7 +4,7 @@ The tokens share the database of :mod:`mobius_rpc.storage` (``--store URL``,
 ``$MOBIUS_STORE``, else the SQLite file in the data directory): on SQLite and
 PostgreSQL their tables come with the storage migrations and
 :class:`~.sql_store.SqlTokenStore` runs on the store's ``db``, sealing with
-the key of :func:`~mobius_rpc.client.oauth.sealing.load_client_key` (kept in
+the key of :func:`~mobius_rpc.credentials.sealing.load_client_key` (kept in
 the data directory, never in the database).  A ``memory:`` store gets a
 :class:`~mobius_rpc.client.oauth.MemoryTokenStore`, shared process-wide by the
 memory store's name the way the storage parts are.
@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..client.oauth import MemoryTokenStore, TokenStore
-from ..client.oauth.sealing import Sealer, load_client_key
 from ..storage import Store, data_dir, open_store
+from .sealing import Sealer, load_client_key
 from .sql_store import SqlTokenStore
 
 __all__ = ("token_store_for", "open_token_store")

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 
 from ..client.oauth import ClientRegistration, TokenSet
-from ..client.oauth.sealing import Sealer, SealError
 from ..storage.sql.program import Program, Runner
+from .sealing import Sealer, SealError
 
 __all__ = ("SqlTokenStore",)
 

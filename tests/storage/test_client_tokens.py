@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mobius_rpc.client.oauth import ClientRegistration, TokenSet
-from mobius_rpc.client.oauth.sealing import KEY_ENV, KEY_FILE, Sealer, SealError, load_client_key
 from mobius_rpc.credentials import SqlTokenStore, token_store_for
+from mobius_rpc.credentials.sealing import KEY_ENV, KEY_FILE, Sealer, SealError, load_client_key
 from mobius_rpc.storage import Store
 from mobius_rpc.storage.sql.program import Program
 
