@@ -115,17 +115,16 @@ class _FreshLogin:
     one is kept), the tokens it gets saved, registrations shared with the store."""
 
     def __init__(self, saved: TokenStore) -> None:
+        from .client.oauth import MemoryTokenStore
+
         self.saved = saved
-        self._tokens: dict[str, TokenSet] = {}
+        self._fresh = MemoryTokenStore()
 
     async def get_tokens(self, server: str) -> TokenSet | None:
-        return self._tokens.get(server)
+        return await self._fresh.get_tokens(server)
 
     async def set_tokens(self, server: str, tokens: TokenSet | None) -> None:
-        if tokens is None:
-            self._tokens.pop(server, None)
-        else:
-            self._tokens[server] = tokens
+        await self._fresh.set_tokens(server, tokens)
         await self.saved.set_tokens(server, tokens)
 
     async def get_client(self, issuer: str) -> ClientRegistration | None:
