@@ -95,13 +95,13 @@ def _serve(args: argparse.Namespace) -> int:
         server: Any = context_server(args.roots or ["."], args.store, args.era, args.watch)
         if server is None:
             return 2
+    elif args.fixture == "conformance":
+        from .fixtures import build_conformance_server
+        server = build_conformance_server()
     else:
         from .demo import build_demo_server
         server = build_demo_server(legacy=args.era in ("both", "legacy"),
                                    modern=args.era in ("both", "modern"))
-    if args.fixture == "conformance":
-        from .fixtures import build_conformance_server
-        server = build_conformance_server()
     if args.end_of_input_grace is not None:
         if args.end_of_input_grace < 0:
             print("mobius serve: --end-of-input-grace must be 0 or more seconds", file=sys.stderr)
