@@ -37,6 +37,7 @@ from ..runtime.session import Session
 from ..server.builtins import BUILTINS
 from ..server.context import Context
 from ..server.registration import Registration, RequestHandler
+from .parking import Parking, ParkingOptions, applies
 from .pinning import Pinning
 from .relay import Relay
 from .router import Naming, Router, hop_free, paginate_by_key
@@ -109,8 +110,11 @@ class Gateway:
 
     def __init__(self, upstreams: Mapping[str, Target | Mapping[str, Any]] | None = None, *,
                  naming: Naming | None = None, options: UpstreamOptions | None = None,
-                 pinning: Pinning | None = None, list_wait: float = 10.0) -> None:
+                 pinning: Pinning | None = None, list_wait: float = 10.0,
+                 parking: ParkingOptions | None = None) -> None:
         self.router = Router(naming)
+        #: calls of legacy upstreams waiting for a modern downstream's input (:mod:`.parking`)
+        self.parking = Parking(parking)
         self.options = options or UpstreamOptions()
         self.pinning = pinning
         #: how long a list request waits for upstreams still making their first connection
@@ -205,6 +209,7 @@ class Gateway:
                 tg.start_soon(upstream.wait_first, wait)
 
     async def aclose(self) -> None:
+        self.parking.close()
         async with anyio.create_task_group() as tg:
             for upstream in list(self.upstreams.values()):
                 tg.start_soon(upstream.aclose)
@@ -330,8 +335,17 @@ class Gateway:
         if level is not None and upstream.client.era is Era.MODERN:
             forwarded["_meta"] = {META_LOG_LEVEL: level}  # a modern upstream logs only if asked
         relay = Relay(ctx, name)
-        result = await relay.run(lambda: upstream.request(
-            method, forwarded, handlers=relay.handlers(), on_progress=relay.progress()))
+
+        def call() -> Awaitable[dict[str, Any]]:
+            return upstream.request(method, forwarded, handlers=relay.handlers(),
+                                    on_progress=relay.progress())
+        if self._server is not None and applies(ctx, upstream.client.era):
+            # a legacy upstream, a modern downstream: input requests park the call
+            result = await self.parking.forward(ctx, self._server.state_key, relay, call)
+            if result.get("resultType") == "input_required":
+                return result
+        else:
+            result = await relay.run(call)
         return dict(self.router.publish_contents(name, hop_free(result)))
 
     async def _tools_call(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
