@@ -41,6 +41,7 @@ from .parking import Parking, ParkingOptions, applies
 from .pinning import Pinning
 from .relay import Relay
 from .router import Naming, Router, hop_free, paginate_by_key
+from .tasks import TASKS_CAPABILITY, start_task
 from .upstreams import Upstream, UpstreamOptions
 
 __all__ = ("Gateway", "expand", "read_servers")
@@ -54,8 +55,9 @@ _LISTS = {"tools/list": ("tools", "name", "tools"),
           "prompts/list": ("prompts", "name", "prompts")}
 #: params of a downstream request that belong to the downstream hop only
 _HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
-#: tool fields that describe how *this* server runs a tool (tasks): not the upstream's
-_TOOL_LOCAL_FIELDS = ("execution",)
+#: tool fields that describe how *this* server runs a tool: none (an upstream's
+#: ``execution.taskSupport`` is served as it is, see :mod:`.tasks`)
+_TOOL_LOCAL_FIELDS: tuple[str, ...] = ()
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -228,6 +230,7 @@ class Gateway:
         if self._server is not None:
             raise ValueError("this gateway is already attached to a server")
         self._server = server
+        server.add_capabilities(tasks=TASKS_CAPABILITY)  # upstream tools run as our tasks
         handlers: dict[str, Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             **{method: self._lister(method) for method in _LISTS},
             "tools/call": self._tools_call, "prompts/get": self._prompts_get,
@@ -353,9 +356,15 @@ class Gateway:
         route = self.router.route("tools", name) if isinstance(name, str) else None
         if route is None:
             return await self._local_call("tools/call", ctx, params)
-        if "task" in params:
-            raise McpError(INVALID_PARAMS, f"Tool {name} cannot run as a task")
-        return await self._forward(ctx, route[0], "tools/call", {**params, "name": route[1]})
+        forwarded = {**params, "name": route[1]}
+        if ctx.session.connection.is_task_request(ctx.request_id) and self._server is not None:
+            upstream = self.upstreams.get(route[0])  # a task of ours (.tasks)
+            if upstream is None:
+                raise McpError(INVALID_PARAMS, f"upstream {route[0]} was removed")
+            return await start_task(self._server, ctx, str(name), upstream, route[1], params,
+                                    self.router, lambda task_ctx: self._forward(
+                                        task_ctx, route[0], "tools/call", forwarded))
+        return await self._forward(ctx, route[0], "tools/call", forwarded)
 
     async def _prompts_get(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
