@@ -312,6 +312,7 @@ class Parking:
             raise
         if parked.done:
             parked.drop()
+            self._dropped(parked)  # at once: its state names nothing from now on
             if parked.error is not None:
                 raise parked.error
             assert parked.result is not None

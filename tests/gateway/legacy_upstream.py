@@ -108,6 +108,13 @@ def build() -> Server:
     def plain() -> str:
         return "plain"
 
+    @server.prompt()
+    async def greeting(ctx: Context) -> str:
+        """A prompt that asks whom to greet."""
+        note("run greeting")
+        answer = await ctx.elicit("Whom?", FORM)
+        return f"Hello, {(answer.get('content') or {}).get('answer')}!"
+
     return server
 
 

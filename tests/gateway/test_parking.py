@@ -260,3 +260,13 @@ async def test_stdio_and_http_downstreams(tmp_path: Path, gateways: list[Gateway
                 assert got["content"][0]["text"] == "ordered http to re:Deliver the http where?"
     assert lines(runs) == ["run order stdio", "answer re:Deliver the stdio where?",
                            "run order http", "answer re:Deliver the http where?"]
+
+
+async def test_a_prompt_that_asks_is_parked_too(tmp_path: Path,
+                                                gateways: list[Gateway]) -> None:
+    runs = tmp_path / "runs"
+    async with gateway_server(runs, gateways) as server, \
+            connect(server, revision=MODERN, elicitation=answer) as client:
+        got = await client.get_prompt("old__greeting", {})
+        assert "Hello, re:Whom?!" in str(got["messages"])
+    assert lines(runs) == ["run greeting"]
