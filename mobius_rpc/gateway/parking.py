@@ -188,20 +188,22 @@ class ParkedCall:
     async def run(self, call: Callable[[], Awaitable[dict[str, Any]]],
                   on_drop: Callable[[ParkedCall], None]) -> None:
         """The call's own task: the upstream call, and the parking deadline."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._call, call)
-            while not self.dropped:
-                if not self.attached and time.monotonic() >= self.deadline:
-                    log.info("parked call %s: no retry in time; cancelling it upstream",
-                             self.relay.upstream)
-                    self.drop()
-                    break
-                self._timer = anyio.Event()
-                delay = math.inf if self.attached else self.deadline - time.monotonic()
-                with anyio.move_on_after(max(delay, 0.0)):
-                    await self._timer.wait()
-            tg.cancel_scope.cancel()
-        on_drop(self)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._call, call)
+                while not self.dropped:
+                    if not self.attached and time.monotonic() >= self.deadline:
+                        log.info("parked call %s: no retry in time; cancelling it upstream",
+                                 self.relay.upstream)
+                        self.drop()
+                        break
+                    self._timer = anyio.Event()
+                    delay = math.inf if self.attached else self.deadline - time.monotonic()
+                    with anyio.move_on_after(max(delay, 0.0)):
+                        await self._timer.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            on_drop(self)
 
     async def _call(self, call: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         with self.scope:

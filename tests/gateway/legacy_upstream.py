@@ -99,6 +99,13 @@ def build() -> Server:
         note("run failing_task")
         raise McpError(-32000, "failing_task failed upstream")
 
+    @server.tool(task_support="optional")
+    async def ask_task(ctx: Context) -> str:
+        """Asks the user while running (as a task or not)."""
+        note("run ask_task")
+        answer = await ctx.elicit("Colour?", FORM)
+        return f"colour {(answer.get('content') or {}).get('answer')}"
+
     @server.tool(task_support="required")
     async def task_only(text: str) -> str:
         note("run task_only")

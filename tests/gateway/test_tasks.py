@@ -116,6 +116,29 @@ async def test_a_failing_upstream_tool_fails_the_task(tmp_path: Path,
     assert lines(tmp_path / "runs") == ["run failing_task"]
 
 
+async def test_an_upstream_task_asking_the_user_is_relayed_with_its_task(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    server = await gateway_server(tmp_path, gateways)
+    asked: list[dict[str, Any]] = []
+    statuses: list[str] = []
+
+    async def elicitation(params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(params)
+        polled = await client.request("tasks/get", {"taskId": task["taskId"]})
+        statuses.append(polled["status"])
+        return {"action": "accept", "content": {"answer": "teal"}}
+
+    async with connect(server, revision=LEGACY, elicitation=elicitation) as client:
+        await client.list_tools()
+        task = await as_task(client, "old__ask_task")
+        result = await client.request("tasks/result", {"taskId": task["taskId"]})
+        assert result["content"][0]["text"] == "colour teal"
+    assert asked[0]["message"] == "Colour?"
+    assert asked[0]["_meta"][RELATED] == {"taskId": task["taskId"]}
+    assert statuses == ["input_required"]
+    assert lines(tmp_path / "runs") == ["run ask_task"]
+
+
 async def test_tasks_through_mobius_serve_over_stdio(tmp_path: Path) -> None:
     """The downstream on ``mobius serve --stdio --gateway`` (a subprocess)."""
     config = tmp_path / "mcp.json"
