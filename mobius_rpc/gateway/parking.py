@@ -161,8 +161,10 @@ class Inbox:
 class ParkedCall:
     """One upstream call that outlives the downstream requests serving it."""
 
-    def __init__(self, owner: Hashable, relay: Relay, inbox: Inbox) -> None:
+    def __init__(self, owner: Hashable, relay: Relay, inbox: Inbox,
+                 on_drop: Callable[[ParkedCall], None]) -> None:
         self.id = secrets.token_urlsafe(24)
+        self.on_drop = on_drop
         self.owner = owner
         self.relay = relay
         self.inbox = inbox
@@ -175,6 +177,7 @@ class ParkedCall:
         self.scope = anyio.CancelScope()
         self._changed = anyio.Event()
         self._timer = anyio.Event()
+        self._watched = False
         inbox.calls.add(self)
         relay.owner = inbox
 
@@ -185,27 +188,8 @@ class ParkedCall:
     def poke(self) -> None:
         self._changed.set()
 
-    async def run(self, call: Callable[[], Awaitable[dict[str, Any]]],
-                  on_drop: Callable[[ParkedCall], None]) -> None:
-        """The call's own task: the upstream call, and the parking deadline."""
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._call, call)
-                while not self.dropped:
-                    if not self.attached and time.monotonic() >= self.deadline:
-                        log.info("parked call %s: no retry in time; cancelling it upstream",
-                                 self.relay.upstream)
-                        self.drop()
-                        break
-                    self._timer = anyio.Event()
-                    delay = math.inf if self.attached else self.deadline - time.monotonic()
-                    with anyio.move_on_after(max(delay, 0.0)):
-                        await self._timer.wait()
-                tg.cancel_scope.cancel()
-        finally:
-            on_drop(self)
-
-    async def _call(self, call: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    async def run(self, call: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """The call's own task (a call that never asks costs only this task)."""
         with self.scope:
             try:
                 self.result = await call()
@@ -220,11 +204,27 @@ class ParkedCall:
         self.done = True
         self.poke()
 
+    async def _watch(self) -> None:
+        """From the first time the call parks: drop it when no retry comes in time."""
+        while not self.dropped:
+            if not self.attached and time.monotonic() >= self.deadline:
+                log.info("parked call %s: no retry in time; cancelling it upstream",
+                         self.relay.upstream)
+                self.drop()
+                return
+            self._timer = anyio.Event()
+            delay = math.inf if self.attached else self.deadline - time.monotonic()
+            with anyio.move_on_after(max(delay, 0.0)):
+                await self._timer.wait()
+
     def drop(self) -> None:
         """Forget the call; if it still runs, cancel it upstream."""
+        if self.dropped:
+            return
         self.dropped = True
         self.scope.cancel()
         self._timer.set()
+        self.on_drop(self)
 
     # -------------------------------------------------------- the downstream side
 
@@ -246,6 +246,9 @@ class ParkedCall:
         self.attached = False
         self.deadline = time.monotonic() + timeout
         self._timer.set()
+        if not self._watched:
+            self._watched = True
+            spawn_background(self._watch)
 
 
 class Parking:
@@ -294,12 +297,12 @@ class Parking:
             # an anonymous caller shares nothing, not even with itself
             inbox = Inbox() if owner == ("anonymous",) else \
                 self._inboxes.setdefault((relay.upstream, owner), Inbox())
-            parked = ParkedCall(owner, relay, inbox)
+            parked = ParkedCall(owner, relay, inbox, self._dropped)
             parked.attach(ctx)
             started = parked
 
             async def main() -> None:
-                await started.run(call, self._dropped)
+                await started.run(call)
             spawn_background(main)
         else:
             parked.attach(ctx)
@@ -313,8 +316,7 @@ class Parking:
             parked.drop()  # the downstream gave up (cancelled): so does the upstream call
             raise
         if parked.done:
-            parked.drop()
-            self._dropped(parked)  # at once: its state names nothing from now on
+            parked.drop()  # at once: its state names nothing from now on
             if parked.error is not None:
                 raise parked.error
             assert parked.result is not None

@@ -16,8 +16,7 @@ import pytest
 from mobius_rpc.client.client import Client
 from mobius_rpc.client.targets import HttpTarget, StdioTarget
 from mobius_rpc.core.errors import McpError
-from mobius_rpc.gateway import Gateway
-from mobius_rpc.gateway.parking import ParkingOptions
+from mobius_rpc.gateway import Gateway, ParkingOptions
 from tests.conftest import connect, serve_asgi
 
 from .conftest import FAST, local_server
