@@ -12,6 +12,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mobius_rpc.client.client import Client
 from mobius_rpc.client.targets import HttpTarget, StdioTarget
@@ -269,3 +271,48 @@ async def test_a_prompt_that_asks_is_parked_too(tmp_path: Path,
         got = await client.get_prompt("old__greeting", {})
         assert "Hello, re:Whom?!" in str(got["messages"])
     assert lines(runs) == ["run greeting"]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_whatever_the_client_answers_per_round_the_tool_runs_once(
+        tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    """Rounds answering any subset of what is waiting, with answers to requests
+    nobody made mixed in: the call goes on until everything is answered, runs once,
+    and its result carries exactly the answers given."""
+    runs = tmp_path_factory.mktemp("runs") / "runs"
+
+    async def scenario() -> None:
+        gateways: list[Gateway] = []
+        try:
+            async with gateway_server(runs, gateways) as server, \
+                    connect(server, revision=MODERN, elicitation=answer,
+                            sampling=sample) as client:
+                result = await raw_call(client, "old__two_questions")
+                for _ in range(12):
+                    if result.get("resultType") != "input_required":
+                        break
+                    everything = answers_for(result)
+                    chosen = {k: v for k, v in everything.items() if data.draw(st.booleans())}
+                    if data.draw(st.booleans()):
+                        chosen["elicitation-99"] = {"action": "accept"}  # nothing asked that
+                    if len(chosen) == 0 and data.draw(st.booleans()):
+                        chosen = everything
+                    result = await raw_call(client, "old__two_questions",
+                                            inputResponses=chosen,
+                                            requestState=result["requestState"])
+                else:
+                    result = await raw_call(client, "old__two_questions",
+                                            inputResponses=answers_for(result),
+                                            requestState=result["requestState"])
+                while result.get("resultType") == "input_required":
+                    result = await raw_call(client, "old__two_questions",
+                                            inputResponses=answers_for(result),
+                                            requestState=result["requestState"])
+                assert result["content"][0]["text"] == "FIRST?+SECOND?+MODEL"
+        finally:
+            for gateway in gateways:
+                await gateway.aclose()
+
+    anyio.run(scenario)
+    assert lines(runs) == ["run two_questions"]
