@@ -53,10 +53,10 @@ async def sample(params: dict[str, Any]) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def gateway_server(runs: Path, gateways: list[Gateway], **options: Any
-                         ) -> AsyncIterator[Any]:
+async def gateway_server(runs: Path, gateways: list[Gateway], env: dict[str, str] | None = None,
+                         **options: Any) -> AsyncIterator[Any]:
     server = local_server()
-    gateway = Gateway({"old": legacy_entry(runs)}, options=FAST,
+    gateway = Gateway({"old": legacy_entry(runs, **(env or {}))}, options=FAST,
                       parking=ParkingOptions(**options)).attach(server)
     gateways.append(gateway)
     await gateway.wait_ready()
@@ -195,8 +195,11 @@ async def test_a_retry_reaching_another_replica_is_refused_and_nothing_runs_twic
 
 async def test_cancelling_the_downstream_round_cancels_the_upstream_call(
         tmp_path: Path, gateways: list[Gateway]) -> None:
+    """In a retry (the call parked, then resumed) and in a first round (the call runs
+    in a task of its own, nothing asked yet)."""
     runs = tmp_path / "runs"
-    async with gateway_server(runs, gateways) as server, \
+    env = {"RELEASE_FILE": str(tmp_path / "never")}
+    async with gateway_server(runs, gateways, env) as server, \
             connect(server, revision=MODERN, elicitation=answer) as client:
         first = await raw_call(client, "old__ask_then_hang")
         async with anyio.create_task_group() as tg:
@@ -210,7 +213,15 @@ async def test_cancelling_the_downstream_round_cancels_the_upstream_call(
         with anyio.fail_after(5):
             while gateways[0].parking.calls:
                 await anyio.sleep(0.02)
-    assert lines(runs) == ["run ask_then_hang", "answered", "cancelled"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(raw_call, client, "old__slow_task")
+            await wait_for_line(runs, "run slow_task")
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(10):
+            while lines(runs).count("cancelled") < 2:
+                await anyio.sleep(0.02)
+    assert lines(runs) == ["run ask_then_hang", "answered", "cancelled", "run slow_task",
+                           "cancelled"]
 
 
 async def test_parked_calls_are_capped_per_caller(tmp_path: Path,
