@@ -295,8 +295,12 @@ class Parking:
         if parked is None:
             owner = owner_of(ctx)
             # an anonymous caller shares nothing, not even with itself
-            inbox = Inbox() if owner == ("anonymous",) else \
-                self._inboxes.setdefault((relay.upstream, owner), Inbox())
+            inbox = None if owner == ("anonymous",) else \
+                self._inboxes.get((relay.upstream, owner))
+            if inbox is None:
+                inbox = Inbox()
+                if owner != ("anonymous",):
+                    self._inboxes[(relay.upstream, owner)] = inbox
             parked = ParkedCall(owner, relay, inbox, self._dropped)
             parked.attach(ctx)
             started = parked
