@@ -37,9 +37,11 @@ from ..runtime.session import Session
 from ..server.builtins import BUILTINS
 from ..server.context import Context
 from ..server.registration import Registration, RequestHandler
+from .parking import Parking, ParkingOptions, applies
 from .pinning import Pinning
 from .relay import Relay
 from .router import Naming, Router, hop_free, paginate_by_key
+from .tasks import TASKS_CAPABILITY, start_task
 from .upstreams import Upstream, UpstreamOptions
 
 __all__ = ("Gateway", "expand", "read_servers")
@@ -53,8 +55,9 @@ _LISTS = {"tools/list": ("tools", "name", "tools"),
           "prompts/list": ("prompts", "name", "prompts")}
 #: params of a downstream request that belong to the downstream hop only
 _HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
-#: tool fields that describe how *this* server runs a tool (tasks): not the upstream's
-_TOOL_LOCAL_FIELDS = ("execution",)
+#: tool fields that describe how *this* server runs a tool: none (an upstream's
+#: ``execution.taskSupport`` is served as it is, see :mod:`.tasks`)
+_TOOL_LOCAL_FIELDS: tuple[str, ...] = ()
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -109,8 +112,11 @@ class Gateway:
 
     def __init__(self, upstreams: Mapping[str, Target | Mapping[str, Any]] | None = None, *,
                  naming: Naming | None = None, options: UpstreamOptions | None = None,
-                 pinning: Pinning | None = None, list_wait: float = 10.0) -> None:
+                 pinning: Pinning | None = None, list_wait: float = 10.0,
+                 parking: ParkingOptions | None = None) -> None:
         self.router = Router(naming)
+        #: calls of legacy upstreams waiting for a modern downstream's input (:mod:`.parking`)
+        self.parking = Parking(parking)
         self.options = options or UpstreamOptions()
         self.pinning = pinning
         #: how long a list request waits for upstreams still making their first connection
@@ -205,6 +211,7 @@ class Gateway:
                 tg.start_soon(upstream.wait_first, wait)
 
     async def aclose(self) -> None:
+        self.parking.close()
         async with anyio.create_task_group() as tg:
             for upstream in list(self.upstreams.values()):
                 tg.start_soon(upstream.aclose)
@@ -223,6 +230,7 @@ class Gateway:
         if self._server is not None:
             raise ValueError("this gateway is already attached to a server")
         self._server = server
+        server.add_capabilities(tasks=TASKS_CAPABILITY)  # upstream tools run as our tasks
         handlers: dict[str, Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             **{method: self._lister(method) for method in _LISTS},
             "tools/call": self._tools_call, "prompts/get": self._prompts_get,
@@ -330,8 +338,17 @@ class Gateway:
         if level is not None and upstream.client.era is Era.MODERN:
             forwarded["_meta"] = {META_LOG_LEVEL: level}  # a modern upstream logs only if asked
         relay = Relay(ctx, name)
-        result = await relay.run(lambda: upstream.request(
-            method, forwarded, handlers=relay.handlers(), on_progress=relay.progress()))
+
+        def call() -> Awaitable[dict[str, Any]]:
+            return upstream.request(method, forwarded, handlers=relay.handlers(),
+                                    on_progress=relay.progress())
+        if self._server is not None and applies(ctx, upstream.client.era):
+            # a legacy upstream, a modern downstream: input requests park the call
+            result = await self.parking.forward(ctx, self._server.state_key, relay, call)
+            if result.get("resultType") == "input_required":
+                return result
+        else:
+            result = await relay.run(call)
         return dict(self.router.publish_contents(name, hop_free(result)))
 
     async def _tools_call(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -339,9 +356,15 @@ class Gateway:
         route = self.router.route("tools", name) if isinstance(name, str) else None
         if route is None:
             return await self._local_call("tools/call", ctx, params)
-        if "task" in params:
-            raise McpError(INVALID_PARAMS, f"Tool {name} cannot run as a task")
-        return await self._forward(ctx, route[0], "tools/call", {**params, "name": route[1]})
+        forwarded = {**params, "name": route[1]}
+        if ctx.session.connection.is_task_request(ctx.request_id) and self._server is not None:
+            upstream = self.upstreams.get(route[0])  # a task of ours (.tasks)
+            if upstream is None:
+                raise McpError(INVALID_PARAMS, f"upstream {route[0]} was removed")
+            return await start_task(self._server, ctx, str(name), upstream, route[1], params,
+                                    self.router, lambda task_ctx: self._forward(
+                                        task_ctx, route[0], "tools/call", forwarded))
+        return await self._forward(ctx, route[0], "tools/call", forwarded)
 
     async def _prompts_get(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")

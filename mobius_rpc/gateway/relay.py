@@ -16,20 +16,24 @@ A :class:`Relay` is made for one downstream request (from its
   sampling request cancels the relay task, which cancels downstream.
 
 Across eras: a 2026-07-28 upstream's input requests arrive inside its call
-and are asked of the downstream client in whatever era it speaks.  A legacy
-upstream's request while the downstream speaks 2026-07-28 cannot be answered
-during the call (the modern downstream has no server-to-client requests): the
-relay records what the downstream must be asked, the gateway cancels the
-upstream call and answers ``InputRequiredResult``; the client's retry carries
-the answers, the upstream call runs again and its request is answered from
-them at once.  That re-run is sound for what MRTR itself requires of handlers:
-nothing irreversible before their last input request.
+and are asked of the downstream client in whatever era it speaks (to a
+2026-07-28 downstream, as its own ``InputRequiredResult``: the upstream round
+ended anyway, and the retry asks the upstream again with the answers, as
+that era's handlers expect).  A legacy upstream's request while the
+downstream speaks 2026-07-28 cannot be answered during the call (the modern
+downstream has no server-to-client requests).  For ``tools/call``,
+``prompts/get`` and ``resources/read`` the call is then *parked*
+(:mod:`.parking`): it keeps running upstream, its request waits, the
+downstream gets ``InputRequiredResult`` and its retry delivers the answers to
+the waiting request, so the upstream tool runs once.  Such a relay has a
+``park`` callback and its ``ctx`` follows the current round.  Elsewhere
+(no multi round-trip on that method) the request is refused.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -53,15 +57,20 @@ class Relay:
         #: input requests a modern downstream must answer before the call can go on
         self.needed: dict[str, dict[str, Any]] = {}
         self._scope: anyio.CancelScope | None = None
+        #: a parked call's way of asking (see :mod:`.parking`): it waits for the answer
+        self.park: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+        #: calls with the same owner may share an upstream request (see CallHandlers)
+        self.owner: object = ctx.session
 
     def handlers(self) -> CallHandlers:
         return CallHandlers(sampling=self._sampling, elicitation=self._elicitation,
                             roots=self._roots, on_notification=self._notified,
-                            owner=self.ctx.session)
+                            owner=self.owner)
 
     def progress(self) -> Any:
-        """The upstream call's progress callback, or None when the downstream sent no token."""
-        if self.ctx.meta.get("progressToken") is None:
+        """The upstream call's progress callback, or None when the downstream sent no token
+        (a parked call always has one: a later round may bring a token)."""
+        if self.park is None and self.ctx.meta.get("progressToken") is None:
             return None
 
         async def forward(progress: float, total: float | None, message: str | None) -> None:
@@ -86,6 +95,8 @@ class Relay:
     # ------------------------------------------------------------- callbacks
 
     async def _ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self.park is not None:
+            return await self.park(method, params)
         try:
             return await self.ctx.ask(method, params)
         except InputRequired as needed:

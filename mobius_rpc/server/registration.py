@@ -82,6 +82,8 @@ class Registration:
         #: capabilities() as of the last registration; every connection (one
         #: per stateless request) shares it, so it is dropped on any change
         self._capabilities: dict[str, Any] | None = None
+        #: capabilities served beyond what the registries add up to (a gateway's tasks)
+        self.extra_capabilities: dict[str, Any] = {}
 
     # ------------------------------------------------------------ decorators
 
@@ -175,7 +177,14 @@ class Registration:
             caps["completions"] = {}
         if self.tools.supports_tasks():
             caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+        caps.update(self.extra_capabilities)
         return caps
+
+    def add_capabilities(self, **capabilities: Any) -> None:
+        """Declare capabilities another layer serves through taken-over methods (a
+        gateway running upstream tools as tasks); sessions opened from now on see them."""
+        self.extra_capabilities.update(capabilities)
+        self._capabilities = None
 
     def _changed(self, kind: str) -> None:
         self._capabilities = None
