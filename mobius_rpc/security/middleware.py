@@ -69,6 +69,10 @@ _LISTS = {"tools/list": ("tools", Kind.TOOLS, "name"),
 class SecurityMiddleware:
     """Deny by default, filter lists, check uses, enforce limits, audit."""
 
+    #: it never sends anything before the answer itself (the dispatcher then needs
+    #: no cancel scope for requests whose handler cannot send early either)
+    sends_early = False
+
     def __init__(self, store: SecurityStore, *, policy: PolicyEngine | None = None,
                  audit: AuditLog | None = None, limits: Limits | None = None,
                  default_principal: Principal | None = None, owners: OwnerLookup | None = None,
