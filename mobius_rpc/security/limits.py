@@ -106,6 +106,13 @@ class Limiter:
             return self.limits.timeouts[tool]
         return self.limits.default_timeout
 
+    @property
+    def has_rates(self) -> bool:
+        """Whether any rate applies (without, :meth:`check_rates` need not be awaited)."""
+        limits = self.limits
+        return limits.principal_rate is not None or bool(limits.tool_rates) \
+            or limits.default_tool_rate is not None
+
     async def check_rates(self, principal: Principal, tool: str | None = None) -> None:
         """Take a token from the principal's bucket (and the tool's, for a call)."""
         now = self._clock()

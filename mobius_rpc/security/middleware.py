@@ -205,7 +205,8 @@ class SecurityMiddleware:
         error: McpError | None = None
         slot: str | None = None
         try:
-            await self.limiter.check_rates(principal, tool)
+            if self.limiter.has_rates:
+                await self.limiter.check_rates(principal, tool)
             slot = self.limiter.enter(principal)
             if tool is not None:
                 result = await self.limiter.run_tool(tool, lambda: call_next(ctx))
