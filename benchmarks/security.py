@@ -19,7 +19,9 @@ non-success body fails the run.  ``loss`` is 1 - secured/off req/s; the target
 is at most 15%.  The server's CPU time per answered call is shown too (from /proc;
 the secured server's includes its audit writer and, on SQLite, the database work):
 on a machine shared with other work, CPU per call moves less than req/s does.
-After the load the audit log of each secured server is counted and verified.
+After the load the audit log of each secured server is counted and verified, and on
+PostgreSQL the cross-replica revocation window is measured (another process revokes a
+token this one has cached; the time from its commit to the first refusal here).
 
     python benchmarks/security.py [--duration 5] [--rounds 3] [--sessions 1,8,32]
         [--backends sqlite,postgresql] [--pg-url URL] [--json out.json]
@@ -133,6 +135,60 @@ def audit_check(store: str, requests: int) -> str:
     return anyio.run(run)
 
 
+_REVOKER = """
+import sys, time, anyio
+from mobius_rpc.security.open import open_security_store
+async def main():
+    async with open_security_store(sys.argv[1]) as (_, security):
+        assert await security.revoke_token(sys.argv[2], time.time())
+        print(time.time(), flush=True)  # committed and announced
+anyio.run(main)
+"""
+
+
+def revocation_window(store: str, trials: int = 5) -> str:
+    """How long after another process revoked a token a listening replica still took
+    it: this process caches the token, a subprocess revokes it, and the time from the
+    subprocess's commit to the first refused verify here is the window."""
+    from mobius_rpc.security.open import open_security_store
+    from mobius_rpc.security.policy import PolicyEngine
+    from mobius_rpc.security.serving import Authenticator
+    from mobius_rpc.security.tokens import issue_token
+
+    async def run() -> list[float]:
+        windows: list[float] = []
+        async with open_security_store(store) as (_, security):
+            user = (await security.list_users())[0]
+            org = (await security.list_memberships(user_id=user.id))[0].org_id
+            auth = Authenticator(security)
+            auth.policy = PolicyEngine(security)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(auth.epoch.run)
+                while not auth.epoch.listening:
+                    await anyio.sleep(0.01)
+                for _ in range(trials):
+                    issued = await issue_token(security, user_id=user.id, org_id=org)
+                    for _ in range(3):  # resolved once, then cached
+                        assert await auth.verify(issued.token) is not None
+                    proc = await anyio.open_process(
+                        [sys.executable, "-c", _REVOKER, store, issued.record.id])
+                    with anyio.fail_after(30):
+                        while await auth.verify(issued.token) is not None:
+                            await anyio.sleep(0.0005)
+                    refused_at = time.time()
+                    assert proc.stdout is not None
+                    committed = float((await proc.stdout.receive()).decode().split()[0])
+                    await proc.wait()
+                    windows.append(max(0.0, refused_at - committed) * 1000.0)
+                tg.cancel_scope.cancel()
+        return windows
+
+    windows = sorted(anyio.run(run))
+    return (f"a revocation by another process reached a listening replica after "
+            f"{windows[len(windows) // 2]:.1f} ms (median of {trials}; max "
+            f"{windows[-1]:.1f} ms; the safety poll bounds a lost notice at 1 s)")
+
+
 def cpu_per_call(slices: list[tuple[sh.Sample, float | None]]) -> float | None:
     """Server CPU microseconds per answered call (None without /proc)."""
     if any(cpu is None for _, cpu in slices):
@@ -235,6 +291,8 @@ def main() -> None:
         # the servers stopped (a clean shutdown loses no audit record): check each log
         for backend, url in stores.items():
             print(f"audit ({backend}): {audit_check(url, answered[backend])}")
+        if "postgresql" in stores:
+            print(f"revocation (postgresql): {revocation_window(stores['postgresql'])}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

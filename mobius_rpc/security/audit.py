@@ -80,6 +80,27 @@ def record_hash(record: AuditRecord, prev_hash: str) -> str:
     return _chain(prev_hash, {name: getattr(record, name) for name in _BODY})
 
 
+#: what :meth:`AuditLog.append` accepts (checked when queued: a bad name must
+#: fail its caller, not the writer that builds the record later)
+_FIELDS = frozenset(("method", "outcome", "principal", "target", "arguments", "session",
+                     "request_id", "error", "error_code", "duration_ms", "detail", "at"))
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    if not _FIELDS.issuperset(fields) or "method" not in fields or "outcome" not in fields:
+        unknown = sorted(set(fields) - _FIELDS)
+        raise TypeError(f"audit fields: unknown {unknown}" if unknown
+                        else "audit fields: method and outcome are required")
+
+
+def _safe_digest(value: Any) -> str:
+    """:func:`digest`, or a marker for a value no JSON encoder takes (a cycle)."""
+    try:
+        return digest(value)
+    except (TypeError, ValueError, RecursionError):
+        return "undigestible"
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     ok: bool
@@ -92,7 +113,9 @@ class VerifyResult:
 
 @dataclass(slots=True)
 class _Pending:
-    body: dict[str, Any]
+    #: what the caller gave (:meth:`AuditLog.append`'s fields, ``at`` always set):
+    #: the record's body is made from it by the writer, off the request's path
+    fields: dict[str, Any]
     queued: float
     record: AuditRecord | None = None
 
@@ -140,7 +163,7 @@ class AuditLog:
             "credential": principal.credential if principal else None,
             "session": session, "request_id": None if request_id is None else str(request_id),
             "target": target,
-            "arguments_digest": None if arguments is None else digest(arguments),
+            "arguments_digest": None if arguments is None else _safe_digest(arguments),
             "error": error, "error_code": error_code,
             "duration_ms": None if duration_ms is None else round(duration_ms, 3),
             "detail": detail or {}}
@@ -152,7 +175,10 @@ class AuditLog:
         ``arguments`` (digested here and never kept; None: no arguments),
         ``session``, ``request_id``, ``error``, ``error_code``, ``duration_ms``,
         ``detail``, ``at``."""
-        pending = _Pending(self._body(**fields), time.perf_counter())
+        _check_fields(fields)
+        if fields.get("at") is None:
+            fields["at"] = self._clock()
+        pending = _Pending(fields, time.perf_counter())
         self._pending.append(pending)
         async with self._lock:
             # whoever holds the lock writes every record queued so far, in one store
@@ -169,7 +195,12 @@ class AuditLog:
         next :meth:`append` or :meth:`flush`.  Its loss window after a crash is the
         time it waits in the queue (:attr:`stats`: the longest wait seen); a clean
         shutdown (the end of :meth:`run`) writes everything queued."""
-        self._pending.append(_Pending(self._body(**fields), time.perf_counter()))
+        _check_fields(fields)
+        if fields.get("at") is None:
+            fields["at"] = self._clock()
+        # only the fields are kept here: digesting the arguments, building, hashing
+        # and storing the record are the writer's work, behind the answer
+        self._pending.append(_Pending(fields, time.perf_counter()))
         self._wake.set()
 
     @property
@@ -226,15 +257,16 @@ class AuditLog:
         self.stats["max_wait_ms"] = max(self.stats["max_wait_ms"], max(waits) * 1000.0)
 
     async def _write(self, batch: list[_Pending]) -> None:
+        bodies = [self._body(**item.fields) for item in batch]
         for attempt in range(_ATTEMPTS):
             if self._head is None:
                 self._head = await self._load_head()
             seq, prev = self._head
             records: list[AuditRecord] = []
-            for item in batch:
+            for body in bodies:
                 seq += 1
-                item.body["seq"] = seq
-                record = AuditRecord(**item.body, prev_hash=prev, hash=_chain(prev, item.body))
+                body["seq"] = seq
+                record = AuditRecord(**body, prev_hash=prev, hash=_chain(prev, body))
                 records.append(record)
                 prev = record.hash
             try:

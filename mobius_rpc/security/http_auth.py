@@ -139,9 +139,9 @@ class AuthenticatingApp:
     # ---------------------------------------------------------------- authentication
 
     async def _authenticate(self, scope: Scope) -> Principal | _Refusal:
-        if any(name == "access_token" for name, _ in
-               parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                         keep_blank_values=True)):
+        query = scope.get("query_string", b"")
+        if query and any(name == "access_token" for name, _ in
+                         parse_qsl(query.decode("latin-1"), keep_blank_values=True)):
             return _Refusal(400, "invalid_request",
                             "tokens are accepted only in the Authorization header")
         values = [value for name, value in scope["headers"] if name == b"authorization"]

@@ -28,6 +28,7 @@ import anyio
 import orjson
 
 from ..core.errors import McpError
+from ..transports.base import cancel_scope_type
 from .principal import Principal
 from .store import SecurityStore
 
@@ -98,11 +99,19 @@ class Limiter:
         self.store = store
         self._clock = clock
         self._in_flight: dict[str, int] = {}
+        self._scope_type: type[anyio.CancelScope] | None = None
 
     def timeout_for(self, tool: str) -> float | None:
         if tool in self.limits.timeouts:
             return self.limits.timeouts[tool]
         return self.limits.default_timeout
+
+    @property
+    def has_rates(self) -> bool:
+        """Whether any rate applies (without, :meth:`check_rates` need not be awaited)."""
+        limits = self.limits
+        return limits.principal_rate is not None or bool(limits.tool_rates) \
+            or limits.default_tool_rate is not None
 
     async def check_rates(self, principal: Principal, tool: str | None = None) -> None:
         """Take a token from the principal's bucket (and the tool's, for a call)."""
@@ -158,15 +167,17 @@ class Limiter:
         if timeout is None:
             result = await call()
         else:
-            try:
-                with anyio.fail_after(timeout) as scope:
-                    result = await call()
-            except TimeoutError:
-                if not scope.cancel_called:
-                    raise  # not our deadline
+            # what anyio.fail_after does, with the backend's scope class learned once:
+            # fail_after asks which async library runs twice per call (half its cost)
+            if self._scope_type is None:
+                self._scope_type = cancel_scope_type()
+            scope = self._scope_type(deadline=anyio.current_time() + timeout)
+            with scope:
+                result = await call()
+            if scope.cancelled_caught:  # only our deadline cancels this scope
                 raise LimitExceeded(TIMEOUT, "timeout",
                                     f"Tool {tool} timed out after {timeout:g}s",
-                                    timeout=timeout) from None
+                                    timeout=timeout)
         self.check_output(tool, result)
         return result
 

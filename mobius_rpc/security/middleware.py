@@ -22,6 +22,7 @@ list a custom method in ``extra_methods`` to let it through.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -50,6 +51,8 @@ Next = Callable[[Context], Awaitable[dict[str, Any]]]
 #: the principal as it stands now, or None when its credential no longer holds
 Revalidate = Callable[[Principal], Awaitable[Principal | None]]
 
+_SESSION_PREFIX = uuid.uuid4().hex[:16]
+_SESSIONS = itertools.count(1)
 #: outcomes on record before the answer is sent, even with a background writer
 _DURABLE_FIRST = frozenset(("denied", "limited"))
 #: methods answered without an identity (the connection's own handshake)
@@ -65,6 +68,10 @@ _LISTS = {"tools/list": ("tools", Kind.TOOLS, "name"),
 
 class SecurityMiddleware:
     """Deny by default, filter lists, check uses, enforce limits, audit."""
+
+    #: it never sends anything before the answer itself (the dispatcher then needs
+    #: no cancel scope for requests whose handler cannot send early either)
+    sends_early = False
 
     def __init__(self, store: SecurityStore, *, policy: PolicyEngine | None = None,
                  audit: AuditLog | None = None, limits: Limits | None = None,
@@ -108,18 +115,19 @@ class SecurityMiddleware:
             tool = _registration(ctx).tools.get(name) if isinstance(name, str) else None
             return await self._guarded(
                 ctx, call_next, principal, Action.CALL, Kind.TOOLS, name,
-                tool.annotations if tool else None, _unknown("tool", name, True),
+                tool.annotations if tool else None, lambda: _unknown("tool", name, True),
                 params.get("arguments"), tool=str(name))
         if method in ("resources/read", "resources/subscribe"):
             uri = params.get("uri")
             action = Action.READ if method == "resources/read" else Action.SUBSCRIBE
             return await self._guarded(ctx, call_next, principal, action, Kind.RESOURCES, uri,
-                                       _resource_annotations(ctx, uri), _not_found(ctx, uri),
+                                       _resource_annotations(ctx, uri),
+                                       lambda: _not_found(ctx, uri),
                                        None)
         if method == "prompts/get":
             name = params.get("name")
             return await self._guarded(ctx, call_next, principal, Action.GET, Kind.PROMPTS,
-                                       name, None, _unknown("prompt", name, True),
+                                       name, None, lambda: _unknown("prompt", name, True),
                                        params.get("arguments"))
         if method == "completion/complete":
             return await self._complete(ctx, call_next, principal)
@@ -180,8 +188,9 @@ class SecurityMiddleware:
 
     async def _guarded(self, ctx: Context, call_next: Next, principal: Principal,
                        action: str, kind: str, target: Any, annotations: Any,
-                       refusal: McpError, arguments: Any, *, tool: str | None = None
-                       ) -> dict[str, Any]:
+                       refusal: Callable[[], McpError], arguments: Any, *,
+                       tool: str | None = None) -> dict[str, Any]:
+        """``refusal`` makes the error a refusal answers with (only when refused)."""
         at, started = self._clock(), time.perf_counter()
         rules = await self.policy.rules_for(principal.organization)
         name = target if isinstance(target, str) else None
@@ -191,12 +200,13 @@ class SecurityMiddleware:
         if decision is None or not decision.allowed:
             detail = {"reason": decision.reason if decision else "no name",
                       "rule": decision.rule.id if decision and decision.rule else None}
-            await self._refuse(ctx, principal, name, refusal, detail, arguments)
+            await self._refuse(ctx, principal, name, refusal(), detail, arguments)
         outcome, detail = "ok", {}
         error: McpError | None = None
         slot: str | None = None
         try:
-            await self.limiter.check_rates(principal, tool)
+            if self.limiter.has_rates:
+                await self.limiter.check_rates(principal, tool)
             slot = self.limiter.enter(principal)
             if tool is not None:
                 result = await self.limiter.run_tool(tool, lambda: call_next(ctx))
@@ -239,7 +249,7 @@ class SecurityMiddleware:
         if ref.get("type") == "ref/prompt":
             name = ref.get("name")
             return await self._guarded(ctx, call_next, principal, Action.COMPLETE, Kind.PROMPTS,
-                                       name, None, _unknown("prompt", name, False),
+                                       name, None, lambda: _unknown("prompt", name, False),
                                        params.get("argument"))
         uri = ref.get("uri")
         registration = _registration(ctx)
@@ -247,7 +257,7 @@ class SecurityMiddleware:
         notes = template.info.annotations if template is not None else None
         result = await self._guarded(ctx, call_next, principal, Action.COMPLETE,
                                      Kind.RESOURCES, uri, notes,
-                                     _unknown("resource template", uri, False),
+                                     lambda: _unknown("resource template", uri, False),
                                      params.get("argument"))
         completion = result.get("completion")
         argument = params.get("argument")
@@ -273,9 +283,12 @@ class SecurityMiddleware:
         if ctx.transport.session_id:
             return ctx.transport.session_id
         state = ctx.session.state
-        if "security.session" not in state:
-            state["security.session"] = uuid.uuid4().hex
-        return str(state["security.session"])
+        found = state.get("security.session")
+        if found is None:
+            # one per session, and a stateless POST is a session of its own: a random
+            # per-process prefix and a counter are as unique as uuid4 and far cheaper
+            found = state["security.session"] = f"{_SESSION_PREFIX}{next(_SESSIONS):016x}"
+        return str(found)
 
     async def _record(self, ctx: Context, principal: Principal | None, target: str | None,
                       arguments: Any, outcome: str, error: McpError | None, at: float,
@@ -284,7 +297,8 @@ class SecurityMiddleware:
             method=ctx.method, outcome=outcome, principal=principal, target=target,
             arguments=arguments, session=self._session_id(ctx), request_id=ctx.request_id,
             error=error.message if error else None, error_code=error.code if error else None,
-            duration_ms=duration_ms, detail={k: v for k, v in detail.items() if v is not None},
+            duration_ms=duration_ms,
+            detail={k: v for k, v in detail.items() if v is not None} if detail else {},
             at=at)
         if outcome not in _DURABLE_FIRST and self.audit.writing_behind:
             # a use that was allowed: recorded by the background writer (the answer

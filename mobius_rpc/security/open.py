@@ -27,7 +27,10 @@ def security_store_for(store: Store) -> SecurityStore:
     """The security store on ``store``'s database."""
     db = getattr(store, "db", None)
     if db is not None:
-        return SqlSecurityStore(db)
+        # PostgreSQL: replicas hear of each other's revocations by NOTIFY (see .epoch);
+        # SQLite needs no channel (data_version sees every process's commits)
+        channel = store.channel if store.backend == "postgresql" else None
+        return SqlSecurityStore(db, channel=channel)
     if store.location in ("memory:", ""):
         return MemorySecurityStore()  # a private memory store: a private security store
     return _memory.setdefault(store.location, MemorySecurityStore())

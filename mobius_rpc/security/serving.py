@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 
 from .admin import create_organization
 from .audit import AuditLog
+from .epoch import EpochWatch
 from .http_auth import AuthenticatingApp, AuthFailure
 from .middleware import SecurityMiddleware
 from .oauth import OAuthVerifier
@@ -89,6 +90,10 @@ class Authenticator:
         #: how long a cached token is trusted without resolving it again, epoch or not
         self.cache_ttl = cache_ttl
         self._clock = clock
+        #: the store's security epoch, read only when it may have moved (run its
+        #: :meth:`~.epoch.EpochWatch.run` beside the server to save the reads on
+        #: PostgreSQL; without it every request reads the epoch)
+        self.epoch = EpochWatch(store)
 
     def use_audit(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -97,8 +102,9 @@ class Authenticator:
         """The principal of an API token.  Resolved tokens are cached by their hash
         while the store's security epoch stands still (one tiny read per request
         instead of a join), and never past their expiry; a revocation anywhere moves
-        the epoch, so the very next request resolves the token again and fails."""
-        epoch = await self.store.security_epoch()
+        the epoch, so the very next request resolves the token again and fails
+        (in this process always; in another replica see :mod:`.epoch`)."""
+        epoch = await self.epoch.current()
         key = hash_token(raw)
         now = self._clock()
         cached = self._cache.get(key)
@@ -214,7 +220,8 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
     async with open_security_store(url) as (store, security):
         # things a layer assigned to organizations (the gateway's installed extensions)
         owners = getattr(server, "owners", None)
-        _, _, log = secure(server, security, **({"owners": owners} if owners else {}))
+        authenticator, _, log = secure(server, security,
+                                       **({"owners": owners} if owners else {}))
         made = await bootstrap(security, log)
         where = f" --store {url}" if url else ""
         if made is not None:
@@ -228,6 +235,7 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
                      f"mobius token create --user NAME --org ORG{where}"]
         async with anyio.create_task_group() as tg:
             tg.start_soon(log.run)  # allowed uses are recorded behind the answer
+            tg.start_soon(authenticator.epoch.run)  # replicas' revocations, by notice
             try:
                 yield HttpSecurity(notes, security)
             finally:

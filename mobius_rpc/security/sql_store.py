@@ -17,16 +17,28 @@ single write programs:
 
 A write returns only after its transaction committed, which is what makes
 refusals and admin changes durable before the answer is sent.
+
+The security epoch is asked for on every request (:mod:`.epoch`): on SQLite
+it is a one-row read on the calling thread, on a connection of its own (about
+4 us, and it sees every process's commits); on PostgreSQL every access-narrowing write is announced
+on the store's notification channel after it committed, so that
+:class:`~.epoch.EpochWatch` need not read it for every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import logging
+import sqlite3
+import weakref
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 
 import orjson
 
+from ..storage.base import Channel
 from ..storage.sql.program import Program, Result, Runner
+from .epoch import EPOCH_CHANNEL, note_local_change
 from .store import (
     ApiToken,
     AuditCheckpoint,
@@ -46,6 +58,9 @@ from .store import (
 )
 
 __all__ = ("SqlSecurityStore",)
+
+log = logging.getLogger("mobius_rpc.security")
+T = TypeVar("T")
 
 _ORG = "id, name, created_at, rules_version, settings"
 _USER = "id, name, created_at, disabled, attributes"
@@ -259,8 +274,31 @@ def _consume(key: str, capacity: float, per_second: float, cost: float, now: flo
 class SqlSecurityStore:
     """A :class:`~.store.SecurityStore` on an SQL runner (a store's ``db``)."""
 
-    def __init__(self, db: Runner) -> None:
+    def __init__(self, db: Runner, *, channel: Channel | None = None) -> None:
+        """``channel``: where access-narrowing changes are announced to other
+        replicas (the PostgreSQL store's LISTEN/NOTIFY channel; see :mod:`.epoch`)."""
         self.db = db
+        self.channel = channel
+        #: SQLite: the connection the epoch is read on (see :meth:`_sqlite_epoch`)
+        self._epoch_conn: sqlite3.Connection | None = None
+
+    async def _narrowing(self, write: Awaitable[T]) -> T:
+        """An access-narrowing write: counted for this process, then announced."""
+        try:
+            return await write
+        finally:
+            note_local_change()  # even on failure: a commit may have happened
+            if self.channel is not None:
+                try:
+                    await self.channel.publish(EPOCH_CHANNEL, b"")
+                except Exception as error:  # the replicas' safety poll catches up
+                    log.warning("could not announce a security change (%s)",
+                                type(error).__name__)
+
+    def epoch_notices(self) -> AbstractAsyncContextManager[Any] | None:
+        """Announcements of other replicas' access-narrowing changes, if this store
+        has a channel to hear them on (else None: the epoch is cheap to read)."""
+        return None if self.channel is None else self.channel.subscribe(EPOCH_CHANNEL)
 
     # organizations and users
     async def create_organization(self, org: Organization) -> None:
@@ -296,16 +334,16 @@ class SqlSecurityStore:
             f"SELECT {_USER} FROM security_users ORDER BY created_at, id", (), _user))
 
     async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
-        return await self.db.write(lambda: _bumping(
-            "UPDATE security_users SET disabled = ? WHERE id = ?", (int(disabled), user_id)))
+        return await self._narrowing(self.db.write(lambda: _bumping(
+            "UPDATE security_users SET disabled = ? WHERE id = ?", (int(disabled), user_id))))
 
     # memberships
     async def put_membership(self, membership: Membership) -> None:
         m = membership
-        await self.db.write(lambda: _bumping(
+        await self._narrowing(self.db.write(lambda: _bumping(
             f"INSERT INTO security_memberships ({_MEMBER}) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, "
-            "created_at = excluded.created_at", (m.org_id, m.user_id, m.role, m.created_at)))
+            "created_at = excluded.created_at", (m.org_id, m.user_id, m.role, m.created_at))))
 
     async def get_membership(self, org_id: str, user_id: str) -> Membership | None:
         found: Membership | None = await self.db.read(lambda: _one(
@@ -314,9 +352,9 @@ class SqlSecurityStore:
         return found
 
     async def delete_membership(self, org_id: str, user_id: str) -> bool:
-        return await self.db.write(lambda: _bumping(
+        return await self._narrowing(self.db.write(lambda: _bumping(
             "DELETE FROM security_memberships WHERE org_id = ? AND user_id = ?",
-            (org_id, user_id)))
+            (org_id, user_id))))
 
     async def list_memberships(self, *, org_id: str | None = None,
                                user_id: str | None = None) -> list[Membership]:
@@ -346,9 +384,9 @@ class SqlSecurityStore:
                                                 _token))
 
     async def revoke_token(self, token_id: str, at: float) -> bool:
-        return await self.db.write(lambda: _bumping(
+        return await self._narrowing(self.db.write(lambda: _bumping(
             "UPDATE security_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (at, token_id)))
+            (at, token_id))))
 
     async def touch_token(self, token_id: str, at: float) -> None:
         await self.db.write(lambda: _changed(
@@ -361,6 +399,12 @@ class SqlSecurityStore:
 
     async def security_epoch(self) -> int:
         """The number every access-narrowing change moves (see the migration)."""
+        path = getattr(self.db, "path", None)
+        if path is not None and getattr(self.db, "read_now", None) is not None:
+            try:
+                return self._sqlite_epoch(str(path))
+            except sqlite3.Error:  # the store's own read below says what is wrong
+                self._epoch_conn = None
         read_now = getattr(self.db, "read_now", None)
         make = lambda: _one("SELECT epoch FROM security_state WHERE id = 1", (),  # noqa: E731
                             lambda row: int(row[0]))
@@ -370,12 +414,26 @@ class SqlSecurityStore:
             await self.db.read(make)
         return found or 0
 
+    def _sqlite_epoch(self, path: str) -> int:
+        """SQLite: the epoch row read on a connection of this store's own, on the
+        calling thread (3.6 us against 5.8 us through ``read_now``'s program
+        machinery; asked on every request).  A WAL reader sees every commit made
+        before it began, by any process, and never waits for a writer."""
+        conn = self._epoch_conn
+        if conn is None:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            weakref.finalize(self, conn.close)
+            conn.execute("PRAGMA query_only = ON")
+            self._epoch_conn = conn
+        row = conn.execute("SELECT epoch FROM security_state WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
     # rules
     async def add_rule(self, rule: Rule) -> Rule:
-        return await self.db.write(lambda: _add_rule(rule))
+        return await self._narrowing(self.db.write(lambda: _add_rule(rule)))
 
     async def delete_rule(self, org_id: str, rule_id: str) -> bool:
-        return await self.db.write(lambda: _delete_rule(org_id, rule_id))
+        return await self._narrowing(self.db.write(lambda: _delete_rule(org_id, rule_id)))
 
     async def list_rules(self, org_id: str) -> list[Rule]:
         return await self.db.read(lambda: _many(

@@ -56,6 +56,8 @@ class Dispatcher:
     def __init__(self, server: Registration) -> None:
         self.server = server
         self.middleware: list[Middleware] = []
+        #: whether some middleware may send before its answer (see :meth:`use`)
+        self._middleware_sends = False
         self._chain: Next = self._route
         self._sessions: set[Session] = set()
         self._listeners: set[_Listener] = set()
@@ -68,6 +70,10 @@ class Dispatcher:
             self.middleware.insert(0, middleware)
         else:
             self.middleware.append(middleware)
+        # a middleware that only decides, records or refuses (the security policy)
+        # says so with ``sends_early = False``: it does not make every request one
+        # that may send before its answer (such a request costs a cancel scope)
+        self._middleware_sends = any(getattr(m, "sends_early", True) for m in self.middleware)
         chain: Next = self._route
         for outer in reversed(self.middleware):
             chain = _link(outer, chain)
@@ -87,7 +93,7 @@ class Dispatcher:
         """Only application code that gets a :class:`Context` (or a custom
         request handler, or middleware) can send before its answer."""
         method = request.method
-        if self.middleware or method in self.server.request_handlers:
+        if self._middleware_sends or method in self.server.request_handlers:
             return True
         if method == "tools/call":
             params = request.params

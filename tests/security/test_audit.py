@@ -271,3 +271,31 @@ async def test_two_logs_on_one_database_never_fork(sec_store: SecurityStore) -> 
             tg.start_soon(burst, logs[k % 2], 10)
     assert [r.seq for r in await audit_rows(sec_store)] == list(range(1, 61))
     assert (await AuditLog(sec_store).verify()).ok
+
+
+async def test_queued_records_are_built_by_the_writer_and_a_bad_field_fails_its_caller(
+        sec_store: SecurityStore) -> None:
+    """append_later keeps only the fields; the writer digests and chains them, as
+    append does.  A field the log does not know fails at once, so it can never sit
+    in the queue and stop the writer."""
+    log = AuditLog(sec_store, clock=lambda: 5.0)
+    who = principal("u-1", "A")
+    arguments = {"b": [1, 2], "a": "x"}
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: log.run(interval=0.001))
+        await anyio.sleep(0)
+        assert log.writing_behind
+        with pytest.raises(TypeError):
+            log.append_later(method="tools/call", outcome="ok", colour="red")
+        with pytest.raises(TypeError):
+            log.append_later(outcome="ok")
+        log.append_later(method="tools/call", outcome="ok", principal=who, target="t",
+                         arguments=arguments, request_id=7)
+        log.append_later(method="tools/call", outcome="ok", target="t", at=9.0)
+        tg.cancel_scope.cancel()
+    rows = await audit_rows(sec_store)
+    assert [(r.seq, r.time, r.user, r.request_id) for r in rows] == [
+        (1, 5.0, "u-1", "7"), (2, 9.0, None, None)]
+    assert rows[0].arguments_digest == digest({"a": "x", "b": [1, 2]})
+    assert rows[1].arguments_digest is None
+    assert (await log.verify()).ok

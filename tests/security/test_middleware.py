@@ -8,11 +8,13 @@ import anyio
 import pytest
 
 from mobius_rpc.core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError
+from mobius_rpc.core.events import RequestReceived
 from mobius_rpc.security.admin import add_rule
-from mobius_rpc.security.middleware import UNAUTHENTICATED, Ownership
+from mobius_rpc.security.middleware import UNAUTHENTICATED, Ownership, SecurityMiddleware
 from mobius_rpc.security.policy import make_rule
 from mobius_rpc.security.principal import ANONYMOUS, AuthMethod, Principal, Role
-from mobius_rpc.security.store import AuditQuery, SecurityStore
+from mobius_rpc.security.store import AuditQuery, MemorySecurityStore, SecurityStore
+from mobius_rpc.server.context import Context
 from tests.conftest import connect
 from tests.security.conftest import audit_rows
 from tests.security.support import Caller, build_server, make_world, secured
@@ -271,3 +273,30 @@ async def test_a_cancelled_call_is_still_recorded(sec_store: SecurityStore) -> N
                 await anyio.sleep(0.01)
     record = next(r for r in (await audit_rows(store)) if r.outcome == "cancelled")
     assert (record.method, record.target) == ("tools/call", "forever")
+
+
+def test_the_policy_does_not_make_plain_requests_cancellable() -> None:
+    """A stateless request gets the transport's cancel scope only when its handling
+    may send before the answer; the security middleware never does, so a plain tool
+    stays on the cheap path behind it, while a tool that gets a Context, or another
+    middleware, still makes the request one that may send early."""
+    server = build_server()
+
+    @server.tool()
+    async def chatty(ctx: Context) -> str:
+        return "sent progress first"
+
+    def request(method: str, **params: Any) -> RequestReceived:
+        return RequestReceived(1, method, params)
+
+    server.use(SecurityMiddleware(MemorySecurityStore()))
+    dispatcher = server.dispatcher
+    assert dispatcher.may_send_early(request("tools/call", name="plain")) is False
+    assert dispatcher.may_send_early(request("tools/call", name="chatty")) is True
+    assert dispatcher.may_send_early(request("prompts/get", name="greet")) is True
+
+    async def passing(ctx: Context, call_next: Any) -> dict[str, Any]:
+        return await call_next(ctx)  # a middleware that says nothing: it may send
+
+    server.use(passing)
+    assert dispatcher.may_send_early(request("tools/call", name="plain")) is True

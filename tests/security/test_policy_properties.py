@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mobius_rpc.core.errors import McpError
 from mobius_rpc.security.audit import AuditLog
-from mobius_rpc.security.policy import RuleSet, make_rule
+from mobius_rpc.security.policy import PolicyEngine, RuleSet, make_rule
 from mobius_rpc.security.principal import AuthMethod, Principal, Role
 from mobius_rpc.security.store import MemorySecurityStore, Organization, Rule
 from mobius_rpc.server.app import Server
@@ -201,3 +201,48 @@ async def scenario(rules: list[Rule], who: Principal) -> None:
 @given(rule_sets(), principals)
 def test_what_is_listed_is_exactly_what_may_be_used(rules: list[Rule], who: Principal) -> None:
     anyio.run(scenario, rules, who)
+
+
+queries = st.lists(st.tuples(principals, st.sampled_from(ACTIONS), st.sampled_from(KINDS), names,
+                             notes_strategy), min_size=1, max_size=8)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_sets(), rule_sets(), queries, st.data())
+def test_cached_decisions_follow_rule_changes(first: list[Rule], later: list[Rule],
+                                              asked: list[tuple[Any, ...]],
+                                              data: st.DataObject) -> None:
+    """Decisions through the engine's caches (the compiled rule set per version, the
+    decisions per principal and target, the version hint the authenticator leaves)
+    are the reference's for the rules as they stand, before and after each change."""
+    later = [replace(rule, id=f"l{i}") for i, rule in enumerate(later)]
+
+    async def scenario() -> None:
+        store = MemorySecurityStore()
+        await store.create_organization(Organization(ORG, "org", 0.0, rules_version=1))
+        engine = PolicyEngine(store)
+        for rule in first:
+            await store.add_rule(rule)
+
+        async def agree() -> None:
+            org = await store.get_organization(ORG)
+            assert org is not None
+            engine.note_version(ORG, org.rules_version)  # as a token check does
+            current = await store.list_rules(ORG)
+            for who, action, kind, name, notes in asked:
+                for _ in range(2):  # the second answer comes from the caches
+                    decision = await engine.decide(who, action, kind, name, notes)
+                    assert decision.allowed == reference(current, who, action, kind, name,
+                                                         notes)
+
+        await agree()
+        for rule in later:
+            await store.add_rule(rule)
+            await agree()
+            stored = await store.list_rules(ORG)
+            if stored and data.draw(st.booleans()):
+                gone = data.draw(st.sampled_from(stored))
+                assert await store.delete_rule(ORG, gone.id)
+                await agree()
+
+    anyio.run(scenario)

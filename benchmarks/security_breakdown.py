@@ -1,0 +1,184 @@
+"""Where security's time goes per tools/call, in one process, without sockets.
+
+The demo server's whole ASGI app (authentication, transports, the security
+middleware, the audit writer) is driven directly with the benchmark's
+2026-07-28 self-contained POST, secured on a fresh SQLite store or with
+security off.  Each layer's own CPU time is measured with ``time.thread_time``
+around it minus what it calls (the event loop's thread only, so a loaded
+machine moves it less than wall time), and reported per call:
+
+* ``authentication``: the Authorization header, the token check, the scope copy;
+* ``  token check``: ``Authenticator.verify`` (epoch, hash, cache);
+* ``policy middleware``: the decision, limits and the audit record's queueing;
+* ``  tool limits``: the timeout scope and the output-size check;
+* ``  audit (request side)``: what the answer waits for of the record;
+* ``process CPU per call``: everything, both threads (the audit writer's batch
+  writes on its worker thread included), secured and off.
+
+The audit writer's own share is the rest: it runs between requests, so a
+thread-time window around it would also count the requests it interleaves with.
+
+    python benchmarks/security_breakdown.py [--calls 3000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import streamable_http as sh  # noqa: E402
+
+from mobius_rpc.demo import build_demo_server  # noqa: E402
+from mobius_rpc.security import http_auth, limits, middleware, serving  # noqa: E402
+from mobius_rpc.security.serving import serve_http_security  # noqa: E402
+from mobius_rpc.transports.event_store import MemoryEventStore  # noqa: E402
+
+Spent = dict[str, float]
+
+
+def _own_time(spent: Spent, label: str, wrap_arg: int | None) -> Callable[[Any], Any]:
+    """Wrap an async method: its thread time minus that of the callable passed as
+    argument ``wrap_arg`` (None: count everything)."""
+    def decorate(method: Any) -> Any:
+        async def timed(*args: Any) -> Any:
+            inner = [0.0]
+            if wrap_arg is not None:
+                call = args[wrap_arg]
+
+                async def counted(*a: Any) -> Any:
+                    began = time.thread_time()
+                    try:
+                        return await call(*a)
+                    finally:
+                        inner[0] += time.thread_time() - began
+                args = (*args[:wrap_arg], counted, *args[wrap_arg + 1:])
+            began = time.thread_time()
+            try:
+                return await method(*args)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.thread_time() - began - inner[0]
+        return timed
+    return decorate
+
+
+def instrument(spent: Spent) -> None:
+    auth = http_auth.AuthenticatingApp
+    original_call = auth.__call__
+
+    async def auth_call(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        app, inner = self.app, [0.0]
+
+        async def counted(*a: Any) -> None:
+            began = time.thread_time()
+            try:
+                await app(*a)
+            finally:
+                inner[0] += time.thread_time() - began
+        self.app = counted
+        began = time.thread_time()
+        try:
+            await original_call(self, scope, receive, send)
+        finally:
+            self.app = app
+            spent["authentication"] = spent.get("authentication", 0.0) \
+                + time.thread_time() - began - inner[0]
+    auth.__call__ = auth_call  # type: ignore[method-assign]
+    serving.Authenticator.verify = _own_time(  # type: ignore[method-assign]
+        spent, "  token check", None)(serving.Authenticator.verify)
+    middleware.SecurityMiddleware.__call__ = _own_time(  # type: ignore[method-assign]
+        spent, "policy middleware", 2)(middleware.SecurityMiddleware.__call__)
+    middleware.SecurityMiddleware._record = _own_time(  # type: ignore[method-assign]
+        spent, "  audit (request side)", None)(middleware.SecurityMiddleware._record)
+    limits.Limiter.run_tool = _own_time(  # type: ignore[method-assign]
+        spent, "  tool limits", 2)(limits.Limiter.run_tool)
+
+
+async def measure(secured: bool, calls: int, spent: Spent) -> float:
+    """Process CPU microseconds per call (after a warm-up), filling ``spent``."""
+    server = build_demo_server()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/security.db" if secured else None
+        async with serve_http_security(server, auth=secured, store_url=url) as security:
+            token = next((n.rsplit(" ", 1)[-1] for n in security.notes
+                          if n.startswith("API token")), None)
+            app = server.asgi_app(event_store=MemoryEventStore()).app
+            body = json.dumps(sh.call_body("modern", 1)).encode()
+            headers = [(k.lower().encode(), v.encode()) for k, v in sh.MODERN_HEADERS.items()]
+            headers += [(b"content-type", b"application/json"), (b"host", b"127.0.0.1"),
+                        (b"content-length", str(len(body)).encode())]
+            if token:
+                headers.append((b"authorization", f"Bearer {token}".encode()))
+            one = _caller(app, body, headers)
+            for _ in range(300):
+                await one()
+            spent.clear()
+            began = time.process_time()
+            for _ in range(calls):
+                await one()
+            return (time.process_time() - began) / calls * 1e6
+
+
+def _caller(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]
+            ) -> Callable[[], Awaitable[None]]:
+    async def one() -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": "/mcp", "raw_path": b"/mcp",
+                 "root_path": "", "query_string": b"", "headers": list(headers),
+                 "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
+        delivered = False
+        out: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await anyio.sleep_forever()
+            raise AssertionError  # pragma: no cover
+
+        async def send(message: dict[str, Any]) -> None:
+            out.append(message)
+        await app(scope, receive, send)
+        answer = b"".join(m.get("body", b"") for m in out[1:])
+        if out[0]["status"] != 200 or sh.SUCCESS_MARK.encode() not in answer:
+            raise sh.BenchmarkError(f"bad answer: {out[0]['status']} {answer[:200]!r}")
+    return one
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    spent: Spent = {}
+    instrument(spent)
+    rows: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for secured in (False, True):
+            cpu = anyio.run(measure, secured, args.calls, spent)
+            rows.setdefault(f"process CPU per call, {'secured' if secured else 'off'}",
+                            []).append(cpu)
+            if secured:
+                for label, seconds in spent.items():
+                    rows.setdefault(label, []).append(seconds / args.calls * 1e6)
+    print(f"security per tools/call, in process, SQLite store, {args.rounds} rounds x "
+          f"{args.calls} calls (median us; thread CPU of the layer's own code)")
+    for label, values in rows.items():
+        print(f"{label:42s}{statistics.median(values):8.1f}")
+
+
+if __name__ == "__main__":
+    main()
