@@ -12,6 +12,7 @@ only) and bound as a parameter: query text never reaches the SQL.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -119,6 +120,21 @@ class SqlIndex:
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return await self.db.read(lambda: _rows(sql, params))
+
+    async def put_project(self, name: str, org_id: str, root: str) -> str | None:
+        def program() -> Program[str | None]:
+            result = yield "SELECT org_id FROM ctx_projects WHERE name = ?", (name,)
+            yield ("INSERT INTO ctx_projects (name, org_id, root, updated_at) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                   "org_id = excluded.org_id, root = excluded.root, "
+                   "updated_at = excluded.updated_at", (name, org_id, root, time.time()))
+            before = result.rows[0][0] if result.rows else None
+            return before if before not in (None, org_id) else None
+        return await self.db.write(program)
+
+    async def project_owners(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in await self._read("SELECT name, org_id FROM ctx_projects",
+                                                     ())}
 
     async def file_states(self, project: str) -> dict[str, FileState]:
         rows = await self._read("SELECT path, mtime_ns, size, sha256 FROM ctx_files "

@@ -33,6 +33,15 @@ _K1, _B = 1.2, 0.75
 
 
 class IndexStore(Protocol):
+    async def put_project(self, name: str, org_id: str, root: str) -> str | None:
+        """Record that ``org_id`` owns project ``name`` (served from ``root``); the
+        organization that owned it before, when that was another one."""
+        ...
+
+    async def project_owners(self) -> dict[str, str]:
+        """Every recorded project and the organization that owns it."""
+        ...
+
     async def file_states(self, project: str) -> dict[str, FileState]: ...
 
     async def write(self, project: str, files: list[FileIndex], deleted: list[str],
@@ -84,6 +93,15 @@ class MemoryIndex:
         # project -> token -> {(path, chunk number): (name tf, body tf)}
         self._postings: dict[str, dict[str, dict[tuple[str, int], tuple[int, int]]]] = {}
         self._lengths: dict[str, dict[tuple[str, int], tuple[int, int]]] = {}
+        self._owners: dict[str, str] = {}
+
+    async def put_project(self, name: str, org_id: str, root: str) -> str | None:
+        before = self._owners.get(name)
+        self._owners[name] = org_id
+        return before if before not in (None, org_id) else None
+
+    async def project_owners(self) -> dict[str, str]:
+        return dict(self._owners)
 
     async def file_states(self, project: str) -> dict[str, FileState]:
         return {p: f.state for p, f in self._files.get(project, {}).items()}

@@ -6,11 +6,14 @@ and ``reindex``, each with typed, structured output.  Every tool runs under
 the engine's time limit, which cancels the work itself (store reads, the
 re-ranking, the file reads), and answers within its character budget; an
 answer cut by either says so.  Bad arguments are tool errors the model can
-correct; an unknown project names the ones there are.
+correct; an unknown project names the ones there are.  A project the caller may
+not see (another organization's, or one a rule hides) is answered like an
+unknown one (:mod:`.access`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -19,6 +22,7 @@ from ..server.app import Server
 from ..server.context import Context
 from ..server.hints import Param
 from ..server.tools import ToolError
+from .access import remember_caller
 from .analysis import analyze, summarize
 from .answers import (
     AnalysisAnswer,
@@ -41,27 +45,33 @@ __all__ = ("build_context_server",)
 T = TypeVar("T")
 Kind = Literal["function", "method", "class", "interface", "struct", "enum", "type", "module",
                "text"]
-ProjectName = Annotated[str | None, Param(description="Project name (default: the first)")]
+ProjectName = Annotated[str | None, Param(description="Project name (default: the first "
+                                          "you may see)")]
 
 
 def build_context_server(roots: list[Path], store: Any = None, *, store_url: str | None = None,
                          limits: EngineLimits | None = None, legacy: bool = True,
-                         modern: bool = True) -> tuple[Server, ContextEngine]:
+                         modern: bool = True, orgs: list[str | None] | None = None,
+                         default_org: Callable[[Any], Awaitable[str | None]] | None = None
+                         ) -> tuple[Server, ContextEngine]:
     """A server for ``roots`` whose index lives in ``store`` (or the store at ``store_url``,
-    opened on first use; default: the embedded SQLite store)."""
-    engine = ContextEngine(roots, store=store, store_url=store_url, limits=limits)
-    names = ", ".join(engine.projects)
+    opened on first use; default: the embedded SQLite store); ``orgs`` and
+    ``default_org`` say which organization owns each root (see :class:`ContextEngine`)."""
+    engine = ContextEngine(roots, store=store, store_url=store_url, limits=limits, orgs=orgs,
+                           default_org=default_org)
     server = Server(
         "mobius-context", version="0.1.0", title="Mobius context engine",
         revisions=LEGACY_REVISIONS if legacy else (),
         modern_revisions=MODERN_REVISIONS if modern else (),
-        instructions=f"Code context for the projects {names}: search code, find definitions "
-                     "and references, analyse complexity, summarise a project, read files.")
+        # no project names here: initialize is answered before anyone is identified
+        instructions="Code context for your projects (context://projects lists them): search "
+                     "code, find definitions and references, analyse complexity, summarise a "
+                     "project, read files.")
     read_only = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
 
     async def project_for(name: str | None, wait: float = 2.0) -> tuple[Project, str]:
         try:
-            project = engine.project(name)
+            project = await engine.choose(name)
         except ProjectNotFound as exc:
             raise ToolError(str(exc)) from None
         return project, await engine.ready(project, min(wait, engine.limits.operation_seconds))
@@ -157,4 +167,9 @@ def build_context_server(roots: list[Path], store: Any = None, *, store_url: str
 
     register_resources(server, engine)
     register_prompts(server, engine)
+    server.use(remember_caller)
+    if getattr(server, "owners", None) is None:
+        # the security middleware refuses another organization's project URIs itself
+        # (reads and subscriptions, audited) before any handler runs
+        server.owners = engine.owner_of  # type: ignore[attr-defined]
     return server, engine
