@@ -117,9 +117,13 @@ class SqlIndex:
 
     def __init__(self, db: Runner) -> None:
         self.db = db
+        # SQLite's reads run in worker threads: this one stops the query itself when the
+        # operation's time limit (or a cancellation) hits, not only the wait for it
+        self._reader = getattr(db, "read_interruptible", None) or db.read
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return await self.db.read(lambda: _rows(sql, params))
+        rows: list[tuple[Any, ...]] = await self._reader(lambda: _rows(sql, params))
+        return rows
 
     async def put_project(self, name: str, org_id: str, root: str) -> str | None:
         def program() -> Program[str | None]:

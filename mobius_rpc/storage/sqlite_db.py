@@ -30,6 +30,7 @@ import logging
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from .errors import (
@@ -86,6 +88,25 @@ def _execute_on(conn: sqlite3.Connection) -> Callable[[str, tuple[Any, ...]], Re
         rows = cursor.fetchall() if cursor.description is not None else []
         return Result(rows, cursor.rowcount)
     return execute
+
+
+class _Running:
+    """The connection one interruptible read runs on, while it runs (see
+    :meth:`SqliteDatabase.read_interruptible`); the lock keeps an interrupt from
+    reaching a connection after the read gave it back to the pool."""
+
+    __slots__ = ("lock", "conn", "stopped")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.stopped = False
+
+    def interrupt(self) -> None:
+        with self.lock:
+            self.stopped = True
+            if self.conn is not None:
+                self.conn.interrupt()
 
 
 class SqliteDatabase:
@@ -312,6 +333,60 @@ class SqliteDatabase:
                 conn.close()  # the store closed meanwhile
             else:
                 self._readers.append(conn)
+
+    def _read_tracked(self, make: Callable[[], Program[T]], running: _Running) -> T:
+        """:meth:`_read_sync`, with the connection known to ``running`` while it runs."""
+        if self._writer is None:
+            raise StoreUnavailable(f"the SQLite store {self.location} is closed")
+        conn = self._readers.pop() if self._readers else self._connect(reader=True)
+        plain = _execute_on(conn)
+
+        def execute(sql: str, params: tuple[Any, ...]) -> Result:
+            if running.stopped:  # stopped between two statements of the program
+                raise sqlite3.OperationalError("interrupted")
+            return plain(sql, params)
+        try:
+            with running.lock:
+                running.conn = conn
+            try:
+                return run_sync(make(), execute)
+            finally:
+                with running.lock:
+                    running.conn = None
+        finally:
+            if self._writer is None:
+                conn.close()
+            else:
+                self._readers.append(conn)
+
+    async def read_interruptible(self, make: Callable[[], Program[T]]) -> T:
+        """:meth:`read`, but a cancellation (a time limit, a cancelled request) stops the
+        query itself: ``Connection.interrupt()`` on the connection running it, then the
+        worker thread is waited for, so it is free (and the connection back in the pool,
+        usable) when the cancellation reaches the caller.  Plain :meth:`read` cannot be
+        cancelled mid-query: its thread runs the query to the end."""
+        async def once() -> T:
+            running = _Running()
+
+            async def watch() -> None:
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    running.interrupt()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                try:
+                    value: T = await anyio.to_thread.run_sync(
+                        self._read_tracked, make, running, limiter=self._read_limiter)
+                except sqlite3.OperationalError:
+                    if running.stopped:
+                        await anyio.lowlevel.checkpoint()  # the cancellation that stopped it
+                    raise
+                finally:
+                    tg.cancel_scope.cancel()
+            return value
+        result: T = await self._retrying(once)
+        return result
 
     async def write(self, make: Callable[[], Program[T]]) -> T:
         value: T = await self._retrying(lambda: anyio.to_thread.run_sync(
