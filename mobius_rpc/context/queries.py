@@ -30,7 +30,7 @@ from .answers import (
 )
 from .engine import ContextEngine, Project
 from .languages.detect import detect_language
-from .model import SearchFilters, SearchHit
+from .model import SearchFilters, SearchHit, SymbolRow
 from .store import IndexStore
 from .tokens import query_tokens, split_identifier, whole_tokens
 
@@ -86,6 +86,17 @@ async def _definitions_as_hits(index: IndexStore, project: str, name: str,
     rows.sort(key=lambda r: (_test_path(r.path), r.path.count("/"), r.path, r.line_start))
     return [SearchHit(r.path, r.language, r.kind, r.qualname, r.line_start, r.line_end,
                       score - n * 1e-6) for n, r in enumerate(rows)]
+
+
+def _containing(rows: list[SymbolRow], filters: SearchFilters, score: float
+                ) -> list[SearchHit]:
+    """Definitions whose name contains the query, shortest name first, as hits."""
+    kept = [r for r in rows if r.kind in _DEFINING
+            and (not filters.language or r.language == filters.language)
+            and (not filters.kind or r.kind == filters.kind)
+            and r.path.startswith(filters.path_prefix)]
+    return [SearchHit(r.path, r.language, r.kind, r.qualname, r.line_start, r.line_end,
+                      score - n * 1e-6) for n, r in enumerate(kept)]
 
 
 def _norm(text: str) -> str:
@@ -148,11 +159,21 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
 
     ranked = sorted(found, key=lambda h: (-boosted(h.score, h.name), h.path, h.line_start))
     if _IDENTIFIER.fullmatch(query.strip()):
-        # the definitions of the identifier itself lead, whatever their chunk's BM25
+        # the definitions of the identifier itself lead, whatever their chunk's BM25; then,
+        # where a trigram index makes it cheap, definitions whose name contains the query
+        # (a partial identifier like open_sto, which no whole token matches)
         defined = await _definitions_as_hits(index, project.name, query.strip(), filters,
                                              top * 8)
-        seen = {(h.path, h.line_start) for h in defined}
-        ranked = defined + [h for h in ranked if (h.path, h.line_start) not in seen]
+        if len(query.strip()) >= 3 and await index.substring_ready():
+            defined += _containing(await index.names_containing(
+                project.name, query.strip(), 20), filters, top * 6)
+        seen: set[tuple[str, int]] = set()
+        leading = []
+        for hit in defined:
+            if (hit.path, hit.line_start) not in seen:
+                seen.add((hit.path, hit.line_start))
+                leading.append(hit)
+        ranked = leading + [h for h in ranked if (h.path, h.line_start) not in seen]
     if path_glob:
         ranked = [h for h in ranked if fnmatch.fnmatchcase(h.path, path_glob)]
     page = ranked[offset:offset + limit]

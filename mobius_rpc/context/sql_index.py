@@ -12,10 +12,12 @@ only) and bound as a parameter: query text never reaches the SQL.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..storage.errors import StoreError
 from ..storage.sql.program import Program, Runner
 from .model import (
     FileIndex,
@@ -31,6 +33,7 @@ from .store import BODY_WEIGHT, NAME_WEIGHT, IndexStore, MemoryIndex
 
 __all__ = ("SqlIndex", "index_store_for")
 
+log = logging.getLogger("mobius_rpc.context")
 _BATCH = 100
 _TABLES = ("ctx_symbols", "ctx_refs", "ctx_imports", "ctx_metrics", "ctx_chunks")
 _SYMBOL_COLUMNS = "path, name, qualname, kind, line_start, line_end, signature, doc"
@@ -117,6 +120,8 @@ class SqlIndex:
 
     def __init__(self, db: Runner) -> None:
         self.db = db
+        #: whether a trigram index serves substring searches of names (None: not known yet)
+        self._trigram: bool | None = None if db.dialect == "postgresql" else False
         # SQLite's reads run in worker threads: this one stops the query itself when the
         # operation's time limit (or a cancellation) hits, not only the wait for it
         self._reader = getattr(db, "read_interruptible", None) or db.read
@@ -199,6 +204,16 @@ class SqlIndex:
         return [SymbolRow(r[0], r[8], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7])
                 for r in rows[:limit]]
 
+    async def substring_ready(self) -> bool:
+        """On PostgreSQL: the pg_trgm extension and a trigram (GIN) index over the lower-
+        cased symbol names, made on first use, so the ``LIKE '%...%'`` of
+        :meth:`names_containing` is an index search, not a scan.  Without the privilege
+        to create the extension, one log line and False: substring search stays the
+        search of last resort, as on SQLite."""
+        if self._trigram is None:
+            self._trigram = await _trigram_index(self.db)
+        return self._trigram
+
     async def names_containing(self, project: str, fragment: str, limit: int
                                ) -> list[SymbolRow]:
         # the pattern is a parameter with LIKE's own characters escaped; a scan of the
@@ -266,6 +281,38 @@ class SqlIndex:
                                 "WHERE project = ? AND path = ?", (project, path))
         return FileRow(rows[0][0], rows[0][1], int(rows[0][2]), int(rows[0][3]), rows[0][4]) \
             if rows else None
+
+
+def _ensure_trigram(schema: str | None) -> Program[str]:
+    if schema is None:
+        yield "CREATE EXTENSION IF NOT EXISTS pg_trgm", ()
+        result = yield _TRGM_SCHEMA, ()
+        schema = str(result.rows[0][0])
+    quoted = '"' + schema.replace('"', '""') + '"'
+    yield (f"CREATE INDEX IF NOT EXISTS ctx_symbols_name_trgm ON ctx_symbols "
+           f"USING GIN (lower(name) {quoted}.gin_trgm_ops)"), ()
+    return schema
+
+
+_TRGM_SCHEMA = ("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+                "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'")
+
+
+async def _trigram_index(db: Runner) -> bool:
+    """Make the trigram index (and the extension when missing); False when we may not."""
+    def installed() -> Program[list[tuple[Any, ...]]]:
+        return _rows(_TRGM_SCHEMA, ())
+    for _attempt in range(2):  # a second server may be making the same index right now
+        try:
+            rows = await db.read(installed)
+            schema = str(rows[0][0]) if rows else None
+            await db.write(lambda schema=schema: _ensure_trigram(schema))  # type: ignore[misc]
+            return True
+        except StoreError as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    log.warning("pg_trgm is not available (%s): identifier substring search falls back to "
+                "full-text search and, when that finds nothing, a scan", reason)
+    return False
 
 
 def index_store_for(store: Any) -> IndexStore:

@@ -59,6 +59,11 @@ class IndexStore(Protocol):
 
     async def references(self, project: str, name: str, limit: int) -> list[RefRow]: ...
 
+    async def substring_ready(self) -> bool:
+        """Whether :meth:`names_containing` is an index search (PostgreSQL's trigrams),
+        cheap enough to run beside every identifier search."""
+        ...
+
     async def names_containing(self, project: str, fragment: str, limit: int
                                ) -> list[SymbolRow]:
         """Definitions whose name contains ``fragment`` (case-insensitive): the search of
@@ -181,6 +186,9 @@ class MemoryIndex:
         out = [_row(p, f.language, s) for p, f in sorted(self._files.get(project, {}).items())
                for s in f.symbols if name in (s.name, s.qualname)]
         return out[:limit]
+
+    async def substring_ready(self) -> bool:
+        return False  # a scan of every symbol: the search of last resort only
 
     async def names_containing(self, project: str, fragment: str, limit: int
                                ) -> list[SymbolRow]:
