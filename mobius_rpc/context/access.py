@@ -90,7 +90,11 @@ class ProjectAccess:
         self._cache: dict[Principal, tuple[RuleSet, int, frozenset[str]]] = {}
 
     async def _rules(self, principal: Principal, policy: SecurityMiddleware) -> RuleSet:
-        return await policy.policy.rules_for(principal.organization)
+        # the middleware fetched the rules for this very request before the handler ran
+        # (every guarded method does): reuse them, no second store read per request
+        found = policy.policy.current(principal.organization)
+        return found if found is not None else \
+            await policy.policy.rules_for(principal.organization)
 
     async def visible_names(self) -> frozenset[str] | None:
         """The names the caller may see; None: no policy, every project."""
