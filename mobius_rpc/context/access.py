@@ -98,11 +98,11 @@ class ProjectAccess:
 
     async def visible_names(self) -> frozenset[str] | None:
         """The names the caller may see; None: no policy, every project."""
+        await self.engine.owners_ready()  # once: every project's owner known and recorded
         guard = _guard()
         if guard is None:
             return None
         _ctx, principal, policy = guard
-        await self.engine.owners_ready()
         rules = await self._rules(principal, policy)
         epoch = self.engine.owner_epoch
         cached = self._cache.get(principal)

@@ -219,6 +219,7 @@ class ContextEngine:
             if progress is not None:
                 await progress(done, total, message)
 
+        await self.owners_ready()  # the project's record (and owner) before its rows
         async with project.lock:
             project.state = "indexing"
             try:

@@ -213,3 +213,42 @@ def test_each_organization_sees_and_searches_only_its_projects(
     other = cli("access", "explain", "--user", "acme-owner", "--project", "globex-app")
     assert "belongs to another organization" in other, other
     assert cli("audit", "verify").startswith("ok: ")
+
+
+def test_stdio_projects_belong_to_the_os_users_personal_organization(tmp_path: Path) -> None:
+    from mobius_rpc.client.targets import StdioTarget
+    from mobius_rpc.context.sql_index import SqlIndex
+    from mobius_rpc.security.serving import os_user
+    from mobius_rpc.storage import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    root = _project(tmp_path / "mine", "mine")
+
+    async def run() -> None:
+        target = StdioTarget(sys.executable, ("-m", "mobius_rpc", "serve", "--stdio", "--store",
+                                              url, str(root)),
+                             env={**os.environ, "MOBIUS_HOME": str(tmp_path / "home")})
+        with anyio.fail_after(60):
+            async with Client(target, timeout=60, connect_timeout=60) as client:
+                assert await Caller(client).projects() == {"mine"}  # no policy on stdio
+        async with open_store(url) as store:
+            owners = await SqlIndex(store.db).project_owners()  # type: ignore[attr-defined]
+        assert owners == {"mine": f"personal:{os_user()}"}
+
+    anyio.run(run)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--http", "--org", "nobody-has-this"], "no organization 'nobody-has-this' in the store"),
+    (["--project", "=acme"], "--project '=acme': use DIR=ORG"),
+    (["--project", "/no/such/dir=acme"], "not a directory: /no/such/dir"),
+    (["--fixture", "demo", "--org", "acme"], "project directories go with the context"),
+])
+def test_bad_owners_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--store",
+                           f"sqlite:///{tmp_path / 's.db'}", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "MOBIUS_HOME": str(tmp_path)})
+    assert done.returncode == 2, done
+    assert done.stderr.startswith("mobius serve: ") and message in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
