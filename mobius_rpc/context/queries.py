@@ -34,7 +34,7 @@ from .model import SearchFilters, SearchHit, SymbolRow
 from .store import IndexStore
 from .tokens import query_tokens, split_identifier, whole_tokens
 
-__all__ = ("search", "definitions", "references", "read_file", "fit", "parse_cursor",
+__all__ = ("search", "search_all", "definitions", "references", "read_file", "fit", "parse_cursor",
            "BadRequest")
 
 T = TypeVar("T")
@@ -180,7 +180,8 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
     quoted = await engine.preload(project, [h.path for h in page], engine.limits.quote_seconds)
     hits = [Hit(h.path, h.line_start, h.line_end, h.kind, h.name, h.language,
                 round(boosted(h.score, h.name), 4),
-                _snippet(engine.cached_lines(project, h.path), h.line_start, h.line_end, words))
+                _snippet(engine.cached_lines(project, h.path), h.line_start, h.line_end, words),
+                project.name)
             for h in page]
     kept, cut = fit(hits, engine.limits.answer_chars)
     more = len(ranked) > offset + len(kept)
@@ -191,6 +192,34 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
         notes.append(f"answer budget reached: {len(hits) - len(kept)} hits left out")
     if len(found) >= wanted and not more:
         notes.append(f"ranked the best {wanted} candidates only: narrow the query or filters")
+    return SearchAnswer(query, kept, f"o{offset + len(kept)}" if more and kept else None,
+                        cut, "; ".join(notes))
+
+
+async def search_all(engine: ContextEngine, projects: Sequence[Project], query: str, *,
+                     path_glob: str | None = None, language: str | None = None,
+                     kind: str | None = None, limit: int = 10, cursor: str | None = None,
+                     note: str = "") -> SearchAnswer:
+    """:func:`search` in each of ``projects`` (the caller's visible ones), merged by score;
+    the cursor pages through the merged ranking."""
+    offset = parse_cursor(cursor)
+    merged: list[Hit] = []
+    notes = [note] if note else []
+    more = False
+    for project in projects:
+        answer = await search(engine, project, query, path_glob=path_glob, language=language,
+                              kind=kind, limit=offset + limit)
+        merged += answer.hits
+        more = more or answer.next_cursor is not None
+        if answer.note:
+            notes.append(f"{project.name}: {answer.note}")
+    merged.sort(key=lambda h: (-h.score, h.project, h.path, h.line_start))
+    kept, cut = fit(merged[offset:offset + limit], engine.limits.answer_chars)
+    more = more or len(merged) > offset + len(kept)
+    if not projects:
+        notes.append("no projects to search")
+    if cut:
+        notes.append("answer budget reached: page on with next_cursor")
     return SearchAnswer(query, kept, f"o{offset + len(kept)}" if more and kept else None,
                         cut, "; ".join(notes))
 

@@ -35,7 +35,7 @@ from .answers import (
 )
 from .engine import ContextEngine, EngineLimits, Project, ProjectNotFound
 from .prompts import register_prompts
-from .queries import definitions, read_file, references, search
+from .queries import definitions, read_file, references, search, search_all
 from .resources import register_resources
 from .similar import similar_code
 from .status import bounded, status_of
@@ -86,7 +86,14 @@ def build_context_server(roots: list[Path], store: Any = None, *, store_url: str
             language: str | None = None, kind: Kind | None = None,
             limit: Annotated[int, Param(minimum=1, maximum=50)] = 10,
             cursor: str | None = None, project: ProjectName = None) -> SearchAnswer:
-        """Ranked full-text search over the code (BM25), with snippets and line numbers."""
+        """Ranked full-text search over the code (BM25), with snippets and line numbers;
+        project "*" searches every project you may see."""
+        if project == "*":
+            everywhere = [engine.projects[n] for n in await engine.access.visible()]
+            notes = [await engine.ready(p, 2.0 / max(1, len(everywhere))) for p in everywhere]
+            return await bounded(engine, "search", lambda: search_all(
+                engine, everywhere, query, path_glob=path_glob, language=language, kind=kind,
+                limit=limit, cursor=cursor, note="; ".join(n for n in notes if n)))
         chosen, note = await project_for(project)
         return await bounded(engine, "search", lambda: search(
             engine, chosen, query, path_glob=path_glob, language=language, kind=kind,

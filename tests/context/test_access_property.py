@@ -129,6 +129,11 @@ def test_listed_projects_are_exactly_the_accepted_ones(
                 mine = {n for n, o in zip(NAMES, owners, strict=True)
                         if o == people[who].organization}
                 assert shown <= mine  # never another organization's
+                # a search of every project spans exactly the visible ones
+                everywhere = await client.request("tools/call", {"name": "search_code",
+                    "arguments": {"query": "entry", "project": "*", "limit": 50}})
+                assert {h["project"] for h in everywhere["structuredContent"]["hits"]} \
+                    == shown
                 for what, accepted in (await _accepted(client, [*NAMES, "nope"])).items():
                     assert accepted == shown, (what, accepted, shown)
                 # a refusal of a project that exists is on record; "nope" is not

@@ -174,6 +174,10 @@ def test_each_organization_sees_and_searches_only_its_projects(
                 found = await acme.tool("search_code", args)
                 assert not any("globex" in h["name"]
                                for h in found["structuredContent"]["hits"]), found
+            everywhere = await acme.tool("search_code", {"query": "entry", "project": "*",
+                                                         "limit": 50})
+            assert {h["project"] for h in everywhere["structuredContent"]["hits"]} == \
+                {"acme-app", "acme-secret"}, everywhere
             assert await acme.complete("project", "", {}) == ["acme-app", "acme-secret"]
             assert await acme.complete("path", "", {"project": "acme-app"}) == ["main.py"]
             review = await client.request("prompts/get", {
@@ -189,6 +193,9 @@ def test_each_organization_sees_and_searches_only_its_projects(
         async with await as_user("acme-viewer") as client:
             viewer = Caller(client)
             assert await viewer.projects() == {"acme-app"}
+            everywhere = await viewer.tool("search_code", {"query": "entry", "project": "*"})
+            assert {h["project"] for h in everywhere["structuredContent"]["hits"]} == \
+                {"acme-app"}, everywhere
             await _refused_like_missing(viewer, "acme-secret", viewer=True)
 
     anyio.run(run)
