@@ -46,7 +46,7 @@ class _Engine(Protocol):
 
     async def owners_ready(self) -> None: ...
 
-__all__ = ("ProjectAccess", "remember_caller", "NOT_VISIBLE")
+__all__ = ("ProjectAccess", "project_of", "NOT_VISIBLE")
 
 #: what a refused project's audit record says (the caller only ever hears "no project")
 NOT_VISIBLE = "project not visible to the caller"
@@ -55,15 +55,14 @@ _caller: ContextVar[Context | None] = ContextVar("mobius_context_caller", defaul
 _CACHE_LIMIT = 4096
 
 
-async def remember_caller(ctx: Context, call_next: Callable[[Context], Awaitable[Any]]
-                          ) -> Any:
-    """A middleware: the request's context, for the handlers' project checks
-    (completion handlers get no ``ctx`` of their own)."""
-    token = _caller.set(ctx)
-    try:
-        return await call_next(ctx)
-    finally:
-        _caller.reset(token)
+_PREFIX = "context://projects/"
+
+
+def project_of(uri: object) -> str | None:
+    """The project a ``context://projects/{project}/...`` URI names, if it names one."""
+    if not isinstance(uri, str) or not uri.startswith(_PREFIX):
+        return None
+    return uri[len(_PREFIX):].split("/", 1)[0] or None
 
 
 def _guard() -> tuple[Context, Principal, SecurityMiddleware] | None:
@@ -95,6 +94,38 @@ class ProjectAccess:
         found = policy.policy.current(principal.organization)
         return found if found is not None else \
             await policy.policy.rules_for(principal.organization)
+
+    async def middleware(self, ctx: Context, call_next: Callable[[Context], Awaitable[Any]]
+                         ) -> Any:
+        """Remember the request for the handlers' checks (completion handlers get no
+        ``ctx``), and guard what reaches no handler of ours: a subscription to a hidden
+        project's URI is acknowledged like one to a project that does not exist (which
+        nothing will ever update) but not made; a listen stream drops such URIs."""
+        token = _caller.set(ctx)
+        try:
+            if ctx.method == "resources/subscribe":
+                name = project_of(ctx.params.get("uri"))
+                if name in self.engine.projects and await self.find(name) is None:
+                    return {}
+            elif ctx.method == "subscriptions/listen":
+                await self._filter_listen(ctx)
+            return await call_next(ctx)
+        finally:
+            _caller.reset(token)
+
+    async def _filter_listen(self, ctx: Context) -> None:
+        wanted = ctx.params.get("notifications")
+        uris = wanted.get("resourceSubscriptions") if isinstance(wanted, dict) else None
+        if not isinstance(wanted, dict) or not isinstance(uris, list):
+            return
+        kept = []
+        for uri in uris:
+            name = project_of(uri)
+            if name is None or name not in self.engine.projects or await self.find(name):
+                kept.append(uri)
+        if len(kept) != len(uris):
+            ctx.params = {**ctx.params,
+                          "notifications": {**wanted, "resourceSubscriptions": kept}}
 
     async def visible_names(self) -> frozenset[str] | None:
         """The names the caller may see; None: no policy, every project."""

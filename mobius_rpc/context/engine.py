@@ -30,7 +30,6 @@ from .walk import WalkLimits, read_text
 __all__ = ("ContextEngine", "EngineLimits", "Project", "ProjectNotFound")
 
 log = logging.getLogger("mobius_rpc.context")
-_PREFIX = "context://projects/"
 
 
 class ProjectNotFound(LookupError):
@@ -175,14 +174,6 @@ class ContextEngine:
         if self._keeper is not None:
             with anyio.move_on_after(5):
                 await asyncio.shield(self._keeper)
-
-    def owner_of(self, kind: str, name: str) -> str | None:
-        """The organization owning a ``context://projects/{project}/...`` URI: the
-        security middleware's ownership lookup (``server.owners``)."""
-        if kind != "resources" or not name.startswith(_PREFIX):
-            return None
-        project = self.projects.get(name[len(_PREFIX):].split("/", 1)[0])
-        return project.org if project is not None else None
 
     def project(self, name: str | None) -> Project:
         """The project ``name`` (None: the first) WITHOUT any access check: for the

@@ -22,7 +22,6 @@ from ..server.app import Server
 from ..server.context import Context
 from ..server.hints import Param
 from ..server.tools import ToolError
-from .access import remember_caller
 from .analysis import analyze, summarize
 from .answers import (
     AnalysisAnswer,
@@ -174,9 +173,8 @@ def build_context_server(roots: list[Path], store: Any = None, *, store_url: str
 
     register_resources(server, engine)
     register_prompts(server, engine)
-    server.use(remember_caller)
-    if getattr(server, "owners", None) is None:
-        # the security middleware refuses another organization's project URIs itself
-        # (reads and subscriptions, audited) before any handler runs
-        server.owners = engine.owner_of  # type: ignore[attr-defined]
+    # every project check, subscriptions included, is the engine's (see .access): the
+    # security middleware's ownership lookup would refuse another organization's project
+    # URIs with an error a project that does not exist does not get
+    server.use(engine.access.middleware)
     return server, engine

@@ -154,9 +154,9 @@ def test_each_organization_sees_and_searches_only_its_projects(
         served: tuple[str, dict[str, str], str, dict[str, str]]) -> None:
     mcp, tokens, url, env = served
 
-    async def as_user(user: str) -> Any:
+    async def as_user(user: str, revision: str | None = None) -> Any:
         target = target_from_url(mcp, headers={"Authorization": f"Bearer {tokens[user]}"})
-        return Client(target, timeout=60, connect_timeout=60)
+        return Client(target, timeout=60, connect_timeout=60, revision=revision)
 
     async def run() -> None:
         with anyio.fail_after(120):
@@ -184,6 +184,11 @@ def test_each_organization_sees_and_searches_only_its_projects(
                 "name": "code_review", "arguments": {"path": "main.py"}})
             assert "acme_entry" in review["messages"][0]["content"]["resource"]["text"]
             await _refused_like_missing(acme, "globex-app")
+        async with await as_user("acme-owner", "2025-11-25") as client:
+            answers = [await client.request("resources/subscribe", {
+                "uri": f"context://projects/{name}/files/main.py"})
+                for name in ("globex-app", "no-such-project")]
+            assert answers[0] == answers[1]  # acknowledged alike; neither is subscribed
         async with await as_user("globex-owner") as client:
             globex = Caller(client)
             assert await globex.projects() == {"globex-app"}
@@ -212,6 +217,8 @@ def test_each_organization_sees_and_searches_only_its_projects(
     assert ("globex", "project:acme-app") in targets, targets
     assert ("acme", "project:acme-secret") in targets, targets
     assert not any(t == "project:no-such-project" for _, t in targets)
+    subscribed = [r for r in json.loads(denied) if r["method"] == "resources/subscribe"]
+    assert [r["target"] for r in subscribed] == ["project:globex-app"], subscribed
     explained = cli("access", "explain", "--user", "acme-viewer", "--project", "acme-secret")
     assert explained.startswith("acme-viewer (viewer in acme) read projects 'acme-secret'")
     assert "denied: rule hide-secret denies" in explained, explained
