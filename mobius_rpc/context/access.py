@@ -31,6 +31,8 @@ from ..security.policy import Action, Kind, RuleSet
 from ..security.principal import Principal
 from ..server.context import Context
 
+__all__ = ("ProjectAccess", "project_of", "NOT_VISIBLE")
+
 
 class _Project(Protocol):
     name: str
@@ -46,15 +48,12 @@ class _Engine(Protocol):
 
     async def owners_ready(self) -> None: ...
 
-__all__ = ("ProjectAccess", "project_of", "NOT_VISIBLE")
 
 #: what a refused project's audit record says (the caller only ever hears "no project")
 NOT_VISIBLE = "project not visible to the caller"
 
 _caller: ContextVar[Context | None] = ContextVar("mobius_context_caller", default=None)
 _CACHE_LIMIT = 4096
-
-
 _PREFIX = "context://projects/"
 
 
