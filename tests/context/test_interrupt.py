@@ -17,7 +17,7 @@ from mobius_rpc.context.status import bounded
 from mobius_rpc.server.tools import ToolError
 from mobius_rpc.storage.sqlite_db import SqliteDatabase, SqliteOptions
 
-FILES, PER_FILE = 300, 1000
+FILES, PER_FILE = 150, 1000
 
 
 def _files() -> list[FileIndex]:
