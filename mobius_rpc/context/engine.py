@@ -141,8 +141,8 @@ class ContextEngine:
                 if project.org is None and self._default_org is not None:
                     project.org = await self._default_org(self._store)
                 if project.org is None:
-                    log.warning("project %s has no owning organization: nobody may see it "
-                                "(serve it with --org)", project.name)
+                    log.info("project %s has no owning organization: under a security "
+                             "policy nobody may see it (serve it with --org)", project.name)
                     continue
                 before = await index.put_project(project.name, project.org,
                                                  str(project.root))

@@ -159,12 +159,12 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
 
     ranked = sorted(found, key=lambda h: (-boosted(h.score, h.name), h.path, h.line_start))
     if _IDENTIFIER.fullmatch(query.strip()):
-        # the definitions of the identifier itself lead, whatever their chunk's BM25; then,
-        # where a trigram index makes it cheap, definitions whose name contains the query
-        # (a partial identifier like open_sto, which no whole token matches)
+        # the definitions of the identifier itself lead, whatever their chunk's BM25; when
+        # there are none and a trigram index makes it cheap, the definitions whose name
+        # contains the query (a partial identifier like open_sto, no whole token matches)
         defined = await _definitions_as_hits(index, project.name, query.strip(), filters,
                                              top * 8)
-        if len(query.strip()) >= 3 and await index.substring_ready():
+        if not defined and len(query.strip()) >= 3 and await index.substring_ready():
             defined += _containing(await index.names_containing(
                 project.name, query.strip(), 20), filters, top * 6)
         seen: set[tuple[str, int]] = set()

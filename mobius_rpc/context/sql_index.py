@@ -291,6 +291,10 @@ def _ensure_trigram(schema: str | None) -> Program[str]:
     quoted = '"' + schema.replace('"', '""') + '"'
     yield (f"CREATE INDEX IF NOT EXISTS ctx_symbols_name_trgm ON ctx_symbols "
            f"USING GIN (lower(name) {quoted}.gin_trgm_ops)"), ()
+    # fresh statistics, or the planner (believing a bulk-loaded table nearly empty) walks
+    # the path index file by file instead of asking the trigram index (8 ms, not 0.5)
+    yield "ANALYZE ctx_symbols", ()
+    yield "ANALYZE ctx_files", ()
     return schema
 
 
