@@ -246,10 +246,11 @@ async def access_run(args: argparse.Namespace) -> dict[str, Any]:
                 async def search(i: int) -> Any:
                     return await client.call_tool("search_code", {"query": names[i % len(names)]})
                 await timed(50, search)  # warm caches
-                for _ in range(args.rounds):
-                    for label, gate, reader in (
-                            ("check", check, interruptible), ("bypass", bypass, interruptible),
-                            ("check_plain_reads", check, store.db.read)):
+                arms = [("check", check, interruptible), ("bypass", bypass, interruptible),
+                        ("check_plain_reads", check, store.db.read)]
+                for number in range(args.rounds):
+                    # each round starts with another arm: no arm always runs warm or first
+                    for label, gate, reader in arms[number % 3:] + arms[:number % 3]:
                         engine.access.visible_names = gate  # type: ignore[method-assign]
                         index._reader = reader
                         rounds[label].append(percentiles(await timed(args.n, search)))
