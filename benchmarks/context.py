@@ -179,14 +179,118 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def access_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The cost of the per-project visibility check on ``search_code``: one in-process
+    server (memory transport) guarded by the security middleware, with an API-token
+    principal; rounds alternate the check on, the check bypassed, and the check on with
+    plain (not interruptible) SQLite reads; the medians of the rounds' p50/p99."""
+    import dataclasses
+    import statistics
+
+    from mobius_rpc.client.session import ClientSession
+    from mobius_rpc.context.surface import build_context_server
+    from mobius_rpc.core.types import memory_context
+    from mobius_rpc.security.admin import create_organization
+    from mobius_rpc.security.audit import AuditLog
+    from mobius_rpc.security.middleware import SecurityMiddleware
+    from mobius_rpc.security.open import security_store_for
+    from mobius_rpc.security.principal import AuthMethod, Principal, Role
+    from mobius_rpc.security.store import User
+    from mobius_rpc.storage import open_store
+    from mobius_rpc.transports.memory import memory_pair
+
+    project = Path(args.project) if args.project else ROOT
+    names = [name for name, _ in identifiers(project, 60)]
+    who = Principal("u-bench", "bench", frozenset({Role.MEMBER}), method=AuthMethod.API_TOKEN,
+                    credential="tok")
+
+    async def as_caller(ctx: Any, call_next: Any) -> Any:
+        transport = ctx.request.transport or memory_context()
+        ctx.request = dataclasses.replace(ctx.request, transport=transport.with_principal(who))
+        return await call_next(ctx)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:
+            security = security_store_for(store)
+            await security.create_user(User("u-bench", "bench", time.time()))
+            await create_organization(security, "bench", owner_user_id="u-bench",
+                                      org_id="bench")
+            server, engine = build_context_server([project], store, orgs=["bench"])
+            audit = AuditLog(security)
+            server.secure(policy=SecurityMiddleware(security, audit=audit), audit=audit)
+            server.dispatcher.use(as_caller, outermost=True)
+            await engine.reindex(engine.project(None))
+            checked = engine.access.visible_names
+            spent: list[float] = []
+
+            async def check() -> frozenset[str] | None:
+                begun = time.perf_counter()
+                try:
+                    return await checked()
+                finally:
+                    spent.append(time.perf_counter() - begun)
+
+            async def bypass() -> frozenset[str] | None:
+                return None
+            index: Any = await engine.index()
+            interruptible = index._reader
+            server_end, client_end = memory_pair()
+            rounds: dict[str, list[tuple[float, float]]] = {"check": [], "bypass": [],
+                                                            "check_plain_reads": []}
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve, server_end)
+                client = ClientSession(client_end)
+                await client.start(tg)
+                await client.initialize("2025-11-25")
+
+                async def search(i: int) -> Any:
+                    return await client.call_tool("search_code", {"query": names[i % len(names)]})
+                await timed(50, search)  # warm caches
+                arms = [("check", check, interruptible), ("bypass", bypass, interruptible),
+                        ("check_plain_reads", check, store.db.read)]
+                for number in range(args.rounds):
+                    # each round starts with another arm: no arm always runs warm or first
+                    for label, gate, reader in arms[number % 3:] + arms[:number % 3]:
+                        engine.access.visible_names = gate  # type: ignore[method-assign]
+                        index._reader = reader
+                        rounds[label].append(percentiles(await timed(args.n, search)))
+                engine.access.visible_names = checked  # type: ignore[method-assign]
+                index._reader = interruptible
+                await client.aclose()
+                tg.cancel_scope.cancel()
+    spent.sort()
+    out: dict[str, Any] = {"project": str(project), "rounds": args.rounds, "n": args.n,
+                           "visibility_check_us": {
+                               "p50": round(spent[len(spent) // 2] * 1e6, 1),
+                               "p99": round(spent[int(len(spent) * 0.99)] * 1e6, 1)}}
+    for label, samples in rounds.items():
+        out[label] = {"p50_ms": round(statistics.median(p for p, _ in samples), 3),
+                      "p99_ms": round(statistics.median(q for _, q in samples), 3),
+                      "raw": [(round(p, 3), round(q, 3)) for p, q in samples]}
+    for label in ("check", "check_plain_reads"):
+        out[f"{label}/bypass p50"] = round(out[label]["p50_ms"] / out["bypass"]["p50_ms"], 3)
+        out[f"{label}/bypass p99"] = round(out[label]["p99_ms"] / out["bypass"]["p99_ms"], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--access", action="store_true",
+                        help="only the visibility check's cost on search_code (in process, "
+                             "this repository unless --project), A/B interleaved")
+    parser.add_argument("--rounds", type=int, default=5, help="--access: A/B rounds")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--project", help="index this directory instead of an sdist")
     parser.add_argument("--sdist", default="django==5.1")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "mobius-bench"))
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.access:
+        found = anyio.run(access_run, args)
+        print(json.dumps({k: v for k, v in found.items()}, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(found, indent=2))
+        return
     results = anyio.run(run, args)
     print(f"project {results['project']}: {results['indexed_files']} files indexed "
           f"({results['files_py']} Python), {results['skipped_files']} skipped")

@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
         roots = [str(Path(r).resolve()) for r in args.roots or ["."]] if context else None
         print(json.dumps(host_config(args.print_config, roots), indent=2))
         return 0
-    if args.roots and not context:
+    if (args.roots or args.org or args.projects) and not context:
         print("mobius serve: project directories go with the context engine, not --fixture",
               file=sys.stderr)
         return 2
@@ -92,7 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     if context:
         from .context.serve import context_server
-        server: Any = context_server(args.roots or ["."], args.store, args.era, args.watch)
+        server: Any = context_server(args.roots, args.store, args.era, args.watch,
+                                     org=args.org, projects=args.projects,
+                                     guarded=args.http and not args.no_auth)
         if server is None:
             return 2
     elif args.fixture == "conformance":
@@ -232,6 +234,12 @@ def _parser() -> argparse.ArgumentParser:
                             "there, and with --http a store named here or by $MOBIUS_STORE "
                             "also holds the legacy sessions and SSE events every replica on "
                             "it shares")
+    serve.add_argument("--org", metavar="ORG",
+                       help="the organization (id or name) owning the DIRs (default: the "
+                            "serving identity's; see docs/context.md)")
+    serve.add_argument("--project", dest="projects", action="append", default=[],
+                       metavar="DIR=ORG", help="also serve DIR as a project of ORG "
+                                               "(repeatable: several organizations' projects)")
     serve.add_argument("--watch", type=_positive(float), metavar="SECONDS",
                        help="keep the context index current, checking every SECONDS, and "
                             "notify subscribers of changed files")

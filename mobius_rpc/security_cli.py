@@ -155,6 +155,7 @@ def add_security_parsers(sub: Any) -> None:
     target.add_argument("--tool")
     target.add_argument("--resource")
     target.add_argument("--prompt")
+    target.add_argument("--project", help="a context project (mobius serve DIR)")
     p.add_argument("--action", dest="verb", help="call, read, get, list, ... (default: the "
                                                  "kind's use)")
     p.add_argument("--hint", action="append", default=[], metavar="HINT=VALUE",

@@ -285,10 +285,13 @@ async def access_explain(store: SecurityStore, args: argparse.Namespace) -> int:
     who = Principal(user.id, org_id, roles, method=AuthMethod.LOCAL)
     kind, name = ((Kind.TOOLS, args.tool) if args.tool else
                   (Kind.RESOURCES, args.resource) if args.resource else
+                  (Kind.PROJECTS, args.project) if getattr(args, "project", None) else
                   (Kind.PROMPTS, args.prompt))
-    verb = args.verb or {Kind.TOOLS: "call", Kind.RESOURCES: "read", Kind.PROMPTS: "get"}[kind]
+    verb = args.verb or {Kind.TOOLS: "call", Kind.RESOURCES: "read", Kind.PROMPTS: "get",
+                         Kind.PROJECTS: "read"}[kind]
+    owner = await _project_owner(store, name) if kind is Kind.PROJECTS else None
     rules = await PolicyEngine(store).rules_for(org_id)
-    explanation = rules.explain(who, verb, kind, name, when_pairs(args.hint))
+    explanation = rules.explain(who, verb, kind, name, when_pairs(args.hint), owner=owner)
     print(f"{user.name} ({', '.join(sorted(roles)) or 'no role'} in {org_id}) {verb} "
           f"{kind.value} {name!r}:")
     for line in explanation.lines():
@@ -296,6 +299,15 @@ async def access_explain(store: SecurityStore, args: argparse.Namespace) -> int:
     if membership is None:
         print(f"  {user.name} is not a member of {org_id}")
     return 0
+
+
+async def _project_owner(store: SecurityStore, name: str) -> str | None:
+    """The organization owning context project ``name`` (as ``mobius serve`` recorded it)."""
+    db = getattr(store, "db", None)
+    if db is None:
+        return None
+    from .context.sql_index import SqlIndex
+    return (await SqlIndex(db).project_owners()).get(name)
 
 
 # ------------------------------------------------------------------ helpers

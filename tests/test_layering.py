@@ -29,7 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "storage": set(),
     # the integration layers sit above server and client
     "security": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
-    "context": {"core", "runtime", "transports", "framing", "server", "client", "storage"},
+    # the context engine's projects belong to organizations: it asks security who may see them
+    "context": {"core", "runtime", "transports", "framing", "server", "client", "storage",
+                "security"},
     # the gateway re-serves upstreams (client) through a server, under security's audit
     "gateway": {"core", "runtime", "transports", "framing", "server", "client", "storage",
                 "security"},

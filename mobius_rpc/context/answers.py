@@ -30,6 +30,8 @@ class Hit:
     language: str
     score: float
     snippet: list[Line] = field(default_factory=list)
+    #: the project of the hit (searches with ``project="*"`` span every visible one)
+    project: str = ""
 
 
 @dataclass

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .access import ProjectAccess
 from .indexer import IndexReport, index_project
 from .sql_index import index_store_for
 from .store import IndexStore
@@ -56,6 +57,8 @@ class EngineLimits:
 class Project:
     name: str
     root: Path
+    #: the organization that owns the project (None: not settled yet, see owners_ready)
+    org: str | None = None
     state: str = "pending"  # pending, indexing, ready, failed
     done: int = 0
     total: int = 0
@@ -79,11 +82,20 @@ def _names(roots: list[Path]) -> list[str]:
 
 class ContextEngine:
     def __init__(self, roots: list[Path], *, store: Any = None, store_url: str | None = None,
-                 limits: EngineLimits | None = None) -> None:
+                 limits: EngineLimits | None = None, orgs: Sequence[str | None] | None = None,
+                 default_org: Callable[[Any], Awaitable[str | None]] | None = None) -> None:
+        """``orgs``: the owner of each root (None: ``default_org`` decides once the store
+        is open, e.g. the owner's organization that the first HTTP start created)."""
         self.limits = limits or EngineLimits()
+        owners = list(orgs) if orgs is not None else [None] * len(roots)
         self.projects: dict[str, Project] = {
-            name: Project(name, root.resolve()) for name, root in zip(_names(roots), roots,
-                                                                      strict=True)}
+            name: Project(name, root.resolve(), org) for name, root, org in zip(
+                _names(roots), roots, owners, strict=True)}
+        self._default_org = default_org
+        #: moves whenever a project's owner is settled (the access cache's key)
+        self.owner_epoch = 0
+        self._owners_settled = False
+        self.access = ProjectAccess(self)
         self._store = store
         self._store_url = store_url
         self._index: IndexStore | None = index_store_for(store) if store is not None else None
@@ -117,6 +129,29 @@ class ContextEngine:
         assert self._index is not None
         return self._index
 
+    async def owners_ready(self) -> None:
+        """Settle and record every project's owner, once (the store is opened for it)."""
+        if self._owners_settled:
+            return
+        index = await self.index()
+        async with self._opening:
+            if self._owners_settled:
+                return
+            for project in self.projects.values():
+                if project.org is None and self._default_org is not None:
+                    project.org = await self._default_org(self._store)
+                if project.org is None:
+                    log.info("project %s has no owning organization: under a security "
+                             "policy nobody may see it (serve it with --org)", project.name)
+                    continue
+                before = await index.put_project(project.name, project.org,
+                                                 str(project.root))
+                if before is not None:
+                    log.warning("project %s now belongs to %s (it belonged to %s)",
+                                project.name, project.org, before)
+            self._owners_settled = True
+            self.owner_epoch += 1
+
     async def _keep(self, opened: anyio.Event, failure: list[BaseException]) -> None:
         from ..storage import open_store
         try:
@@ -141,12 +176,25 @@ class ContextEngine:
                 await asyncio.shield(self._keeper)
 
     def project(self, name: str | None) -> Project:
-        if not name:
-            return next(iter(self.projects.values()))
-        found = self.projects.get(name)
+        """The project ``name`` (None: the first) WITHOUT any access check: for the
+        engine's own work and for tests; whatever answers a caller uses :meth:`choose`."""
+        found = self.projects.get(name) if name else next(iter(self.projects.values()))
         if found is None:
-            raise ProjectNotFound(f"no project {name!r}; projects: {', '.join(self.projects)}")
+            raise ProjectNotFound(f"no project {name!r}")
         return found
+
+    async def choose(self, name: str | None) -> Project:
+        """The project ``name`` (None: the caller's first) if the caller may see it.
+
+        A project the caller may not see raises exactly what an unknown one does,
+        naming only the projects it may see, so nothing tells them apart."""
+        found = await self.access.find(name)
+        if found is None:
+            names = await self.access.visible()
+            listed = ", ".join(names) if names else "(none)"
+            raise ProjectNotFound(f"no project {name!r}; projects: {listed}" if name
+                                  else f"no project to use; projects: {listed}")
+        return self.projects[found]
 
     # ------------------------------------------------------------ indexing
 
@@ -162,6 +210,7 @@ class ContextEngine:
             if progress is not None:
                 await progress(done, total, message)
 
+        await self.owners_ready()  # the project's record (and owner) before its rows
         async with project.lock:
             project.state = "indexing"
             try:

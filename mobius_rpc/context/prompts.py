@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from ..core.errors import INVALID_PARAMS, McpError
 from ..server import content
 from ..server.app import Server
 from ..server.hints import Param
@@ -28,21 +29,22 @@ def _embed(engine: ContextEngine, project: Project, path: str, start: int = 1,
     return content.embedded_text(uri, piece.text, mime_type(piece.language))
 
 
-def _project(engine: ContextEngine, name: str | None) -> Project:
+async def _project(engine: ContextEngine, name: str | None) -> Project:
     try:
-        return engine.project(name)
-    except ProjectNotFound as exc:
-        raise ValueError(str(exc)) from None
+        return await engine.choose(name)
+    except ProjectNotFound as exc:  # the caller's mistake, not the server's failure
+        raise McpError(INVALID_PARAMS, str(exc)) from None
 
 
 def register_prompts(server: Server, engine: ContextEngine) -> None:
     @server.prompt(title="Review code")
-    def code_review(path: Annotated[str, Param(description="Project-relative file to review")],
-                    focus: Annotated[str, Param(description="Focus areas, e.g. 'security, "
-                                                "error handling'")] = "correctness",
-                    project: str | None = None) -> list[dict[str, Any]]:
+    async def code_review(
+            path: Annotated[str, Param(description="Project-relative file to review")],
+            focus: Annotated[str, Param(description="Focus areas, e.g. 'security, "
+                                        "error handling'")] = "correctness",
+            project: str | None = None) -> list[dict[str, Any]]:
         """Review one file of the project with the given focus."""
-        chosen = _project(engine, project)
+        chosen = await _project(engine, project)
         return [{"role": "user", "content": _embed(engine, chosen, path)},
                 {"role": "user", "content": content.text(
                     f"Review {path} above, focusing on {focus}. Point to lines, explain each "
@@ -50,13 +52,13 @@ def register_prompts(server: Server, engine: ContextEngine) -> None:
                     "tools to check how the code is used before judging it.")}]
 
     @server.prompt(title="Debug an error")
-    def debug(error: Annotated[str, Param(description="The error message or traceback")],
-              path: Annotated[str | None, Param(description="File the error points to")] = None,
-              line: Annotated[str | None, Param(description="Line number in that file")]
-              = None,
-              context_lines: str = "20", project: str | None = None) -> list[dict[str, Any]]:
+    async def debug(
+            error: Annotated[str, Param(description="The error message or traceback")],
+            path: Annotated[str | None, Param(description="File the error points to")] = None,
+            line: Annotated[str | None, Param(description="Line number in that file")] = None,
+            context_lines: str = "20", project: str | None = None) -> list[dict[str, Any]]:
         """Find the cause of an error, with the code around where it happened."""
-        chosen = _project(engine, project)
+        chosen = await _project(engine, project)
         messages: list[dict[str, Any]] = []
         if path:
             around = int(context_lines) if context_lines.isdigit() else 20
@@ -70,10 +72,11 @@ def register_prompts(server: Server, engine: ContextEngine) -> None:
         return messages
 
     @server.prompt(title="Explain code")
-    def explain(path: Annotated[str, Param(description="Project-relative file")],
-                symbol: str | None = None, project: str | None = None) -> list[dict[str, Any]]:
+    async def explain(path: Annotated[str, Param(description="Project-relative file")],
+                      symbol: str | None = None, project: str | None = None
+                      ) -> list[dict[str, Any]]:
         """Explain what a file (or one symbol in it) does and how it fits the project."""
-        chosen = _project(engine, project)
+        chosen = await _project(engine, project)
         what = f"{symbol} in {path}" if symbol else path
         return [{"role": "user", "content": _embed(engine, chosen, path)},
                 {"role": "user", "content": content.text(

@@ -30,11 +30,11 @@ from .answers import (
 )
 from .engine import ContextEngine, Project
 from .languages.detect import detect_language
-from .model import SearchFilters, SearchHit
+from .model import SearchFilters, SearchHit, SymbolRow
 from .store import IndexStore
 from .tokens import query_tokens, split_identifier, whole_tokens
 
-__all__ = ("search", "definitions", "references", "read_file", "fit", "parse_cursor",
+__all__ = ("search", "search_all", "definitions", "references", "read_file", "fit", "parse_cursor",
            "BadRequest")
 
 T = TypeVar("T")
@@ -86,6 +86,17 @@ async def _definitions_as_hits(index: IndexStore, project: str, name: str,
     rows.sort(key=lambda r: (_test_path(r.path), r.path.count("/"), r.path, r.line_start))
     return [SearchHit(r.path, r.language, r.kind, r.qualname, r.line_start, r.line_end,
                       score - n * 1e-6) for n, r in enumerate(rows)]
+
+
+def _containing(rows: list[SymbolRow], filters: SearchFilters, score: float
+                ) -> list[SearchHit]:
+    """Definitions whose name contains the query, shortest name first, as hits."""
+    kept = [r for r in rows if r.kind in _DEFINING
+            and (not filters.language or r.language == filters.language)
+            and (not filters.kind or r.kind == filters.kind)
+            and r.path.startswith(filters.path_prefix)]
+    return [SearchHit(r.path, r.language, r.kind, r.qualname, r.line_start, r.line_end,
+                      score - n * 1e-6) for n, r in enumerate(kept)]
 
 
 def _norm(text: str) -> str:
@@ -148,18 +159,29 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
 
     ranked = sorted(found, key=lambda h: (-boosted(h.score, h.name), h.path, h.line_start))
     if _IDENTIFIER.fullmatch(query.strip()):
-        # the definitions of the identifier itself lead, whatever their chunk's BM25
+        # the definitions of the identifier itself lead, whatever their chunk's BM25; when
+        # there are none and a trigram index makes it cheap, the definitions whose name
+        # contains the query (a partial identifier like open_sto, no whole token matches)
         defined = await _definitions_as_hits(index, project.name, query.strip(), filters,
                                              top * 8)
-        seen = {(h.path, h.line_start) for h in defined}
-        ranked = defined + [h for h in ranked if (h.path, h.line_start) not in seen]
+        if not defined and len(query.strip()) >= 3 and await index.substring_ready():
+            defined += _containing(await index.names_containing(
+                project.name, query.strip(), 20), filters, top * 6)
+        seen: set[tuple[str, int]] = set()
+        leading = []
+        for hit in defined:
+            if (hit.path, hit.line_start) not in seen:
+                seen.add((hit.path, hit.line_start))
+                leading.append(hit)
+        ranked = leading + [h for h in ranked if (h.path, h.line_start) not in seen]
     if path_glob:
         ranked = [h for h in ranked if fnmatch.fnmatchcase(h.path, path_glob)]
     page = ranked[offset:offset + limit]
     quoted = await engine.preload(project, [h.path for h in page], engine.limits.quote_seconds)
     hits = [Hit(h.path, h.line_start, h.line_end, h.kind, h.name, h.language,
                 round(boosted(h.score, h.name), 4),
-                _snippet(engine.cached_lines(project, h.path), h.line_start, h.line_end, words))
+                _snippet(engine.cached_lines(project, h.path), h.line_start, h.line_end, words),
+                project.name)
             for h in page]
     kept, cut = fit(hits, engine.limits.answer_chars)
     more = len(ranked) > offset + len(kept)
@@ -170,6 +192,34 @@ async def search(engine: ContextEngine, project: Project, query: str, *,
         notes.append(f"answer budget reached: {len(hits) - len(kept)} hits left out")
     if len(found) >= wanted and not more:
         notes.append(f"ranked the best {wanted} candidates only: narrow the query or filters")
+    return SearchAnswer(query, kept, f"o{offset + len(kept)}" if more and kept else None,
+                        cut, "; ".join(notes))
+
+
+async def search_all(engine: ContextEngine, projects: Sequence[Project], query: str, *,
+                     path_glob: str | None = None, language: str | None = None,
+                     kind: str | None = None, limit: int = 10, cursor: str | None = None,
+                     note: str = "") -> SearchAnswer:
+    """:func:`search` in each of ``projects`` (the caller's visible ones), merged by score;
+    the cursor pages through the merged ranking."""
+    offset = parse_cursor(cursor)
+    merged: list[Hit] = []
+    notes = [note] if note else []
+    more = False
+    for project in projects:
+        answer = await search(engine, project, query, path_glob=path_glob, language=language,
+                              kind=kind, limit=offset + limit)
+        merged += answer.hits
+        more = more or answer.next_cursor is not None
+        if answer.note:
+            notes.append(f"{project.name}: {answer.note}")
+    merged.sort(key=lambda h: (-h.score, h.project, h.path, h.line_start))
+    kept, cut = fit(merged[offset:offset + limit], engine.limits.answer_chars)
+    more = more or len(merged) > offset + len(kept)
+    if not projects:
+        notes.append("no projects to search")
+    if cut:
+        notes.append("answer budget reached: page on with next_cursor")
     return SearchAnswer(query, kept, f"o{offset + len(kept)}" if more and kept else None,
                         cut, "; ".join(notes))
 

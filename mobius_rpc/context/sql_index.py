@@ -12,9 +12,12 @@ only) and bound as a parameter: query text never reaches the SQL.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..storage.errors import StoreError
 from ..storage.sql.program import Program, Runner
 from .model import (
     FileIndex,
@@ -30,6 +33,7 @@ from .store import BODY_WEIGHT, NAME_WEIGHT, IndexStore, MemoryIndex
 
 __all__ = ("SqlIndex", "index_store_for")
 
+log = logging.getLogger("mobius_rpc.context")
 _BATCH = 100
 _TABLES = ("ctx_symbols", "ctx_refs", "ctx_imports", "ctx_metrics", "ctx_chunks")
 _SYMBOL_COLUMNS = "path, name, qualname, kind, line_start, line_end, signature, doc"
@@ -116,9 +120,30 @@ class SqlIndex:
 
     def __init__(self, db: Runner) -> None:
         self.db = db
+        #: whether a trigram index serves substring searches of names (None: not known yet)
+        self._trigram: bool | None = None if db.dialect == "postgresql" else False
+        # SQLite's reads run in worker threads: this one stops the query itself when the
+        # operation's time limit (or a cancellation) hits, not only the wait for it
+        self._reader = getattr(db, "read_interruptible", None) or db.read
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return await self.db.read(lambda: _rows(sql, params))
+        rows: list[tuple[Any, ...]] = await self._reader(lambda: _rows(sql, params))
+        return rows
+
+    async def put_project(self, name: str, org_id: str, root: str) -> str | None:
+        def program() -> Program[str | None]:
+            result = yield "SELECT org_id FROM ctx_projects WHERE name = ?", (name,)
+            yield ("INSERT INTO ctx_projects (name, org_id, root, updated_at) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                   "org_id = excluded.org_id, root = excluded.root, "
+                   "updated_at = excluded.updated_at", (name, org_id, root, time.time()))
+            before = result.rows[0][0] if result.rows else None
+            return before if before not in (None, org_id) else None
+        return await self.db.write(program)
+
+    async def project_owners(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in await self._read("SELECT name, org_id FROM ctx_projects",
+                                                     ())}
 
     async def file_states(self, project: str) -> dict[str, FileState]:
         rows = await self._read("SELECT path, mtime_ns, size, sha256 FROM ctx_files "
@@ -178,6 +203,16 @@ class SqlIndex:
         rows.sort(key=lambda r: (r[0], r[4], r[2]))
         return [SymbolRow(r[0], r[8], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7])
                 for r in rows[:limit]]
+
+    async def substring_ready(self) -> bool:
+        """On PostgreSQL: the pg_trgm extension and a trigram (GIN) index over the lower-
+        cased symbol names, made on first use, so the ``LIKE '%...%'`` of
+        :meth:`names_containing` is an index search, not a scan.  Without the privilege
+        to create the extension, one log line and False: substring search stays the
+        search of last resort, as on SQLite."""
+        if self._trigram is None:
+            self._trigram = await _trigram_index(self.db)
+        return self._trigram
 
     async def names_containing(self, project: str, fragment: str, limit: int
                                ) -> list[SymbolRow]:
@@ -246,6 +281,42 @@ class SqlIndex:
                                 "WHERE project = ? AND path = ?", (project, path))
         return FileRow(rows[0][0], rows[0][1], int(rows[0][2]), int(rows[0][3]), rows[0][4]) \
             if rows else None
+
+
+def _ensure_trigram(schema: str | None) -> Program[str]:
+    if schema is None:
+        yield "CREATE EXTENSION IF NOT EXISTS pg_trgm", ()
+        result = yield _TRGM_SCHEMA, ()
+        schema = str(result.rows[0][0])
+    quoted = '"' + schema.replace('"', '""') + '"'
+    yield (f"CREATE INDEX IF NOT EXISTS ctx_symbols_name_trgm ON ctx_symbols "
+           f"USING GIN (lower(name) {quoted}.gin_trgm_ops)"), ()
+    # fresh statistics, or the planner (believing a bulk-loaded table nearly empty) walks
+    # the path index file by file instead of asking the trigram index (8 ms, not 0.5)
+    yield "ANALYZE ctx_symbols", ()
+    yield "ANALYZE ctx_files", ()
+    return schema
+
+
+_TRGM_SCHEMA = ("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+                "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'")
+
+
+async def _trigram_index(db: Runner) -> bool:
+    """Make the trigram index (and the extension when missing); False when we may not."""
+    def installed() -> Program[list[tuple[Any, ...]]]:
+        return _rows(_TRGM_SCHEMA, ())
+    for _attempt in range(2):  # a second server may be making the same index right now
+        try:
+            rows = await db.read(installed)
+            schema = str(rows[0][0]) if rows else None
+            await db.write(lambda schema=schema: _ensure_trigram(schema))  # type: ignore[misc]
+            return True
+        except StoreError as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    log.warning("pg_trgm is not available (%s): identifier substring search falls back to "
+                "full-text search and, when that finds nothing, a scan", reason)
+    return False
 
 
 def index_store_for(store: Any) -> IndexStore:

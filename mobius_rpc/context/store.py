@@ -33,6 +33,15 @@ _K1, _B = 1.2, 0.75
 
 
 class IndexStore(Protocol):
+    async def put_project(self, name: str, org_id: str, root: str) -> str | None:
+        """Record that ``org_id`` owns project ``name`` (served from ``root``); the
+        organization that owned it before, when that was another one."""
+        ...
+
+    async def project_owners(self) -> dict[str, str]:
+        """Every recorded project and the organization that owns it."""
+        ...
+
     async def file_states(self, project: str) -> dict[str, FileState]: ...
 
     async def write(self, project: str, files: list[FileIndex], deleted: list[str],
@@ -49,6 +58,11 @@ class IndexStore(Protocol):
     async def definitions(self, project: str, name: str, limit: int) -> list[SymbolRow]: ...
 
     async def references(self, project: str, name: str, limit: int) -> list[RefRow]: ...
+
+    async def substring_ready(self) -> bool:
+        """Whether :meth:`names_containing` is an index search (PostgreSQL's trigrams),
+        cheap enough to run beside every identifier search."""
+        ...
 
     async def names_containing(self, project: str, fragment: str, limit: int
                                ) -> list[SymbolRow]:
@@ -84,6 +98,15 @@ class MemoryIndex:
         # project -> token -> {(path, chunk number): (name tf, body tf)}
         self._postings: dict[str, dict[str, dict[tuple[str, int], tuple[int, int]]]] = {}
         self._lengths: dict[str, dict[tuple[str, int], tuple[int, int]]] = {}
+        self._owners: dict[str, str] = {}
+
+    async def put_project(self, name: str, org_id: str, root: str) -> str | None:
+        before = self._owners.get(name)
+        self._owners[name] = org_id
+        return before if before not in (None, org_id) else None
+
+    async def project_owners(self) -> dict[str, str]:
+        return dict(self._owners)
 
     async def file_states(self, project: str) -> dict[str, FileState]:
         return {p: f.state for p, f in self._files.get(project, {}).items()}
@@ -163,6 +186,9 @@ class MemoryIndex:
         out = [_row(p, f.language, s) for p, f in sorted(self._files.get(project, {}).items())
                for s in f.symbols if name in (s.name, s.qualname)]
         return out[:limit]
+
+    async def substring_ready(self) -> bool:
+        return False  # a scan of every symbol: the search of last resort only
 
     async def names_containing(self, project: str, fragment: str, limit: int
                                ) -> list[SymbolRow]:

@@ -6,11 +6,14 @@ and ``reindex``, each with typed, structured output.  Every tool runs under
 the engine's time limit, which cancels the work itself (store reads, the
 re-ranking, the file reads), and answers within its character budget; an
 answer cut by either says so.  Bad arguments are tool errors the model can
-correct; an unknown project names the ones there are.
+correct; an unknown project names the ones there are.  A project the caller may
+not see (another organization's, or one a rule hides) is answered like an
+unknown one (:mod:`.access`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -31,7 +34,7 @@ from .answers import (
 )
 from .engine import ContextEngine, EngineLimits, Project, ProjectNotFound
 from .prompts import register_prompts
-from .queries import definitions, read_file, references, search
+from .queries import definitions, read_file, references, search, search_all
 from .resources import register_resources
 from .similar import similar_code
 from .status import bounded, status_of
@@ -41,27 +44,33 @@ __all__ = ("build_context_server",)
 T = TypeVar("T")
 Kind = Literal["function", "method", "class", "interface", "struct", "enum", "type", "module",
                "text"]
-ProjectName = Annotated[str | None, Param(description="Project name (default: the first)")]
+ProjectName = Annotated[str | None, Param(description="Project name (default: the first "
+                                          "you may see)")]
 
 
 def build_context_server(roots: list[Path], store: Any = None, *, store_url: str | None = None,
                          limits: EngineLimits | None = None, legacy: bool = True,
-                         modern: bool = True) -> tuple[Server, ContextEngine]:
+                         modern: bool = True, orgs: list[str | None] | None = None,
+                         default_org: Callable[[Any], Awaitable[str | None]] | None = None
+                         ) -> tuple[Server, ContextEngine]:
     """A server for ``roots`` whose index lives in ``store`` (or the store at ``store_url``,
-    opened on first use; default: the embedded SQLite store)."""
-    engine = ContextEngine(roots, store=store, store_url=store_url, limits=limits)
-    names = ", ".join(engine.projects)
+    opened on first use; default: the embedded SQLite store); ``orgs`` and
+    ``default_org`` say which organization owns each root (see :class:`ContextEngine`)."""
+    engine = ContextEngine(roots, store=store, store_url=store_url, limits=limits, orgs=orgs,
+                           default_org=default_org)
     server = Server(
         "mobius-context", version="0.1.0", title="Mobius context engine",
         revisions=LEGACY_REVISIONS if legacy else (),
         modern_revisions=MODERN_REVISIONS if modern else (),
-        instructions=f"Code context for the projects {names}: search code, find definitions "
-                     "and references, analyse complexity, summarise a project, read files.")
+        # no project names here: initialize is answered before anyone is identified
+        instructions="Code context for your projects (context://projects lists them): search "
+                     "code, find definitions and references, analyse complexity, summarise a "
+                     "project, read files.")
     read_only = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
 
     async def project_for(name: str | None, wait: float = 2.0) -> tuple[Project, str]:
         try:
-            project = engine.project(name)
+            project = await engine.choose(name)
         except ProjectNotFound as exc:
             raise ToolError(str(exc)) from None
         return project, await engine.ready(project, min(wait, engine.limits.operation_seconds))
@@ -76,7 +85,14 @@ def build_context_server(roots: list[Path], store: Any = None, *, store_url: str
             language: str | None = None, kind: Kind | None = None,
             limit: Annotated[int, Param(minimum=1, maximum=50)] = 10,
             cursor: str | None = None, project: ProjectName = None) -> SearchAnswer:
-        """Ranked full-text search over the code (BM25), with snippets and line numbers."""
+        """Ranked full-text search over the code (BM25), with snippets and line numbers;
+        project "*" searches every project you may see."""
+        if project == "*":
+            everywhere = [engine.projects[n] for n in await engine.access.visible()]
+            notes = [await engine.ready(p, 2.0 / max(1, len(everywhere))) for p in everywhere]
+            return await bounded(engine, "search", lambda: search_all(
+                engine, everywhere, query, path_glob=path_glob, language=language, kind=kind,
+                limit=limit, cursor=cursor, note="; ".join(n for n in notes if n)))
         chosen, note = await project_for(project)
         return await bounded(engine, "search", lambda: search(
             engine, chosen, query, path_glob=path_glob, language=language, kind=kind,
@@ -157,4 +173,8 @@ def build_context_server(roots: list[Path], store: Any = None, *, store_url: str
 
     register_resources(server, engine)
     register_prompts(server, engine)
+    # every project check, subscriptions included, is the engine's (see .access): the
+    # security middleware's ownership lookup would refuse another organization's project
+    # URIs with an error a project that does not exist does not get
+    server.use(engine.access.middleware)
     return server, engine

@@ -370,6 +370,13 @@ class PolicyEngine:
         self._sets[org_id] = (rules, now)
         return rules
 
+    def current(self, org_id: str) -> RuleSet | None:
+        """The rule set :meth:`rules_for` last returned for ``org_id``, without a store
+        read: for a handler deciding more (which projects a caller sees) inside a request
+        whose policy check just called :meth:`rules_for`, so it is just as fresh."""
+        cached = self._sets.get(org_id)
+        return cached[0] if cached is not None else None
+
     def invalidate(self, org_id: str | None = None) -> None:
         if org_id is None:
             self._sets.clear()

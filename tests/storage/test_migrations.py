@@ -53,6 +53,7 @@ _BY_NAME = {m.name: m.version for m in migrations("sqlite")}
 TABLES[_BY_NAME["market"]] = {"market_catalog", "market_sync", "market_installations",
                               "market_install_counts", "market_ratings"}
 TABLES[_BY_NAME["client_tokens"]] = {"client_tokens", "client_registrations"}
+TABLES[_BY_NAME["context_orgs"]] = {"ctx_projects"}
 
 
 def test_the_tables_list_covers_every_migration() -> None:
