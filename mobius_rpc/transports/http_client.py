@@ -311,7 +311,20 @@ class StreamableHTTPClientStream:
                                        f"{self.max_resumes} stream resumptions")
 
     def _deliver(self, payload: bytes) -> None:
-        decoded = orjson.loads(payload)
+        # Only a list of tools or a handshake answer teaches this stream something; the
+        # session parses every message anyway, so the others are not parsed here too.
+        if b'"tools"' in payload or b'"protocolVersion"' in payload:
+            self._learn(payload)
+        try:
+            self._send.send_nowait(payload)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def _learn(self, payload: bytes) -> None:
+        try:
+            decoded = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return  # the session answers the parse error
         result = decoded.get("result") if isinstance(decoded, dict) else None
         if isinstance(result, dict) and isinstance(result.get("tools"), list):
             self._learn_tool_headers(result["tools"])
@@ -320,10 +333,6 @@ class StreamableHTTPClientStream:
             if self.session_id and not self._get_started:
                 self._get_started = True
                 self._spawn(self._standalone)
-        try:
-            self._send.send_nowait(payload)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
 
     def _learn_tool_headers(self, tools: list[Any]) -> None:
         for tool in tools:
