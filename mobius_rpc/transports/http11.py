@@ -42,6 +42,8 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
 
+from ..core.version import __version__
+
 __all__ = ("Http11Client", "Http11Error", "Http11Response", "ProtocolError", "ReadError",
            "Headers", "proxied")
 
@@ -49,6 +51,7 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _UNSAFE = re.compile(r"[\r\n\x00]")
 _READ_SIZE = 65536
+_USER_AGENT = f"mobius-rpc/{__version__}"
 
 
 class Http11Error(Exception):
@@ -267,7 +270,7 @@ class Http11Client:
     """Keep-alive HTTP/1.1 connections per origin; see the module docstring."""
 
     def __init__(self, *, headers: dict[str, str] | None = None,
-                 max_connections: int = 64, max_idle: int = 16,
+                 max_connections: int = 100, max_idle: int = 20,
                  max_header_bytes: int = 64 * 1024, max_headers: int = 100,
                  max_body_bytes: int = 4 * 1024 * 1024, connect_timeout: float = 30.0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
@@ -361,8 +364,10 @@ class Http11Client:
     def _head(self, method: str, target: str, host: str, headers: dict[str, str],
               length: int) -> bytes:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-        merged = {**self.headers, **headers}
-        for name, value in merged.items():
+        merged: dict[str, tuple[str, str]] = {}  # later sources win, whatever the case
+        for source in ({"User-Agent": _USER_AGENT}, self.headers, headers):
+            merged.update((name.lower(), (name, value)) for name, value in source.items())
+        for name, value in merged.values():
             if _UNSAFE.search(name) or _UNSAFE.search(value) or ":" in name:
                 raise ValueError(f"header {name!r} has a character that is not allowed")
             lines.append(f"{name}: {value}")
