@@ -20,6 +20,10 @@ Ratios: latency gateway/direct (target <= 1.3), throughput gateway/direct
 the client talks to (the upstream when direct, the gateway process itself when
 through the gateway), which a loaded machine disturbs less than wall time.
 Nothing is asserted: these are numbers.
+
+``--floor`` adds a labelled extra row over stdio: ``benchmarks/pipe_relay.py``
+(a process that copies bytes and parses nothing) where the gateway would be,
+i.e. what one more process and two more pipe crossings cost by themselves.
 """
 
 from __future__ import annotations
@@ -122,6 +126,8 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
                         ) -> dict[str, dict[str, float]]:
     config = workdir / f"{kind}.json"
     rounds: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
+    if kind == "stdio" and args.floor:
+        rounds["relay"] = []
 
     async def one(path: str, target: Any, tool: str, pid: int | None = None) -> None:
         async with Client(target, revision=args.revision, timeout=30) as client:
@@ -138,9 +144,13 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
         direct = StdioTarget(SERVE[0], (*SERVE[1:], "--stdio"))
         gateway = StdioTarget(SERVE[0], (*SERVE[1:], "--stdio", "--gateway", str(config),
                                          "--gateway-pins", "off"))
+        relay = StdioTarget(sys.executable, (str(ROOT / "benchmarks" / "pipe_relay.py"),
+                                             *SERVE, "--stdio"))
         for _ in range(args.rounds):
             await one("direct", direct, "echo")
             await one("gateway", gateway, "up__echo")
+            if "relay" in rounds:
+                await one("relay", relay, "echo")
     else:
         with http_server() as (upstream_url, upstream_pid):
             entry = {"type": "http", "url": upstream_url}
@@ -166,6 +176,9 @@ def main() -> None:
     parser.add_argument("--upstream-revision", metavar="REV",
                         help="pin the gateway's upstream revision (default: it probes, so "
                              "our server is spoken to in 2026-07-28)")
+    parser.add_argument("--floor", action="store_true",
+                        help="stdio: also measure a byte-copying relay process (the floor "
+                             "of any second hop), as an extra row")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     results = []
@@ -178,6 +191,11 @@ def main() -> None:
                 for key, value in row.items()},
                 "latency_ratio": gateway["p50_us"] / direct["p50_us"],
                 "throughput_ratio": gateway["loaded_rps"] / direct["loaded_rps"]})
+            if "relay" in numbers:
+                relay = numbers["relay"]
+                results[-1].update(relay_latency_ratio=relay["p50_us"] / direct["p50_us"],
+                                   relay_throughput_ratio=relay["loaded_rps"]
+                                   / direct["loaded_rps"])
     print(f"tools/call through the gateway vs direct ({args.revision}, n={args.n}, "
           f"M={args.in_flight} under load, median of {args.rounds} rounds)")
     print(f"{'transport':9} {'direct p50':>11} {'gw p50':>9} {'ratio':>6} "
@@ -188,6 +206,11 @@ def main() -> None:
               f" {row['latency_ratio']:6.2f} {row['direct_loaded_rps']:13.0f}"
               f" {row['gateway_loaded_rps']:9.0f} {row['throughput_ratio']:6.2f}"
               f" {row['direct_server_cpu_us']:11.0f}us {row['gateway_server_cpu_us']:6.0f}us")
+    for row in results:
+        if "relay_p50_us" in row:
+            print(f"{'(floor)':9} {'byte relay, no parsing:':>21} {row['relay_p50_us']:7.0f}us"
+                  f" {row['relay_latency_ratio']:6.2f} {'':13} {row['relay_loaded_rps']:9.0f}"
+                  f" {row['relay_throughput_ratio']:6.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -106,7 +106,8 @@ class HttpTarget:
         try:
             if self.kind == "http":
                 return StreamableHTTPClientStream(self.url, tg, headers=dict(self.headers),
-                                                  client=self._http_client())
+                                                  client=self._http_client(),
+                                                  max_body_bytes=limits.max_message_bytes)
             if self.kind == "sse":
                 stream = HttpSseClientStream(self.url, tg, headers=dict(self.headers),
                                              client=self._http_client())

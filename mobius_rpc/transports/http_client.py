@@ -5,11 +5,17 @@ each message into a POST, and everything the server answers (a JSON body, an
 SSE stream, the standalone GET stream) comes out of ``receive`` in arrival
 order.  Each POST runs in its own task of the task group the stream is given,
 so a long SSE answer never blocks the next request.
+
+Streamable HTTP speaks through the lean keep-alive client of :mod:`.http11`
+unless it is given an httpx client (OAuth flows bring their own), the
+environment names a proxy for the URL, or ``MOBIUS_HTTP_CLIENT=httpx`` asks
+for httpx; HTTP+SSE keeps httpx (it is not a hot path).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,9 +35,15 @@ from ..framing.param_headers import (
     encode_param_value,
     header_parameters,
 )
+from .http11 import Http11Client, Http11Error, ReadError, proxied
 from .memory import receive_or_end
 
 __all__ = ("StreamableHTTPClientStream", "HttpSseClientStream", "sse_events")
+
+#: what a failed exchange raises, with either client
+_HTTP_ERRORS = (httpx.HTTPError, Http11Error)
+#: a connection lost mid-stream (resumable when the stream had event ids)
+_DROPPED = (httpx.ReadError, httpx.RemoteProtocolError, ReadError)
 
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
@@ -46,7 +58,7 @@ class SseEvent:
     retry_ms: int | None = None
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+async def sse_events(response: Any) -> AsyncIterator[SseEvent]:
     """Each SSE event of a streaming response, the empty ones included.
 
     Callers deliver only events with data, but every ``id`` counts: it is the
@@ -106,7 +118,7 @@ def _dropped_stream_is_resumable(position: _StreamPosition) -> Iterator[None]:
     """A connection lost mid-stream is not an error while we can resume it."""
     try:
         yield
-    except (httpx.ReadError, httpx.RemoteProtocolError):
+    except _DROPPED:
         if position.last_id is None:
             raise
 
@@ -115,11 +127,14 @@ class StreamableHTTPClientStream:
     """A client MessageStream over Streamable HTTP, legacy session or 2026-07-28."""
 
     def __init__(self, url: str, tg: TaskGroup, *, headers: dict[str, str] | None = None,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | Http11Client | None = None,
+                 max_body_bytes: int = 4 * 1024 * 1024) -> None:
         self.url = url
         self.tg = tg
         self.headers = dict(headers or {})
-        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+        if client is None:
+            client = lean_or_httpx(url, max_body_bytes)
+        self.client: httpx.AsyncClient | Http11Client = client
         self.session_id: str | None = None
         self.protocol_version: str | None = None
         #: the 2026-07-28 revision our requests declared (stateless use)
@@ -193,6 +208,13 @@ class StreamableHTTPClientStream:
                 headers[METHOD_HEADER] = message["method"]
         return headers
 
+    async def _delete_session(self, session_id: str) -> None:
+        headers = {SESSION_HEADER: session_id, **self.headers}
+        if isinstance(self.client, Http11Client):
+            await self.client.request("DELETE", self.url, headers=headers)
+        else:
+            await self.client.delete(self.url, headers=headers)
+
     async def _post(self, data: bytes) -> None:
         try:
             message = orjson.loads(data)
@@ -221,7 +243,7 @@ class StreamableHTTPClientStream:
                     return
                 body = await response.aread()
                 self._answer_body(request_id, response.status_code, kind, body)
-        except (httpx.HTTPError, McpError) as exc:
+        except (*_HTTP_ERRORS, McpError, ValueError) as exc:
             if request_id is not None:  # fail that request instead of hanging it
                 error = exc if isinstance(exc, McpError) else McpError(
                     INTERNAL_ERROR, f"HTTP transport error: {type(exc).__name__}: {exc}")
@@ -253,7 +275,7 @@ class StreamableHTTPClientStream:
         raise McpError(INTERNAL_ERROR, f"HTTP {status} from the server",
                        {"httpStatus": status})
 
-    async def _read_stream(self, response: httpx.Response, position: _StreamPosition) -> None:
+    async def _read_stream(self, response: Any, position: _StreamPosition) -> None:
         async for event in sse_events(response):
             position.seen(event)
             if event.data:
@@ -289,7 +311,20 @@ class StreamableHTTPClientStream:
                                        f"{self.max_resumes} stream resumptions")
 
     def _deliver(self, payload: bytes) -> None:
-        decoded = orjson.loads(payload)
+        # Only a list of tools or a handshake answer teaches this stream something; the
+        # session parses every message anyway, so the others are not parsed here too.
+        if b'"tools"' in payload or b'"protocolVersion"' in payload:
+            self._learn(payload)
+        try:
+            self._send.send_nowait(payload)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def _learn(self, payload: bytes) -> None:
+        try:
+            decoded = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return  # the session answers the parse error
         result = decoded.get("result") if isinstance(decoded, dict) else None
         if isinstance(result, dict) and isinstance(result.get("tools"), list):
             self._learn_tool_headers(result["tools"])
@@ -298,10 +333,6 @@ class StreamableHTTPClientStream:
             if self.session_id and not self._get_started:
                 self._get_started = True
                 self._spawn(self._standalone)
-        try:
-            self._send.send_nowait(payload)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
 
     def _learn_tool_headers(self, tools: list[Any]) -> None:
         for tool in tools:
@@ -324,16 +355,15 @@ class StreamableHTTPClientStream:
                 async for event in sse_events(response):
                     if event.data:
                         self._deliver(event.data.encode())
-        except httpx.HTTPError:
+        except (*_HTTP_ERRORS, ValueError):
             return
 
     async def aclose(self) -> None:
         if self.session_id:
             try:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await self.client.delete(self.url, headers={
-                        SESSION_HEADER: self.session_id, **self.headers})
-            except httpx.HTTPError:
+                    await self._delete_session(self.session_id)
+            except (*_HTTP_ERRORS, ValueError):
                 pass
         for scope in list(self._tasks):
             scope.cancel()
@@ -342,6 +372,13 @@ class StreamableHTTPClientStream:
             await self.client.aclose()
         self._send.close()
         self._receive.close()
+
+
+def lean_or_httpx(url: str, max_body_bytes: int) -> httpx.AsyncClient | Http11Client:
+    """The client a Streamable HTTP stream makes for itself (see the module docstring)."""
+    if os.environ.get("MOBIUS_HTTP_CLIENT") == "httpx" or proxied(url):
+        return httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+    return Http11Client(max_body_bytes=max_body_bytes)
 
 
 class HttpSseClientStream:

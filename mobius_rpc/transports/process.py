@@ -9,6 +9,7 @@ messages.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections import deque
@@ -23,6 +24,9 @@ from ..framing.ndjson import LineSplitter, OversizedLine, frame
 from .base import OversizedMessage, TransportCapabilities
 
 __all__ = ("ProcessTransport", "child_environment", "SAFE_INHERITED_ENV")
+
+#: bytes buffered for the child's stdin past which ``send`` waits for the pipe
+_DRAIN_ABOVE = 1 << 16
 
 #: what a server launched from a configuration file inherits of our environment: enough to
 #: find programs, a home directory and the locale, and nothing that may hold a secret (API
@@ -118,6 +122,20 @@ class ProcessTransport:
 
     async def send(self, message: bytes) -> None:
         assert self._process is not None and self._process.stdin is not None
+        writer = getattr(self._process.stdin, "_stream", None)
+        if isinstance(writer, asyncio.StreamWriter) and not writer.is_closing():
+            # asyncio: hand the line to the pipe's transport and wait only when its
+            # buffer is over the high-water mark.  anyio's send also yields to the loop
+            # (a shielded checkpoint) after every write: a loop turn per message that a
+            # gateway forwarding calls over a pipe pays twice per call.
+            try:
+                writer.write(frame(message))
+                transport = writer.transport
+                if transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                    await writer.drain()
+                return
+            except (BrokenPipeError, ConnectionResetError, RuntimeError):
+                raise anyio.BrokenResourceError from None
         try:
             await self._process.stdin.send(frame(message))
         except (anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError):

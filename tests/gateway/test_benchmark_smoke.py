@@ -14,7 +14,8 @@ def test_gateway_benchmark_reports_both_paths(tmp_path: Path) -> None:
     out = tmp_path / "gateway.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gateway.py"), "--n", "20",
                            "--rounds", "1", "--in-flight", "4", "--transports", "stdio,http",
-                           "--json", str(out)], capture_output=True, text=True, timeout=180)
+                           "--floor", "--json", str(out)],
+                          capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "through the gateway vs direct" in done.stdout
     rows = {row["transport"]: row for row in json.loads(out.read_text())}
@@ -22,3 +23,6 @@ def test_gateway_benchmark_reports_both_paths(tmp_path: Path) -> None:
     for row in rows.values():
         assert row["direct_p50_us"] > 0 and row["gateway_p50_us"] > 0
         assert row["latency_ratio"] > 0 and row["throughput_ratio"] > 0
+    # --floor: the byte relay's row, over stdio only
+    assert rows["stdio"]["relay_p50_us"] > 0 and rows["stdio"]["relay_throughput_ratio"] > 0
+    assert "relay_p50_us" not in rows["http"] and "byte relay" in done.stdout
