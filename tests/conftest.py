@@ -7,8 +7,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,6 +32,13 @@ from mobius_rpc.transports.process import ProcessTransport
 from mobius_rpc.transports.websocket import WebSocketClientStream
 
 SERVE_STDIO = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio"]
+
+# Every test, and every `mobius` subprocess a test starts, gets a data directory of
+# its own run: the user's real ~/.local/share/mobius (its store, keys and saved
+# logins) is never read or migrated by the suite.  Tests that need an empty store
+# still set MOBIUS_HOME themselves.
+os.environ["MOBIUS_HOME"] = _TEST_HOME = tempfile.mkdtemp(prefix="mobius-test-home-")
+atexit.register(shutil.rmtree, _TEST_HOME, True)
 
 # pytester runs the conformance plugin the way another project would use it
 pytest_plugins = ("pytester",)
