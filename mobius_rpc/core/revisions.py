@@ -31,6 +31,7 @@ __all__ = (
     "has_progress_message",
     "has_form_mode_field",
     "has_stream_polling",
+    "has_tasks",
 )
 
 
@@ -117,4 +118,13 @@ def has_stream_polling(revision: str | None) -> bool:
     """2025-11-25 Streamable HTTP: a server may end an SSE response before its
     answer, after a priming event with an id, and the client resumes it with
     ``Last-Event-ID`` (later revisions have no such response streams)."""
+    return revision == "2025-11-25"
+
+
+def has_tasks(revision: str | None) -> bool:
+    """Task-augmented requests, the ``tasks`` capability and ``Tool.execution``
+    exist only in 2025-11-25 (2026-07-28 moved tasks out of the core protocol
+    into an extension we do not serve).  Elsewhere a ``task`` field in a
+    request is just an unknown param: every revision's schema admits extra
+    fields, so the request is served as a plain one."""
     return revision == "2025-11-25"

@@ -422,7 +422,19 @@ class Session:
             log.exception("handler for %s failed", event.method)
             return connection.respond_error(event.id, McpError(
                 INTERNAL_ERROR, f"Internal error while handling {event.method}"))
-        return connection.respond(event.id, result)
+        try:
+            return connection.respond(event.id, result)
+        except ConnectionClosedError:
+            return False
+        except Exception:
+            # A bug of ours in shaping the answer must cost this request, never
+            # the session (whose task group would end with it).
+            log.exception("could not answer %s", event.method)
+            try:
+                return connection.respond_error(event.id, McpError(
+                    INTERNAL_ERROR, f"Internal error while answering {event.method}"))
+            except Exception:
+                return False
 
     async def _serve_notification(self, event: NotificationReceived) -> None:
         try:

@@ -157,3 +157,37 @@ async def test_tasks_through_mobius_serve_over_stdio(tmp_path: Path) -> None:
             assert result["content"][0]["text"] == "slow_task done in 2"
             polled = await client.request("tasks/get", {"taskId": task_id})
             assert polled["status"] == "completed"
+
+
+@pytest.mark.parametrize("revision", ["2025-06-18", "2026-07-28"])
+async def test_a_task_field_from_a_revision_without_tasks_is_a_plain_call(
+        revision: str, tmp_path: Path, gateways: list[Gateway]) -> None:
+    (tmp_path / "release").touch()
+    server = await gateway_server(tmp_path, gateways)
+    async with connect(server, revision=revision) as client:
+        with anyio.fail_after(20):
+            got = await client.session.request("tools/call", {
+                "name": "old__slow_task", "arguments": {}, "task": {"ttl": 1000}})
+            assert got["content"][0]["text"] == "slow_task done in 2" and "task" not in got
+            again = await client.call_tool("old__plain", {})
+        assert again["content"][0]["text"] == "plain"
+    assert lines(tmp_path / "runs").count("run slow_task") == 1
+
+
+async def test_a_task_field_from_2025_06_18_over_stdio_keeps_the_server_alive(
+        tmp_path: Path) -> None:
+    """``mobius serve --stdio --gateway`` once exited on such a call."""
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"old": legacy_entry(
+        tmp_path / "runs", RELEASE_FILE=str(tmp_path / "release"))}}))
+    (tmp_path / "release").touch()
+    target = StdioTarget(sys.executable, ("-m", "mobius_rpc", "serve", "--stdio", "--gateway",
+                                          str(config), "--gateway-pins", "off"))
+    with anyio.fail_after(60):
+        async with Client(target, revision="2025-06-18") as client:
+            await client.list_tools()
+            got = await client.request("tools/call", {
+                "name": "old__slow_task", "arguments": {}, "task": {}})
+            assert got["content"][0]["text"] == "slow_task done in 2"
+            plain = await client.request("tools/call", {"name": "old__plain", "arguments": {}})
+            assert plain["content"][0]["text"] == "plain"

@@ -152,3 +152,18 @@ async def test_tasks_do_not_exist_before_2025_11_25() -> None:
         with pytest.raises(McpError) as info:
             await client.request("tasks/list")
         assert info.value.code == -32601
+
+
+@pytest.mark.parametrize("revision", ["2024-11-05", "2025-03-26", "2025-06-18", "2026-07-28"])
+async def test_a_task_field_in_a_revision_without_tasks_runs_a_plain_call(
+        revision: str) -> None:
+    server, control = build()
+    control["release"].set()
+    async with connect(server, revision=revision) as client:
+        with anyio.fail_after(10):
+            got = await client.session.request("tools/call", {
+                "name": "wait_for_release", "arguments": {"label": "a"}, "task": {"ttl": 5}})
+            assert got["content"][0]["text"] == "released a" and "task" not in got
+            # the session survived: it goes on serving
+            again = await client.call_tool("plain", {})
+        assert again["content"][0]["text"] == "plain"
