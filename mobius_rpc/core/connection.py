@@ -72,6 +72,7 @@ from .revisions import (
     is_modern_request,
     looks_modern,
     negotiate_legacy,
+    served_capabilities,
 )
 from .schema import SchemaError, UnknownDefinition, schema_for
 from .state import SessionState, Trigger, accepts_requests, transition
@@ -488,7 +489,7 @@ class Connection:
         self.peer_info = client_info if isinstance(client_info, dict) else {}
         result: dict[str, Any] = {
             "protocolVersion": revision,
-            "capabilities": self.capabilities,
+            "capabilities": served_capabilities(self.capabilities, revision),
             "serverInfo": self.info,
         }
         if self.instructions:

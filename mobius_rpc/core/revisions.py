@@ -32,6 +32,8 @@ __all__ = (
     "has_form_mode_field",
     "has_stream_polling",
     "has_tasks",
+    "served_capabilities",
+    "served_tool",
 )
 
 
@@ -128,3 +130,20 @@ def has_tasks(revision: str | None) -> bool:
     request is just an unknown param: every revision's schema admits extra
     fields, so the request is served as a plain one."""
     return revision == "2025-11-25"
+
+
+def served_capabilities(capabilities: dict[str, Any], revision: str | None) -> dict[str, Any]:
+    """What of our server ``capabilities`` a client of ``revision`` is told: the
+    ``tasks`` capability only where the revision defines it (a server serving
+    several revisions declares it once, for the one that has it)."""
+    if "tasks" in capabilities and not has_tasks(revision):
+        return {k: v for k, v in capabilities.items() if k != "tasks"}
+    return capabilities
+
+
+def served_tool(tool: dict[str, Any], revision: str | None) -> dict[str, Any]:
+    """A ``Tool`` definition as ``revision`` has it: ``execution`` (task support)
+    only where tasks exist.  The same object when nothing is left out."""
+    if "execution" in tool and not has_tasks(revision):
+        return {k: v for k, v in tool.items() if k != "execution"}
+    return tool

@@ -32,7 +32,7 @@ import anyio
 from ..client.targets import Target
 from ..core.errors import INVALID_PARAMS, McpError
 from ..core.modern import META_LOG_LEVEL
-from ..core.revisions import Era
+from ..core.revisions import Era, has_tasks, served_tool
 from ..runtime.session import Session
 from ..server.builtins import BUILTINS
 from ..server.context import Context
@@ -318,6 +318,9 @@ class Gateway:
                     break
                 page_params = {**page_params, "cursor": cursor}
             items = local + self._views[kind]
+            if kind == "tools" and not has_tasks(ctx.protocol_version):
+                revision = ctx.protocol_version  # no execution.taskSupport without tasks
+                items = [served_tool(tool, revision) for tool in items]
             size = self._server.page_size if self._server is not None else 100
             found, next_cursor = paginate_by_key(kind, items, field, params, size)
             result: dict[str, Any] = {key: found}

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, McpError
+from ..core.revisions import has_tasks, served_capabilities, served_tool
 from .context import Context
 from .pagination import paginate
 from .registration import Registration
@@ -26,7 +27,8 @@ Builtin = Callable[[Registration, Context, Params], Awaitable[Result]]
 
 async def tools_list(server: Registration, ctx: Context, params: Params) -> Result:
     page, cursor = paginate("tools", server.tools.definitions(), params, server.page_size)
-    return _page({"tools": list(page)}, cursor)
+    revision = ctx.protocol_version
+    return _page({"tools": [served_tool(tool, revision) for tool in page]}, cursor)
 
 
 async def tools_call(server: Registration, ctx: Context, params: Params) -> Result:
@@ -43,6 +45,9 @@ async def tools_call(server: Registration, ctx: Context, params: Params) -> Resu
         task_ctx.task_id = record["task"]["taskId"]
         return record
     if tool is not None and tool.task_support == "required":
+        if not has_tasks(ctx.protocol_version):
+            raise McpError(METHOD_NOT_FOUND, f"Tool {name} runs only as a task, which protocol "
+                           f"revision {ctx.protocol_version} does not have")
         raise McpError(METHOD_NOT_FOUND, f"Tool {name} must be called as a task (params.task)")
     return await server.tools.call(name, params.get("arguments"), ctx)
 
@@ -114,7 +119,8 @@ async def set_level(server: Registration, ctx: Context, params: Params) -> Resul
 
 async def discover(server: Registration, ctx: Context, params: Params) -> Result:
     result: dict[str, Any] = {"supportedVersions": list(server.modern_revisions),
-                              "capabilities": server.capabilities()}
+                              "capabilities": served_capabilities(server.capabilities(),
+                                                                  ctx.protocol_version)}
     if server.instructions:
         result["instructions"] = server.instructions
     return result

@@ -11,7 +11,14 @@ import pytest
 
 from mobius_rpc.core.connection import Connection, Role
 from mobius_rpc.core.events import ErrorReceived, RequestReceived, ResponseReceived
-from mobius_rpc.core.revisions import ALL_REVISIONS, LEGACY_REVISIONS, MODERN_REVISIONS, has_tasks
+from mobius_rpc.core.revisions import (
+    ALL_REVISIONS,
+    LEGACY_REVISIONS,
+    MODERN_REVISIONS,
+    has_tasks,
+    served_capabilities,
+    served_tool,
+)
 from mobius_rpc.core.schema import UnknownDefinition, schema_for
 
 #: a server that declares task-augmented tools/call (as a gateway does)
@@ -110,3 +117,29 @@ def test_a_client_sending_a_task_field_without_tasks_expects_a_plain_result(
     assert [type(e) for e in events] == [ResponseReceived], events
     assert not any(isinstance(e, ErrorReceived) for e in events)
 
+
+
+@pytest.mark.parametrize("revision", LEGACY_REVISIONS)
+def test_initialize_declares_tasks_only_in_the_revision_that_has_them(revision: str) -> None:
+    conn = Connection(Role.SERVER, info={"name": "s", "version": "1"}, capabilities=CAPS,
+                      revisions=LEGACY_REVISIONS)
+    conn.receive(orjson.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": revision, "capabilities": {},
+        "clientInfo": {"name": "c", "version": "1"}}}), 0.0)
+    (reply,) = replies(conn)
+    caps = reply["result"]["capabilities"]
+    assert ("tasks" in caps) == has_tasks(revision)
+    assert caps["tools"] == {}
+    assert conn.capabilities is CAPS and "tasks" in CAPS  # ours unchanged, for gating
+
+
+@pytest.mark.parametrize("revision", ALL_REVISIONS)
+def test_a_tool_keeps_its_execution_field_only_where_tasks_exist(revision: str) -> None:
+    tool = {"name": "t", "inputSchema": {"type": "object"},
+            "execution": {"taskSupport": "optional"}}
+    served = served_tool(tool, revision)
+    assert ("execution" in served) == has_tasks(revision)
+    assert {k: v for k, v in served.items() if k != "execution"} == {
+        "name": "t", "inputSchema": {"type": "object"}}
+    assert served_capabilities(CAPS, revision).keys() == (
+        CAPS.keys() if has_tasks(revision) else {"tools"})

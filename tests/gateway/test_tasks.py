@@ -191,3 +191,17 @@ async def test_a_task_field_from_2025_06_18_over_stdio_keeps_the_server_alive(
             assert got["content"][0]["text"] == "slow_task done in 2"
             plain = await client.request("tools/call", {"name": "old__plain", "arguments": {}})
             assert plain["content"][0]["text"] == "plain"
+
+
+@pytest.mark.parametrize("revision", ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25",
+                                      "2026-07-28"])
+async def test_tasks_capability_and_upstream_execution_only_where_tasks_exist(
+        revision: str, tmp_path: Path, gateways: list[Gateway]) -> None:
+    server = await gateway_server(tmp_path, gateways)
+    async with connect(server, revision=revision) as client:
+        with_tasks = revision == LEGACY
+        assert ("tasks" in client.initialize_result["capabilities"]) == with_tasks
+        tools = {t["name"]: t for t in (await client.list_tools())["tools"]}
+        assert ("execution" in tools["old__slow_task"]) == with_tasks
+        assert ("execution" in tools["old__task_only"]) == with_tasks
+        assert "old__plain" in tools
