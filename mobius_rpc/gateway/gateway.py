@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -341,13 +342,17 @@ class Gateway:
         if level is not None and upstream.client.era is Era.MODERN:
             forwarded["_meta"] = {META_LOG_LEVEL: level}  # a modern upstream logs only if asked
         relay = Relay(ctx, name)
+        parks = self._server is not None and applies(ctx, upstream.client.era)
+        # a parked call's time waiting for input is not the upstream's: parking times it
+        limit = math.inf if parks else None
 
         def call() -> Awaitable[dict[str, Any]]:
             return upstream.request(method, forwarded, handlers=relay.handlers(),
-                                    on_progress=relay.progress())
-        if self._server is not None and applies(ctx, upstream.client.era):
+                                    on_progress=relay.progress(), timeout=limit)
+        if parks and self._server is not None:
             # a legacy upstream, a modern downstream: input requests park the call
-            result = await self.parking.forward(ctx, self._server.state_key, relay, call)
+            result = await self.parking.forward(ctx, self._server.state_key, relay, call,
+                                                upstream.options.timeout)
             if result.get("resultType") == "input_required":
                 return result
         else:
