@@ -266,7 +266,22 @@ class ParkedCall:
         self.poke()
 
     async def _watch(self) -> None:
-        """From the first time the call parks: drop it when no retry comes in time."""
+        """From the first time the call parks: drop it when no retry comes in time,
+        or when the connection that owns it closes (no retry can come from it)."""
+        session = self.relay.ctx.session if _kind(self.owner) == "session" else None
+        async with anyio.create_task_group() as tg:
+            if session is not None:
+                async def gone() -> None:
+                    await session.wait_finished()
+                    if not self.dropped:
+                        log.info("parked call %s: its connection closed; cancelling it "
+                                 "upstream", self.relay.upstream)
+                        self.drop()
+                tg.start_soon(gone)
+            await self._until_deadline()
+            tg.cancel_scope.cancel()
+
+    async def _until_deadline(self) -> None:
         while not self.dropped:
             if not self.attached and time.monotonic() >= self.deadline:
                 log.info("parked call %s: no retry in time; cancelling it upstream",
@@ -437,6 +452,10 @@ class Parking:
         """Cancel every parked call (the gateway is closing)."""
         for parked in list(self.live):
             parked.drop()
+
+
+def _kind(owner: Hashable) -> object:
+    return owner[0] if isinstance(owner, tuple) and owner else None
 
 
 def applies(ctx: Context, upstream_era: Era | None) -> bool:

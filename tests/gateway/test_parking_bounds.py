@@ -150,3 +150,18 @@ async def test_anonymous_callers_have_a_cap_of_their_own_checked_before_running(
             (tmp_path / "release").touch()
         assert lines(runs).count("run slow_task") == 2  # the refused one never ran
         assert not gw.parking.live
+
+
+async def test_a_parked_call_is_cancelled_when_its_connection_closes(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    """On a connection (stdio, WebSocket) the call belongs to it: once it is gone
+    no retry can come, so the call is not held until the parking deadline."""
+    runs = tmp_path / "runs"
+    server, gw = await gateway(tmp_path, gateways, ParkingOptions(timeout=60.0))
+    async with connect(server, revision=MODERN, elicitation=answer) as client:
+        first = await raw_call(client, "old__ask_then_hang")
+        assert first["resultType"] == "input_required" and len(gw.parking.calls) == 1
+    await wait_for_line(runs, "cancelled")  # long before the deadline
+    with anyio.fail_after(5):
+        while gw.parking.calls or gw.parking.live:
+            await anyio.sleep(0.02)
