@@ -41,7 +41,7 @@ from ..server.registration import Registration, RequestHandler
 from .parking import Parking, ParkingOptions, applies
 from .pinning import Pinning
 from .relay import Relay
-from .router import Naming, Router, hop_free, paginate_by_key
+from .router import HOP_PARAMS, Naming, Router, hop_free, paginate_by_key
 from .tasks import TASKS_CAPABILITY, start_task
 from .upstreams import Upstream, UpstreamOptions
 
@@ -54,8 +54,7 @@ _LISTS = {"tools/list": ("tools", "name", "tools"),
           "resources/list": ("resources", "uri", "resources"),
           "resources/templates/list": ("resourceTemplates", "uriTemplate", "templates"),
           "prompts/list": ("prompts", "name", "prompts")}
-#: params of a downstream request that belong to the downstream hop only
-_HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
+_HOP_PARAMS = HOP_PARAMS
 #: tool fields that describe how *this* server runs a tool: none (an upstream's
 #: ``execution.taskSupport`` is served as it is, see :mod:`.tasks`)
 _TOOL_LOCAL_FIELDS: tuple[str, ...] = ()

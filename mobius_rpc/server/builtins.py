@@ -18,7 +18,7 @@ from .context import Context
 from .pagination import paginate
 from .registration import Registration
 
-__all__ = ("BUILTINS", "QUIET_METHODS", "Builtin")
+__all__ = ("BUILTINS", "QUIET_METHODS", "Builtin", "start_tool_task")
 
 Params = dict[str, Any]
 Result = dict[str, Any]
@@ -38,18 +38,27 @@ async def tools_call(server: Registration, ctx: Context, params: Params) -> Resu
     if tool is not None and as_task:
         if tool.task_support == "forbidden":
             raise McpError(INVALID_PARAMS, f"Tool {name} cannot run as a task")
-        task_ctx = Context(ctx.server, ctx.session, ctx.request)
-        record = await server.task_manager.begin(
-            ctx.session, params.get("task") or {},
-            lambda: server.tools.call(name, params.get("arguments"), task_ctx))
-        task_ctx.task_id = record["task"]["taskId"]
-        return record
+        return await start_tool_task(server, ctx, params, lambda task_ctx: server.tools.call(
+            name, params.get("arguments"), task_ctx))
     if tool is not None and tool.task_support == "required":
         if not has_tasks(ctx.protocol_version):
             raise McpError(METHOD_NOT_FOUND, f"Tool {name} runs only as a task, which protocol "
                            f"revision {ctx.protocol_version} does not have")
         raise McpError(METHOD_NOT_FOUND, f"Tool {name} must be called as a task (params.task)")
     return await server.tools.call(name, params.get("arguments"), ctx)
+
+
+async def start_tool_task(server: Registration, ctx: Context, params: Params,
+                          work: Callable[[Context], Awaitable[Result]]) -> Result:
+    """Run ``work`` as a task of the session and answer its ``CreateTaskResult``.
+
+    ``work`` gets a context of its own, which names the task (its elicitation
+    and sampling say which task asks) and outlives the request."""
+    task_ctx = Context(ctx.server, ctx.session, ctx.request)
+    record = await server.task_manager.begin(ctx.session, params.get("task") or {},
+                                             lambda: work(task_ctx))
+    task_ctx.task_id = record["task"]["taskId"]
+    return record
 
 
 async def tasks_get(server: Registration, ctx: Context, params: Params) -> Result:
