@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from anyio.abc import TaskGroup
 
 from ..core.connection import Connection, Role
@@ -55,9 +56,11 @@ class CallHandlers:
     Over a legacy connection a server request carries nothing that names the
     call it belongs to, so it is attributed to the one call in flight that has
     handlers; when several are in flight it goes to them only if they share
-    one ``owner`` (the same downstream session, say), and is refused
-    otherwise rather than risk asking the wrong user.  A 2026-07-28 input
-    request always belongs to its call.
+    one ``owner`` (the same downstream session, say).  Otherwise it waits
+    (``ClientSession.ambiguous_wait`` at most) until the calls in flight
+    share one owner again, as when the other callers' calls end, and is
+    refused if they do not rather than risk asking the wrong user.  A
+    2026-07-28 input request always belongs to its call.
     """
 
     sampling: Callback | None = None
@@ -154,6 +157,10 @@ class RequestHelpers:
 
 
 class ClientSession(RequestHelpers):
+    #: seconds a server request that cannot be attributed to one caller's call
+    #: waits for the calls in flight to share one owner (see CallHandlers)
+    ambiguous_wait: float = 30.0
+
     def __init__(self, stream: MessageStream, *, name: str = "mobius-client",
                  version: str = "0.1.0", sampling: Callback | None = None,
                  elicitation: Callback | None = None, roots: RootsCallback | None = None,
@@ -178,6 +185,8 @@ class ClientSession(RequestHelpers):
         #: per-call handlers of the calls in flight, by a number of our own
         self._calls: dict[int, CallHandlers] = {}
         self._next_call = 0
+        #: set (and replaced) whenever a call with handlers ends
+        self._call_ended: anyio.Event | None = None
         self.connection = Connection(Role.CLIENT, info={"name": name, "version": version},
                                      capabilities=caps, revisions=revisions,
                                      modern_revisions=modern_revisions, limits=limits,
@@ -227,9 +236,23 @@ class ClientSession(RequestHelpers):
         try:
             handlers = self._attributed()
         except _Ambiguous:
-            raise McpError(INTERNAL_ERROR, f"{request.method}: several calls are in flight "
-                           "for different callers; cannot tell which one this is for") from None
+            handlers = await self._wait_attributable(request.method)
         return await self._answer(request.method, request.params, handlers)
+
+    async def _wait_attributable(self, method: str) -> CallHandlers | None:
+        """Wait until the calls in flight share one owner; refuse the request if
+        they do not within ``ambiguous_wait`` (it would go to the wrong user)."""
+        with anyio.move_on_after(self.ambiguous_wait):
+            while True:
+                if self._call_ended is None:
+                    self._call_ended = anyio.Event()
+                await self._call_ended.wait()
+                try:
+                    return self._attributed()
+                except _Ambiguous:
+                    continue
+        raise McpError(INTERNAL_ERROR, f"{method}: several calls are in flight for different "
+                       "callers; cannot tell which one this is for")
 
     def _attributed(self) -> CallHandlers | None:
         """The handlers of the call a legacy server request belongs to (None: ours)."""
@@ -309,6 +332,9 @@ class ClientSession(RequestHelpers):
                                        handlers)
         finally:
             del self._calls[key]
+            ended, self._call_ended = self._call_ended, None
+            if ended is not None:
+                ended.set()
 
     async def _request(self, method: str, params: dict[str, Any] | None,
                        timeout: float | None, on_progress: ProgressCallback | None,

@@ -165,3 +165,28 @@ async def test_a_parked_call_is_cancelled_when_its_connection_closes(
     with anyio.fail_after(5):
         while gw.parking.calls or gw.parking.live:
             await anyio.sleep(0.02)
+
+
+async def test_another_callers_question_waits_for_the_parked_call_instead_of_failing(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    """While alice's call is parked, bob's question on the same (stdio) upstream
+    cannot be attributed; it waits until alice's call ends, then reaches bob,
+    where it used to be refused after bob's order was placed."""
+    runs = tmp_path / "runs"
+    server, gw = await gateway(tmp_path, gateways, ParkingOptions())
+    async with connect(server, revision=MODERN, elicitation=answer) as alice, \
+            connect(server, revision=MODERN, elicitation=answer) as bob:
+        first = await raw_call(alice, "old__order", {"item": "a"})
+        assert first["resultType"] == "input_required"
+        got: dict[str, Any] = {}
+        async with anyio.create_task_group() as tg:
+            async def bobs() -> None:
+                got.update(await bob.call_tool("old__order", {"item": "b"}))
+            tg.start_soon(bobs)
+            await wait_for_line(runs, "run order b")
+            done = await raw_call(alice, "old__order", {"item": "a"},
+                                  inputResponses=answers_for(first),
+                                  requestState=first["requestState"])
+            assert done["content"][0]["text"] == "ordered a to DELIVER THE A WHERE?"
+        assert got["content"][0]["text"] == "ordered b to re:Deliver the b where?"
+        assert not gw.parking.live
