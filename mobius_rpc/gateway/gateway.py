@@ -54,7 +54,7 @@ _LISTS = {"tools/list": ("tools", "name", "tools"),
           "resources/list": ("resources", "uri", "resources"),
           "resources/templates/list": ("resourceTemplates", "uriTemplate", "templates"),
           "prompts/list": ("prompts", "name", "prompts")}
-_HOP_PARAMS = HOP_PARAMS
+_HOP_PARAMS = HOP_PARAMS  # the params only the downstream hop has (never forwarded)
 #: tool fields that describe how *this* server runs a tool: none (an upstream's
 #: ``execution.taskSupport`` is served as it is, see :mod:`.tasks`)
 _TOOL_LOCAL_FIELDS: tuple[str, ...] = ()
