@@ -15,7 +15,7 @@ from mobius_rpc.client.client import Client
 from mobius_rpc.client.targets import StdioTarget
 from mobius_rpc.core.errors import McpError
 from mobius_rpc.gateway import Gateway
-from tests.conftest import connect
+from tests.conftest import connect, serve_asgi
 
 from .conftest import FAST, local_server
 from .test_parking import legacy_entry, lines, wait_for_line
@@ -205,3 +205,27 @@ async def test_tasks_capability_and_upstream_execution_only_where_tasks_exist(
         assert ("execution" in tools["old__slow_task"]) == with_tasks
         assert ("execution" in tools["old__task_only"]) == with_tasks
         assert "old__plain" in tools
+
+
+async def test_a_task_field_over_2026_07_28_http_is_a_plain_call_not_a_500(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    import httpx
+
+    (tmp_path / "release").touch()
+    server = await gateway_server(tmp_path, gateways)
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}
+    async with serve_asgi(server.http_app()) as base, httpx.AsyncClient(timeout=20) as http:
+        for rid, (name, extra) in enumerate([("old__slow_task", {"task": {}}),
+                                             ("old__plain", {})]):
+            response = await http.post(f"http://{base}/mcp", json={
+                "jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                "params": {"name": name, "arguments": {}, "_meta": meta, **extra}}, headers={
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call",
+                "Mcp-Name": name})
+            assert response.status_code == 200, response.text
+            text = json.loads(response.text)["result"]["content"][0]["text"]
+            assert text == ("slow_task done in 2" if name == "old__slow_task" else "plain")
+    assert lines(tmp_path / "runs").count("run slow_task") == 1
