@@ -31,6 +31,7 @@ from ..core.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, McpError
 from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
 from ..core.limits import Limits
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
+from ..core.types import RequestId
 from ..runtime.session import ProgressCallback, Session
 from ..transports.base import MessageStream
 
@@ -187,6 +188,8 @@ class ClientSession(RequestHelpers):
         self._next_call = 0
         #: set (and replaced) whenever a call with handlers ends
         self._call_ended: anyio.Event | None = None
+        #: JSON-RPC id of each request of a call with handlers -> that call's number
+        self._call_ids: dict[RequestId, int] = {}
         self.connection = Connection(Role.CLIENT, info={"name": name, "version": version},
                                      capabilities=caps, revisions=revisions,
                                      modern_revisions=modern_revisions, limits=limits,
@@ -233,10 +236,12 @@ class ClientSession(RequestHelpers):
 
     async def handle_request(self, session: Session, request: RequestReceived
                              ) -> dict[str, Any]:
-        try:
-            handlers = self._attributed()
-        except _Ambiguous:
-            handlers = await self._wait_attributable(request.method)
+        handlers = self._related(request.id)
+        if handlers is None:
+            try:
+                handlers = self._attributed()
+            except _Ambiguous:
+                handlers = await self._wait_attributable(request.method)
         return await self._answer(request.method, request.params, handlers)
 
     async def _wait_attributable(self, method: str) -> CallHandlers | None:
@@ -253,6 +258,16 @@ class ClientSession(RequestHelpers):
                     continue
         raise McpError(INTERNAL_ERROR, f"{method}: several calls are in flight for different "
                        "callers; cannot tell which one this is for")
+
+    def _related(self, request_id: RequestId) -> CallHandlers | None:
+        """The handlers of the call a server request names by the way it came: a
+        transport that tells (Streamable HTTP: the call's own response stream)."""
+        related = getattr(self.session.stream, "related_requests", None)
+        if not isinstance(related, dict):
+            return None
+        ours = related.pop(request_id, None)
+        key = self._call_ids.get(ours) if ours is not None else None
+        return self._calls.get(key) if key is not None else None
 
     def _attributed(self) -> CallHandlers | None:
         """The handlers of the call a legacy server request belongs to (None: ours)."""
@@ -327,20 +342,28 @@ class ClientSession(RequestHelpers):
             return await self._request(method, params, timeout, on_progress, max_rounds, None)
         key = self._next_call = self._next_call + 1
         self._calls[key] = handlers
+        ids: list[RequestId] = []
         try:
             return await self._request(method, params, timeout, on_progress, max_rounds,
-                                       handlers)
+                                       handlers, (key, ids))
         finally:
             del self._calls[key]
+            for request_id in ids:
+                self._call_ids.pop(request_id, None)
             ended, self._call_ended = self._call_ended, None
             if ended is not None:
                 ended.set()
 
     async def _request(self, method: str, params: dict[str, Any] | None,
                        timeout: float | None, on_progress: ProgressCallback | None,
-                       max_rounds: int, handlers: CallHandlers | None) -> dict[str, Any]:
+                       max_rounds: int, handlers: CallHandlers | None,
+                       call: tuple[int, list[RequestId]] | None = None) -> dict[str, Any]:
+        def note(request_id: RequestId) -> None:
+            if call is not None:  # what the server sends about it names this call
+                call[1].append(request_id)
+                self._call_ids[request_id] = call[0]
         result = await self.session.request(method, params, timeout=timeout,
-                                            on_progress=on_progress)
+                                            on_progress=on_progress, on_id=note)
         rounds = 0
         while (self.connection.era is Era.MODERN
                and result.get("resultType") == "input_required"):

@@ -522,8 +522,12 @@ class Session:
 
     async def request(self, method: str, params: dict[str, Any] | None = None, *,
                       timeout: float | None = None,
-                      on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+                      on_progress: ProgressCallback | None = None,
+                      on_id: Callable[[RequestId], None] | None = None) -> dict[str, Any]:
         """Send a request to the peer and wait for its result.
+
+        ``on_id`` is told the request's id once it is queued (a caller that
+        must recognise what the peer sends about it).
 
         :raises McpError: the peer answered with an error (or an invalid result).
         :raises RequestTimeoutError: no answer in time; the peer got
@@ -541,6 +545,8 @@ class Session:
         request_id = connection.request(method, params, now=now, timeout=timeout,
                                         progress=on_progress is not None,
                                         related=current_request.get())
+        if on_id is not None:
+            on_id(request_id)
         return await self.wait_for(request_id, method, timeout, on_progress)
 
     async def wait_for(self, request_id: RequestId, method: str, timeout: float,

@@ -190,3 +190,34 @@ async def test_another_callers_question_waits_for_the_parked_call_instead_of_fai
             assert done["content"][0]["text"] == "ordered a to DELIVER THE A WHERE?"
         assert got["content"][0]["text"] == "ordered b to re:Deliver the b where?"
         assert not gw.parking.live
+
+
+async def test_over_streamable_http_each_callers_question_reaches_its_caller_at_once(
+        tmp_path: Path, gateways: list[Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A legacy Streamable HTTP upstream sends a call's requests on that call's
+    response stream: they are attributed by it, so bob's question reaches bob
+    while alice's call is still parked (no waiting on alice, no refusal)."""
+    from .legacy_upstream import build
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("RUNS_FILE", str(runs))
+    async with serve_asgi(build().http_app()) as upstream_base:
+        server = local_server()
+        made = Gateway({"old": {"url": f"http://{upstream_base}/mcp"}}, options=FAST,
+                       parking=ParkingOptions()).attach(server)
+        gateways.append(made)
+        await made.wait_ready()
+        assert made.upstreams["old"].client.era is not None
+        assert made.upstreams["old"].client.era.value == "legacy"
+        async with connect(server, revision=MODERN, elicitation=answer) as alice, \
+                connect(server, revision=MODERN, elicitation=answer) as bob:
+            first = await raw_call(alice, "old__order", {"item": "a"})
+            assert first["resultType"] == "input_required"
+            with anyio.fail_after(10):  # well inside the 30 s an unattributed one may wait
+                got = await bob.call_tool("old__order", {"item": "b"})
+            assert got["content"][0]["text"] == "ordered b to re:Deliver the b where?"
+            done = await raw_call(alice, "old__order", {"item": "a"},
+                                  inputResponses=answers_for(first),
+                                  requestState=first["requestState"])
+            assert done["content"][0]["text"] == "ordered a to DELIVER THE A WHERE?"
+        await made.aclose()
