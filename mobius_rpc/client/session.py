@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from anyio.abc import TaskGroup
 
 from ..core.connection import Connection, Role
@@ -30,6 +31,7 @@ from ..core.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, McpError
 from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
 from ..core.limits import Limits
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
+from ..core.types import RequestId
 from ..runtime.session import ProgressCallback, Session
 from ..transports.base import MessageStream
 
@@ -55,9 +57,11 @@ class CallHandlers:
     Over a legacy connection a server request carries nothing that names the
     call it belongs to, so it is attributed to the one call in flight that has
     handlers; when several are in flight it goes to them only if they share
-    one ``owner`` (the same downstream session, say), and is refused
-    otherwise rather than risk asking the wrong user.  A 2026-07-28 input
-    request always belongs to its call.
+    one ``owner`` (the same downstream session, say).  Otherwise it waits
+    (``ClientSession.ambiguous_wait`` at most) until the calls in flight
+    share one owner again, as when the other callers' calls end, and is
+    refused if they do not rather than risk asking the wrong user.  A
+    2026-07-28 input request always belongs to its call.
     """
 
     sampling: Callback | None = None
@@ -154,6 +158,10 @@ class RequestHelpers:
 
 
 class ClientSession(RequestHelpers):
+    #: seconds a server request that cannot be attributed to one caller's call
+    #: waits for the calls in flight to share one owner (see CallHandlers)
+    ambiguous_wait: float = 30.0
+
     def __init__(self, stream: MessageStream, *, name: str = "mobius-client",
                  version: str = "0.1.0", sampling: Callback | None = None,
                  elicitation: Callback | None = None, roots: RootsCallback | None = None,
@@ -178,6 +186,10 @@ class ClientSession(RequestHelpers):
         #: per-call handlers of the calls in flight, by a number of our own
         self._calls: dict[int, CallHandlers] = {}
         self._next_call = 0
+        #: set (and replaced) whenever a call with handlers ends
+        self._call_ended: anyio.Event | None = None
+        #: JSON-RPC id of each request of a call with handlers -> that call's number
+        self._call_ids: dict[RequestId, int] = {}
         self.connection = Connection(Role.CLIENT, info={"name": name, "version": version},
                                      capabilities=caps, revisions=revisions,
                                      modern_revisions=modern_revisions, limits=limits,
@@ -224,12 +236,38 @@ class ClientSession(RequestHelpers):
 
     async def handle_request(self, session: Session, request: RequestReceived
                              ) -> dict[str, Any]:
-        try:
-            handlers = self._attributed()
-        except _Ambiguous:
-            raise McpError(INTERNAL_ERROR, f"{request.method}: several calls are in flight "
-                           "for different callers; cannot tell which one this is for") from None
+        handlers = self._related(request.id)
+        if handlers is None:
+            try:
+                handlers = self._attributed()
+            except _Ambiguous:
+                handlers = await self._wait_attributable(request.method)
         return await self._answer(request.method, request.params, handlers)
+
+    async def _wait_attributable(self, method: str) -> CallHandlers | None:
+        """Wait until the calls in flight share one owner; refuse the request if
+        they do not within ``ambiguous_wait`` (it would go to the wrong user)."""
+        with anyio.move_on_after(self.ambiguous_wait):
+            while True:
+                if self._call_ended is None:
+                    self._call_ended = anyio.Event()
+                await self._call_ended.wait()
+                try:
+                    return self._attributed()
+                except _Ambiguous:
+                    continue
+        raise McpError(INTERNAL_ERROR, f"{method}: several calls are in flight for different "
+                       "callers; cannot tell which one this is for")
+
+    def _related(self, request_id: RequestId) -> CallHandlers | None:
+        """The handlers of the call a server request names by the way it came: a
+        transport that tells (Streamable HTTP: the call's own response stream)."""
+        related = getattr(self.session.stream, "related_requests", None)
+        if not isinstance(related, dict):
+            return None
+        ours = related.pop(request_id, None)
+        key = self._call_ids.get(ours) if ours is not None else None
+        return self._calls.get(key) if key is not None else None
 
     def _attributed(self) -> CallHandlers | None:
         """The handlers of the call a legacy server request belongs to (None: ours)."""
@@ -304,17 +342,28 @@ class ClientSession(RequestHelpers):
             return await self._request(method, params, timeout, on_progress, max_rounds, None)
         key = self._next_call = self._next_call + 1
         self._calls[key] = handlers
+        ids: list[RequestId] = []
         try:
             return await self._request(method, params, timeout, on_progress, max_rounds,
-                                       handlers)
+                                       handlers, (key, ids))
         finally:
             del self._calls[key]
+            for request_id in ids:
+                self._call_ids.pop(request_id, None)
+            ended, self._call_ended = self._call_ended, None
+            if ended is not None:
+                ended.set()
 
     async def _request(self, method: str, params: dict[str, Any] | None,
                        timeout: float | None, on_progress: ProgressCallback | None,
-                       max_rounds: int, handlers: CallHandlers | None) -> dict[str, Any]:
+                       max_rounds: int, handlers: CallHandlers | None,
+                       call: tuple[int, list[RequestId]] | None = None) -> dict[str, Any]:
+        def note(request_id: RequestId) -> None:
+            if call is not None:  # what the server sends about it names this call
+                call[1].append(request_id)
+                self._call_ids[request_id] = call[0]
         result = await self.session.request(method, params, timeout=timeout,
-                                            on_progress=on_progress)
+                                            on_progress=on_progress, on_id=note)
         rounds = 0
         while (self.connection.era is Era.MODERN
                and result.get("resultType") == "input_required"):

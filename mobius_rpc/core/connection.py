@@ -68,11 +68,13 @@ from .revisions import (
     LEGACY_REVISIONS,
     Era,
     has_batches,
+    has_tasks,
     is_modern_request,
     looks_modern,
     negotiate_legacy,
+    served_capabilities,
 )
-from .schema import SchemaError, schema_for
+from .schema import SchemaError, UnknownDefinition, schema_for
 from .state import SessionState, Trigger, accepts_requests, transition
 from .types import TransportContext
 
@@ -433,10 +435,12 @@ class Connection:
             return
         meta_obj = req.params.get("_meta")
         token = meta_obj.get("progressToken") if isinstance(meta_obj, dict) else None
-        # A task-augmented request is answered with CreateTaskResult, but only
-        # when we declared task support for it; otherwise the field is ignored.
-        task = "task" in req.params and req.method == "tools/call" and has_capability(
-            self.capabilities, ("tasks", "requests", "tools", "call"))
+        # A task-augmented request is answered with CreateTaskResult, but only in
+        # a revision that has tasks and when we declared task support for it;
+        # otherwise the field is an unknown param of a plain call (open schemas).
+        task = "task" in req.params and req.method == "tools/call" and has_tasks(
+            revision) and has_capability(self.capabilities, ("tasks", "requests", "tools",
+                                                             "call"))
         self._in_flight[req.id] = _InFlight(req.method, token, batch, revision,
                                             "CreateTaskResult" if task else spec.result_def, task)
         if batch is not None:
@@ -485,7 +489,7 @@ class Connection:
         self.peer_info = client_info if isinstance(client_info, dict) else {}
         result: dict[str, Any] = {
             "protocolVersion": revision,
-            "capabilities": self.capabilities,
+            "capabilities": served_capabilities(self.capabilities, revision),
             "serverInfo": self.info,
         }
         if self.instructions:
@@ -615,6 +619,10 @@ class Connection:
             except SchemaError as exc:
                 return McpError(INTERNAL_ERROR, f"invalid {method} result from peer: "
                                 f"{exc.path or '<result>'}: {exc.message}")
+            except UnknownDefinition as exc:
+                log.error("cannot check a %s result: %s", method, exc)
+                return McpError(INTERNAL_ERROR, f"Internal error: no {result_def} in "
+                                f"{revision} to check the {method} result against")
         return None
 
     def _on_initialize_result(self, request_id: RequestId, result: Any,
@@ -665,9 +673,11 @@ class Connection:
         if self.validate and result_def is not None:
             try:
                 schema_for(revision).check(result_def, result)
-            except SchemaError as exc:
-                log.error("refusing to send an invalid %s result (%s: %s); sent -32603 instead",
-                          entry.method, exc.path or "<result>", exc.message)
+            except (SchemaError, UnknownDefinition) as exc:
+                # a result that fails its definition, or whose definition the
+                # revision lacks (a bug of ours): -32603 for this request only
+                log.error("refusing to send an invalid %s result (%s); sent -32603 instead",
+                          entry.method, exc)
                 self._queue(jsonrpc.error_response(request_id, McpError(
                     INTERNAL_ERROR, f"Internal error: the {entry.method} result failed "
                     "validation")), entry.batch)
@@ -750,7 +760,8 @@ class Connection:
         self._check_outgoing(spec, message)
         if timeout is None:
             timeout = self.limits.request_timeout
-        task = method == "tools/call" and params is not None and "task" in params
+        task = method == "tools/call" and params is not None and "task" in params \
+            and has_tasks(self.revision)
         self._outstanding[request_id] = _Outstanding(method, now + timeout, token, task)
         self._outbox.append((jsonrpc.dumps(message), related, ()))
         return request_id
@@ -885,6 +896,9 @@ class Connection:
             raise LocalProtocolError(
                 INVALID_PARAMS, f"refusing to send an invalid {spec.method}: "
                 f"{exc.path or '<message>'}: {exc.message}") from None
+        except UnknownDefinition as exc:
+            raise LocalProtocolError(
+                INTERNAL_ERROR, f"cannot send {spec.method}: {exc}") from None
 
     def cancel(self, request_id: RequestId, reason: str | None = None) -> None:
         """Give up on a request we sent: forget it and tell the peer.

@@ -31,6 +31,9 @@ __all__ = (
     "has_progress_message",
     "has_form_mode_field",
     "has_stream_polling",
+    "has_tasks",
+    "served_capabilities",
+    "served_tool",
 )
 
 
@@ -118,3 +121,29 @@ def has_stream_polling(revision: str | None) -> bool:
     answer, after a priming event with an id, and the client resumes it with
     ``Last-Event-ID`` (later revisions have no such response streams)."""
     return revision == "2025-11-25"
+
+
+def has_tasks(revision: str | None) -> bool:
+    """Task-augmented requests, the ``tasks`` capability and ``Tool.execution``
+    exist only in 2025-11-25 (2026-07-28 moved tasks out of the core protocol
+    into an extension we do not serve).  Elsewhere a ``task`` field in a
+    request is just an unknown param: every revision's schema admits extra
+    fields, so the request is served as a plain one."""
+    return revision == "2025-11-25"
+
+
+def served_capabilities(capabilities: dict[str, Any], revision: str | None) -> dict[str, Any]:
+    """What of our server ``capabilities`` a client of ``revision`` is told: the
+    ``tasks`` capability only where the revision defines it (a server serving
+    several revisions declares it once, for the one that has it)."""
+    if "tasks" in capabilities and not has_tasks(revision):
+        return {k: v for k, v in capabilities.items() if k != "tasks"}
+    return capabilities
+
+
+def served_tool(tool: dict[str, Any], revision: str | None) -> dict[str, Any]:
+    """A ``Tool`` definition as ``revision`` has it: ``execution`` (task support)
+    only where tasks exist.  The same object when nothing is left out."""
+    if "execution" in tool and not has_tasks(revision):
+        return {k: v for k, v in tool.items() if k != "execution"}
+    return tool

@@ -23,7 +23,7 @@ import jsonschema_rs
 
 from .schemagen import DIALECT, compile_revision
 
-__all__ = ("SchemaError", "RevisionSchema", "schema_for")
+__all__ = ("SchemaError", "UnknownDefinition", "RevisionSchema", "schema_for")
 
 _MAX_MESSAGE = 200
 #: Error kinds that say "this is a different variant", not "this variant is broken".
@@ -43,6 +43,19 @@ class SchemaError(Exception):
         self.path = path
         self.message = message
         self.definition = definition
+
+
+class UnknownDefinition(KeyError):
+    """The revision has no definition of that name: a message of a kind the
+    revision lacks (a bug of ours when it is a message we send, never the peer's).
+
+    A ``KeyError`` for callers that looked definitions up before it existed.
+    """
+
+    def __init__(self, revision: str, name: str) -> None:
+        super().__init__(f"MCP {revision} has no definition {name!r}")
+        self.revision = revision
+        self.name = name
 
 
 def _refs(node: Any, found: set[str]) -> None:
@@ -92,7 +105,7 @@ class RevisionSchema:
 
     def _closure(self, name: str) -> list[str]:
         if name not in self._defs:
-            raise KeyError(f"MCP {self.revision} has no definition {name!r}")
+            raise UnknownDefinition(self.revision, name)
         seen = {name}
         todo = [name]
         while todo:

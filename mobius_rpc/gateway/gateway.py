@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,7 +33,7 @@ import anyio
 from ..client.targets import Target
 from ..core.errors import INVALID_PARAMS, McpError
 from ..core.modern import META_LOG_LEVEL
-from ..core.revisions import Era
+from ..core.revisions import Era, has_tasks, served_tool
 from ..runtime.session import Session
 from ..server.builtins import BUILTINS
 from ..server.context import Context
@@ -40,7 +41,7 @@ from ..server.registration import Registration, RequestHandler
 from .parking import Parking, ParkingOptions, applies
 from .pinning import Pinning
 from .relay import Relay
-from .router import Naming, Router, hop_free, paginate_by_key
+from .router import HOP_PARAMS, Naming, Router, hop_free, paginate_by_key
 from .tasks import TASKS_CAPABILITY, start_task
 from .upstreams import Upstream, UpstreamOptions
 
@@ -53,8 +54,7 @@ _LISTS = {"tools/list": ("tools", "name", "tools"),
           "resources/list": ("resources", "uri", "resources"),
           "resources/templates/list": ("resourceTemplates", "uriTemplate", "templates"),
           "prompts/list": ("prompts", "name", "prompts")}
-#: params of a downstream request that belong to the downstream hop only
-_HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
+_HOP_PARAMS = HOP_PARAMS  # the params only the downstream hop has (never forwarded)
 #: tool fields that describe how *this* server runs a tool: none (an upstream's
 #: ``execution.taskSupport`` is served as it is, see :mod:`.tasks`)
 _TOOL_LOCAL_FIELDS: tuple[str, ...] = ()
@@ -318,6 +318,9 @@ class Gateway:
                     break
                 page_params = {**page_params, "cursor": cursor}
             items = local + self._views[kind]
+            if kind == "tools" and not has_tasks(ctx.protocol_version):
+                revision = ctx.protocol_version  # no execution.taskSupport without tasks
+                items = [served_tool(tool, revision) for tool in items]
             size = self._server.page_size if self._server is not None else 100
             found, next_cursor = paginate_by_key(kind, items, field, params, size)
             result: dict[str, Any] = {key: found}
@@ -338,13 +341,17 @@ class Gateway:
         if level is not None and upstream.client.era is Era.MODERN:
             forwarded["_meta"] = {META_LOG_LEVEL: level}  # a modern upstream logs only if asked
         relay = Relay(ctx, name)
+        parks = self._server is not None and applies(ctx, upstream.client.era)
+        # a parked call's time waiting for input is not the upstream's: parking times it
+        limit = math.inf if parks else None
 
         def call() -> Awaitable[dict[str, Any]]:
             return upstream.request(method, forwarded, handlers=relay.handlers(),
-                                    on_progress=relay.progress())
-        if self._server is not None and applies(ctx, upstream.client.era):
+                                    on_progress=relay.progress(), timeout=limit)
+        if parks and self._server is not None:
             # a legacy upstream, a modern downstream: input requests park the call
-            result = await self.parking.forward(ctx, self._server.state_key, relay, call)
+            result = await self.parking.forward(ctx, self._server.state_key, relay, call,
+                                                upstream.options.timeout)
             if result.get("resultType") == "input_required":
                 return result
         else:

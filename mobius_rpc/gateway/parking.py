@@ -18,12 +18,19 @@ again on the retry would run the tool's side effects twice, so instead:
   (another round).
 
 Bounds: a call parked longer than ``timeout`` without a retry is cancelled
-upstream (``notifications/cancelled``) and forgotten; at most ``per_owner``
-calls per caller and ``total`` in all are parked at once (one more is
-refused with -31030 and cancelled); cancelling a downstream round cancels
-the upstream call.  A parked call lives in the memory of the replica that
-parked it: a retry that reaches another replica gets a clear -32602 error
-(that replica holds no such call) and nothing runs again.
+upstream (``notifications/cancelled``) and forgotten; a call that fails while
+parked is forgotten at once.  At most ``per_owner`` calls per caller,
+``anonymous`` of the callers that name no one, and ``total`` in all may run
+or wait this way at once: one more is refused with -31030 *before* it starts
+upstream, so nothing of it ran.  Cancelling a downstream round cancels the
+upstream call.  Time spent waiting for the downstream's answers is not the
+upstream's: the upstream's per-call timeout counts only the time the call
+works (no input request of it waiting), and a parked call that times out or
+is abandoned never counts as a failure of the upstream (its breaker).
+
+A parked call lives in the memory of the replica that parked it: a retry
+that reaches another replica gets a clear -32602 error (that replica holds
+no such call) and nothing runs again.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from typing import Any
 import anyio
 
 from ..client.background import spawn_background
-from ..core.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError
+from ..core.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, RequestTimeoutError
 from ..core.request_state import open_state, seal_state
 from ..core.revisions import Era
 from ..core.types import TransportKind
@@ -54,6 +61,10 @@ log = logging.getLogger("mobius_rpc.gateway")
 
 #: where a sealed requestState carries the parked call's id
 PARKED_KEY = "io.mobius-rpc/parked-call"
+#: upstream requests one inbox holds at once (more are refused upstream)
+MAX_WAITING = 64
+#: the owner of every unauthenticated stateless HTTP caller (see :func:`owner_of`)
+ANONYMOUS: Hashable = ("anonymous",)
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,9 @@ class ParkingOptions:
 
     #: seconds a parked call waits for the downstream's retry
     timeout: float = 60.0
-    #: parked calls per caller, and in all
+    #: calls per caller, of anonymous callers (who cannot be told apart), and in all
     per_owner: int = 16
+    anonymous: int = 64
     total: int = 256
     #: seconds an input round waits for more input requests after the first
     gather: float = 0.05
@@ -81,17 +93,19 @@ def owner_of(ctx: Context) -> Hashable:
             return ("principal", getattr(principal, "organization", None), user)
         return ("principal", repr(principal))
     if ctx.transport.kind is TransportKind.STREAMABLE_HTTP and ctx.modern:
-        return ("anonymous",)
+        return ANONYMOUS
     return ("session", id(ctx.session))
 
 
 class _Slot:
     """One upstream request waiting for the downstream's answer."""
 
-    __slots__ = ("embedded", "answered", "value", "error")
+    __slots__ = ("embedded", "asker", "answered", "value", "error")
 
-    def __init__(self, embedded: dict[str, Any]) -> None:
+    def __init__(self, embedded: dict[str, Any], asker: ParkedCall | None) -> None:
         self.embedded = embedded
+        #: the call that asked, when it can be told (None: any call of the inbox)
+        self.asker = asker
         self.answered = anyio.Event()
         self.value: dict[str, Any] = {}
         self.error: McpError | None = None
@@ -107,6 +121,11 @@ class Inbox:
     any of them shows all its waiting requests (an answer is taken once).
     Different callers never share one: their requests are refused as
     ambiguous rather than shown to the wrong user.
+
+    When only one of the inbox's calls is still running upstream, a request
+    is that call's and only its rounds show it; a call that never asks is
+    then never handed another call's question.  While several run, which one
+    asked cannot be told, and the request is shown to each (same caller).
     """
 
     def __init__(self) -> None:
@@ -118,8 +137,18 @@ class Inbox:
         for call in self.calls:
             call.poke()
 
+    def visible(self, call: ParkedCall) -> dict[str, _Slot]:
+        """The waiting requests a round of ``call`` shows."""
+        return {key: slot for key, slot in self.waiting.items()
+                if slot.asker is None or slot.asker is call}
+
     async def ask(self, ctx: Context, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Wait for the downstream's answer to one upstream request."""
+        if len(self.waiting) >= MAX_WAITING:
+            raise McpError(INTERNAL_ERROR, f"too many requests ({MAX_WAITING}) already wait "
+                           "for this caller's answers")
+        running = [call for call in self.calls if not call.done]
+        asker = running[0] if len(running) == 1 else None
         key = f"{method.split('/')[0]}-{self._count}"
         self._count += 1
         # a fresh context of the current round: checks the downstream's capability
@@ -129,13 +158,19 @@ class Inbox:
             await probe.ask(method, params, key=key)
             raise McpError(INTERNAL_ERROR, "input request answered without asking")
         except InputRequired as needed:
-            slot = _Slot(needed.requests[key])
+            slot = _Slot(needed.requests[key], asker)
         self.waiting[key] = slot
+        # waiting for the downstream is not the upstream's time (its call timeout)
+        paused = [asker] if asker is not None else running
+        for call in paused:
+            call.pause()
         self.poke()
         try:
             await slot.answered.wait()
         finally:
             self.waiting.pop(key, None)
+            for call in paused:
+                call.resume()
         if slot.error is not None:
             raise slot.error
         return slot.value
@@ -175,6 +210,9 @@ class ParkedCall:
         self.attached = True                  # a downstream round is waiting on it
         self.deadline = math.inf
         self.scope = anyio.CancelScope()
+        #: seconds of upstream work left (the upstream's call timeout), while paused
+        self._budget = math.inf
+        self._pauses = 0
         self._changed = anyio.Event()
         self._timer = anyio.Event()
         self._watched = False
@@ -188,8 +226,26 @@ class ParkedCall:
     def poke(self) -> None:
         self._changed.set()
 
-    async def run(self, call: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        """The call's own task (a call that never asks costs only this task)."""
+    def pause(self) -> None:
+        """One of its input requests waits for the downstream: stop its clock."""
+        self._pauses += 1
+        if self._pauses == 1 and not self.done:
+            self._budget = max(self.scope.deadline - anyio.current_time(), 0.0)
+            self.scope.deadline = math.inf
+
+    def resume(self) -> None:
+        """An input request of it was answered (or abandoned): its clock runs again."""
+        self._pauses -= 1
+        if self._pauses == 0 and not self.done:
+            self.scope.deadline = anyio.current_time() + self._budget
+
+    async def run(self, call: Callable[[], Awaitable[dict[str, Any]]],
+                  timeout: float = math.inf) -> None:
+        """The call's own task (a call that never asks costs only this task).
+
+        ``call`` must not time out by itself: ``timeout`` is the upstream's call
+        timeout, counted here on the time the call works (see :meth:`pause`)."""
+        self.scope.deadline = anyio.current_time() + timeout
         with self.scope:
             try:
                 self.result = await call()
@@ -199,13 +255,33 @@ class ParkedCall:
                 log.exception("call to upstream %s failed", self.relay.upstream)
                 self.error = McpError(INTERNAL_ERROR, "Internal error")
         if self.result is None and self.error is None:
-            self.error = McpError(INTERNAL_ERROR,
-                                  f"call to upstream {self.relay.upstream} was cancelled")
+            if self.scope.cancelled_caught and not self.dropped:
+                self.error = RequestTimeoutError(self.relay.ctx.method, timeout)
+            else:
+                self.error = McpError(INTERNAL_ERROR,
+                                      f"call to upstream {self.relay.upstream} was cancelled")
         self.done = True
+        if self.error is not None and not self.attached:
+            self.drop()  # failed while parked: nothing to keep for a retry
         self.poke()
 
     async def _watch(self) -> None:
-        """From the first time the call parks: drop it when no retry comes in time."""
+        """From the first time the call parks: drop it when no retry comes in time,
+        or when the connection that owns it closes (no retry can come from it)."""
+        session = self.relay.ctx.session if _kind(self.owner) == "session" else None
+        async with anyio.create_task_group() as tg:
+            if session is not None:
+                async def gone() -> None:
+                    await session.wait_finished()
+                    if not self.dropped:
+                        log.info("parked call %s: its connection closed; cancelling it "
+                                 "upstream", self.relay.upstream)
+                        self.drop()
+                tg.start_soon(gone)
+            await self._until_deadline()
+            tg.cancel_scope.cancel()
+
+    async def _until_deadline(self) -> None:
         while not self.dropped:
             if not self.attached and time.monotonic() >= self.deadline:
                 log.info("parked call %s: no retry in time; cancelling it upstream",
@@ -230,7 +306,7 @@ class ParkedCall:
 
     async def next_event(self, gather: float) -> None:
         """Wait until the call finished or its caller has input requests waiting."""
-        while not self.done and not self.inbox.waiting:
+        while not self.done and not self.inbox.visible(self):
             self._changed = anyio.Event()
             await self._changed.wait()
         if not self.done and gather > 0:
@@ -256,11 +332,15 @@ class Parking:
 
     def __init__(self, options: ParkingOptions | None = None) -> None:
         self.options = options or ParkingOptions()
+        #: the parked calls (named by a requestState), by id
         self.calls: dict[str, ParkedCall] = {}
+        #: every call started here and not forgotten yet (what the bounds count)
+        self.live: set[ParkedCall] = set()
         self._inboxes: dict[tuple[str, Hashable], Inbox] = {}
 
     def count(self, owner: Hashable | None = None) -> int:
-        return sum(1 for c in self.calls.values() if owner is None or c.owner == owner)
+        """Calls started and not forgotten yet, of ``owner`` (None: of everyone)."""
+        return sum(1 for c in self.live if owner is None or c.owner == owner)
 
     def resumed(self, ctx: Context, key: bytes) -> ParkedCall | None:
         """The parked call a retry names, or None when it names none (a first call).
@@ -288,25 +368,33 @@ class Parking:
         return call
 
     async def forward(self, ctx: Context, key: bytes, relay: Relay,
-                      call: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+                      call: Callable[[], Awaitable[dict[str, Any]]],
+                      timeout: float = math.inf) -> dict[str, Any]:
         """One round of a (maybe) parked call: start it or resume it, then answer
-        its result or an ``InputRequiredResult``."""
+        its result or an ``InputRequiredResult``.
+
+        ``call`` must not time out by itself; ``timeout`` is the upstream's call
+        timeout, counted on the time the call works."""
         parked = self.resumed(ctx, key)
         if parked is None:
             owner = owner_of(ctx)
+            refusal = self._refusal(owner)
+            if refusal is not None:  # before anything runs upstream
+                raise refusal
             # an anonymous caller shares nothing, not even with itself
-            inbox = None if owner == ("anonymous",) else \
+            inbox = None if owner == ANONYMOUS else \
                 self._inboxes.get((relay.upstream, owner))
             if inbox is None:
                 inbox = Inbox()
-                if owner != ("anonymous",):
+                if owner != ANONYMOUS:
                     self._inboxes[(relay.upstream, owner)] = inbox
             parked = ParkedCall(owner, relay, inbox, self._dropped)
             parked.attach(ctx)
+            self.live.add(parked)
             started = parked
 
             async def main() -> None:
-                await started.run(call)
+                await started.run(call, timeout)
             spawn_background(main)
         else:
             parked.attach(ctx)
@@ -325,26 +413,23 @@ class Parking:
                 raise parked.error
             assert parked.result is not None
             return parked.result
-        if parked.id not in self.calls:
-            refusal = self._refusal(parked.owner)
-            if refusal is not None:
-                parked.drop()
-                raise refusal
-            self.calls[parked.id] = parked
+        self.calls[parked.id] = parked
         timeout = self.options.timeout
         parked.park(timeout)
         state = seal_state(key, ctx.method, ctx.params, {PARKED_KEY: parked.id},
                            now=time.time(), ttl=timeout)
         return {"resultType": "input_required",
                 "inputRequests": {k: slot.embedded
-                                  for k, slot in parked.inbox.waiting.items()},
+                                  for k, slot in parked.inbox.visible(parked).items()},
                 "requestState": state}
 
     def _refusal(self, owner: Hashable) -> McpError | None:
         options = self.options
-        if self.count(owner) >= options.per_owner:
+        if owner == ANONYMOUS and self.count(owner) >= options.anonymous:
+            limit, which = options.anonymous, "of callers that name no one"
+        elif owner != ANONYMOUS and self.count(owner) >= options.per_owner:
             limit, which = options.per_owner, "per caller"
-        elif len(self.calls) >= options.total:
+        elif len(self.live) >= options.total:
             limit, which = options.total, "in all"
         else:
             return None
@@ -354,6 +439,7 @@ class Parking:
 
     def _dropped(self, parked: ParkedCall) -> None:
         self.calls.pop(parked.id, None)
+        self.live.discard(parked)
         inbox = parked.inbox
         inbox.calls.discard(parked)
         if not inbox.calls:
@@ -364,8 +450,12 @@ class Parking:
 
     def close(self) -> None:
         """Cancel every parked call (the gateway is closing)."""
-        for parked in list(self.calls.values()):
+        for parked in list(self.live):
             parked.drop()
+
+
+def _kind(owner: Hashable) -> object:
+    return owner[0] if isinstance(owner, tuple) and owner else None
 
 
 def applies(ctx: Context, upstream_era: Era | None) -> bool:

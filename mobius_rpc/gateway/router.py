@@ -28,12 +28,14 @@ from typing import Any
 
 from ..core.errors import INVALID_PARAMS, McpError
 
-__all__ = ("Naming", "Router", "hop_free", "paginate_by_key", "scheme_prefix")
+__all__ = ("HOP_PARAMS", "Naming", "Router", "hop_free", "paginate_by_key", "scheme_prefix")
 
 _SCHEME_UNSAFE = re.compile(r"[^a-z0-9.-]")
 _CURSOR_PREFIX = "mgw1"
 #: result fields of the upstream hop's era
 _HOP_RESULT = ("resultType", "ttlMs", "cacheScope")
+#: params of a downstream request that belong to the downstream hop only (never forwarded)
+HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
 _PROTOCOL_META = "io.modelcontextprotocol/"
 
 

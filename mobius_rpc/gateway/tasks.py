@@ -29,19 +29,17 @@ from typing import Any
 import anyio
 
 from ..core.errors import INVALID_PARAMS, McpError
+from ..core.revisions import has_tasks
+from ..server.builtins import start_tool_task
 from ..server.context import Context
 from ..server.registration import Registration
+from ..server.tasks import TASKS_CAPABILITY
 from .relay import Relay
-from .router import Router, hop_free
+from .router import HOP_PARAMS, Router, hop_free
 from .upstreams import Upstream
 
 __all__ = ("TASKS_CAPABILITY", "task_support", "start_task")
 
-#: what a gateway declares: it runs task-augmented ``tools/call``, lists and cancels
-TASKS_CAPABILITY: dict[str, Any] = {"list": {}, "cancel": {},
-                                    "requests": {"tools": {"call": {}}}}
-#: params that belong to the downstream hop
-_HOP_PARAMS = ("_meta", "inputResponses", "requestState", "task")
 #: seconds a tasks/cancel sent upstream for a cancelled task may take
 _CANCEL_WAIT = 5.0
 
@@ -68,23 +66,18 @@ async def start_task(server: Registration, ctx: Context, public: str, upstream: 
     support = task_support(upstream, tool)
     if support == "forbidden":
         raise McpError(INVALID_PARAMS, f"Tool {public} cannot run as a task")
-    task_ctx = Context(ctx.server, ctx.session, ctx.request)
-    if support == "required" and upstream.client.protocol_version == "2025-11-25":
-        async def run() -> dict[str, Any]:
+    if support == "required" and has_tasks(upstream.client.protocol_version):
+        async def run(task_ctx: Context) -> dict[str, Any]:
             return await _upstream_task(task_ctx, upstream, tool, params, router)
-    else:
-        async def run() -> dict[str, Any]:
-            return await forward(task_ctx)
-    record = await server.task_manager.begin(ctx.session, params.get("task") or {}, run)
-    task_ctx.task_id = record["task"]["taskId"]
-    return record
+        return await start_tool_task(server, ctx, params, run)
+    return await start_tool_task(server, ctx, params, forward)
 
 
 async def _upstream_task(ctx: Context, upstream: Upstream, tool: str, params: dict[str, Any],
                          router: Router) -> dict[str, Any]:
     """Run the call as a task of the upstream's and wait for its outcome."""
     relay = Relay(ctx, upstream.name)
-    forwarded = {k: v for k, v in params.items() if k not in _HOP_PARAMS}
+    forwarded = {k: v for k, v in params.items() if k not in HOP_PARAMS}
     forwarded.update(name=tool, task={})
     created = await upstream.request("tools/call", forwarded, handlers=relay.handlers())
     task = created.get("task")

@@ -422,7 +422,19 @@ class Session:
             log.exception("handler for %s failed", event.method)
             return connection.respond_error(event.id, McpError(
                 INTERNAL_ERROR, f"Internal error while handling {event.method}"))
-        return connection.respond(event.id, result)
+        try:
+            return connection.respond(event.id, result)
+        except ConnectionClosedError:
+            return False
+        except Exception:
+            # A bug of ours in shaping the answer must cost this request, never
+            # the session (whose task group would end with it).
+            log.exception("could not answer %s", event.method)
+            try:
+                return connection.respond_error(event.id, McpError(
+                    INTERNAL_ERROR, f"Internal error while answering {event.method}"))
+            except Exception:
+                return False
 
     async def _serve_notification(self, event: NotificationReceived) -> None:
         try:
@@ -510,8 +522,12 @@ class Session:
 
     async def request(self, method: str, params: dict[str, Any] | None = None, *,
                       timeout: float | None = None,
-                      on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+                      on_progress: ProgressCallback | None = None,
+                      on_id: Callable[[RequestId], None] | None = None) -> dict[str, Any]:
         """Send a request to the peer and wait for its result.
+
+        ``on_id`` is told the request's id once it is queued (a caller that
+        must recognise what the peer sends about it).
 
         :raises McpError: the peer answered with an error (or an invalid result).
         :raises RequestTimeoutError: no answer in time; the peer got
@@ -529,6 +545,8 @@ class Session:
         request_id = connection.request(method, params, now=now, timeout=timeout,
                                         progress=on_progress is not None,
                                         related=current_request.get())
+        if on_id is not None:
+            on_id(request_id)
         return await self.wait_for(request_id, method, timeout, on_progress)
 
     async def wait_for(self, request_id: RequestId, method: str, timeout: float,

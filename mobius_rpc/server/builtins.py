@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, McpError
+from ..core.revisions import has_tasks, served_capabilities, served_tool
 from .context import Context
 from .pagination import paginate
 from .registration import Registration
 
-__all__ = ("BUILTINS", "QUIET_METHODS", "Builtin")
+__all__ = ("BUILTINS", "QUIET_METHODS", "Builtin", "start_tool_task")
 
 Params = dict[str, Any]
 Result = dict[str, Any]
@@ -26,7 +27,8 @@ Builtin = Callable[[Registration, Context, Params], Awaitable[Result]]
 
 async def tools_list(server: Registration, ctx: Context, params: Params) -> Result:
     page, cursor = paginate("tools", server.tools.definitions(), params, server.page_size)
-    return _page({"tools": list(page)}, cursor)
+    revision = ctx.protocol_version
+    return _page({"tools": [served_tool(tool, revision) for tool in page]}, cursor)
 
 
 async def tools_call(server: Registration, ctx: Context, params: Params) -> Result:
@@ -36,15 +38,27 @@ async def tools_call(server: Registration, ctx: Context, params: Params) -> Resu
     if tool is not None and as_task:
         if tool.task_support == "forbidden":
             raise McpError(INVALID_PARAMS, f"Tool {name} cannot run as a task")
-        task_ctx = Context(ctx.server, ctx.session, ctx.request)
-        record = await server.task_manager.begin(
-            ctx.session, params.get("task") or {},
-            lambda: server.tools.call(name, params.get("arguments"), task_ctx))
-        task_ctx.task_id = record["task"]["taskId"]
-        return record
+        return await start_tool_task(server, ctx, params, lambda task_ctx: server.tools.call(
+            name, params.get("arguments"), task_ctx))
     if tool is not None and tool.task_support == "required":
+        if not has_tasks(ctx.protocol_version):
+            raise McpError(METHOD_NOT_FOUND, f"Tool {name} runs only as a task, which protocol "
+                           f"revision {ctx.protocol_version} does not have")
         raise McpError(METHOD_NOT_FOUND, f"Tool {name} must be called as a task (params.task)")
     return await server.tools.call(name, params.get("arguments"), ctx)
+
+
+async def start_tool_task(server: Registration, ctx: Context, params: Params,
+                          work: Callable[[Context], Awaitable[Result]]) -> Result:
+    """Run ``work`` as a task of the session and answer its ``CreateTaskResult``.
+
+    ``work`` gets a context of its own, which names the task (its elicitation
+    and sampling say which task asks) and outlives the request."""
+    task_ctx = Context(ctx.server, ctx.session, ctx.request)
+    record = await server.task_manager.begin(ctx.session, params.get("task") or {},
+                                             lambda: work(task_ctx))
+    task_ctx.task_id = record["task"]["taskId"]
+    return record
 
 
 async def tasks_get(server: Registration, ctx: Context, params: Params) -> Result:
@@ -114,7 +128,8 @@ async def set_level(server: Registration, ctx: Context, params: Params) -> Resul
 
 async def discover(server: Registration, ctx: Context, params: Params) -> Result:
     result: dict[str, Any] = {"supportedVersions": list(server.modern_revisions),
-                              "capabilities": server.capabilities()}
+                              "capabilities": served_capabilities(server.capabilities(),
+                                                                  ctx.protocol_version)}
     if server.instructions:
         result["instructions"] = server.instructions
     return result

@@ -11,6 +11,7 @@ without touching this class.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,7 +22,7 @@ from ..core.revisions import LEGACY_REVISIONS, MODERN_REVISIONS
 from .context import Context
 from .prompts import PromptRegistry
 from .resources import ResourceRegistry
-from .tasks import TaskManager
+from .tasks import TASKS_CAPABILITY, TaskManager
 from .tools import ToolRegistry
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class Registration:
         if self.completers or "completion/complete" in self.request_handlers:
             caps["completions"] = {}
         if self.tools.supports_tasks():
-            caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+            caps["tasks"] = copy.deepcopy(TASKS_CAPABILITY)
         caps.update(self.extra_capabilities)
         return caps
 

@@ -28,7 +28,12 @@ from ..core.errors import INTERNAL_ERROR, INVALID_PARAMS, LocalProtocolError, Mc
 from ..runtime.session import Session
 from .pagination import paginate
 
-__all__ = ("TaskRecord", "TaskManager", "TERMINAL")
+__all__ = ("TaskRecord", "TaskManager", "TERMINAL", "TASKS_CAPABILITY")
+
+#: the ``tasks`` capability of a server that runs task-augmented ``tools/call``,
+#: lists and cancels tasks (2025-11-25); never mutate it, copy it
+TASKS_CAPABILITY: dict[str, Any] = {"list": {}, "cancel": {},
+                                    "requests": {"tools": {"call": {}}}}
 
 log = logging.getLogger("mobius_rpc.server")
 

@@ -46,6 +46,8 @@ _HTTP_ERRORS = (httpx.HTTPError, Http11Error)
 _DROPPED = (httpx.ReadError, httpx.RemoteProtocolError, ReadError)
 
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+#: server requests remembered with the request they serve (see related_requests)
+_MAX_RELATED = 1024
 
 
 @dataclass(slots=True)
@@ -148,6 +150,9 @@ class StreamableHTTPClientStream:
         # tool name -> {argument: Mcp-Param suffix}, learnt from tools/list
         # results, so tools/call can mirror annotated arguments (2026-07-28).
         self._tool_headers: dict[str, dict[str, str]] = {}
+        #: id of a server request -> id of our request on whose response stream it
+        #: came (it serves that call); the session takes each entry once (bounded)
+        self.related_requests: dict[Any, Any] = {}
         # Every POST and the GET run in their own task; closing cancels them
         # and waits, so no connection outlives the stream.
         self._tasks: set[anyio.CancelScope] = set()
@@ -281,6 +286,8 @@ class StreamableHTTPClientStream:
             if event.data:
                 if position.answers(event.data):
                     position.answered = True
+                elif position.request_id is not None and '"method"' in event.data:
+                    self._relate(event.data, position.request_id)
                 self._deliver(event.data.encode())
 
     async def _resume(self, position: _StreamPosition) -> None:
@@ -309,6 +316,18 @@ class StreamableHTTPClientStream:
                 return
         raise McpError(INTERNAL_ERROR, f"the answer did not arrive after "
                                        f"{self.max_resumes} stream resumptions")
+
+    def _relate(self, data: str, request_id: Any) -> None:
+        """Note which of our requests a server request on its stream serves."""
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(message, dict) and "method" in message and "id" in message:
+            related = self.related_requests
+            if len(related) >= _MAX_RELATED:
+                del related[next(iter(related))]  # the oldest, never taken
+            related[message["id"]] = request_id
 
     def _deliver(self, payload: bytes) -> None:
         # Only a list of tools or a handshake answer teaches this stream something; the

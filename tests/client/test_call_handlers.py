@@ -70,8 +70,33 @@ async def test_calls_of_different_owners_make_a_request_ambiguous(same_owner: bo
                                               handlers=handlers)
                 assert result["content"][0]["text"] in ("waiter", "asker")
             else:
+                client.ambiguous_wait = 0.2  # the other call never ends meanwhile
                 with pytest.raises(McpError, match="several calls are in flight"):
                     await client.request("tools/call", {"name": "ask", "arguments": {}},
                                          handlers=handlers)
                 assert seen == []
             release.set()
+
+
+async def test_an_ambiguous_request_waits_until_the_other_callers_call_ends() -> None:
+    """Refused at once, the asking call's tool would fail after its side effects
+    ran; instead the request waits until the calls in flight share one owner."""
+    release = anyio.Event()
+    seen: list[str] = []
+    async with connect(_server(release), sampling=_default) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: client.request(
+                "tools/call", {"name": "wait", "arguments": {}},
+                handlers=CallHandlers(sampling=_sampler("waiter", seen), owner=object())))
+            await anyio.sleep(0.05)
+            got: dict[str, Any] = {}
+
+            async def ask() -> None:
+                got.update(await client.request(
+                    "tools/call", {"name": "ask", "arguments": {}},
+                    handlers=CallHandlers(sampling=_sampler("asker", seen), owner=object())))
+            tg.start_soon(ask)
+            await anyio.sleep(0.2)  # the request has arrived and waits
+            assert seen == []
+            release.set()  # the other caller's call ends: the request is the asker's
+        assert got["content"][0]["text"] == "asker" and seen == ["asker"]

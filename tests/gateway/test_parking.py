@@ -224,8 +224,8 @@ async def test_cancelling_the_downstream_round_cancels_the_upstream_call(
                            "cancelled"]
 
 
-async def test_parked_calls_are_capped_per_caller(tmp_path: Path,
-                                                  gateways: list[Gateway]) -> None:
+async def test_calls_are_capped_per_caller_before_they_run(tmp_path: Path,
+                                                        gateways: list[Gateway]) -> None:
     runs = tmp_path / "runs"
     async with gateway_server(runs, gateways, per_owner=1) as server, \
             connect(server, revision=MODERN, elicitation=answer) as client:
@@ -234,17 +234,17 @@ async def test_parked_calls_are_capped_per_caller(tmp_path: Path,
         with pytest.raises(McpError) as caught:
             await raw_call(client, "old__order", {"item": "b"})
         assert caught.value.code == -31030 and caught.value.data["max"] == 1
-        await wait_for_line(runs, "run order b")
-        done = first
-        for _ in range(3):  # b's question may still be waiting to be withdrawn: answer it too
-            done = await raw_call(client, "old__order", {"item": "a"},
-                                  inputResponses=answers_for(done),
-                                  requestState=done["requestState"])
-            if done.get("resultType") != "input_required":
-                break
+        done = await raw_call(client, "old__order", {"item": "a"},
+                              inputResponses=answers_for(first),
+                              requestState=first["requestState"])
         assert done["content"][0]["text"] == "ordered a to DELIVER THE A WHERE?"
-    assert lines(runs)[:2] == ["run order a", "run order b"]
-    assert "answer DELIVER THE A WHERE?" in lines(runs)
+        # the refused call never ran upstream: its side effects did not happen
+        assert "run order b" not in lines(runs)
+        # and with the first one finished, the caller may call again
+        again = await client.call_tool("old__order", {"item": "c"})
+        assert again["content"][0]["text"] == "ordered c to re:Deliver the c where?"
+    assert lines(runs) == ["run order a", "answer DELIVER THE A WHERE?",
+                           "run order c", "answer re:Deliver the c where?"]
 
 
 async def test_stdio_and_http_downstreams(tmp_path: Path, gateways: list[Gateway]) -> None:

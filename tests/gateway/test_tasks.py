@@ -15,7 +15,7 @@ from mobius_rpc.client.client import Client
 from mobius_rpc.client.targets import StdioTarget
 from mobius_rpc.core.errors import McpError
 from mobius_rpc.gateway import Gateway
-from tests.conftest import connect
+from tests.conftest import connect, serve_asgi
 
 from .conftest import FAST, local_server
 from .test_parking import legacy_entry, lines, wait_for_line
@@ -157,3 +157,75 @@ async def test_tasks_through_mobius_serve_over_stdio(tmp_path: Path) -> None:
             assert result["content"][0]["text"] == "slow_task done in 2"
             polled = await client.request("tasks/get", {"taskId": task_id})
             assert polled["status"] == "completed"
+
+
+@pytest.mark.parametrize("revision", ["2025-06-18", "2026-07-28"])
+async def test_a_task_field_from_a_revision_without_tasks_is_a_plain_call(
+        revision: str, tmp_path: Path, gateways: list[Gateway]) -> None:
+    (tmp_path / "release").touch()
+    server = await gateway_server(tmp_path, gateways)
+    async with connect(server, revision=revision) as client:
+        with anyio.fail_after(20):
+            got = await client.session.request("tools/call", {
+                "name": "old__slow_task", "arguments": {}, "task": {"ttl": 1000}})
+            assert got["content"][0]["text"] == "slow_task done in 2" and "task" not in got
+            again = await client.call_tool("old__plain", {})
+        assert again["content"][0]["text"] == "plain"
+    assert lines(tmp_path / "runs").count("run slow_task") == 1
+
+
+async def test_a_task_field_from_2025_06_18_over_stdio_keeps_the_server_alive(
+        tmp_path: Path) -> None:
+    """``mobius serve --stdio --gateway`` once exited on such a call."""
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"old": legacy_entry(
+        tmp_path / "runs", RELEASE_FILE=str(tmp_path / "release"))}}))
+    (tmp_path / "release").touch()
+    target = StdioTarget(sys.executable, ("-m", "mobius_rpc", "serve", "--stdio", "--gateway",
+                                          str(config), "--gateway-pins", "off"))
+    with anyio.fail_after(60):
+        async with Client(target, revision="2025-06-18") as client:
+            await client.list_tools()
+            got = await client.request("tools/call", {
+                "name": "old__slow_task", "arguments": {}, "task": {}})
+            assert got["content"][0]["text"] == "slow_task done in 2"
+            plain = await client.request("tools/call", {"name": "old__plain", "arguments": {}})
+            assert plain["content"][0]["text"] == "plain"
+
+
+@pytest.mark.parametrize("revision", ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25",
+                                      "2026-07-28"])
+async def test_tasks_capability_and_upstream_execution_only_where_tasks_exist(
+        revision: str, tmp_path: Path, gateways: list[Gateway]) -> None:
+    server = await gateway_server(tmp_path, gateways)
+    async with connect(server, revision=revision) as client:
+        with_tasks = revision == LEGACY
+        assert ("tasks" in client.initialize_result["capabilities"]) == with_tasks
+        tools = {t["name"]: t for t in (await client.list_tools())["tools"]}
+        assert ("execution" in tools["old__slow_task"]) == with_tasks
+        assert ("execution" in tools["old__task_only"]) == with_tasks
+        assert "old__plain" in tools
+
+
+async def test_a_task_field_over_2026_07_28_http_is_a_plain_call_not_a_500(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    import httpx
+
+    (tmp_path / "release").touch()
+    server = await gateway_server(tmp_path, gateways)
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}
+    async with serve_asgi(server.http_app()) as base, httpx.AsyncClient(timeout=20) as http:
+        for rid, (name, extra) in enumerate([("old__slow_task", {"task": {}}),
+                                             ("old__plain", {})]):
+            response = await http.post(f"http://{base}/mcp", json={
+                "jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                "params": {"name": name, "arguments": {}, "_meta": meta, **extra}}, headers={
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call",
+                "Mcp-Name": name})
+            assert response.status_code == 200, response.text
+            text = json.loads(response.text)["result"]["content"][0]["text"]
+            assert text == ("slow_task done in 2" if name == "old__slow_task" else "plain")
+    assert lines(tmp_path / "runs").count("run slow_task") == 1

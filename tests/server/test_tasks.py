@@ -152,3 +152,37 @@ async def test_tasks_do_not_exist_before_2025_11_25() -> None:
         with pytest.raises(McpError) as info:
             await client.request("tasks/list")
         assert info.value.code == -32601
+
+
+@pytest.mark.parametrize("revision", ["2024-11-05", "2025-03-26", "2025-06-18", "2026-07-28"])
+async def test_a_task_field_in_a_revision_without_tasks_runs_a_plain_call(
+        revision: str) -> None:
+    server, control = build()
+    control["release"].set()
+    async with connect(server, revision=revision) as client:
+        with anyio.fail_after(10):
+            got = await client.session.request("tools/call", {
+                "name": "wait_for_release", "arguments": {"label": "a"}, "task": {"ttl": 5}})
+            assert got["content"][0]["text"] == "released a" and "task" not in got
+            # the session survived: it goes on serving
+            again = await client.call_tool("plain", {})
+        assert again["content"][0]["text"] == "plain"
+
+
+@pytest.mark.parametrize("revision", ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25",
+                                      "2026-07-28"])
+async def test_tasks_capability_and_execution_are_served_only_where_tasks_exist(
+        revision: str) -> None:
+    server, _ = build()
+    async with connect(server, revision=revision) as client:
+        with_tasks = revision == "2025-11-25"
+        # initialize (legacy) or server/discover (2026-07-28)
+        assert ("tasks" in client.initialize_result["capabilities"]) == with_tasks
+        tools = {t["name"]: t for t in (await client.list_tools())["tools"]}
+        assert ("execution" in tools["wait_for_release"]) == with_tasks
+        assert ("execution" in tools["must_be_task"]) == with_tasks
+        if not with_tasks:
+            with pytest.raises(McpError) as caught:  # no way to run it in this revision
+                await client.call_tool("must_be_task", {})
+            assert caught.value.code == -32601
+            assert revision in caught.value.message
