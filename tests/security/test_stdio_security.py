@@ -1,0 +1,188 @@
+"""``mobius serve --stdio`` under the policy and the audit log, on a real subprocess.
+
+The server runs as the local identity (here ``--user``, so the tests do not
+depend on the OS user), made in the store on first start; what it is asked is
+then read back with the same store's ``mobius audit``/``mobius user`` commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_INIT = {"protocolVersion": "2025-06-18", "capabilities": {},
+         "clientInfo": {"name": "stdio-security-test", "version": "1"}}
+_SEARCH = {"name": "search_code", "arguments": {"query": "hello_stdio"}}
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "MOBIUS_HOME": str(tmp_path / "home")}
+    env.pop("MOBIUS_STORE", None)
+    return env
+
+
+def _project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir(exist_ok=True)
+    (root / "a.py").write_text("def hello_stdio():\n    return 1\n")
+    return root
+
+
+def _cli(tmp_path: Path, url: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "mobius_rpc", *args, "--store", url],
+                          capture_output=True, text=True, timeout=60, env=_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _session(tmp_path: Path, url: str, calls: list[tuple[str, dict[str, Any]]],
+             *extra: str, end: str = "eof") -> tuple[dict[int, dict[str, Any]], str]:
+    """Initialize, send ``calls`` one at a time (ids 2, 3, ...), then end the process by
+    closing stdin (``eof``) or by SIGTERM with stdin still open; the answers by id and
+    stderr."""
+    with subprocess.Popen(
+            [sys.executable, "-m", "mobius_rpc", "serve", "--stdio", "--store", url, *extra,
+             str(_project(tmp_path))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(tmp_path)) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stderr is not None
+        answers: dict[int, dict[str, Any]] = {}
+
+        def ask(rid: int, method: str, params: dict[str, Any]) -> None:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": rid, "method": method,
+                                         "params": params}) + "\n")
+            proc.stdin.flush()
+            while rid not in answers:
+                line = proc.stdout.readline()
+                assert line, "the server ended early"
+                message = json.loads(line)
+                if "id" in message and ("result" in message or "error" in message):
+                    answers[message["id"]] = message
+
+        try:
+            ask(1, "initialize", _INIT)
+            proc.stdin.write('{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+            for rid, (method, params) in enumerate(calls, start=2):
+                ask(rid, method, params)
+            if end == "eof":
+                proc.stdin.close()
+            else:
+                proc.send_signal(signal.SIGTERM)
+            proc.stdout.read()  # to its end: the server has exited (or closed stdout)
+            err = proc.stderr.read()
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    return answers, err
+
+
+def _records(tmp_path: Path, url: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(_cli(tmp_path, url, "audit", "tail", "-n", "1000",
+                                                "--json"))
+    return out
+
+
+def test_stdio_calls_are_audited_once_and_the_identity_is_made_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    calls = [("tools/call", _SEARCH), ("resources/read", {"uri": "context://projects"}),
+             ("tools/call", _SEARCH)]
+    answers, _ = _session(tmp_path, url, calls, "--user", "stdio-alice")
+    assert all("result" in answers[i] for i in (2, 4)), answers
+    # a second start, ended by SIGTERM: the writer still writes what it holds
+    answers, _ = _session(tmp_path, url, [("tools/call", _SEARCH)], "--user", "stdio-alice",
+                          end="sigterm")
+    assert "result" in answers[2], answers
+    users = json.loads(_cli(tmp_path, url, "user", "list", "--json"))
+    alice = [u for u in users if u["name"] == "stdio-alice"]
+    assert len(alice) == 1, users
+    orgs = json.loads(_cli(tmp_path, url, "org", "list", "--json"))
+    assert [o["id"] for o in orgs if o["id"] == "personal:stdio-alice"] == \
+        ["personal:stdio-alice"], orgs
+    records = _records(tmp_path, url)
+    uses = [r for r in records if not r["method"].startswith("admin/")]
+    assert [(r["method"], r["request_id"]) for r in uses] == [
+        ("tools/call", "2"), ("resources/read", "3"), ("tools/call", "4"), ("tools/call", "2")]
+    assert {(r["user"], r["organization"], r["auth_method"], r["outcome"]) for r in uses} == \
+        {(alice[0]["id"], "personal:stdio-alice", "local", "ok")}
+    assert len({r["session"] for r in uses}) == 2  # two sessions, told apart
+    made = [r["method"] for r in records if r["method"].startswith("admin/")]
+    assert made == ["admin/user.create", "admin/org.create"]  # the first start only
+    assert _cli(tmp_path, url, "audit", "verify").startswith("ok: ")
+
+
+def test_a_rule_denying_the_local_user_a_tool_refuses_it_over_stdio(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    _session(tmp_path, url, [], "--user", "stdio-bob")  # makes bob and his organization
+    _cli(tmp_path, url, "rule", "add", "--org", "personal:stdio-bob", "--effect", "deny",
+         "--subject", "user:stdio-bob", "--kind", "tools", "--pattern", "search_code")
+    answers, _ = _session(tmp_path, url, [("tools/call", _SEARCH),
+                                          ("tools/call", {"name": "no_such_tool",
+                                                          "arguments": {}})],
+                          "--user", "stdio-bob")
+    refused, missing = answers[2]["error"], answers[3]["error"]
+    assert refused["code"] == missing["code"] == -32602, answers
+    assert refused["message"] == "Unknown tool: search_code"  # as if it did not exist
+    calls = [(r["target"], r["outcome"], r["detail"].get("rule") is not None)
+             for r in _records(tmp_path, url) if r["method"] == "tools/call"]
+    # the refusal names the rule that decided; the missing tool is the server's error
+    assert calls == [("search_code", "denied", True), ("no_such_tool", "error", False)]
+    assert _cli(tmp_path, url, "audit", "verify").startswith("ok: ")
+
+
+def test_no_audit_keeps_no_records_and_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    answers, err = _session(tmp_path, url, [("tools/call", _SEARCH)], "--user", "stdio-carol",
+                            "--no-audit")
+    assert "result" in answers[2], answers
+    assert "WARNING: the audit log is OFF (--no-audit)" in err
+    assert _records(tmp_path, url) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--org", "nobody-has-this"], "no organization 'nobody-has-this' in the store"),
+    (["--user", " "], "--user needs a name"),
+])
+def test_stdio_identity_errors_are_one_line(tmp_path: Path, args: list[str],
+                                            message: str) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--stdio", "--store",
+                           url, *args, str(_project(tmp_path))], capture_output=True,
+                          text=True, timeout=60, env=_env(tmp_path), stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mobius serve: {message}"), lines
+
+
+def test_a_member_of_another_organization_acts_there_with_its_role(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    _cli(tmp_path, url, "user", "create", "stdio-dave")
+    _cli(tmp_path, url, "user", "create", "stdio-erin")
+    _cli(tmp_path, url, "org", "create", "acme-stdio", "--owner", "stdio-dave")
+    _cli(tmp_path, url, "org", "add-member", "acme-stdio", "stdio-erin", "--role", "viewer")
+    answers, _ = _session(tmp_path, url, [("tools/call", _SEARCH)], "--user", "stdio-erin",
+                          "--org", "acme-stdio")
+    assert "result" in answers[2], answers  # viewers may call what is not destructive
+    uses = [r for r in _records(tmp_path, url) if r["method"] == "tools/call"]
+    org_id = json.loads(_cli(tmp_path, url, "org", "list", "--json"))
+    acme = [o["id"] for o in org_id if o["name"] == "acme-stdio"]
+    assert [r["organization"] for r in uses] == acme
+    users = [u["name"] for u in json.loads(_cli(tmp_path, url, "user", "list", "--json"))]
+    assert sorted(users) == ["stdio-dave", "stdio-erin"]  # no personal user made
+    done = subprocess.run([sys.executable, "-m", "mobius_rpc", "serve", "--stdio", "--store",
+                           url, "--user", "stdio-frank", "--org", "acme-stdio",
+                           str(_project(tmp_path))], capture_output=True, text=True,
+                          timeout=60, env=_env(tmp_path), stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert "is not a member of organization" in done.stderr
