@@ -27,9 +27,11 @@ from typing import Any
 
 import anyio
 
+from ..server.context import Context
 from .admin import create_organization
 from .audit import AuditLog
-from .middleware import SecurityMiddleware
+from .epoch import EpochWatch
+from .middleware import Next, SecurityMiddleware
 from .principal import AuthMethod, Principal, Role
 from .store import AuditRecord, DuplicateError, Organization, SecurityStore, User
 
@@ -50,6 +52,33 @@ class NoAudit(AuditLog):
 
     def append_later(self, **fields: Any) -> None:
         return None
+
+
+class _LocalMiddleware(SecurityMiddleware):
+    """The policy of a stdio session, told its organization's rules version from the
+    security epoch, the way API tokens tell it over HTTP (saving the organization's
+    read per request: on SQLite a hop to a worker thread).
+
+    Every change of an organization's rules moves the store's security epoch in the
+    same transaction, so while the epoch (cheap to ask: :mod:`.epoch`) stands still the
+    version read after it stands too.  The epoch is read *before* the organization: a
+    change committed between the two reads moves the epoch past what was seen, and the
+    next request reads again."""
+
+    def __init__(self, store: SecurityStore, *, org_id: str, **options: Any) -> None:
+        super().__init__(store, **options)
+        self.epoch = EpochWatch(store)
+        self._org_id = org_id
+        self._seen: tuple[int, int | None] | None = None
+
+    async def __call__(self, ctx: Context, call_next: Next) -> dict[str, Any]:
+        epoch = await self.epoch.current()
+        seen = self._seen
+        if seen is None or seen[0] != epoch:
+            org = await self.store.get_organization(self._org_id)
+            seen = self._seen = (epoch, None if org is None else org.rules_version)
+        self.policy.note_version(self._org_id, seen[1])
+        return await super().__call__(ctx, call_next)
 
 
 async def _user(security: SecurityStore, name: str, audit: AuditLog | None) -> User:
@@ -126,7 +155,7 @@ async def serve_stdio_security(server: Any, *, store_url: str | None, user_name:
         # no ownership lookup: what ``--extensions ORG`` or ``--gateway`` attach is the
         # operator's own choice for this one local session (on HTTP, where several
         # organizations share a server, each sees only its own; see docs/security.md)
-        middleware = SecurityMiddleware(security, audit=log)
+        middleware = _LocalMiddleware(security, org_id=principal.organization, audit=log)
         server.secure(policy=middleware, audit=log)
         if not audit:
             print("WARNING: the audit log is OFF (--no-audit): nothing this session does "
@@ -134,6 +163,7 @@ async def serve_stdio_security(server: Any, *, store_url: str | None, user_name:
         async with anyio.create_task_group() as tg:
             if audit:
                 tg.start_soon(log.run)  # allowed uses are written behind the answer
+            tg.start_soon(middleware.epoch.run)  # PostgreSQL: changes by notice, not by read
             try:
                 yield principal
             finally:

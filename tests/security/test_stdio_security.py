@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,13 @@ def _cli(tmp_path: Path, url: str, *args: str) -> str:
     return done.stdout
 
 
-def _session(tmp_path: Path, url: str, calls: list[tuple[str, dict[str, Any]]],
+Step = tuple[str, dict[str, Any]] | Callable[[], object]
+
+
+def _session(tmp_path: Path, url: str, calls: Sequence[Step],
              *extra: str, end: str = "eof") -> tuple[dict[int, dict[str, Any]], str]:
-    """Initialize, send ``calls`` one at a time (ids 2, 3, ...), then end the process by
+    """Initialize, send ``calls`` one at a time (ids 2, 3, ...; a callable is run in
+    its turn instead, e.g. a CLI command changing the store), then end the process by
     closing stdin (``eof``) or by SIGTERM with stdin still open; the answers by id and
     stderr."""
     with subprocess.Popen(
@@ -71,8 +76,13 @@ def _session(tmp_path: Path, url: str, calls: list[tuple[str, dict[str, Any]]],
         try:
             ask(1, "initialize", _INIT)
             proc.stdin.write('{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
-            for rid, (method, params) in enumerate(calls, start=2):
-                ask(rid, method, params)
+            rid = 1
+            for call in calls:
+                if callable(call):  # something done elsewhere while the session runs
+                    call()
+                    continue
+                rid += 1
+                ask(rid, *call)
             if end == "eof":
                 proc.stdin.close()
             else:
@@ -186,3 +196,17 @@ def test_a_member_of_another_organization_acts_there_with_its_role(tmp_path: Pat
                           timeout=60, env=_env(tmp_path), stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     assert "is not a member of organization" in done.stderr
+
+
+def test_a_rule_added_while_the_session_runs_applies_to_its_next_call(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+
+    def deny() -> None:
+        _cli(tmp_path, url, "rule", "add", "--org", "personal:stdio-gina", "--effect", "deny",
+             "--subject", "user:stdio-gina", "--kind", "tools", "--pattern", "search_code")
+
+    answers, _ = _session(tmp_path, url, [("tools/call", _SEARCH), ("tools/call", _SEARCH),
+                                          deny, ("tools/call", _SEARCH)],
+                          "--user", "stdio-gina")
+    assert "result" in answers[2] and "result" in answers[3], answers
+    assert answers[4]["error"]["message"] == "Unknown tool: search_code", answers
