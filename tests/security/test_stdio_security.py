@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.storage.conftest import pg_cluster  # noqa: F401  (the real PostgreSQL fixture)
+
 _INIT = {"protocolVersion": "2025-06-18", "capabilities": {},
          "clientInfo": {"name": "stdio-security-test", "version": "1"}}
 _SEARCH = {"name": "search_code", "arguments": {"query": "hello_stdio"}}
@@ -104,8 +106,25 @@ def _records(tmp_path: Path, url: str) -> list[dict[str, Any]]:
     return out
 
 
-def test_stdio_calls_are_audited_once_and_the_identity_is_made_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store: a SQLite file, or a new database on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    import uuid
+
+    import psycopg
+    cluster = request.getfixturevalue("pg_cluster")
+    name = f"stdio_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url: str = cluster.url(name)
+    return url
+
+
+def test_stdio_calls_are_audited_once_and_the_identity_is_made_once(tmp_path: Path,
+                                                                     store: str) -> None:
+    url = store
     calls = [("tools/call", _SEARCH), ("resources/read", {"uri": "context://projects"}),
              ("tools/call", _SEARCH)]
     answers, _ = _session(tmp_path, url, calls, "--user", "stdio-alice")
