@@ -229,3 +229,62 @@ def test_a_rule_added_while_the_session_runs_applies_to_its_next_call(tmp_path: 
                           "--user", "stdio-gina")
     assert "result" in answers[2] and "result" in answers[3], answers
     assert answers[4]["error"]["message"] == "Unknown tool: search_code", answers
+
+
+def test_two_first_starts_at_once_make_one_user_and_one_organization(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(_session, tmp_path, url, [("tools/call", _SEARCH)], "--user",
+                            "stdio-hal") for _ in range(2)]
+        answers = [run.result()[0] for run in runs]
+    assert all("result" in a[2] for a in answers), answers
+    users = [u for u in json.loads(_cli(tmp_path, url, "user", "list", "--json"))
+             if u["name"] == "stdio-hal"]
+    assert len(users) == 1, users
+    orgs = json.loads(_cli(tmp_path, url, "org", "list", "--json"))
+    assert [o["id"] for o in orgs] == ["personal:stdio-hal"], orgs
+    members = json.loads(_cli(tmp_path, url, "org", "members", "personal:stdio-hal", "--json"))
+    assert len(members) == 1, members
+    calls = [r for r in _records(tmp_path, url) if r["method"] == "tools/call"]
+    assert len(calls) == 2 and {r["user"] for r in calls} == {users[0]["id"]}
+    assert _cli(tmp_path, url, "audit", "verify").startswith("ok: ")
+
+
+def test_the_identity_survives_losing_the_race_to_another_first_start() -> None:
+    """Deterministically, what the concurrent starts above may hit: another server makes
+    the user and the personal organization between this one's check and its insert."""
+    import anyio
+
+    from mobius_rpc.security.admin import create_organization
+    from mobius_rpc.security.local import local_identity
+    from mobius_rpc.security.store import MemorySecurityStore, Organization, User
+
+    class Racing(MemorySecurityStore):
+        async def get_user_by_name(self, name: str) -> User | None:
+            found = await super().get_user_by_name(name)
+            if found is None and not self.users_made:
+                self.users_made = True  # the other server's insert lands now
+                await super().create_user(User("other1", name, 0.0))
+                return None
+            return found
+
+        async def get_organization(self, org_id: str) -> Organization | None:
+            found = await super().get_organization(org_id)
+            if found is None and not self.orgs_made:
+                self.orgs_made = True
+                await create_organization(self, "theirs", owner_user_id="other1",
+                                          org_id=org_id)
+                return None
+            return found
+
+    async def run() -> None:
+        store = Racing()
+        store.users_made = store.orgs_made = False  # type: ignore[attr-defined]
+        principal = await local_identity(store, user_name="stdio-ivy")
+        assert (principal.user, principal.organization) == ("other1", "personal:stdio-ivy")
+        assert [u.id for u in await store.list_users()] == ["other1"]
+        assert len(await store.list_memberships(org_id="personal:stdio-ivy")) == 1
+
+    anyio.run(run)
