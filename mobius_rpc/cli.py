@@ -90,10 +90,21 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import anyio
 
+    if args.user is not None and not args.user.strip():
+        print("mobius serve: --user needs a name", file=sys.stderr)
+        return 2
+    # stdio runs as the local identity: the OS user (--user NAME), whose DIRs belong to
+    # their personal organization unless --org names another
+    stdio_user = (args.user or "").strip() or None
     if context:
         from .context.serve import context_server
+        from .security.local import personal_org_id
+        from .security.serving import os_user
+        org = args.org
+        if org is None and not args.http and stdio_user is not None:
+            org = personal_org_id(stdio_user)
         server: Any = context_server(args.roots, args.store, args.era, args.watch,
-                                     org=args.org, projects=args.projects,
+                                     org=org, projects=args.projects,
                                      guarded=args.http and not args.no_auth)
         if server is None:
             return 2
@@ -119,11 +130,36 @@ def _serve(args: argparse.Namespace) -> int:
     if args.http:
         return _serve_http(server, args.host, args.port, _retention(args), auth=_auth_of(args),
                            store=store_url_of(args), session_ttl=args.session_ttl)
+    if context:
+        return _serve_stdio_secured(server, args, stdio_user or os_user())
     from .security.serving import local_principal
     try:
-        anyio.run(lambda: server.run_stdio(principal=local_principal()))
+        anyio.run(lambda: server.run_stdio(principal=local_principal(stdio_user)))
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _serve_stdio_secured(server: Any, args: argparse.Namespace, user: str) -> int:
+    """The context engine on stdio: the organization's policy and the audit log on the
+    store, as over HTTP, acting as the local identity (see mobius_rpc.security.local)."""
+    import anyio
+
+    from .security.local import serve_stdio_security
+    from .storage import StoreError
+
+    async def run() -> None:
+        async with serve_stdio_security(server, store_url=args.store, user_name=user,
+                                        org=args.org, audit=not args.no_audit) as principal:
+            await server.run_stdio(principal=principal)
+
+    try:
+        anyio.run(run)
+    except KeyboardInterrupt:
+        pass
+    except (StoreError, ValueError) as error:
+        print(f"mobius serve: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -276,6 +312,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth", action="store_true",
                        help="--http: turn authentication off (local development only; "
                             "every request may do everything)")
+    serve.add_argument("--user", metavar="NAME",
+                       help="--stdio: the user the session runs as (default: the OS user; "
+                            "made in the store, with a personal organization, on first start)")
+    serve.add_argument("--no-audit", action="store_true",
+                       help="--stdio: keep no audit records of this session (the policy "
+                            "still applies)")
     serve.add_argument("--print-config", choices=_HOSTS, metavar="HOST",
                        help=f"print a host configuration ({', '.join(_HOSTS)}) and exit")
     serve.add_argument("--gateway", metavar="FILE",

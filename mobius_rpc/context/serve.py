@@ -11,7 +11,8 @@ Each project belongs to an organization: ``--org ORG`` for every ``DIR``,
 ``--project DIR=ORG`` for one (repeatable, so one ``--http`` server serves
 projects of several organizations).  ``ORG`` is an organization's id or name in
 the store.  Without one, a project belongs to the serving identity's
-organization: on stdio the OS user's ``personal:USER``; on HTTP with
+organization: on stdio the local user's ``personal:USER`` (the OS user, or
+``--user``; made in the store on first start, see :mod:`mobius_rpc.security.local`); on HTTP with
 authentication the organization of the store's owner (the one the first start
 creates).  On HTTP with authentication an ``ORG`` the store does not know is
 refused at start.

@@ -20,8 +20,8 @@ hop: the largest part of security's latency at one client).
   a dropped LISTEN connection or a crash between commit and notify is caught
   by that poll: the worst-case window, see docs/security.md);
 * **other processes on SQLite**: the store's own ``security_epoch`` is cheap
-  there (a one-row read on the calling thread, no hop to a worker: about 7 us),
-  so it is asked every time and there is no window.
+  there (a ``pread`` of the WAL index header, the row read only after a commit:
+  see :mod:`.sqlite_epoch`), so it is asked every time and there is no window.
 
 Without :meth:`run` (an embedder who never starts it) every request reads the
 epoch, as before: slower, never staler.

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -39,6 +38,7 @@ import orjson
 from ..storage.base import Channel
 from ..storage.sql.program import Program, Result, Runner
 from .epoch import EPOCH_CHANNEL, note_local_change
+from .sqlite_epoch import SqliteEpoch
 from .store import (
     ApiToken,
     AuditCheckpoint,
@@ -280,7 +280,7 @@ class SqlSecurityStore:
         self.db = db
         self.channel = channel
         #: SQLite: the connection the epoch is read on (see :meth:`_sqlite_epoch`)
-        self._epoch_conn: sqlite3.Connection | None = None
+        self._epoch_conn: SqliteEpoch | None = None
 
     async def _narrowing(self, write: Awaitable[T]) -> T:
         """An access-narrowing write: counted for this process, then announced."""
@@ -415,18 +415,15 @@ class SqlSecurityStore:
         return found or 0
 
     def _sqlite_epoch(self, path: str) -> int:
-        """SQLite: the epoch row read on a connection of this store's own, on the
-        calling thread (3.6 us against 5.8 us through ``read_now``'s program
-        machinery; asked on every request).  A WAL reader sees every commit made
-        before it began, by any process, and never waits for a writer."""
-        conn = self._epoch_conn
-        if conn is None:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            weakref.finalize(self, conn.close)
-            conn.execute("PRAGMA query_only = ON")
-            self._epoch_conn = conn
-        row = conn.execute("SELECT epoch FROM security_state WHERE id = 1").fetchone()
-        return int(row[0]) if row else 0
+        """SQLite: the epoch on this store's own connection, on the calling thread, read
+        from the database only after some transaction committed (:mod:`.sqlite_epoch`:
+        a 96-byte ``pread`` of the WAL index header instead of the row, 0.5 against
+        4.8 us, asked on every request).  A WAL reader sees every commit made before
+        it began, by any process, and never waits for a writer."""
+        epoch = self._epoch_conn
+        if epoch is None:
+            epoch = self._epoch_conn = SqliteEpoch(path)
+        return epoch.current()
 
     # rules
     async def add_rule(self, rule: Rule) -> Rule:

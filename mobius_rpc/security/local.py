@@ -1,0 +1,170 @@
+"""The local identity of a stdio server, as records of the security store.
+
+A stdio server has no credentials to check: whoever launched the process is
+the caller.  It still answers under the organization's policy and writes the
+audit log, as ``mobius serve --http`` does, so the identity it runs as must be
+the store's own records: a user (the OS user by default, ``--user NAME``) and
+an organization it belongs to (its personal organization ``personal:NAME``,
+or ``--org ORG``).  :func:`local_identity` finds them, creating the user and
+the personal organization (with the default rules, the user its owner) on the
+first start, never twice, even when two servers start at once on one store;
+the principal's ``user`` is the user's id, like a token's, so a rule made with
+``mobius rule add --subject user:NAME`` applies on stdio as on HTTP.
+
+:func:`serve_stdio_security` is the part of ``mobius serve --stdio`` that opens
+the store, installs the policy and the audit log on the server and runs the
+audit writer beside it; its end (EOF on stdin, SIGTERM) writes what is queued.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from ..server.context import Context
+from .admin import create_organization
+from .audit import AuditLog
+from .epoch import EpochWatch
+from .middleware import Next, SecurityMiddleware
+from .principal import AuthMethod, Principal, Role
+from .store import AuditRecord, DuplicateError, Organization, SecurityStore, User
+
+__all__ = ("local_identity", "serve_stdio_security", "NoAudit", "personal_org_id")
+
+
+def personal_org_id(user_name: str) -> str:
+    """The id of ``user_name``'s personal organization."""
+    return f"personal:{user_name}"
+
+
+class NoAudit(AuditLog):
+    """An audit sink that keeps nothing (``mobius serve --stdio --no-audit``)."""
+
+    async def append(self, **fields: Any) -> AuditRecord:
+        return AuditRecord(seq=0, time=time.time(), method=str(fields.get("method", "")),
+                           outcome=str(fields.get("outcome", "")))
+
+    def append_later(self, **fields: Any) -> None:
+        return None
+
+
+class _LocalMiddleware(SecurityMiddleware):
+    """The policy of a stdio session, told its organization's rules version from the
+    security epoch, the way API tokens tell it over HTTP (saving the organization's
+    read per request: on SQLite a hop to a worker thread).
+
+    Every change of an organization's rules moves the store's security epoch in the
+    same transaction, so while the epoch (cheap to ask: :mod:`.epoch`) stands still the
+    version read after it stands too.  The epoch is read *before* the organization: a
+    change committed between the two reads moves the epoch past what was seen, and the
+    next request reads again."""
+
+    def __init__(self, store: SecurityStore, *, org_id: str, **options: Any) -> None:
+        super().__init__(store, **options)
+        self.epoch = EpochWatch(store)
+        self._org_id = org_id
+        self._seen: tuple[int, int | None] | None = None
+
+    async def __call__(self, ctx: Context, call_next: Next) -> dict[str, Any]:
+        epoch = await self.epoch.current()
+        seen = self._seen
+        if seen is None or seen[0] != epoch:
+            org = await self.store.get_organization(self._org_id)
+            seen = self._seen = (epoch, None if org is None else org.rules_version)
+        self.policy.note_version(self._org_id, seen[1])
+        return await super().__call__(ctx, call_next)
+
+
+async def _user(security: SecurityStore, name: str, audit: AuditLog | None) -> User:
+    found = await security.get_user_by_name(name)
+    if found is not None:
+        return found
+    user = User(id=uuid.uuid4().hex[:12], name=name, created_at=time.time())
+    try:
+        await security.create_user(user)
+    except DuplicateError:  # another server on this store made it just now
+        again = await security.get_user_by_name(name)
+        if again is None:
+            raise
+        return again
+    if audit is not None:
+        await audit.append(method="admin/user.create", outcome="ok", target=user.id,
+                           detail={"name": name, "local": True})
+    return user
+
+
+async def _org(security: SecurityStore, ref: str) -> Organization | None:
+    found = await security.get_organization(ref)
+    if found is not None:
+        return found
+    named = [o for o in await security.list_organizations() if o.name == ref]
+    return named[0] if len(named) == 1 else None
+
+
+async def local_identity(security: SecurityStore, *, user_name: str, org: str | None = None,
+                         audit: AuditLog | None = None) -> Principal:
+    """The principal of a stdio server run by ``user_name`` in ``org`` (an id or a name;
+    None: the user's personal organization, made on first start).  ValueError (one
+    line) when the user is disabled, ``org`` is unknown or the user is not a member."""
+    user = await _user(security, user_name, audit)
+    if user.disabled:
+        raise ValueError(f"user {user_name!r} is disabled")
+    if org is None:
+        org_id = personal_org_id(user_name)
+        if await security.get_organization(org_id) is None:
+            try:
+                await create_organization(security, f"{user_name}'s personal organization",
+                                          owner_user_id=user.id, org_id=org_id, audit=audit)
+            except DuplicateError:  # made by another server starting at the same time
+                pass
+    else:
+        found = await _org(security, org)
+        if found is None:
+            raise ValueError(f"no organization {org!r} in the store (make it with: "
+                             "mobius org create)")
+        org_id = found.id
+    member = await security.get_membership(org_id, user.id)
+    if member is None:
+        raise ValueError(f"user {user_name!r} is not a member of organization {org_id!r} "
+                         "(add them with: mobius org add-member)")
+    return Principal(user=user.id, organization=org_id, roles=frozenset({Role(member.role)}),
+                     method=AuthMethod.LOCAL)
+
+
+@asynccontextmanager
+async def serve_stdio_security(server: Any, *, store_url: str | None, user_name: str,
+                               org: str | None = None, audit: bool = True
+                               ) -> AsyncIterator[Principal]:
+    """Policy and audit on ``server`` for a stdio session: yields the local principal
+    to serve as.  The store is ``store_url`` (else ``$MOBIUS_STORE``, else the SQLite
+    file in the data directory); ``audit`` False keeps no audit records (a warning
+    goes to stderr)."""
+    from ..storage import store_url as resolve
+    from .open import open_security_store
+
+    async with open_security_store(resolve(store_url)) as (_, security):
+        log: AuditLog = AuditLog(security) if audit else NoAudit(security)
+        principal = await local_identity(security, user_name=user_name, org=org,
+                                         audit=log if audit else None)
+        # no ownership lookup: what ``--extensions ORG`` or ``--gateway`` attach is the
+        # operator's own choice for this one local session (on HTTP, where several
+        # organizations share a server, each sees only its own; see docs/security.md)
+        middleware = _LocalMiddleware(security, org_id=principal.organization, audit=log)
+        server.secure(policy=middleware, audit=log)
+        if not audit:
+            print("WARNING: the audit log is OFF (--no-audit): nothing this session does "
+                  "is on record.", file=sys.stderr)
+        async with anyio.create_task_group() as tg:
+            if audit:
+                tg.start_soon(log.run)  # allowed uses are written behind the answer
+            tg.start_soon(middleware.epoch.run)  # PostgreSQL: changes by notice, not by read
+            try:
+                yield principal
+            finally:
+                tg.cancel_scope.cancel()  # the writer's end writes what is queued
