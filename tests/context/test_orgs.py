@@ -244,7 +244,7 @@ def test_stdio_projects_belong_to_the_os_users_personal_organization(tmp_path: P
                              env={**os.environ, "MOBIUS_HOME": str(tmp_path / "home")})
         with anyio.fail_after(60):
             async with Client(target, timeout=60, connect_timeout=60) as client:
-                assert await Caller(client).projects() == {"mine"}  # no policy on stdio
+                assert await Caller(client).projects() == {"mine"}  # its owner sees it
         async with open_store(url) as store:
             owners = await SqlIndex(store.db).project_owners()  # type: ignore[attr-defined]
         assert owners == {"mine": f"personal:{os_user()}"}
