@@ -17,11 +17,13 @@ outstanding requests then fail with :class:`ConnectionClosedError`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -149,10 +151,19 @@ class OwnTasks:
 class _Waiter:
     method: str
     timeout: float
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event
     result: dict[str, Any] | None = None
     error: McpError | None = None
     on_progress: ProgressCallback | None = None
+    #: set by the timer of :meth:`Session.wait_for` when the timeout ran out first
+    timed_out: bool = False
+
+
+def _time_out(waiter: _Waiter) -> None:
+    """The timer of one request we sent: wake its waiter unless it was answered."""
+    if not waiter.done.is_set():
+        waiter.timed_out = True
+        waiter.done.set()
 
 
 class Session:
@@ -192,6 +203,8 @@ class Session:
         self._detaching: ResponseDetaching | None = s if caps.detaches_responses else None
         #: learnt on the first request, in the loop the session runs in
         self._scope_type: type[anyio.CancelScope] | None = None
+        #: the backend's Event class, learnt on the first request we send (as the scope's)
+        self._event_type: type[anyio.Event] | None = None
         #: requests received and not yet answered (and their answers flushed)
         self._in_flight = 0
         self._idle: anyio.Event | None = None
@@ -537,16 +550,35 @@ class Session:
         if self._input_ended:  # nothing the peer sends can reach us any more
             raise ConnectionClosedError("the peer closed its side of the stream")
         connection = self.connection
-        waiter = _Waiter(method, timeout, on_progress=on_progress)
+        event_type = self._event_type
+        if event_type is None:
+            # ``anyio.Event()`` asks which library runs (like a cancel scope) each time
+            event_type = self._event_type = type(anyio.Event())
+        waiter = _Waiter(method, timeout, event_type(), on_progress=on_progress)
         self._waiters[request_id] = waiter
+        # The timeout: on asyncio a timer of the loop's that wakes the waiter (no
+        # cancel scope to enter and leave per request, which costs as much as
+        # validating the message); elsewhere a scope with that deadline.
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        timer: asyncio.TimerHandle | None = None
         try:
             await self._flush()
-            with anyio.move_on_after(timeout):
+            if loop is not None:
+                if timeout < math.inf:
+                    timer = loop.call_later(max(timeout, 0.0), _time_out, waiter)
                 await waiter.done.wait()
-            if not waiter.done.is_set():
+            else:
+                with anyio.move_on_after(timeout):
+                    await waiter.done.wait()
+                if not waiter.done.is_set():
+                    waiter.timed_out = True
+            if waiter.timed_out:
                 for event in connection.expire(self.clock() + 1e-9):
                     self._dispatch(event)
-                if not waiter.done.is_set():
+                if waiter.result is None and waiter.error is None:
                     connection.cancel(request_id, "request timed out")
                     waiter.error = RequestTimeoutError(method, timeout)
                 with anyio.CancelScope(shield=True):
@@ -557,6 +589,8 @@ class Session:
                 await self._flush()
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._waiters.pop(request_id, None)
         if waiter.error is not None:
             raise waiter.error
