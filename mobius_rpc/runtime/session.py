@@ -126,12 +126,24 @@ class TaskRunner(Protocol):
 
 
 class OwnTasks:
-    """The task group of a session's :meth:`Session.run`: work ends with the session."""
+    """The task group of a session's :meth:`Session.run`: work ends with the session.
 
-    __slots__ = ("group",)
+    On asyncio the requests' tasks are plain loop tasks the session keeps
+    itself (:meth:`start_request`): a task group's ``start_soon`` costs about
+    a tenth of a forwarded call's CPU.  Each such task serves its request
+    under the request's own cancel scope, which is how it is cancelled (by
+    ``notifications/cancelled``, by :meth:`Session.close` and at the end of
+    :meth:`Session.run`, which waits for them), so handlers keep anyio's
+    semantics, shields included.
+    """
+
+    __slots__ = ("group", "loop", "requests")
 
     def __init__(self) -> None:
         self.group: TaskGroup | None = None
+        #: the asyncio loop :meth:`Session.run` runs in (None on another backend)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.requests: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
@@ -145,6 +157,22 @@ class OwnTasks:
     def cancel(self) -> None:
         if self.group is not None:
             self.group.cancel_scope.cancel()
+
+    def start_request(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run one request's ``coro`` in a loop task of its own (``loop`` is set)."""
+        if self.group is None or self.loop is None:
+            coro.close()
+            raise ConnectionClosedError()
+        task = self.loop.create_task(coro)
+        self.requests.add(task)
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self.requests.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # a task group would end the session on such a failure: so do we
+            log.error("a request's task failed", exc_info=task.exception())
+            self.cancel()
 
 
 @dataclass(slots=True)
@@ -224,6 +252,10 @@ class Session:
         if own is None:
             raise RuntimeError("this session runs in tasks lent to it; it has no loop to run")
         try:
+            own.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            own.loop = None
+        try:
             async with anyio.create_task_group() as tg:
                 own.group = tg
                 if self._attaching is not None:
@@ -234,7 +266,22 @@ class Session:
                 tg.cancel_scope.cancel()
         finally:
             own.group = None
+            if own.requests:
+                await self._stop_requests(own)
             await self._finish()
+
+    async def _stop_requests(self, own: OwnTasks) -> None:
+        """End the requests' own tasks as the task group ends its tasks: cancelled,
+        nothing more sent (the group has stopped everything else), waited for."""
+        self._closed = True
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        with anyio.CancelScope(shield=True):
+            _, stuck = await asyncio.wait(list(own.requests), timeout=_CANCEL_ANSWER_TIMEOUT)
+            for task in stuck:  # past its scope, e.g. a send that never drains
+                task.cancel()
+            while own.requests:
+                await asyncio.wait(list(own.requests))
 
     async def _finish(self) -> None:
         """Fail what is still waiting, close the stream (if ours), and say we are done."""
@@ -354,7 +401,11 @@ class Session:
         if isinstance(event, RequestReceived):
             scope = self._new_scope()
             self._scopes[event.id] = scope
-            self._spawn(self._serve_request, event, scope)
+            own = self._own_tasks
+            if own is not None and own.loop is not None:
+                own.start_request(self._serve_request(event, scope))
+            else:
+                self._spawn(self._serve_request, event, scope)
         elif isinstance(event, NotificationReceived):
             self._spawn(self._serve_notification, event)
         elif isinstance(event, (ResponseReceived, ErrorReceived)):
