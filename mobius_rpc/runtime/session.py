@@ -6,6 +6,10 @@ loop), cancel scopes for ``notifications/cancelled``, waiters for the requests
 we send (with their timeouts and progress callbacks), and the single place
 where exceptions from handlers become wire errors.
 
+Per request the hot path holds one cancel scope (the incoming request's) and
+one task: on asyncio a plain loop task (see :class:`OwnTasks`), and the
+timeout of a request we send is a loop timer, not a scope of its own.
+
 Whoever runs a session supplies the task group::
 
     async with anyio.create_task_group() as tg:
