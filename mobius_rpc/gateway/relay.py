@@ -79,10 +79,17 @@ class Relay:
 
     async def run(self, call: Callable[[], Any]) -> dict[str, Any]:
         """Run the upstream ``call``; raise InputRequired if the downstream must answer first."""
+        if not self.ctx.modern:
+            # Only a modern downstream ends a round early (``_ask`` cancels the scope
+            # below on InputRequired): a legacy one is asked during the call, so
+            # its calls enter no scope of their own (a scope per call costs as
+            # much as validating the message).
+            result: dict[str, Any] = await call()
+            return result
         with anyio.CancelScope() as scope:
             self._scope = scope
             try:
-                result: dict[str, Any] = await call()
+                result = await call()
                 return result
             except McpError:
                 if not self.needed:

@@ -157,23 +157,31 @@ class Router:
                 if isinstance(item.get("uriTemplate"), str)]
 
     def publish_contents(self, upstream: str, value: Any) -> Any:
-        """``value`` (a result) with the URIs of resources in it made public."""
+        """``value`` (a result) with the URIs of resources in it made public.
+
+        Copy on write: what holds no URI to publish (a tool's text content, the
+        usual case) comes back as it is, not rebuilt dict by dict per call."""
         if self.naming.resource_uris == "keep":
             return value
         if isinstance(value, list):
-            return [self.publish_contents(upstream, v) for v in value]
+            items = [self.publish_contents(upstream, v) for v in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         if not isinstance(value, dict):
             return value
-        out = {}
+        out: dict[str, Any] | None = None
         for key, item in value.items():
             if key == "uri" and isinstance(item, str) and (
                     "text" in value or "blob" in value or value.get("type") == "resource_link"):
-                out[key] = self.public_uri(upstream, item)
+                new = self.public_uri(upstream, item)
             elif key in ("content", "contents", "resource", "messages"):
-                out[key] = self.publish_contents(upstream, item)
+                new = self.publish_contents(upstream, item)
             else:
-                out[key] = item
-        return out
+                continue
+            if new is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = new
+        return value if out is None else out
 
 
 def _encode(kind: str, key: str) -> str:

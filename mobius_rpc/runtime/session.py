@@ -6,6 +6,10 @@ loop), cancel scopes for ``notifications/cancelled``, waiters for the requests
 we send (with their timeouts and progress callbacks), and the single place
 where exceptions from handlers become wire errors.
 
+Per request the hot path holds one cancel scope (the incoming request's) and
+one task: on asyncio a plain loop task (see :class:`OwnTasks`), and the
+timeout of a request we send is a loop timer, not a scope of its own.
+
 Whoever runs a session supplies the task group::
 
     async with anyio.create_task_group() as tg:
@@ -17,11 +21,13 @@ outstanding requests then fail with :class:`ConnectionClosedError`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -124,12 +130,24 @@ class TaskRunner(Protocol):
 
 
 class OwnTasks:
-    """The task group of a session's :meth:`Session.run`: work ends with the session."""
+    """The task group of a session's :meth:`Session.run`: work ends with the session.
 
-    __slots__ = ("group",)
+    On asyncio the requests' tasks are plain loop tasks the session keeps
+    itself (:meth:`start_request`): a task group's ``start_soon`` costs about
+    a tenth of a forwarded call's CPU.  Each such task serves its request
+    under the request's own cancel scope, which is how it is cancelled (by
+    ``notifications/cancelled``, by :meth:`Session.close` and at the end of
+    :meth:`Session.run`, which waits for them), so handlers keep anyio's
+    semantics, shields included.
+    """
+
+    __slots__ = ("group", "loop", "requests")
 
     def __init__(self) -> None:
         self.group: TaskGroup | None = None
+        #: the asyncio loop :meth:`Session.run` runs in (None on another backend)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.requests: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
@@ -144,15 +162,40 @@ class OwnTasks:
         if self.group is not None:
             self.group.cancel_scope.cancel()
 
+    def start_request(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run one request's ``coro`` in a loop task of its own (``loop`` is set)."""
+        if self.group is None or self.loop is None:
+            coro.close()
+            raise ConnectionClosedError()
+        task = self.loop.create_task(coro)
+        self.requests.add(task)
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self.requests.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # a task group would end the session on such a failure: so do we
+            log.error("a request's task failed", exc_info=task.exception())
+            self.cancel()
+
 
 @dataclass(slots=True)
 class _Waiter:
     method: str
     timeout: float
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event
     result: dict[str, Any] | None = None
     error: McpError | None = None
     on_progress: ProgressCallback | None = None
+    #: set by the timer of :meth:`Session.wait_for` when the timeout ran out first
+    timed_out: bool = False
+
+
+def _time_out(waiter: _Waiter) -> None:
+    """The timer of one request we sent: wake its waiter unless it was answered."""
+    if not waiter.done.is_set():
+        waiter.timed_out = True
+        waiter.done.set()
 
 
 class Session:
@@ -192,6 +235,8 @@ class Session:
         self._detaching: ResponseDetaching | None = s if caps.detaches_responses else None
         #: learnt on the first request, in the loop the session runs in
         self._scope_type: type[anyio.CancelScope] | None = None
+        #: the backend's Event class, learnt on the first request we send (as the scope's)
+        self._event_type: type[anyio.Event] | None = None
         #: requests received and not yet answered (and their answers flushed)
         self._in_flight = 0
         self._idle: anyio.Event | None = None
@@ -211,6 +256,10 @@ class Session:
         if own is None:
             raise RuntimeError("this session runs in tasks lent to it; it has no loop to run")
         try:
+            own.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            own.loop = None
+        try:
             async with anyio.create_task_group() as tg:
                 own.group = tg
                 if self._attaching is not None:
@@ -221,7 +270,22 @@ class Session:
                 tg.cancel_scope.cancel()
         finally:
             own.group = None
+            if own.requests:
+                await self._stop_requests(own)
             await self._finish()
+
+    async def _stop_requests(self, own: OwnTasks) -> None:
+        """End the requests' own tasks as the task group ends its tasks: cancelled,
+        nothing more sent (the group has stopped everything else), waited for."""
+        self._closed = True
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        with anyio.CancelScope(shield=True):
+            _, stuck = await asyncio.wait(list(own.requests), timeout=_CANCEL_ANSWER_TIMEOUT)
+            for task in stuck:  # past its scope, e.g. a send that never drains
+                task.cancel()
+            while own.requests:
+                await asyncio.wait(list(own.requests))
 
     async def _finish(self) -> None:
         """Fail what is still waiting, close the stream (if ours), and say we are done."""
@@ -341,7 +405,11 @@ class Session:
         if isinstance(event, RequestReceived):
             scope = self._new_scope()
             self._scopes[event.id] = scope
-            self._spawn(self._serve_request, event, scope)
+            own = self._own_tasks
+            if own is not None and own.loop is not None:
+                own.start_request(self._serve_request(event, scope))
+            else:
+                self._spawn(self._serve_request, event, scope)
         elif isinstance(event, NotificationReceived):
             self._spawn(self._serve_notification, event)
         elif isinstance(event, (ResponseReceived, ErrorReceived)):
@@ -555,16 +623,35 @@ class Session:
         if self._input_ended:  # nothing the peer sends can reach us any more
             raise ConnectionClosedError("the peer closed its side of the stream")
         connection = self.connection
-        waiter = _Waiter(method, timeout, on_progress=on_progress)
+        event_type = self._event_type
+        if event_type is None:
+            # ``anyio.Event()`` asks which library runs (like a cancel scope) each time
+            event_type = self._event_type = type(anyio.Event())
+        waiter = _Waiter(method, timeout, event_type(), on_progress=on_progress)
         self._waiters[request_id] = waiter
+        # The timeout: on asyncio a timer of the loop's that wakes the waiter (no
+        # cancel scope to enter and leave per request, which costs as much as
+        # validating the message); elsewhere a scope with that deadline.
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        timer: asyncio.TimerHandle | None = None
         try:
             await self._flush()
-            with anyio.move_on_after(timeout):
+            if loop is not None:
+                if timeout < math.inf:
+                    timer = loop.call_later(max(timeout, 0.0), _time_out, waiter)
                 await waiter.done.wait()
-            if not waiter.done.is_set():
+            else:
+                with anyio.move_on_after(timeout):
+                    await waiter.done.wait()
+                if not waiter.done.is_set():
+                    waiter.timed_out = True
+            if waiter.timed_out:
                 for event in connection.expire(self.clock() + 1e-9):
                     self._dispatch(event)
-                if not waiter.done.is_set():
+                if waiter.result is None and waiter.error is None:
                     connection.cancel(request_id, "request timed out")
                     waiter.error = RequestTimeoutError(method, timeout)
                 with anyio.CancelScope(shield=True):
@@ -575,6 +662,8 @@ class Session:
                 await self._flush()
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._waiters.pop(request_id, None)
         if waiter.error is not None:
             raise waiter.error
