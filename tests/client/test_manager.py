@@ -54,7 +54,10 @@ def test_host_config_shapes() -> None:
 
 async def test_merged_view_routes_and_health(tmp_path: Path) -> None:
     with anyio.fail_after(60):
-        async with ClientManager.from_config(config(tmp_path)) as manager:
+        # a long first backoff: on a loaded machine the short default could run out
+        # before the "is down" check below, which then sees a fresh attempt instead
+        async with ClientManager.from_config(config(tmp_path),
+                                             backoff_initial=60.0) as manager:
             assert manager.names == ["alpha", "beta", "broken"]
             assert {h.state for h in manager.health()} == {"idle"}  # lazy: nothing started
             tools = await manager.list_tools()
