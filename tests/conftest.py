@@ -89,15 +89,18 @@ async def connect_stdio(command: list[str] | None = None, *, revision: str = "20
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any, *, sock: socket.socket | None = None) -> AsyncIterator[str]:
+async def serve_asgi(app: Any, *, sock: socket.socket | None = None,
+                     **config: Any) -> AsyncIterator[str]:
     """Run ``app`` on a real uvicorn bound to a free loopback port (or on ``sock``,
     bound by a caller that needed its port first); yields ``host:port``.
+    ``config`` goes to ``uvicorn.Config`` as it is (TLS files, limits).
 
     On exit uvicorn is asked to stop and closes its own sockets before the task
     group is torn down.
     """
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
-                                           log_level="warning", timeout_graceful_shutdown=3))
+                                           log_level="warning", timeout_graceful_shutdown=3,
+                                           **config))
     stopped = anyio.Event()
 
     async def run() -> None:

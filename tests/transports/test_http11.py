@@ -14,7 +14,6 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +28,7 @@ from mobius_rpc.transports.http11 import (
     _Connection,
 )
 from mobius_rpc.transports.http_client import StreamableHTTPClientStream
+from tests.conftest import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -86,31 +86,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @asynccontextmanager
 async def serve(application: Any, **config: Any) -> AsyncIterator[str]:
     """``application`` on a real uvicorn on 127.0.0.1; yields its base URL."""
-    tls = "ssl_certfile" in config
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=3, **config))
-    stopped = anyio.Event()
-
-    async def run() -> None:
-        try:
-            await server.serve()
-        finally:
-            stopped.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            with anyio.move_on_after(5):
-                await stopped.wait()
-            tg.cancel_scope.cancel()
+    async with serve_asgi(application, **config) as address:
+        yield f"{'https' if 'ssl_certfile' in config else 'http'}://{address}"
 
 
 async def test_keep_alive_reuses_one_connection_and_a_close_is_honoured() -> None:
