@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import orjson
+
 from . import jsonrpc
 from .errors import (
     INTERNAL_ERROR,
@@ -270,10 +272,15 @@ class Connection:
         classified: list[jsonrpc.Incoming] | None = None
         if message is None:
             try:
-                message = jsonrpc.parse(data)
-            except RemoteProtocolError as exc:
-                self._reject(None, exc, None, events)
-                return events
+                message = orjson.loads(data)  # jsonrpc.parse, its error path below
+            except orjson.JSONDecodeError:
+                try:
+                    jsonrpc.parse(data)
+                except RemoteProtocolError as exc:
+                    self._reject(None, exc, None, events)
+                    return events
+                raise  # pragma: no cover - parse accepts what orjson refused
+
         elif type(message) is jsonrpc.Classified:
             message, classified = message.message, message.items
         if isinstance(message, list):
@@ -715,7 +722,7 @@ class Connection:
                 return True
         batch = entry.batch
         if batch is None:  # _queue and _after_reply, spelled out for the common case
-            self._outbox.append((jsonrpc.dumps(
+            self._outbox.append((orjson.dumps(
                 {"jsonrpc": "2.0", "id": request_id, "result": result}),
                 request_id, (request_id,)))
             return True
