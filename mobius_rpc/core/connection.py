@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import orjson
+
 from . import jsonrpc
 from .errors import (
     INTERNAL_ERROR,
@@ -164,6 +166,8 @@ class Connection:
         self.validate = validate
         # Spelled out: Enum.value is a property call.
         self._role = "client" if role is Role.CLIENT else "server"
+        #: ``role is Role.SERVER`` once, not two global and attribute lookups per request
+        self._is_server = role is Role.SERVER
         self._peer_role = "server" if role is Role.CLIENT else "client"
         self._incoming_requests = requests_from(self._peer_role)
         self.era: Era | None = None
@@ -247,13 +251,18 @@ class Connection:
         events: list[Event] = []
         if self.state is SessionState.CLOSED:
             return events
-        if len(data) > self.limits.max_message_bytes:
+        limits = self.limits
+        if len(data) > limits.max_message_bytes:
             self._refuse(decoded, RemoteProtocolError(
                 INVALID_REQUEST,
                 f"Invalid Request: message of {len(data)} bytes exceeds the limit of "
-                f"{self.limits.max_message_bytes}"), events)
+                f"{limits.max_message_bytes}"), events)
             return events
-        if nesting_depth_exceeds(data, self.limits.max_depth):
+        # The bracket count bounds the depth (see nesting_depth_exceeds): most
+        # messages stop here without a function call.
+        max_depth = limits.max_depth
+        if data.count(b"{") + data.count(b"[") > max_depth and nesting_depth_exceeds(
+                data, max_depth):
             self._refuse(decoded, RemoteProtocolError(
                 INVALID_REQUEST,
                 f"Invalid Request: JSON nesting deeper than {self.limits.max_depth} levels"),
@@ -263,17 +272,35 @@ class Connection:
         classified: list[jsonrpc.Incoming] | None = None
         if message is None:
             try:
-                message = jsonrpc.parse(data)
-            except RemoteProtocolError as exc:
-                self._reject(None, exc, None, events)
-                return events
+                message = orjson.loads(data)  # jsonrpc.parse, its error path below
+            except orjson.JSONDecodeError:
+                try:
+                    jsonrpc.parse(data)
+                except RemoteProtocolError as exc:
+                    self._reject(None, exc, None, events)
+                    return events
+                raise  # pragma: no cover - parse accepts what orjson refused
+
         elif type(message) is jsonrpc.Classified:
             message, classified = message.message, message.items
         if isinstance(message, list):
             self._receive_batch(message, now, events, classified)
+            return events
+        if classified:
+            incoming: jsonrpc.Incoming = classified[0]
         else:
-            self._receive_one(message, now, events, None,
-                              classified[0] if classified else None)
+            try:
+                incoming = jsonrpc.classify(message)
+            except jsonrpc.EnvelopeError as exc:
+                self._reject(exc.request_id, exc, None, events)
+                return events
+        # _receive_one, spelled out for the common unbatched message
+        if type(incoming) is jsonrpc.IncomingRequest:
+            self._on_request(incoming, now, events, None)
+        elif type(incoming) is jsonrpc.IncomingNotification:
+            self._on_notification(incoming, events)
+        else:
+            self._on_response(incoming, events)  # type: ignore[arg-type]
         return events
 
     def _receive_batch(self, items: list[Any], now: float, events: list[Event],
@@ -377,18 +404,22 @@ class Connection:
 
     def _on_request(self, req: jsonrpc.IncomingRequest, now: float, events: list[Event],
                     batch: _Batch | None) -> None:
-        if req.id in self._in_flight:
-            self._reject(req.id, RemoteProtocolError(
-                INVALID_REQUEST, f"Invalid Request: id {req.id!r} is already in use by an "
+        request_id = req.id
+        method = req.method
+        params = req.params
+        in_flight = self._in_flight
+        if request_id in in_flight:
+            self._reject(request_id, RemoteProtocolError(
+                INVALID_REQUEST, f"Invalid Request: id {request_id!r} is already in use by an "
                 "unanswered request"), batch, events)
             return
         revision = self.revision or LATEST_LEGACY
         peer_capabilities = self.peer_capabilities
         modern = False
         meta: RequestMeta | None = None
-        if self.role is Role.SERVER:
-            if req.method == "initialize" and not (self.modern_revisions
-                                                   and looks_modern(req.params)):
+        if self._is_server:
+            if method == "initialize" and not (self.modern_revisions
+                                               and looks_modern(params)):
                 self._on_initialize(req, events, batch)
                 return
             # An initialize that carries a modern _meta is a 2026-07-28 request for
@@ -396,56 +427,58 @@ class Connection:
             # (A modern-only connection, one per stateless request, skips the call.)
             modern = self.era is Era.MODERN or (self.era is None and bool(self.modern_revisions)
                                                 and (not self.revisions or is_modern_request(
-                req.method, req.params, legacy=self.revisions, modern=self.modern_revisions)))
+                method, params, legacy=self.revisions, modern=self.modern_revisions)))
             if modern:
                 # Stateless (2026-07-28): everything the request needs is in its _meta.
                 try:
-                    meta = read_request_meta(req.params, self.modern_revisions)
+                    meta = read_request_meta(params, self.modern_revisions)
                 except RemoteProtocolError as exc:
-                    self._reject(req.id, exc, batch, events)
+                    self._reject(request_id, exc, batch, events)
                     return
                 self.era = Era.MODERN
                 self.revision = revision = meta.version
                 peer_capabilities = meta.client_capabilities
         table = self._incoming_requests.get(revision)
-        spec = table.get(req.method) if table is not None else None
+        spec = table.get(method) if table is not None else None
         if spec is None:
             # Unknown methods are -32601 in every state (a legacy-only server
             # answers server/discover this way, as old servers do).
-            self._reject(req.id, RemoteProtocolError(
-                METHOD_NOT_FOUND, f"Method not found: {req.method}"), batch, events)
+            self._reject(request_id, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"Method not found: {method}"), batch, events)
             return
-        if not modern and not accepts_requests(self.state) and req.method != "ping":
-            self._reject(req.id, self._before_initialize(req.method), batch, events)
+        state = self.state  # accepts_requests(state), inlined
+        if not modern and state is not SessionState.READY \
+                and state is not SessionState.INITIALIZING and method != "ping":
+            self._reject(request_id, self._before_initialize(method), batch, events)
             return
-        why = gate_failure(spec, req.params, self.capabilities, peer_capabilities,
-                           self._role, revision)
+        why = None if spec.gate is None else gate_failure(
+            spec, params, self.capabilities, peer_capabilities, self._role, revision)
         if why is not None:
-            self._reject(req.id, RemoteProtocolError(
-                METHOD_NOT_FOUND, f"Method not found: {req.method} ({why})"), batch, events)
+            self._reject(request_id, RemoteProtocolError(
+                METHOD_NOT_FOUND, f"Method not found: {method} ({why})"), batch, events)
             return
         if self.validate:
             try:
                 schema_for(revision).check(spec.message_def, req.raw)
             except SchemaError as exc:
-                self._reject(req.id, _invalid_params(exc), batch, events)
+                self._reject(request_id, _invalid_params(exc), batch, events)
                 return
-        if req.method == "ping":
-            self._queue(jsonrpc.response(req.id, {}), batch)
+        if method == "ping":
+            self._queue(jsonrpc.response(request_id, {}), batch)
             return
-        meta_obj = req.params.get("_meta")
+        meta_obj = params.get("_meta")
         token = meta_obj.get("progressToken") if isinstance(meta_obj, dict) else None
         # A task-augmented request is answered with CreateTaskResult, but only in
         # a revision that has tasks and when we declared task support for it;
         # otherwise the field is an unknown param of a plain call (open schemas).
-        task = "task" in req.params and req.method == "tools/call" and has_tasks(
+        task = "task" in params and method == "tools/call" and has_tasks(
             revision) and has_capability(self.capabilities, ("tasks", "requests", "tools",
                                                              "call"))
-        self._in_flight[req.id] = _InFlight(req.method, token, batch, revision,
+        in_flight[request_id] = _InFlight(method, token, batch, revision,
                                             "CreateTaskResult" if task else spec.result_def, task)
         if batch is not None:
             batch.pending += 1
-        events.append(RequestReceived(req.id, req.method, req.params, meta, self._transport))
+        events.append(RequestReceived(request_id, method, params, meta, self._transport))
 
     def _on_initialize(self, req: jsonrpc.IncomingRequest, events: list[Event],
                        batch: _Batch | None) -> None:
@@ -661,9 +694,13 @@ class Connection:
         A result that fails our own schema is a bug in the application: it is
         logged and replaced by -32603, never sent malformed.
         """
-        entry = self._take_in_flight(request_id)
-        if entry is None:
-            return False
+        entry = self._in_flight.pop(request_id, None)
+        if entry is None or entry.cancelled:  # the rare cases: _take_in_flight's way
+            if entry is not None:
+                self._in_flight[request_id] = entry
+            if self._take_in_flight(request_id) is None:
+                return False
+        assert entry is not None
         revision = entry.revision
         result_def = entry.result_def
         if self.era is Era.MODERN:
@@ -683,7 +720,13 @@ class Connection:
                     "validation")), entry.batch)
                 self._after_reply(entry)
                 return True
-        self._queue(jsonrpc.response(request_id, result), entry.batch)
+        batch = entry.batch
+        if batch is None:  # _queue and _after_reply, spelled out for the common case
+            self._outbox.append((orjson.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "result": result}),
+                request_id, (request_id,)))
+            return True
+        self._queue(jsonrpc.response(request_id, result), batch)
         self._after_reply(entry)
         return True
 

@@ -123,7 +123,9 @@ def classify(msg: Any) -> Incoming:
         raise EnvelopeError(INVALID_REQUEST, "Invalid Request: a message must be a JSON object",
                             None)
     raw_id = msg.get("id")
-    usable_id = raw_id if valid_id(raw_id) else None
+    # valid_id, with the exact int/str types (every id JSON decodes to) first
+    kind = type(raw_id)
+    usable_id = raw_id if kind is int or kind is str or valid_id(raw_id) else None
     if msg.get("jsonrpc") != "2.0":
         raise EnvelopeError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"', usable_id)
     if "method" in msg:

@@ -143,7 +143,7 @@ class RevisionSchema:
 
     def check(self, name: str, instance: object) -> None:
         """Return if ``instance`` is a valid ``name``; raise :class:`SchemaError` if not."""
-        validator = self._validator(name)
+        validator = self._validators.get(name) or self._validator(name)
         if validator.is_valid(instance):
             return
         errors = list(validator.iter_errors(instance))
