@@ -22,7 +22,7 @@ from .test_connection import SERVER_CAPS, init
 
 _IDS = st.one_of(st.integers(-3, 3), st.sampled_from(["a", "", "x1"]), st.booleans(),
                  st.none(), st.floats(allow_nan=False, allow_infinity=False),
-                 st.lists(st.integers(), max_size=1))
+                 st.lists(st.integers(-(2**63), 2**63 - 1), max_size=1))
 _METHODS = st.one_of(st.sampled_from(["tools/call", "tools/list", "ping", "initialize",
                                       "prompts/list", "resources/read", "no/such",
                                       "notifications/cancelled", "notifications/progress",
