@@ -144,11 +144,14 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 @asynccontextmanager
 async def connect_network(kind: str, *, revision: str = "2025-11-25",
+                          server: Server | None = None,
                           **client_kw: Any) -> AsyncIterator[ClientSession]:
-    """An initialized client on the demo served by a real uvicorn on loopback, over
-    Streamable HTTP (``http``), HTTP+SSE (``sse``) or WebSocket (``ws``)."""
+    """An initialized client on ``server`` (default: the demo) served by a real
+    uvicorn on loopback, over Streamable HTTP (``http``), HTTP+SSE (``sse``) or
+    WebSocket (``ws``)."""
+    served = server if server is not None else build_demo_server()
     with anyio.fail_after(30):
-        async with serve_asgi(build_demo_server().asgi_app().app) as base, \
+        async with serve_asgi(served.asgi_app().app) as base, \
                 anyio.create_task_group() as tg:
             stream: Any
             if kind == "http":

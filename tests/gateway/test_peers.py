@@ -15,9 +15,7 @@ import pytest
 
 from mobius_rpc.client.session import ClientSession
 from mobius_rpc.gateway import Gateway
-from mobius_rpc.transports.http_client import HttpSseClientStream, StreamableHTTPClientStream
-from mobius_rpc.transports.websocket import WebSocketClientStream
-from tests.conftest import client_on, serve_asgi
+from tests.conftest import connect_network, serve_asgi
 from tests.external.conftest import npm_servers  # noqa: F401 - a fixture
 
 from .conftest import FAST, local_server
@@ -95,20 +93,9 @@ async def test_http_upstream_over_every_downstream_transport(kind: str, revision
             gateway = Gateway({"web": {"type": "http", "url": f"http://{upstream_base}/mcp"}},
                               options=FAST).attach(front)
             try:
-                async with serve_asgi(front.asgi_app().app) as base, \
-                        anyio.create_task_group() as tg:
-                    stream: Any
-                    if kind == "http":
-                        stream = StreamableHTTPClientStream(f"http://{base}/mcp", tg)
-                    elif kind == "sse":
-                        stream = HttpSseClientStream(f"http://{base}/sse", tg)
-                        await stream.start()
-                    else:
-                        stream = await WebSocketClientStream.connect(f"ws://{base}/ws")
-                    async with client_on(stream, tg, revision,
-                                         elicitation=elicitation) as client:
-                        await _exercise(client, steps, progress)
-                    tg.cancel_scope.cancel()
+                async with connect_network(kind, revision=revision, server=front,
+                                           elicitation=elicitation) as client:
+                    await _exercise(client, steps, progress)
             finally:
                 await gateway.aclose()
 
