@@ -130,6 +130,14 @@ async def local_identity(security: SecurityStore, *, user_name: str, org: str | 
                              "mobius org create)")
         org_id = found.id
     member = await security.get_membership(org_id, user.id)
+    if member is None and org is None:
+        # another server starting on this store may have made the organization and not
+        # yet its owner's membership (create_organization writes them one after the
+        # other): give it a moment before calling the user a non-member
+        with anyio.move_on_after(5.0):
+            while member is None:
+                await anyio.sleep(0.05)
+                member = await security.get_membership(org_id, user.id)
     if member is None:
         raise ValueError(f"user {user_name!r} is not a member of organization {org_id!r} "
                          "(add them with: mobius org add-member)")
