@@ -185,6 +185,13 @@ class Client(RequestHelpers):
         return self._session
 
     @property
+    def session_expired(self) -> bool:
+        """Whether the server ended our Streamable HTTP session (:meth:`request`
+        then starts a new one and retries)."""
+        stream = self._stream
+        return isinstance(stream, StreamableHTTPClientStream) and stream.session_expired
+
+    @property
     def era(self) -> Era | None:
         return self._session.connection.era if self._session else None
 

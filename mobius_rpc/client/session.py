@@ -32,7 +32,7 @@ from ..core.events import NotificationReceived, RequestReceived, SessionInitiali
 from ..core.limits import Limits
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
 from ..core.types import RequestId
-from ..runtime.session import ProgressCallback, Session
+from ..runtime.session import ForwardDone, ForwardProgress, ProgressCallback, Session
 from ..transports.base import MessageStream
 
 __all__ = ("ClientSession", "RequestHelpers", "CallHandlers")
@@ -347,12 +347,53 @@ class ClientSession(RequestHelpers):
             return await self._request(method, params, timeout, on_progress, max_rounds,
                                        handlers, (key, ids))
         finally:
+            self._end_call(key, ids)
+
+    def forward(self, method: str, params: dict[str, Any] | None, *, timeout: float,
+                done: ForwardDone, on_progress: ForwardProgress | None = None,
+                handlers: CallHandlers | None = None) -> RequestId:
+        """Send a request whose answer goes to ``done(result, error)`` from the
+        receive loop, with no task waiting (see :meth:`Session.forward`); what the
+        server asks meanwhile goes to ``handlers``, as with :meth:`request`.
+
+        In the modern era a result may be an ``InputRequiredResult``: ``done``
+        gets it as it is (:meth:`request` is the one that answers and retries).
+        """
+        if handlers is None:
+            return self.session.forward(method, params, timeout=timeout, done=done,
+                                        on_progress=on_progress)
+        key = self._next_call = self._next_call + 1
+        request_ids: list[RequestId] = []
+
+        def finished(result: dict[str, Any] | None, error: McpError | None) -> None:
+            self._end_call(key, request_ids)
+            done(result, error)
+
+        self._calls[key] = handlers
+        try:
+            request_id = self.session.forward(method, params, timeout=timeout, done=finished,
+                                              on_progress=on_progress)
+        except BaseException:
             del self._calls[key]
-            for request_id in ids:
-                self._call_ids.pop(request_id, None)
-            ended, self._call_ended = self._call_ended, None
-            if ended is not None:
-                ended.set()
+            raise
+        request_ids.append(request_id)
+        self._call_ids[request_id] = key
+        return request_id
+
+    def end_forward(self, request_id: RequestId, reason: str) -> None:
+        """Give up on a forwarded request (the server is told; ``done`` is not called)."""
+        self.session.cancel_forward(request_id, reason)
+        key = self._call_ids.get(request_id)
+        if key is not None:
+            self._end_call(key, [request_id])
+
+    def _end_call(self, key: int, request_ids: list[RequestId]) -> None:
+        self._calls.pop(key, None)
+        for request_id in request_ids:
+            self._call_ids.pop(request_id, None)
+        ended, self._call_ended = self._call_ended, None
+        if ended is not None:
+            ended.set()
 
     async def _request(self, method: str, params: dict[str, Any] | None,
                        timeout: float | None, on_progress: ProgressCallback | None,

@@ -209,6 +209,11 @@ class Connection:
         out, self._outbox = self._outbox, []
         return out
 
+    def requeue(self, items: list[Outgoing]) -> None:
+        """Put back, ahead of what was queued since, messages taken with
+        :meth:`routed_data_to_send` that could not be sent yet."""
+        self._outbox[:0] = items
+
     def has_data_to_send(self) -> bool:
         """Whether :meth:`data_to_send` would return anything (cheap)."""
         return bool(self._outbox)

@@ -38,6 +38,7 @@ from ..runtime.session import Session
 from ..server.builtins import BUILTINS
 from ..server.context import Context
 from ..server.registration import Registration, RequestHandler
+from .lane import Lane
 from .parking import Parking, ParkingOptions, applies
 from .pinning import Pinning
 from .relay import Relay
@@ -245,6 +246,10 @@ class Gateway:
             self._local["subscriptions/listen"] = server.request_handlers.get(
                 "subscriptions/listen") or dispatcher.listen
             server.request_handler("subscriptions/listen")(self._listen)
+        # plain calls of upstream items skip the task and handler machinery (.lane)
+        server.lane = Lane(self.router, self.upstreams, server, {
+            method: server.request_handlers[method]
+            for method in ("tools/call", "prompts/get", "resources/read")})
         return self
 
     async def _local_call(self, method: str, ctx: Context, params: dict[str, Any]

@@ -41,6 +41,7 @@ import anyio
 from ..client.session import CallHandlers
 from ..core.errors import INTERNAL_ERROR, McpError
 from ..core.revisions import has_form_mode_field
+from ..runtime.session import current_request
 from ..server.context import Context, InputRequired
 
 __all__ = ("Relay",)
@@ -63,8 +64,8 @@ class Relay:
         self.owner: object = ctx.session
 
     def handlers(self) -> CallHandlers:
-        return CallHandlers(sampling=self._sampling, elicitation=self._elicitation,
-                            roots=self._roots, on_notification=self._notified,
+        return CallHandlers(sampling=self.sampling, elicitation=self.elicitation,
+                            roots=self.roots, on_notification=self.notified,
                             owner=self.owner)
 
     def progress(self) -> Any:
@@ -104,6 +105,10 @@ class Relay:
     async def _ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if self.park is not None:
             return await self.park(method, params)
+        # What we send downstream belongs to the downstream request (whose response
+        # stream carries it over Streamable HTTP), not to the upstream's request
+        # being served in this task.
+        token = current_request.set(self.ctx.request_id)
         try:
             return await self.ctx.ask(method, params)
         except InputRequired as needed:
@@ -113,11 +118,13 @@ class Relay:
                 self._scope.cancel()
             raise McpError(INTERNAL_ERROR, "the downstream client answers in a later round"
                            ) from None
+        finally:
+            current_request.reset(token)
 
-    async def _sampling(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def sampling(self, params: dict[str, Any]) -> dict[str, Any]:
         return await self._ask("sampling/createMessage", params)
 
-    async def _elicitation(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def elicitation(self, params: dict[str, Any]) -> dict[str, Any]:
         params = dict(params)
         if params.get("mode") == "url":
             # 2025-11-25 names each URL elicitation; 2026-07-28 dropped the id
@@ -132,20 +139,23 @@ class Relay:
                 params.pop("mode", None)
         return await self._ask("elicitation/create", params)
 
-    async def _roots(self) -> list[dict[str, Any]]:
+    async def roots(self) -> list[dict[str, Any]]:
         result = await self._ask("roots/list", {})
         roots = result.get("roots")
         return list(roots) if isinstance(roots, list) else []
 
-    async def _notified(self, method: str, params: dict[str, Any]) -> None:
+    async def notified(self, method: str, params: dict[str, Any]) -> None:
         if method != "notifications/message":
             return
         level = params.get("level")
         if not isinstance(level, str):
             return
         logger = params.get("logger")
+        token = current_request.set(self.ctx.request_id)  # as in _ask
         try:
             await self.ctx.log(level, params.get("data"),
                                logger=logger if isinstance(logger, str) else self.upstream)
         except (ValueError, McpError):
             pass  # an unknown level, or the downstream went away: nothing to relay
+        finally:
+            current_request.reset(token)

@@ -38,7 +38,7 @@ from ..core.errors import (
     RequestTimeoutError,
 )
 from ..core.revisions import Era
-from ..runtime.session import ProgressCallback
+from ..runtime.session import ForwardDone, ForwardProgress, ProgressCallback
 from .options import UpstreamOptions, options_from_entry
 
 __all__ = ("Upstream", "UpstreamOptions", "UpstreamDown", "LIST_KINDS", "options_from_entry")
@@ -369,6 +369,42 @@ class Upstream:
             return result
         finally:
             self._trial = False
+
+    def forward(self, method: str, params: dict[str, Any] | None, *, done: ForwardDone,
+                handlers: CallHandlers | None = None,
+                on_progress: ForwardProgress | None = None) -> Callable[[str], None] | None:
+        """Forward one request with no task waiting for it (the gateway's lane):
+        its outcome goes to ``done(result, error)``, with the breaker counting and
+        the errors of :meth:`request`; returns what cancels it (with a reason).
+
+        None when this path cannot take it now (not connected, the breaker not
+        fully closed, not on asyncio): the caller uses :meth:`request`, which
+        knows what to do then.  A 2026-07-28 upstream's ``InputRequiredResult``
+        reaches ``done`` as it is.
+        """
+        if self.failures or not self.ready or self._closing:
+            return None
+        name = self.name
+
+        def finished(result: dict[str, Any] | None, error: McpError | None) -> None:
+            if error is None:
+                self.failures, self.open_until = 0, 0.0
+            elif isinstance(error, ConnectionClosedError):
+                self._failed()
+                last = self.client.last_error
+                error = UpstreamDown(name, f"connection to {name} closed during {method}"
+                                     + (f": {last}" if last else ""))
+            elif isinstance(error, RequestTimeoutError):
+                self._failed()
+            done(result, error)
+        try:
+            session = self.client.session
+            request_id = session.forward(method, params, timeout=self.client.timeout,
+                                         done=finished, handlers=handlers,
+                                         on_progress=on_progress)
+        except (McpError, RuntimeError):
+            return None  # refused here (closing, not allowed): request() reports it
+        return lambda reason: session.end_forward(request_id, reason)
 
     def _failed(self) -> None:
         self.failures += 1

@@ -191,11 +191,43 @@ class _Waiter:
     timed_out: bool = False
 
 
+#: ``done(result, error)`` of a forwarded request: exactly one of them is None
+ForwardDone = Callable[[dict[str, Any] | None, McpError | None], None]
+#: progress of a forwarded request, called synchronously from the receive loop
+ForwardProgress = Callable[[float, float | None, str | None], None]
+#: a request taken over synchronously (``take_request``): called when it is
+#: cancelled (by the peer, or because the session ends) before it is answered
+TakenCancel = Callable[[], None]
+
+
+@dataclass(slots=True)
+class _Forward:
+    """A request we sent whose answer goes to a callback instead of a waiting task
+    (see :meth:`Session.forward`)."""
+
+    method: str
+    timeout: float
+    done: ForwardDone
+    on_progress: ForwardProgress | None
+    timer: asyncio.TimerHandle | None = None
+
+
 def _time_out(waiter: _Waiter) -> None:
     """The timer of one request we sent: wake its waiter unless it was answered."""
     if not waiter.done.is_set():
         waiter.timed_out = True
         waiter.done.set()
+
+
+def _forward_done(forward: _Forward, result: dict[str, Any] | None,
+                  error: McpError | None) -> None:
+    if forward.timer is not None:
+        forward.timer.cancel()
+        forward.timer = None
+    try:
+        forward.done(result, error)
+    except Exception:  # a bug of the forwarder must not end the receive loop
+        log.exception("the answer of a forwarded %s could not be delivered", forward.method)
 
 
 class Session:
@@ -219,6 +251,18 @@ class Session:
         self._owns_stream = owns_stream
         self._scopes: dict[RequestId, anyio.CancelScope] = {}
         self._waiters: dict[RequestId, _Waiter] = {}
+        #: requests we sent with :meth:`forward`: their answers go to callbacks
+        self._forwards: dict[RequestId, _Forward] = {}
+        #: received requests the handler took over (``take_request``), with what
+        #: cancels each; answered with :meth:`answer_taken`
+        self._taken: dict[RequestId, TakenCancel] = {}
+        # (offered by long-lived sessions only: a stateless exchange awaits its answer)
+        self._taker: Callable[[Session, RequestReceived], TakenCancel | None] | None = \
+            getattr(handler, "take_request", None) if tasks is None else None
+        #: a flush task is scheduled (see :meth:`flush_now`)
+        self._flush_scheduled = False
+        #: notifications received whose handling has not ended
+        self._notifying = 0
         # Uncontended (the usual case) it is taken without a trip through the loop.
         self._send_lock = SendLock()
         self._closed = False
@@ -233,6 +277,13 @@ class Session:
         self._attaching: ReceiverAttaching | None = s if caps.attaches_receiver else None
         self._reporting: UnansweredReporting | None = s if caps.reports_unanswered else None
         self._detaching: ResponseDetaching | None = s if caps.detaches_responses else None
+        # Writing without waiting, from synchronous code (see flush_now), where the
+        # stream can: ``send_routed_nowait`` on routed streams, else ``send_nowait``.
+        self._send_nowait: Callable[[bytes], bool] | None = \
+            None if caps.routed else getattr(stream, "send_nowait", None)
+        self._send_routed_nowait: Callable[[bytes, RequestId | None, tuple[RequestId, ...]],
+                                           bool] | None = \
+            getattr(stream, "send_routed_nowait", None) if caps.routed else None
         #: learnt on the first request, in the loop the session runs in
         self._scope_type: type[anyio.CancelScope] | None = None
         #: the backend's Event class, learnt on the first request we send (as the scope's)
@@ -351,6 +402,8 @@ class Session:
                           f"not finish within the grace period of {grace:g} s")
         for scope in list(self._scopes.values()):
             scope.cancel()
+        for request_id in list(self._taken):
+            self._cancel_taken(request_id, McpError(INTERNAL_ERROR, self._stopping))
         with anyio.move_on_after(_CANCEL_ANSWER_TIMEOUT):  # answering an error is quick
             await self._wait_idle()
 
@@ -358,8 +411,8 @@ class Session:
     def _busy(self) -> bool:
         """Whether a received request is not yet answered: dispatched requests
         hold a scope before their task starts, and count as in flight until
-        their answer is flushed."""
-        return bool(self._in_flight or self._scopes)
+        their answer is flushed; taken ones until answered and flushed."""
+        return bool(self._in_flight or self._scopes or self._taken or self._flush_scheduled)
 
     async def _wait_idle(self) -> None:
         """Wait until no request received by this session is being served."""
@@ -394,6 +447,8 @@ class Session:
         for event in events:
             if event is not serve_here:
                 self._dispatch(event)
+        if serve_here is not None and self._took(serve_here):
+            serve_here = None  # answered from elsewhere: the POST waits for its channel
         if not await self._flush():
             self.close()  # the peer is gone: end the session as the loop would
             return
@@ -401,8 +456,21 @@ class Session:
             scope = self._scopes[serve_here.id] = self._new_scope()
             await self._serve_request(serve_here, scope)
 
+    def _took(self, event: RequestReceived) -> bool:
+        """Whether the handler took ``event`` over synchronously (``take_request``)."""
+        taker = self._taker
+        if taker is None:
+            return False
+        cancel = taker(self, event)
+        if cancel is None:
+            return False
+        self._taken[event.id] = cancel
+        return True
+
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
+            if self._taker is not None and self._took(event):
+                return
             scope = self._new_scope()
             self._scopes[event.id] = scope
             own = self._own_tasks
@@ -411,6 +479,7 @@ class Session:
             else:
                 self._spawn(self._serve_request, event, scope)
         elif isinstance(event, NotificationReceived):
+            self._notifying += 1
             self._spawn(self._serve_notification, event)
         elif isinstance(event, (ResponseReceived, ErrorReceived)):
             waiter = self._waiters.get(event.id)
@@ -420,14 +489,35 @@ class Session:
                 else:
                     waiter.error = event.error
                 waiter.done.set()
+            elif self._forwards:
+                forward = self._forwards.pop(event.id, None)
+                if forward is not None:
+                    result, error = (event.result, None) if isinstance(
+                        event, ResponseReceived) else (None, event.error)
+                    own = self._own_tasks
+                    if self._notifying and own is not None and own.loop is not None:
+                        # Notifications received before the answer (log messages of
+                        # the call) are being handled in tasks: let them go first.
+                        own.loop.call_soon(_forward_done, forward, result, error)
+                    else:
+                        _forward_done(forward, result, error)
         elif isinstance(event, CancelRequested):
             running = self._scopes.get(event.id)
             if running is not None:
                 running.cancel()
+            elif event.id in self._taken:
+                self._cancel_taken(event.id, None)
         elif isinstance(event, ProgressReceived):
             waiter = self._waiters.get(event.id)
             if waiter is not None and waiter.on_progress is not None:
                 self._spawn(self._call_progress, waiter.on_progress, event)
+            elif waiter is None and event.id in self._forwards:
+                on_progress = self._forwards[event.id].on_progress
+                if on_progress is not None:
+                    try:
+                        on_progress(event.progress, event.total, event.message)
+                    except Exception:
+                        log.exception("progress callback failed")
         elif isinstance(event, SessionInitialized):
             self.handler.session_initialized(self, event)
         elif isinstance(event, MessageRejected):
@@ -437,6 +527,9 @@ class Session:
             if waiter is not None:
                 waiter.error = RequestTimeoutError(event.method, waiter.timeout)
                 waiter.done.set()
+            elif event.id in self._forwards:
+                forward = self._forwards.pop(event.id)
+                _forward_done(forward, None, RequestTimeoutError(event.method, forward.timeout))
 
     def _new_scope(self) -> anyio.CancelScope:
         """A cancel scope for one request (see :func:`cancel_scope_type`)."""
@@ -509,6 +602,8 @@ class Session:
             await self.handler.handle_notification(self, event)
         except Exception:
             log.exception("notification handler for %s failed", event.method)
+        finally:
+            self._notifying -= 1
         await self._flush()
 
     async def _call_progress(self, callback: ProgressCallback, event: ProgressReceived) -> None:
@@ -549,6 +644,12 @@ class Session:
         self._fail_waiters(ConnectionClosedError())
         for scope in self._scopes.values():
             scope.cancel()  # requests served in their callers' tasks end with the session
+        for cancel in list(self._taken.values()):
+            try:
+                cancel()  # e.g. a forwarded call: cancelled where it runs
+            except Exception:
+                log.exception("cancelling a taken request failed")
+        self._taken.clear()
         self.handler.session_closed(self)
 
     def _fail_waiters(self, error: ConnectionClosedError) -> None:
@@ -556,6 +657,9 @@ class Session:
             if not waiter.done.is_set():
                 waiter.error = error
                 waiter.done.set()
+        forwards, self._forwards = self._forwards, {}
+        for forward in forwards.values():
+            _forward_done(forward, None, error)
 
     def close(self) -> None:
         """Stop serving: the receive loop and every request handler are cancelled
@@ -669,6 +773,171 @@ class Session:
             raise waiter.error
         assert waiter.result is not None
         return waiter.result
+
+    # ------------------------------------------- relaying without tasks (a gateway)
+
+    def forward(self, method: str, params: dict[str, Any] | None, *, timeout: float,
+                done: ForwardDone, on_progress: ForwardProgress | None = None
+                ) -> RequestId:
+        """Send a request whose answer goes to ``done(result, error)``, called from
+        the receive loop: no task waits for it.
+
+        For relaying a call at the cost of its messages alone (the gateway's
+        lane, which answers a request it took over with :meth:`answer_taken`
+        from ``done``).  The timeout is a loop timer: when it runs out the peer
+        gets ``notifications/cancelled`` and ``done`` a
+        :class:`RequestTimeoutError`; the end of the session gives
+        :class:`ConnectionClosedError`.  Asyncio only (RuntimeError elsewhere).
+
+        :raises ConnectionClosedError: the session is not running.
+        :raises LocalProtocolError: the request is not allowed (or not valid) here.
+        """
+        own = self._own_tasks
+        loop = own.loop if own is not None else None
+        if loop is None:
+            raise RuntimeError("forwarding needs a session run on asyncio")
+        if self._closed or self._input_ended or not self._tasks.running:
+            raise ConnectionClosedError()
+        request_id = self.connection.request(method, params, now=self.clock(),
+                                             timeout=timeout, progress=on_progress is not None)
+        forward = _Forward(method, timeout, done, on_progress)
+        self._forwards[request_id] = forward
+        if timeout < math.inf:
+            forward.timer = loop.call_later(max(timeout, 0.0), self._forward_timed_out,
+                                            request_id)
+        self.flush_now()
+        return request_id
+
+    def cancel_forward(self, request_id: RequestId, reason: str) -> None:
+        """Give up on a forwarded request: the peer gets ``notifications/cancelled``
+        and its ``done`` is not called."""
+        forward = self._forwards.pop(request_id, None)
+        if forward is None:
+            return
+        if forward.timer is not None:
+            forward.timer.cancel()
+        self.connection.cancel(request_id, reason)
+        self.flush_now()
+
+    def _forward_timed_out(self, request_id: RequestId) -> None:
+        forward = self._forwards.pop(request_id, None)
+        if forward is None:
+            return
+        forward.timer = None
+        self.connection.cancel(request_id, "request timed out")
+        self.flush_now()
+        _forward_done(forward, None, RequestTimeoutError(forward.method, forward.timeout))
+
+    def answer_taken(self, request_id: RequestId, result: dict[str, Any] | None = None,
+                     error: McpError | None = None) -> None:
+        """Answer a request the handler took over (``take_request``), and send it.
+
+        Ignored when it was cancelled meanwhile (its cancel callback was called)."""
+        if self._taken.pop(request_id, None) is None:
+            return
+        connection = self.connection
+        try:
+            if error is not None or result is None:
+                answered = connection.respond_error(
+                    request_id, error or McpError(INTERNAL_ERROR, "no result"))
+            else:
+                answered = connection.respond(request_id, result)
+        except ConnectionClosedError:
+            answered = False
+        except Exception:
+            # as in _answer: a bad answer costs this request, never the session
+            log.exception("could not answer request %r", request_id)
+            try:
+                answered = connection.respond_error(request_id, McpError(
+                    INTERNAL_ERROR, "Internal error while answering the request"))
+            except Exception:
+                answered = False
+        if not answered and self._reporting is not None:
+            self._reporting.unanswered(request_id)
+        self.flush_now()
+        self._maybe_idle()
+
+    def serve_taken(self, event: RequestReceived) -> None:
+        """Serve a request the handler took over after all, the usual way: in a
+        task of its own, through ``handle_request`` (a forwarded call that turned
+        out to need what only that path does)."""
+        if self._taken.pop(event.id, None) is None:
+            return
+        scope = self._new_scope()
+        self._scopes[event.id] = scope
+        own = self._own_tasks
+        try:
+            if own is not None and own.loop is not None:
+                own.start_request(self._serve_request(event, scope))
+            else:
+                self._spawn(self._serve_request, event, scope)
+        except ConnectionClosedError:
+            self._scopes.pop(event.id, None)
+
+    def _cancel_taken(self, request_id: RequestId, error: McpError | None) -> None:
+        """A taken request is cancelled: by the peer (``error`` None: no answer), or
+        at the end of input's grace period (the peer gets ``error``)."""
+        cancel = self._taken.pop(request_id, None)
+        if cancel is None:
+            return
+        try:
+            cancel()
+        except Exception:
+            log.exception("cancelling a taken request failed")
+        try:
+            # the connection forgets the request (and drops the reply if cancelled)
+            answered = self.connection.respond_error(
+                request_id, error or McpError(INTERNAL_ERROR, "cancelled"))
+        except Exception:
+            answered = False
+        if not answered and self._reporting is not None:
+            self._reporting.unanswered(request_id)
+        self.flush_now()
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self._idle is not None and not self._busy:
+            self._idle.set()
+
+    def flush_now(self) -> None:
+        """Send what the connection queued, from synchronous code: at once where the
+        stream can write without waiting and no flush is under way (which keeps
+        the order of messages), else in a task started for it."""
+        if self._closed or not self.connection.has_data_to_send():
+            return
+        if self._send_lock.locked or self._flush_scheduled:
+            self._schedule_flush()
+            return
+        nowait, routed = self._send_nowait, self._send_routed_nowait
+        if nowait is None and routed is None:
+            self._schedule_flush()
+            return
+        items = self.connection.routed_data_to_send()
+        for index, item in enumerate(items):
+            try:
+                sent = routed(*item) if routed is not None else nowait(item[0])  # type: ignore[misc]
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError,
+                    RuntimeError):
+                self._closed = True  # the peer is gone: end the session as _flush would
+                self.close()
+                return
+            if not sent:
+                self.connection.requeue(items[index:])
+                self._schedule_flush()
+                return
+
+    def _schedule_flush(self) -> None:
+        if self._flush_scheduled or self._closed or not self._tasks.running:
+            return
+        self._flush_scheduled = True
+        self._spawn(self._scheduled_flush)
+
+    async def _scheduled_flush(self) -> None:
+        try:
+            await self._flush()
+        finally:
+            self._flush_scheduled = False
+            self._maybe_idle()
 
     async def notify(self, method: str, params: dict[str, Any] | None = None, *,
                      unrelated: bool = False) -> None:

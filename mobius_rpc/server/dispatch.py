@@ -103,6 +103,16 @@ class Dispatcher:
                                          or "task" in params)
         return method not in QUIET_METHODS
 
+    def take_request(self, session: Session, request: RequestReceived
+                     ) -> Callable[[], None] | None:
+        """Offer ``request`` to the server's lane (a gateway relaying it without a
+        task) before a task is started for it; never with middleware installed,
+        which must see every request."""
+        lane = self.server.lane
+        if lane is None or self.middleware:
+            return None
+        return lane(session, request)
+
     async def handle_notification(self, session: Session, note: NotificationReceived) -> None:
         handler = self.server.notification_handlers.get(note.method)
         if handler is not None:

@@ -80,6 +80,10 @@ class Registration:
         #: where per-session state and resource updates go when replicas share the
         #: legacy sessions (a ``server.relay.SessionRelay``; None in one process)
         self.relay: Any = None
+        #: takes a received request over synchronously, answering it later with
+        #: ``Session.answer_taken``, or returns None (a gateway's lane; see
+        #: ``Dispatcher.take_request``): ``(session, request) -> cancel | None``
+        self.lane: Callable[[Any, Any], Callable[[], None] | None] | None = None
         #: capabilities() as of the last registration; every connection (one
         #: per stateless request) shares it, so it is dropped on any change
         self._capabilities: dict[str, Any] | None = None

@@ -179,6 +179,11 @@ class StreamableHTTPClientStream:
     async def send(self, message: bytes) -> None:
         self._spawn(self._post, message)
 
+    def send_nowait(self, message: bytes) -> bool:
+        """:meth:`send` from synchronous code: every message is its own POST's task."""
+        self._spawn(self._post, message)
+        return True
+
     def headers_for(self, message: Any) -> dict[str, str]:
         """The headers this stream sends with ``message`` (the checker reuses them)."""
         headers = {"Accept": "application/json, text/event-stream",

@@ -252,6 +252,14 @@ class HttpMessageStream:
 
     async def send_routed(self, message: bytes, related: RequestId | None,
                           answers: tuple[RequestId, ...]) -> None:
+        if not self.send_routed_nowait(message, related, answers):
+            assert self._unrouted_async is not None
+            await self._unrouted_async(message)
+
+    def send_routed_nowait(self, message: bytes, related: RequestId | None,
+                           answers: tuple[RequestId, ...]) -> bool:
+        """:meth:`send_routed` from synchronous code; False (nothing sent) for an
+        unrelated message that is stored asynchronously (replicated sessions)."""
         channel = self._routes.get(related) if related is not None else None
         if channel is not None:
             channel.put(message)  # dropped if the client went away
@@ -261,11 +269,11 @@ class HttpMessageStream:
             if not channel.pending:
                 channel.end()
             channel.wake()
-            return
+            return True
         if self._unrouted_async is not None:
-            await self._unrouted_async(message)
-            return
+            return False
         self._unrouted(message)
+        return True
 
     async def aclose(self) -> None:
         self.closed = True

@@ -141,6 +141,23 @@ class ProcessTransport:
         except (anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError):
             raise anyio.BrokenResourceError from None
 
+    def send_nowait(self, message: bytes) -> bool:
+        """Write ``message`` to the child now, from synchronous code, if that needs no
+        waiting (asyncio, its stdin open and not over the drain mark); False, with
+        nothing written, otherwise: use :meth:`send`."""
+        process = self._process
+        writer = getattr(process.stdin, "_stream", None) if process is not None else None
+        if not isinstance(writer, asyncio.StreamWriter) or writer.is_closing():
+            return False
+        transport = writer.transport
+        if transport.get_write_buffer_size() > _DRAIN_ABOVE:
+            return False
+        try:
+            writer.write(frame(message))
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            return False  # send reports it
+        return True
+
     async def aclose(self) -> None:
         """Close stdin, wait, then SIGTERM, then SIGKILL; always reaps the child."""
         process = self._process

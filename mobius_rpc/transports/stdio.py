@@ -126,6 +126,16 @@ class StdioTransport:
         async with self._write_lock:
             await anyio.to_thread.run_sync(self._write_blocking, data)
 
+    def send_nowait(self, message: bytes) -> bool:
+        """Write ``message`` now, from synchronous code, if that needs no waiting: the
+        pipe is open through the loop and its buffer is not over the mark at which
+        :meth:`send` would wait.  False (nothing written) otherwise: use :meth:`send`."""
+        writer = self._writer
+        if writer is None or writer.is_closing() or writer.get_write_buffer_size() > _CHUNK:
+            return False
+        writer.write(frame(message))
+        return True
+
     def _write_blocking(self, data: bytes) -> None:
         try:
             self._stdout.write(data)
