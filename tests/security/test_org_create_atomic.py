@@ -128,7 +128,7 @@ async def test_a_failure_after_the_first_rows_rolls_them_back(sec_store: Securit
 
 def _same_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every default rule the admin function makes gets one id: the second clashes."""
-    real = admin.make_rule
+    real = make_rule
 
     def clashing(*args: Any, **kw: Any) -> Rule:
         return replace(real(*args, **kw), id="same-id")
