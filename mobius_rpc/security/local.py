@@ -109,7 +109,9 @@ class _LocalMiddleware(SecurityMiddleware):
         principal = seen[2]
         if ctx.method not in _PUBLIC:
             if principal is None:
-                await self._refuse(ctx, replace(self._started, roles=frozenset()), None,
+                named = ctx.params.get("name", ctx.params.get("uri"))
+                await self._refuse(ctx, replace(self._started, roles=frozenset()),
+                                   named if isinstance(named, str) else None,
                                    McpError(UNAUTHENTICATED, seen[3]), {})
             transport = ctx.request.transport
             if transport is not None and transport.principal is not principal:
