@@ -21,7 +21,6 @@ __all__ = ("create_organization", "set_membership", "remove_membership", "add_ru
            "remove_rule")
 
 
-
 def _check_actor(actor: Principal | None, org_id: str) -> None:
     if actor is not None and not (actor.organization == org_id
                                   and actor.has_role(Role.OWNER, Role.ADMIN)):
@@ -33,21 +32,25 @@ async def create_organization(store: SecurityStore, name: str, *, owner_user_id:
                               audit: AuditLog | None = None, actor: Principal | None = None,
                               now: float | None = None) -> Organization:
     """A new organization owned by ``owner_user_id``, with :data:`DEFAULT_RULES`
-    unless told otherwise (its owners and admins may change them)."""
+    unless told otherwise (its owners and admins may change them).
+
+    The organization, its owner and its rules are written in one step of the store
+    (:meth:`~.store.SecurityStore.create_organization_with_owner`): whoever sees the
+    organization sees it whole.  :class:`~.store.DuplicateError` when ``org_id``
+    exists already (then nothing was written and nothing is audited)."""
     at = time.time() if now is None else now
     if await store.get_user(owner_user_id) is None:
         raise ValueError(f"no user {owner_user_id!r}")
     org = Organization(id=org_id or uuid.uuid4().hex[:12], name=name, created_at=at)
-    await store.create_organization(org)
-    await store.put_membership(Membership(org.id, owner_user_id, Role.OWNER.value, at))
-    for effect, subject, kind, pattern, actions, when, text in (
-            DEFAULT_RULES if default_rules else ()):
-        await store.add_rule(make_rule(org.id, effect, subject, kind, pattern, actions, when,
-                                       text, now=at))
+    rules = [make_rule(org.id, effect, subject, kind, pattern, actions, when, text, now=at)
+             for effect, subject, kind, pattern, actions, when, text in (
+                 DEFAULT_RULES if default_rules else ())]
+    stored = await store.create_organization_with_owner(
+        org, Membership(org.id, owner_user_id, Role.OWNER.value, at), rules)
     if audit is not None:
         await audit.append(method="admin/org.create", outcome="ok", principal=actor,
                            target=org.id, detail={"name": name, "owner": owner_user_id})
-    return await store.get_organization(org.id) or org
+    return stored
 
 
 async def set_membership(store: SecurityStore, org_id: str, user_id: str, role: Role, *,

@@ -23,15 +23,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
 
+from ..core.errors import McpError
 from ..server.context import Context
 from .admin import create_organization
 from .audit import AuditLog
 from .epoch import EpochWatch
-from .middleware import Next, SecurityMiddleware
+from .middleware import _PUBLIC, UNAUTHENTICATED, Next, SecurityMiddleware
 from .principal import AuthMethod, Principal, Role
 from .store import AuditRecord, DuplicateError, Organization, SecurityStore, User
 
@@ -55,29 +57,66 @@ class NoAudit(AuditLog):
 
 
 class _LocalMiddleware(SecurityMiddleware):
-    """The policy of a stdio session, told its organization's rules version from the
-    security epoch, the way API tokens tell it over HTTP (saving the organization's
-    read per request: on SQLite a hop to a worker thread).
+    """The policy of a stdio session, which reads again what the session's identity
+    depends on whenever the security epoch moved: the organization's rules version
+    (told to the policy, the way API tokens tell it over HTTP, saving the
+    organization's read per request: on SQLite a hop to a worker thread), the user's
+    role there and whether the user is still active.  An admin who adds a rule,
+    demotes the user or removes them is obeyed from the session's next request.
 
-    Every change of an organization's rules moves the store's security epoch in the
-    same transaction, so while the epoch (cheap to ask: :mod:`.epoch`) stands still the
-    version read after it stands too.  The epoch is read *before* the organization: a
-    change committed between the two reads moves the epoch past what was seen, and the
-    next request reads again."""
+    Every such change moves the store's security epoch in the same transaction, so
+    while the epoch (cheap to ask: :mod:`.epoch`) stands still what was read after it
+    stands too.  The epoch is read *before* the records: a change committed between
+    the two reads moves the epoch past what was seen, and the next request reads
+    again.  The principal found is put on the request itself, so handlers that read
+    ``ctx.transport.principal`` (project access) see the current role as well."""
 
-    def __init__(self, store: SecurityStore, *, org_id: str, **options: Any) -> None:
+    def __init__(self, store: SecurityStore, *, principal: Principal, user_name: str,
+                 **options: Any) -> None:
         super().__init__(store, **options)
         self.epoch = EpochWatch(store)
-        self._org_id = org_id
-        self._seen: tuple[int, int | None] | None = None
+        self._org_id = principal.organization
+        self._user_name = user_name
+        #: the identity as the session started: who is refused when it no longer holds
+        self._started = principal
+        #: (epoch, rules version, the principal now or None, why not)
+        self._seen: tuple[int, int | None, Principal | None, str] | None = None
+
+    async def _read(self, epoch: int) -> tuple[int, int | None, Principal | None, str]:
+        org = await self.store.get_organization(self._org_id)
+        version = None if org is None else org.rules_version
+        user = await self.store.get_user(self._started.user)
+        if user is None or user.disabled:
+            return epoch, version, None, f"user {self._user_name!r} is disabled"
+        member = await self.store.get_membership(self._org_id, user.id)
+        if member is None:
+            return epoch, version, None, (f"user {self._user_name!r} is no longer a member "
+                                          f"of organization {self._org_id!r}")
+        try:
+            roles = frozenset({Role(member.role)})
+        except ValueError:  # a role this version does not know grants nothing
+            roles = frozenset()
+        found = self._started if roles == self._started.roles \
+            else replace(self._started, roles=roles)
+        return epoch, version, found, ""
 
     async def __call__(self, ctx: Context, call_next: Next) -> dict[str, Any]:
         epoch = await self.epoch.current()
         seen = self._seen
         if seen is None or seen[0] != epoch:
-            org = await self.store.get_organization(self._org_id)
-            seen = self._seen = (epoch, None if org is None else org.rules_version)
+            seen = self._seen = await self._read(epoch)
         self.policy.note_version(self._org_id, seen[1])
+        principal = seen[2]
+        if ctx.method not in _PUBLIC:
+            if principal is None:
+                named = ctx.params.get("name", ctx.params.get("uri"))
+                await self._refuse(ctx, replace(self._started, roles=frozenset()),
+                                   named if isinstance(named, str) else None,
+                                   McpError(UNAUTHENTICATED, seen[3]), {})
+            transport = ctx.request.transport
+            if transport is not None and transport.principal is not principal:
+                ctx.request = replace(ctx.request,
+                                      transport=transport._replace(principal=principal))
         return await super().__call__(ctx, call_next)
 
 
@@ -121,7 +160,7 @@ async def local_identity(security: SecurityStore, *, user_name: str, org: str | 
             try:
                 await create_organization(security, f"{user_name}'s personal organization",
                                           owner_user_id=user.id, org_id=org_id, audit=audit)
-            except DuplicateError:  # made by another server starting at the same time
+            except DuplicateError:  # made, whole, by another server starting at the same time
                 pass
     else:
         found = await _org(security, org)
@@ -129,15 +168,9 @@ async def local_identity(security: SecurityStore, *, user_name: str, org: str | 
             raise ValueError(f"no organization {org!r} in the store (make it with: "
                              "mobius org create)")
         org_id = found.id
+    # no wait for a concurrent first start: an organization is made with its owner's
+    # membership in one transaction, so once it exists its owner does too
     member = await security.get_membership(org_id, user.id)
-    if member is None and org is None:
-        # another server starting on this store may have made the organization and not
-        # yet its owner's membership (create_organization writes them one after the
-        # other): give it a moment before calling the user a non-member
-        with anyio.move_on_after(5.0):
-            while member is None:
-                await anyio.sleep(0.05)
-                member = await security.get_membership(org_id, user.id)
     if member is None:
         raise ValueError(f"user {user_name!r} is not a member of organization {org_id!r} "
                          "(add them with: mobius org add-member)")
@@ -163,7 +196,8 @@ async def serve_stdio_security(server: Any, *, store_url: str | None, user_name:
         # no ownership lookup: what ``--extensions ORG`` or ``--gateway`` attach is the
         # operator's own choice for this one local session (on HTTP, where several
         # organizations share a server, each sees only its own; see docs/security.md)
-        middleware = _LocalMiddleware(security, org_id=principal.organization, audit=log)
+        middleware = _LocalMiddleware(security, principal=principal, user_name=user_name,
+                                      audit=log)
         server.secure(policy=middleware, audit=log)
         if not audit:
             print("WARNING: the audit log is OFF (--no-audit): nothing this session does "

@@ -5,6 +5,11 @@ Each operation is a program (a generator of ``(sql, params)`` statements, see
 same logic serves both databases.  The atomic steps the protocol asks for are
 single write programs:
 
+* ``create_organization_with_owner`` inserts the organization (its primary key
+  decides a race: a concurrent creator waits for the winner's commit, then
+  finds the row and gets :class:`~.store.DuplicateError`), the owner's
+  membership and the rules in one transaction, so a failure anywhere (a rule
+  that clashes, a crash) leaves none of them;
 * ``add_rule``/``delete_rule`` change the rule and bump the organization's
   ``rules_version`` in one transaction;
 * ``append_audit`` first moves the single-row ``audit_head`` from the seq the
@@ -29,8 +34,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -54,6 +60,7 @@ from .store import (
     Rule,
     StoreError,
     User,
+    check_new_organization,
     refill,
 )
 
@@ -174,6 +181,36 @@ def _create_user(user: User) -> Program[None]:
         f"user {user.name}")
 
 
+def _insert_rule(rule: Rule, position: int) -> Program[Rule]:
+    yield from _insert_unique(
+        f"INSERT INTO security_rules ({_RULE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (rule.id, rule.org_id, rule.effect, rule.subject_type, rule.subject, rule.kind,
+         rule.pattern, _dump(list(rule.actions)), rule.created_at, _dump(rule.when),
+         rule.description, position), f"rule {rule.id}")
+    return replace(rule, position=position)
+
+
+def _create_org_with_owner(org: Organization, owner: Membership, rules: Sequence[Rule]
+                           ) -> Program[Organization]:
+    stored = replace(org, rules_version=org.rules_version + len(rules))
+    # first: the organization's primary key, which a concurrent creator waits on
+    yield from _insert_unique(
+        f"INSERT INTO security_orgs ({_ORG}) VALUES (?, ?, ?, ?, ?)",
+        (stored.id, stored.name, stored.created_at, stored.rules_version,
+         _dump(stored.settings)), f"organization {org.id} already")
+    yield (f"INSERT INTO security_memberships ({_MEMBER}) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, "
+           "created_at = excluded.created_at",
+           (owner.org_id, owner.user_id, owner.role, owner.created_at))
+    if rules:
+        top = yield "SELECT COALESCE(MAX(position), 0) FROM security_rules", ()
+        first = int(top.rows[0][0]) + 1
+        for i, rule in enumerate(rules):
+            yield from _insert_rule(rule, first + i)
+    yield _BUMP, ()
+    return stored
+
+
 def _add_rule(rule: Rule) -> Program[Rule]:
     # the version bump comes first: it locks the organization's row (PostgreSQL)
     bumped: Result = yield ("UPDATE security_orgs SET rules_version = rules_version + 1 "
@@ -182,15 +219,7 @@ def _add_rule(rule: Rule) -> Program[Rule]:
         raise StoreError(f"no organization {rule.org_id}")
     yield _BUMP, ()
     top = yield "SELECT COALESCE(MAX(position), 0) FROM security_rules", ()
-    position = int(top.rows[0][0]) + 1
-    yield from _insert_unique(
-        f"INSERT INTO security_rules ({_RULE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (rule.id, rule.org_id, rule.effect, rule.subject_type, rule.subject, rule.kind,
-         rule.pattern, _dump(list(rule.actions)), rule.created_at, _dump(rule.when),
-         rule.description, position), f"rule {rule.id}")
-    return Rule(rule.id, rule.org_id, rule.effect, rule.subject_type, rule.subject, rule.kind,
-                rule.pattern, rule.actions, rule.created_at, rule.when, rule.description,
-                position)
+    return (yield from _insert_rule(rule, int(top.rows[0][0]) + 1))
 
 
 def _delete_rule(org_id: str, rule_id: str) -> Program[bool]:
@@ -306,6 +335,13 @@ class SqlSecurityStore:
             f"INSERT INTO security_orgs ({_ORG}) VALUES (?, ?, ?, ?, ?)",
             (org.id, org.name, org.created_at, org.rules_version, _dump(org.settings)),
             f"organization {org.id}"))
+
+    async def create_organization_with_owner(self, org: Organization, owner: Membership,
+                                             rules: Sequence[Rule] = ()) -> Organization:
+        check_new_organization(org, owner, rules)
+        batch = tuple(rules)
+        return await self._narrowing(self.db.write(
+            lambda: _create_org_with_owner(org, owner, batch)))
 
     async def get_organization(self, org_id: str) -> Organization | None:
         found: Organization | None = await self.db.read(lambda: _one(

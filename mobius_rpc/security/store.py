@@ -7,7 +7,10 @@ columns ``dict`` or tuples of strings), so the storage layer can implement
 SQL.  :class:`MemorySecurityStore` is the reference implementation: tests,
 embedding, and single-process servers that need nothing durable.
 
-Operations that must be atomic in a database are single methods here: adding
+Operations that must be atomic in a database are single methods here:
+``create_organization_with_owner`` writes a new organization, its owner's
+membership and its first rules together or not at all (so no reader, and no
+crash, ever leaves an organization without its owner or its rules), adding
 or removing a rule bumps its organization's ``rules_version`` (so policy
 caches see the change), ``append_audit`` adds a batch of records in one
 transaction and refuses it unless its first ``seq`` is the next one (so
@@ -20,6 +23,7 @@ from a rate bucket in one step (a ``SELECT ... FOR UPDATE`` or a single
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -27,6 +31,7 @@ __all__ = (
     "Organization", "User", "Membership", "ApiToken", "ResolvedToken", "Rule", "AuditRecord",
     "AuditCheckpoint", "AuditQuery", "RateBucket", "BucketResult", "StoreError",
     "DuplicateError", "AuditConflict", "SecurityStore", "MemorySecurityStore", "refill",
+    "check_new_organization",
 )
 
 
@@ -183,6 +188,14 @@ class AuditConflict(StoreError):
     """An audit append lost a race: its ``seq`` is no longer the next one."""
 
 
+def check_new_organization(org: Organization, owner: Membership,
+                           rules: Sequence[Rule]) -> None:
+    """What every store checks before ``create_organization_with_owner`` writes
+    anything: each record belongs to the new organization."""
+    if owner.org_id != org.id or any(r.org_id != org.id for r in rules):
+        raise ValueError(f"a record given with organization {org.id} names another one")
+
+
 def refill(bucket: RateBucket | None, key: str, capacity: float, per_second: float,
            cost: float, now: float) -> tuple[RateBucket, BucketResult]:
     """The token-bucket step every store implements the same way: a new bucket
@@ -203,6 +216,15 @@ class SecurityStore(Protocol):
     """Everything security persists; plain records in and out."""
 
     async def create_organization(self, org: Organization) -> None: ...
+    async def create_organization_with_owner(self, org: Organization, owner: Membership,
+                                             rules: Sequence[Rule] = ()) -> Organization:
+        """``org``, ``owner`` (its membership) and ``rules`` (in this order) in one
+        atomic step; the organization as stored (its ``rules_version`` moved once per
+        rule, as :meth:`add_rule` would).  :class:`DuplicateError` and nothing written
+        when the organization exists (of concurrent creators exactly one succeeds, and
+        when the others fail the organization is complete) or a rule id repeats;
+        ValueError when a record names another organization."""
+        ...
     async def get_organization(self, org_id: str) -> Organization | None: ...
     async def list_organizations(self) -> list[Organization]: ...
 
@@ -270,6 +292,24 @@ class MemorySecurityStore:
         if org.id in self.organizations:
             raise DuplicateError(f"organization {org.id} exists")
         self.organizations[org.id] = org
+
+    async def create_organization_with_owner(self, org: Organization, owner: Membership,
+                                             rules: Sequence[Rule] = ()) -> Organization:
+        check_new_organization(org, owner, rules)
+        if org.id in self.organizations:
+            raise DuplicateError(f"organization {org.id} already exists")
+        if len({r.id for r in rules}) != len(rules):
+            raise DuplicateError(f"a rule id repeats among the rules of {org.id}")
+        # everything checked: from here on nothing can fail, and nothing awaits
+        stored = replace(org, rules_version=org.rules_version + len(rules))
+        self.organizations[org.id] = stored
+        self.memberships[(owner.org_id, owner.user_id)] = owner
+        placed = self.rules.setdefault(org.id, [])
+        for rule in rules:
+            self._positions += 1
+            placed.append(replace(rule, position=self._positions))
+        self.epoch += 1
+        return stored
 
     async def get_organization(self, org_id: str) -> Organization | None:
         return self.organizations.get(org_id)

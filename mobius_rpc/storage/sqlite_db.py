@@ -60,6 +60,14 @@ T = TypeVar("T")
 #: ``PRAGMA application_id`` of our files ("Mob1"): how we recognise a file as ours
 APPLICATION_ID = 0x4D6F6231
 _HEADER = b"SQLite format 3\x00"
+#: (device, inode) of every database file this process has open, with how many times.
+#: Closing *any* descriptor of a file drops every POSIX lock this process holds on it
+#: (SQLite's locks included, which SQLite only guards for descriptors it opened
+#: itself), so the header check must never open and close a file already open here:
+#: another process would then take this one's connections for gone, delete the WAL
+#: under them on its own close, and their later commits would overwrite its own.
+_open_here: dict[tuple[int, int], int] = {}
+_open_lock = threading.Lock()
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _DAMAGED = ("malformed", "not a database", "encrypted", "corrupt")
 
@@ -113,6 +121,11 @@ class _Running:
             return self.started
 
 
+def _file_key(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 class SqliteDatabase:
     """One database file; implements ``sql.program.Runner``."""
 
@@ -129,6 +142,8 @@ class SqliteDatabase:
         self._write_limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(self.options.readers)
         self._commits = 0
+        #: this file's entry in ``_open_here`` while open
+        self._key: tuple[int, int] | None = None
 
     # -- errors and retries ------------------------------------------------------------
 
@@ -175,6 +190,12 @@ class SqliteDatabase:
 
     def _check_file(self) -> bool:
         """False when there is no database yet; NotOurDatabase when the file is not SQLite."""
+        try:
+            with _open_lock:
+                if _file_key(self.path) in _open_here:  # checked when first opened here
+                    return True
+        except FileNotFoundError:
+            return False
         try:
             with open(self.path, "rb") as file:
                 header = file.read(len(_HEADER))
@@ -238,6 +259,9 @@ class SqliteDatabase:
             conn.close()
             raise
         self._writer = conn
+        self._key = _file_key(self.path)
+        with _open_lock:
+            _open_here[self._key] = _open_here.get(self._key, 0) + 1
 
     def _migrate_sync(self, conn: sqlite3.Connection, goal: int) -> None:
         conn.execute("BEGIN IMMEDIATE")  # the migration lock: one process at a time
@@ -416,6 +440,12 @@ class SqliteDatabase:
             except sqlite3.Error:
                 pass
             writer.close()
+        key, self._key = self._key, None
+        if key is not None:
+            with _open_lock:
+                left = _open_here.pop(key, 1) - 1
+                if left:
+                    _open_here[key] = left
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
