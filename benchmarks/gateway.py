@@ -128,6 +128,7 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
     rounds: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
     if kind == "stdio" and args.floor:
         rounds["relay"] = []
+        rounds["relay_asyncio"] = []
 
     async def one(path: str, target: Any, tool: str, pid: int | None = None) -> None:
         async with Client(target, revision=args.revision, timeout=30) as client:
@@ -138,7 +139,7 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
 
     if kind == "stdio":
         entry: dict[str, Any] = {"command": SERVE[0], "args": [*SERVE[1:], "--stdio"]}
-        if args.upstream_revision:
+        if args.upstream_revision != "probe":
             entry["protocolVersion"] = args.upstream_revision
         config.write_text(json.dumps({"mcpServers": {"up": entry}}))
         direct = StdioTarget(SERVE[0], (*SERVE[1:], "--stdio"))
@@ -146,15 +147,18 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
                                          "--gateway-pins", "off"))
         relay = StdioTarget(sys.executable, (str(ROOT / "benchmarks" / "pipe_relay.py"),
                                              *SERVE, "--stdio"))
+        relay_asyncio = StdioTarget(sys.executable, (
+            str(ROOT / "benchmarks" / "pipe_relay_asyncio.py"), *SERVE, "--stdio"))
         for _ in range(args.rounds):
             await one("direct", direct, "echo")
             await one("gateway", gateway, "up__echo")
             if "relay" in rounds:
                 await one("relay", relay, "echo")
+                await one("relay_asyncio", relay_asyncio, "echo")
     else:
         with http_server() as (upstream_url, upstream_pid):
             entry = {"type": "http", "url": upstream_url}
-            if args.upstream_revision:
+            if args.upstream_revision != "probe":
                 entry["protocolVersion"] = args.upstream_revision
             config.write_text(json.dumps({"mcpServers": {"up": entry}}))
             with http_server("--gateway", str(config), "--gateway-pins", "off") as (gw_url,
@@ -174,13 +178,15 @@ def main() -> None:
     parser.add_argument("--transports", default="stdio,http")
     parser.add_argument("--revision", default="2025-11-25")
     parser.add_argument("--upstream-revision", metavar="REV",
-                        help="pin the gateway's upstream revision (default: it probes, so "
-                             "our server is spoken to in 2026-07-28)")
+                        help="the revision the gateway speaks to its upstream (default: "
+                             "--revision, like for like with the direct path; 'probe': "
+                             "what it negotiates itself, 2026-07-28 with our server)")
     parser.add_argument("--floor", action="store_true",
-                        help="stdio: also measure a byte-copying relay process (the floor "
-                             "of any second hop), as an extra row")
+                        help="stdio: also measure byte-copying relay processes (threads, "
+                             "and an asyncio loop) where the gateway would be, as extra rows")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
+    args.upstream_revision = args.upstream_revision or args.revision
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.transports.split(","):
@@ -191,13 +197,16 @@ def main() -> None:
                 for key, value in row.items()},
                 "latency_ratio": gateway["p50_us"] / direct["p50_us"],
                 "throughput_ratio": gateway["loaded_rps"] / direct["loaded_rps"]})
-            if "relay" in numbers:
-                relay = numbers["relay"]
-                results[-1].update(relay_latency_ratio=relay["p50_us"] / direct["p50_us"],
-                                   relay_throughput_ratio=relay["loaded_rps"]
-                                   / direct["loaded_rps"])
-    print(f"tools/call through the gateway vs direct ({args.revision}, n={args.n}, "
-          f"M={args.in_flight} under load, median of {args.rounds} rounds)")
+            results[-1]["upstream_revision"] = args.upstream_revision
+            for path in ("relay", "relay_asyncio"):
+                if path in numbers:
+                    relay = numbers[path]
+                    results[-1].update({
+                        f"{path}_latency_ratio": relay["p50_us"] / direct["p50_us"],
+                        f"{path}_throughput_ratio": relay["loaded_rps"] / direct["loaded_rps"]})
+    print(f"tools/call through the gateway vs direct ({args.revision}, gateway to upstream "
+          f"{args.upstream_revision}, n={args.n}, M={args.in_flight} under load, median of "
+          f"{args.rounds} rounds)")
     print(f"{'transport':9} {'direct p50':>11} {'gw p50':>9} {'ratio':>6} "
           f"{'direct req/s':>13} {'gw req/s':>9} {'ratio':>6} {'upstream cpu':>13} "
           f"{'gw cpu':>8}")
@@ -207,10 +216,12 @@ def main() -> None:
               f" {row['gateway_loaded_rps']:9.0f} {row['throughput_ratio']:6.2f}"
               f" {row['direct_server_cpu_us']:11.0f}us {row['gateway_server_cpu_us']:6.0f}us")
     for row in results:
-        if "relay_p50_us" in row:
-            print(f"{'(floor)':9} {'byte relay, no parsing:':>21} {row['relay_p50_us']:7.0f}us"
-                  f" {row['relay_latency_ratio']:6.2f} {'':13} {row['relay_loaded_rps']:9.0f}"
-                  f" {row['relay_throughput_ratio']:6.2f}")
+        for path, label in (("relay", "byte relay, threads:"),
+                            ("relay_asyncio", "byte relay, asyncio:")):
+            if f"{path}_p50_us" in row:
+                print(f"{'(floor)':9} {label:>21} {row[f'{path}_p50_us']:7.0f}us"
+                      f" {row[f'{path}_latency_ratio']:6.2f} {'':13}"
+                      f" {row[f'{path}_loaded_rps']:9.0f} {row[f'{path}_throughput_ratio']:6.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

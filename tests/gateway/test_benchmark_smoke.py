@@ -23,6 +23,11 @@ def test_gateway_benchmark_reports_both_paths(tmp_path: Path) -> None:
     for row in rows.values():
         assert row["direct_p50_us"] > 0 and row["gateway_p50_us"] > 0
         assert row["latency_ratio"] > 0 and row["throughput_ratio"] > 0
-    # --floor: the byte relay's row, over stdio only
-    assert rows["stdio"]["relay_p50_us"] > 0 and rows["stdio"]["relay_throughput_ratio"] > 0
-    assert "relay_p50_us" not in rows["http"] and "byte relay" in done.stdout
+    # --floor: the byte relays' rows (threads, asyncio), over stdio only
+    for path in ("relay", "relay_asyncio"):
+        assert rows["stdio"][f"{path}_p50_us"] > 0
+        assert rows["stdio"][f"{path}_throughput_ratio"] > 0
+        assert f"{path}_p50_us" not in rows["http"]
+    assert "byte relay, threads" in done.stdout and "byte relay, asyncio" in done.stdout
+    # like for like by default: the gateway speaks the direct path's revision upstream
+    assert rows["stdio"]["upstream_revision"] == rows["stdio"]["revision"] == "2025-11-25"
