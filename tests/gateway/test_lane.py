@@ -49,7 +49,8 @@ _CALLS = st.one_of(
     st.builds(lambda text: ("tools/call", {"name": "py__echo", "arguments": {"text": text}}),
               st.text(max_size=300)),
     st.builds(lambda value: ("tools/call", {"name": "py__echo", "arguments": {"text": value}}),
-              st.integers() | st.none() | st.lists(st.integers(), max_size=3)),
+              st.integers(min_value=-(2**53), max_value=2**53) | st.none()
+              | st.lists(st.integers(min_value=0, max_value=2**31), max_size=3)),
     st.just(("tools/call", {"name": "py__echo", "arguments": {}})),
     st.builds(lambda who: ("prompts/get", {"name": "py__greet", "arguments": {"who": who}}),
               st.text(max_size=40)),
