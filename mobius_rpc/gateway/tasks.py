@@ -261,11 +261,13 @@ class _Follower:
             except RequestTimeoutError:
                 continue  # a slow answer; a stuck upstream is restarted by its supervisor
             except McpError as exc:
-                if isinstance(exc, UpstreamDown) or not self.same_session():
+                if not self.same_session():
                     self._failure = UpstreamDown(self.upstream.name, "its session was lost "
                                                  f"while task {self.task_id} ran")
                     scope.cancel()
                     return
+                if isinstance(exc, UpstreamDown):
+                    continue  # its breaker is open (others' calls failed): poll later
                 if exc.code == INVALID_PARAMS:  # the upstream no longer knows the task
                     self._failure = McpError(INTERNAL_ERROR, f"upstream {self.upstream.name} "
                                              f"lost task {self.task_id}: {exc.message}")
