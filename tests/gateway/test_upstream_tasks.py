@@ -186,3 +186,20 @@ async def test_the_wait_is_bounded_by_the_tasks_ttl(
         await start(client, "py__hang_task", ttl=1000)
         await wait_mark(tmp_path, "started")
         await wait_mark(tmp_path, "cancelled")  # within 10 s, far below the 120 s timeout
+
+
+async def test_a_question_asked_as_the_task_starts_reaches_the_owner(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    """Asked at once: the question may arrive right after the task's creation, before
+    any poll; it must still find this task's owner (not be refused as unrelated)."""
+    server = await gateway_server(tmp_path, gateways)
+
+    async def elicitation(params: dict[str, Any]) -> dict[str, Any]:
+        return {"action": "accept", "content": {"answer": params["_meta"][RELATED]["taskId"]}}
+
+    async with connect(server, revision=REVISION, elicitation=elicitation) as client:
+        await client.list_tools()
+        for _ in range(3):
+            task_id = await start(client, "py__ask_task")
+            result = await client.request("tasks/result", {"taskId": task_id})
+            assert result["content"][0]["text"] == f"colour {task_id}"
