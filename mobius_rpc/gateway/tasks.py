@@ -17,8 +17,10 @@ sharing between downstream callers, and a restarted upstream fails the task
 instead of leaving an id that names nothing.  An ``optional`` tool is
 therefore called plainly inside the gateway's task (relayed like any call).
 A ``required`` one refuses plain calls, so the gateway's task drives an
-upstream task: it creates it, waits on ``tasks/result``, and sends
-``tasks/cancel`` when its own task is cancelled.
+upstream task: it creates it, follows it for as long as the task lives
+(:class:`_Follower`: the outcome, the upstream's status and statusMessage,
+its questions to the task's owner, the loss of the upstream's session), and
+sends ``tasks/cancel`` when its own task is cancelled or gives up.
 """
 
 from __future__ import annotations

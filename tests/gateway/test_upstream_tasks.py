@@ -20,6 +20,7 @@ import pytest
 
 from mobius_rpc.core.errors import McpError
 from mobius_rpc.gateway import Gateway
+from mobius_rpc.gateway.tasks import upstream_task_status
 from tests.conftest import connect
 
 from .conftest import FAST, local_server, py_entry
@@ -203,3 +204,27 @@ async def test_a_question_asked_as_the_task_starts_reaches_the_owner(
             task_id = await start(client, "py__ask_task")
             result = await client.request("tasks/result", {"taskId": task_id})
             assert result["content"][0]["text"] == f"colour {task_id}"
+
+
+async def test_an_upstream_status_notification_is_shown_at_once(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    """``upstream_task_status`` (the hook for an upstream's notifications/tasks/status)
+    updates the gateway task following that upstream task, and only that one."""
+    server = await gateway_server(tmp_path, gateways)
+    upstream = gateways[0].upstreams["py"]
+    async with connect(server, revision=REVISION) as client:
+        await client.list_tools()
+        task_id = await start(client, "py__phases_task")
+        upstream_id = (await wait_mark(tmp_path, "task ")).split()[1]
+        await poll_until(client, task_id, statusMessage="fetching")  # followed by now
+        assert not upstream_task_status(upstream, {"taskId": "no-such-task"})
+        assert upstream_task_status(upstream, {"taskId": upstream_id, "status": "working",
+                                               "statusMessage": "notified"})
+        with anyio.fail_after(10):
+            while not any(p.get("statusMessage") == "notified" and p.get("taskId") == task_id
+                          for m, p in client.notifications):
+                await anyio.sleep(0.02)
+        (tmp_path / "release.fetching").touch()
+        (tmp_path / "release.crunching").touch()
+        await client.request("tasks/result", {"taskId": task_id})
+        assert not upstream_task_status(upstream, {"taskId": upstream_id})  # it ended

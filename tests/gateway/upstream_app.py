@@ -150,6 +150,7 @@ def build(name: str = "py-upstream") -> Server:
     @server.tool(task_support="required")
     async def phases_task(ctx: Context) -> str:
         """Announce each phase in the task's statusMessage; go on when released."""
+        mark(f"task {ctx.task_id}")
         for phase in ("fetching", "crunching"):
             status(ctx, "working", phase)
             await released("." + phase)
