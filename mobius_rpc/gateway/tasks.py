@@ -228,9 +228,9 @@ class _Follower:
             return result
         if self._failure is not None:
             raise self._failure
-        if timer.cancelled_caught or result is None:
-            raise McpError(INTERNAL_ERROR, f"upstream {self.upstream.name} task {task_id} did "
-                           "not finish within the task's ttl", {"upstream": self.upstream.name})
+        assert timer.cancelled_caught  # no result and no failure: the ttl ran out
+        raise McpError(INTERNAL_ERROR, f"upstream {self.upstream.name} task {task_id} did "
+                       "not finish within the task's ttl", {"upstream": self.upstream.name})
 
     async def _outcome_of(self, exc: McpError) -> BaseException:
         """What ``tasks/result``'s error means for the gateway task."""
