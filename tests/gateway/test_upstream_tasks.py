@@ -184,7 +184,7 @@ async def test_the_wait_is_bounded_by_the_tasks_ttl(
     server = await gateway_server(tmp_path, gateways, timeout=120.0)
     async with connect(server, revision=REVISION) as client:
         await client.list_tools()
-        await start(client, "py__hang_task", ttl=1000)
+        await start(client, "py__hang_task", ttl=3000)  # given up at 2.7 s
         await wait_mark(tmp_path, "started")
         await wait_mark(tmp_path, "cancelled")  # within 10 s, far below the 120 s timeout
 
@@ -228,3 +228,34 @@ async def test_an_upstream_status_notification_is_shown_at_once(
         (tmp_path / "release.crunching").touch()
         await client.request("tasks/result", {"taskId": task_id})
         assert not upstream_task_status(upstream, {"taskId": upstream_id})  # it ended
+
+
+@pytest.mark.xfail(strict=True, reason="a legacy upstream's question is attributed to the calls "
+                   "in flight, not by its related-task _meta (needs ClientSession.follow_task, "
+                   "see docs/gateway.md 'Not done yet')")
+async def test_questions_of_two_owners_tasks_go_each_to_its_owner(
+        tmp_path: Path, gateways: list[Gateway]) -> None:
+    """Two downstream sessions' tasks on one upstream, both asking: each question
+    goes to the session whose task asks (by the upstream's related-task _meta)."""
+    server = await gateway_server(tmp_path, gateways)
+    gateways[0].upstreams["py"].client.session.ambiguous_wait = 1.0  # fail fast today
+
+    def answer(who: str) -> Any:
+        async def elicitation(params: dict[str, Any]) -> dict[str, Any]:
+            return {"action": "accept", "content": {"answer": who}}
+        return elicitation
+
+    async with connect(server, revision=REVISION, elicitation=answer("ann")) as ann, \
+            connect(server, revision=REVISION, elicitation=answer("bob")) as bob:
+        await ann.list_tools()
+        ann_task = await start(ann, "py__ask_task", {"wait": 0.5})
+        bob_task = await start(bob, "py__ask_task", {"wait": 0.5})
+        got = {}
+
+        async def result(who: str, client: Any, task_id: str) -> None:
+            got[who] = (await client.request("tasks/result", {"taskId": task_id}))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(result, "ann", ann, ann_task)
+            tg.start_soon(result, "bob", bob, bob_task)
+    assert {who: r["content"][0]["text"] for who, r in got.items()} == {
+        "ann": "colour ann", "bob": "colour bob"}
