@@ -31,7 +31,7 @@ from ..core.errors import INTERNAL_ERROR, INVALID_PARAMS, LocalProtocolError, Mc
 from ..runtime.session import Session
 from ..storage.base import TaskStore
 from ..storage.records import TaskRecord
-from .tasks import TaskManager, outcome
+from .tasks import TaskCancelled, TaskManager, outcome
 
 __all__ = ("SharedTasks",)
 
@@ -109,6 +109,8 @@ class SharedTasks(TaskManager):
                     try:
                         result = await run()
                         status = "failed" if result.get("isError") else "completed"
+                    except TaskCancelled as exc:
+                        status, message = "cancelled", exc.message
                     except McpError as exc:
                         error, message = exc.to_error_object(), exc.message
                     except Exception as exc:
@@ -145,11 +147,13 @@ class SharedTasks(TaskManager):
             except LocalProtocolError:
                 pass
 
-    def set_status(self, session: Session, task_id: str, status: str) -> None:
+    def set_status(self, session: Session, task_id: str, status: str,
+                   message: str | None = None) -> None:
         async def write() -> None:
             current = await self.store.get(session_id_of(session), task_id)
             if current is not None and not current.terminal:
-                await self._store_status(session, current, status, current.status_message)
+                await self._store_status(session, current, status,
+                                         current.status_message if message is None else message)
 
         if task_id in self._running and not session.closed:
             session.start_soon(write)

@@ -28,7 +28,7 @@ from ..core.errors import INTERNAL_ERROR, INVALID_PARAMS, LocalProtocolError, Mc
 from ..runtime.session import Session
 from .pagination import paginate
 
-__all__ = ("TaskRecord", "TaskManager", "TERMINAL", "TASKS_CAPABILITY")
+__all__ = ("TaskRecord", "TaskManager", "TaskCancelled", "TERMINAL", "TASKS_CAPABILITY")
 
 #: the ``tasks`` capability of a server that runs task-augmented ``tools/call``,
 #: lists and cancels tasks (2025-11-25); never mutate it, copy it
@@ -39,6 +39,19 @@ log = logging.getLogger("mobius_rpc.server")
 
 TERMINAL = frozenset(("completed", "failed", "cancelled"))
 RELATED_TASK = "io.modelcontextprotocol/related-task"
+
+
+class TaskCancelled(Exception):  # noqa: N818 - an outcome, not a failure
+    """Raised by a task's work to end the task as ``cancelled`` rather than failed.
+
+    For work that learns it was cancelled elsewhere: a proxy whose task
+    follows another server's task, cancelled there, reports the outcome the
+    other server reports.
+    """
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def outcome(task_id: str, status: str, result: dict[str, Any] | None,
@@ -143,6 +156,8 @@ class TaskManager:
                     record.result = await run()
                     self._set(session, record, "failed" if record.result.get("isError")
                               else "completed")
+                except TaskCancelled as exc:
+                    self._set(session, record, "cancelled", exc.message)
                 except McpError as exc:
                     record.error = exc.to_error_object()
                     self._set(session, record, "failed", exc.message)
@@ -166,11 +181,13 @@ class TaskManager:
             except LocalProtocolError:
                 pass
 
-    def set_status(self, session: Session, task_id: str, status: str) -> None:
-        """Move a running task between ``working`` and ``input_required``."""
+    def set_status(self, session: Session, task_id: str, status: str,
+                   message: str | None = None) -> None:
+        """Move a running task between ``working`` and ``input_required``, with
+        ``message`` as its ``statusMessage`` (None: none)."""
         record = self._tasks(session).get(task_id)
         if record is not None and record.status not in TERMINAL:
-            self._set(session, record, status)
+            self._set(session, record, status, message)
 
     # ------------------------------------------------------------ the methods
 

@@ -5,6 +5,10 @@ Run as ``python upstream_app.py`` (stdio) or imported (``build()``) to serve
 over HTTP.  ``UPSTREAM_DESCRIPTION`` sets the description of ``described`` (a
 changed definition between two runs); ``UPSTREAM_MARKER`` names a file that
 ``hang`` appends to when it is cancelled (so a test can see the cancel arrive).
+
+The ``*_task`` tools run only as tasks (2025-11-25); they append what happens
+to them to ``UPSTREAM_MARKER`` too, and ``phases_task`` and ``pid_task`` wait
+for files named after ``UPSTREAM_RELEASE`` (so a test decides when they go on).
 """
 
 from __future__ import annotations
@@ -121,6 +125,72 @@ def build(name: str = "py-upstream") -> Server:
             await ctx.session.notify("notifications/message",
                                      {"level": "info", "data": f"flood {i}"}, unrelated=True)
         return "flooded"
+
+    def mark(line: str) -> None:
+        marker = os.environ.get("UPSTREAM_MARKER")
+        if marker:
+            with open(marker, "a") as out:
+                out.write(line + "\n")
+
+    async def released(suffix: str) -> None:
+        release = os.environ.get("UPSTREAM_RELEASE", "")
+        while not os.path.exists(release + suffix):
+            await anyio.sleep(0.02)
+
+    def status(ctx: Context, state: str, message: str) -> None:
+        assert ctx.task_id is not None
+        ctx.server.task_manager.set_status(ctx.session, ctx.task_id, state, message)
+
+    @server.tool(task_support="required")
+    async def long_task(seconds: float) -> str:
+        """Work for ``seconds`` (longer than a short per-request timeout)."""
+        await anyio.sleep(seconds)
+        return f"long done after {seconds}"
+
+    @server.tool(task_support="required")
+    async def phases_task(ctx: Context) -> str:
+        """Announce each phase in the task's statusMessage; go on when released."""
+        mark(f"task {ctx.task_id}")
+        for phase in ("fetching", "crunching"):
+            status(ctx, "working", phase)
+            await released("." + phase)
+        return "phases done"
+
+    @server.tool(task_support="required")
+    async def ask_task(ctx: Context, wait: float = 0.0) -> str:
+        """Work a while, then ask the user (elicitation related to the task)."""
+        status(ctx, "working", "warming up")
+        await anyio.sleep(wait)
+        answer = await ctx.elicit("Colour?", {"type": "object",
+                                              "properties": {"answer": {"type": "string"}},
+                                              "required": ["answer"]})
+        mark(f"answer {(answer.get('content') or {}).get('answer')}")
+        return f"colour {(answer.get('content') or {}).get('answer')}"
+
+    @server.tool(task_support="required")
+    async def hang_task() -> str:
+        """Never finish (until cancelled)."""
+        mark("started")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            mark("cancelled")
+        return "never"
+
+    @server.tool(task_support="required")
+    async def pid_task() -> str:
+        """Tell its process id, then never finish (a test kills the process)."""
+        mark(f"pid {os.getpid()}")
+        await anyio.sleep_forever()
+        return "never"
+
+    @server.tool(task_support="required")
+    async def self_cancel_task(ctx: Context) -> str:
+        """Its own server cancels it (as an operator would)."""
+        assert ctx.task_id is not None
+        await ctx.server.task_manager.cancel(ctx.session, {"taskId": ctx.task_id})
+        await anyio.sleep_forever()
+        return "never"
 
     @server.resource("mem://notes/{id}", description="A note")
     def note(id: str) -> str:
