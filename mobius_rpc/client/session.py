@@ -43,6 +43,8 @@ NotificationCallback = Callable[[str, dict[str, Any]], Any]
 
 #: notifications kept in ``ClientSession.notifications`` before the oldest half goes
 MAX_KEPT_NOTIFICATIONS = 1000
+#: the ``_meta`` key naming the task (of the server's) a message is about (2025-11-25)
+RELATED_TASK = "io.modelcontextprotocol/related-task"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,8 @@ class ClientSession(RequestHelpers):
         self._call_ended: anyio.Event | None = None
         #: JSON-RPC id of each request of a call with handlers -> that call's number
         self._call_ids: dict[RequestId, int] = {}
+        #: the handlers of the server's tasks we follow, by task id (see follow_task)
+        self._task_handlers: dict[str, CallHandlers] = {}
         self.connection = Connection(Role.CLIENT, info={"name": name, "version": version},
                                      capabilities=caps, revisions=revisions,
                                      modern_revisions=modern_revisions, limits=limits,
@@ -236,7 +240,7 @@ class ClientSession(RequestHelpers):
 
     async def handle_request(self, session: Session, request: RequestReceived
                              ) -> dict[str, Any]:
-        handlers = self._related(request.id)
+        handlers = self._related(request.id) or self._of_task(request.params)
         if handlers is None:
             try:
                 handlers = self._attributed()
@@ -258,6 +262,26 @@ class ClientSession(RequestHelpers):
                     continue
         raise McpError(INTERNAL_ERROR, f"{method}: several calls are in flight for different "
                        "callers; cannot tell which one this is for")
+
+    def follow_task(self, task_id: str, handlers: CallHandlers) -> Callable[[], None]:
+        """Attribute what the server sends about its task ``task_id`` (its
+        related-task ``_meta``) to ``handlers``, whatever else is in flight,
+        until the returned function is called."""
+        self._task_handlers[task_id] = handlers
+
+        def unfollow() -> None:
+            if self._task_handlers.get(task_id) is handlers:
+                del self._task_handlers[task_id]
+        return unfollow
+
+    def _of_task(self, params: dict[str, Any]) -> CallHandlers | None:
+        """The handlers following the task a server message names (related-task _meta)."""
+        if not self._task_handlers:
+            return None
+        meta = params.get("_meta")
+        related = meta.get(RELATED_TASK) if isinstance(meta, dict) else None
+        task_id = related.get("taskId") if isinstance(related, dict) else None
+        return self._task_handlers.get(task_id) if isinstance(task_id, str) else None
 
     def _related(self, request_id: RequestId) -> CallHandlers | None:
         """The handlers of the call a server request names by the way it came: a
@@ -305,7 +329,7 @@ class ClientSession(RequestHelpers):
         callback = self._on_notification
         if note.method == "notifications/message":
             try:
-                handlers = self._attributed()
+                handlers = self._of_task(note.params) or self._attributed()
             except _Ambiguous:
                 handlers = None
             if handlers is not None and handlers.on_notification is not None:

@@ -43,7 +43,7 @@ from .parking import Parking, ParkingOptions, applies
 from .pinning import Pinning
 from .relay import Relay
 from .router import HOP_PARAMS, Naming, Router, hop_free, paginate_by_key
-from .tasks import TASKS_CAPABILITY, start_task
+from .tasks import TASKS_CAPABILITY, start_task, upstream_task_status
 from .upstreams import Upstream, UpstreamOptions
 
 __all__ = ("Gateway", "expand", "read_servers")
@@ -296,6 +296,9 @@ class Gateway:
 
     async def _upstream_notified(self, upstream: Upstream, method: str,
                                  params: dict[str, Any]) -> None:
+        if method == "notifications/tasks/status":
+            upstream_task_status(upstream, params)  # a task our task follows (.tasks)
+            return
         if method == "notifications/resources/updated" and self._server is not None:
             uri = params.get("uri")
             if isinstance(uri, str):
@@ -334,8 +337,8 @@ class Gateway:
             return result
         return handler
 
-    async def _forward(self, ctx: Context, name: str, method: str, params: dict[str, Any]
-                       ) -> dict[str, Any]:
+    async def _forward(self, ctx: Context, name: str, method: str, params: dict[str, Any],
+                       timeout: float | None = None) -> dict[str, Any]:
         if not self._started:
             self.start()
         upstream = self.upstreams.get(name)
@@ -348,7 +351,7 @@ class Gateway:
         relay = Relay(ctx, name)
         parks = self._server is not None and applies(ctx, upstream.client.era)
         # a parked call's time waiting for input is not the upstream's: parking times it
-        limit = math.inf if parks else None
+        limit = math.inf if parks else timeout
 
         def call() -> Awaitable[dict[str, Any]]:
             return upstream.request(method, forwarded, handlers=relay.handlers(),
@@ -373,9 +376,14 @@ class Gateway:
             upstream = self.upstreams.get(route[0])  # a task of ours (.tasks)
             if upstream is None:
                 raise McpError(INVALID_PARAMS, f"upstream {route[0]} was removed")
+            # a task's call may take as long as the task may live, not one request's time
+            task = params.get("task")
+            ttl = task.get("ttl") if isinstance(task, dict) else None
+            lifetime = ttl / 1000 if isinstance(ttl, int | float) and ttl > 0 else math.inf
             return await start_task(self._server, ctx, str(name), upstream, route[1], params,
                                     self.router, lambda task_ctx: self._forward(
-                                        task_ctx, route[0], "tools/call", forwarded))
+                                        task_ctx, route[0], "tools/call", forwarded,
+                                        timeout=lifetime))
         return await self._forward(ctx, route[0], "tools/call", forwarded)
 
     async def _prompts_get(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:

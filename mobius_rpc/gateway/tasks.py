@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 
-from ..client.session import Callback
+from ..client.session import Callback, ClientSession
 from ..core.errors import INTERNAL_ERROR, INVALID_PARAMS, McpError, RequestTimeoutError
 from ..core.revisions import has_tasks
 from ..server.builtins import start_tool_task
@@ -210,6 +210,10 @@ class _Follower:
         self.observe(task)
         key = (self.upstream, task_id)
         _FOLLOWERS[key] = self
+        # its questions come here by the task they name, whoever else's calls are in flight
+        session = self.session
+        unfollow = session.follow_task(task_id, self.handlers) \
+            if isinstance(session, ClientSession) else None
         result: dict[str, Any] | None = None
         try:
             with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as timer:
@@ -224,6 +228,8 @@ class _Follower:
                     tg.cancel_scope.cancel()
         finally:
             _FOLLOWERS.pop(key, None)
+            if unfollow is not None:
+                unfollow()
         if result is not None:
             return result
         if self._failure is not None:

@@ -141,6 +141,12 @@ def build(name: str = "py-upstream") -> Server:
         assert ctx.task_id is not None
         ctx.server.task_manager.set_status(ctx.session, ctx.task_id, state, message)
 
+    @server.tool(task_support="optional")
+    async def long_optional(seconds: float) -> str:
+        """Work for ``seconds``; may run as a task or be called plainly."""
+        await anyio.sleep(seconds)
+        return f"long optional done after {seconds}"
+
     @server.tool(task_support="required")
     async def long_task(seconds: float) -> str:
         """Work for ``seconds`` (longer than a short per-request timeout)."""
