@@ -129,6 +129,8 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
     if kind == "stdio" and args.floor:
         rounds["relay"] = []
         rounds["relay_asyncio"] = []
+    if args.general:
+        rounds["general"] = []
 
     async def one(path: str, target: Any, tool: str, pid: int | None = None) -> None:
         async with Client(target, revision=args.revision, timeout=30) as client:
@@ -149,9 +151,13 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
                                              *SERVE, "--stdio"))
         relay_asyncio = StdioTarget(sys.executable, (
             str(ROOT / "benchmarks" / "pipe_relay_asyncio.py"), *SERVE, "--stdio"))
+        general = StdioTarget(SERVE[0], (*SERVE[1:], "--stdio", "--gateway", str(config),
+                                         "--gateway-pins", "off", "--gateway-lane", "off"))
         for _ in range(args.rounds):
             await one("direct", direct, "echo")
             await one("gateway", gateway, "up__echo")
+            if "general" in rounds:
+                await one("general", general, "up__echo")
             if "relay" in rounds:
                 await one("relay", relay, "echo")
                 await one("relay_asyncio", relay_asyncio, "echo")
@@ -161,11 +167,16 @@ async def run_transport(kind: str, args: argparse.Namespace, workdir: Path
             if args.upstream_revision != "probe":
                 entry["protocolVersion"] = args.upstream_revision
             config.write_text(json.dumps({"mcpServers": {"up": entry}}))
+            lane_off = ("--gateway-lane", "off") if args.general else ()
             with http_server("--gateway", str(config), "--gateway-pins", "off") as (gw_url,
-                                                                                      gw_pid):
+                                                                                      gw_pid), \
+                    http_server("--gateway", str(config), "--gateway-pins", "off",
+                                *lane_off) as (general_url, general_pid):
                 for _ in range(args.rounds):
                     await one("direct", HttpTarget(upstream_url), "echo", upstream_pid)
                     await one("gateway", HttpTarget(gw_url), "up__echo", gw_pid)
+                    if "general" in rounds:
+                        await one("general", HttpTarget(general_url), "up__echo", general_pid)
     return {path: {key: statistics.median(r[key] for r in samples) for key in samples[0]}
             for path, samples in rounds.items()}
 
@@ -184,6 +195,9 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true",
                         help="stdio: also measure byte-copying relay processes (threads, "
                              "and an asyncio loop) where the gateway would be, as extra rows")
+    parser.add_argument("--general", action="store_true",
+                        help="also measure the gateway with its lane off (--gateway-lane off: "
+                             "every call on the general path), as an extra row")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     args.upstream_revision = args.upstream_revision or args.revision
@@ -198,7 +212,7 @@ def main() -> None:
                 "latency_ratio": gateway["p50_us"] / direct["p50_us"],
                 "throughput_ratio": gateway["loaded_rps"] / direct["loaded_rps"]})
             results[-1]["upstream_revision"] = args.upstream_revision
-            for path in ("relay", "relay_asyncio"):
+            for path in ("relay", "relay_asyncio", "general"):
                 if path in numbers:
                     relay = numbers[path]
                     results[-1].update({
@@ -216,10 +230,15 @@ def main() -> None:
               f" {row['gateway_loaded_rps']:9.0f} {row['throughput_ratio']:6.2f}"
               f" {row['direct_server_cpu_us']:11.0f}us {row['gateway_server_cpu_us']:6.0f}us")
     for row in results:
+        if "general_p50_us" in row:
+            print(f"{row['transport']:9} {'gateway, lane off:':>21} {row['general_p50_us']:7.0f}us"
+                  f" {row['general_latency_ratio']:6.2f} {'':13}"
+                  f" {row['general_loaded_rps']:9.0f} {row['general_throughput_ratio']:6.2f}"
+                  f" {'':13} {row['general_server_cpu_us']:6.0f}us")
         for path, label in (("relay", "byte relay, threads:"),
                             ("relay_asyncio", "byte relay, asyncio:")):
             if f"{path}_p50_us" in row:
-                print(f"{'(floor)':9} {label:>21} {row[f'{path}_p50_us']:7.0f}us"
+                print(f"{row['transport']:9} {label:>21} {row[f'{path}_p50_us']:7.0f}us"
                       f" {row[f'{path}_latency_ratio']:6.2f} {'':13}"
                       f" {row[f'{path}_loaded_rps']:9.0f} {row[f'{path}_throughput_ratio']:6.2f}")
     if args.json:

@@ -124,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.gateway or args.extensions:
         from .gateway_cli import attach_gateway
         failed = attach_gateway(server, args.gateway, args.gateway_pins, args.store,
-                                args.extensions)
+                                args.extensions, lane=args.gateway_lane == "on")
         if failed:
             return failed
     if args.http:
@@ -328,6 +328,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--gateway-pins", choices=("tofu", "strict", "off"), default="tofu",
                        help="--gateway: serve only approved tool definitions (tofu: approve "
                             "an upstream's first tool set automatically; default)")
+    serve.add_argument("--gateway-lane", choices=("on", "off"), default="on",
+                       help="--gateway: relay plain calls without a task each (on, default) "
+                            "or serve every call on the general path (off)")
     serve.set_defaults(func=_serve)
     add_client_parser(sub)
     add_conformance_parser(sub)

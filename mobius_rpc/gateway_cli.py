@@ -129,7 +129,8 @@ def load_extensions(org: str, store: str | None) -> dict[str, dict[str, Any]]:
 
 
 def attach_gateway(server: Any, config: str | None, pins: str = "tofu",
-                   store: str | None = None, extensions: str | None = None) -> int:
+                   store: str | None = None, extensions: str | None = None,
+                   lane: bool = True) -> int:
     """``mobius serve --gateway FILE`` and/or ``--extensions ORG``: serve the config's
     upstreams and the organization's installed extensions through ``server``."""
     from .gateway import Gateway, Pinning
@@ -153,7 +154,7 @@ def attach_gateway(server: Any, config: str | None, pins: str = "tofu",
             servers.update(owned)
         pinned = StorePins(url)
         pinning = None if pins == "off" else Pinning(pinned, mode=pins, audit=pinned)
-        gateway = Gateway(servers, pinning=pinning).attach(server)
+        gateway = Gateway(servers, pinning=pinning, lane=lane).attach(server)
         if extensions is not None:
             # --http: only ORG's principals see and use its extensions (the security
             # middleware asks server.owners; see security/serving.py)

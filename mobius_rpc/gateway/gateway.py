@@ -114,8 +114,11 @@ class Gateway:
     def __init__(self, upstreams: Mapping[str, Target | Mapping[str, Any]] | None = None, *,
                  naming: Naming | None = None, options: UpstreamOptions | None = None,
                  pinning: Pinning | None = None, list_wait: float = 10.0,
-                 parking: ParkingOptions | None = None) -> None:
+                 parking: ParkingOptions | None = None, lane: bool = True) -> None:
+        """``lane`` False serves every call on the general path (see :mod:`.lane`;
+        for comparing the two, or ruling the lane out when chasing a problem)."""
         self.router = Router(naming)
+        self.lane = lane
         #: calls of legacy upstreams waiting for a modern downstream's input (:mod:`.parking`)
         self.parking = Parking(parking)
         self.options = options or UpstreamOptions()
@@ -246,10 +249,10 @@ class Gateway:
             self._local["subscriptions/listen"] = server.request_handlers.get(
                 "subscriptions/listen") or dispatcher.listen
             server.request_handler("subscriptions/listen")(self._listen)
-        # plain calls of upstream items skip the task and handler machinery (.lane)
-        server.lane = Lane(self.router, self.upstreams, server, {
-            method: server.request_handlers[method]
-            for method in ("tools/call", "prompts/get", "resources/read")})
+        if self.lane:  # plain calls of upstream items skip the task and handler machinery
+            server.lane = Lane(self.router, self.upstreams, server, {
+                method: server.request_handlers[method]
+                for method in ("tools/call", "prompts/get", "resources/read")})
         return self
 
     async def _local_call(self, method: str, ctx: Context, params: dict[str, Any]

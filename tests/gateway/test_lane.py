@@ -282,3 +282,16 @@ def test_end_of_input_answers_lane_calls_then_cancels_the_stuck_one(tmp_path: Pa
         proc.stdout.close()
         if not proc.stdin.closed:
             proc.stdin.close()
+
+
+async def test_a_gateway_without_its_lane_serves_every_call_the_general_way(
+        gateways: list[Gateway]) -> None:
+    server = local_server()
+    gateway = Gateway({"py": {**py_entry(), "protocolVersion": "2025-11-25"}},
+                      options=FAST, lane=False).attach(server)
+    gateways.append(gateway)
+    assert server.lane is None  # what `mobius serve --gateway-lane off` builds
+    async with connect(server) as client:
+        await client.list_tools()
+        got = await client.call_tool("py__echo", {"text": "g"})
+        assert got["content"][0]["text"] == "py-upstream:g"
