@@ -224,7 +224,8 @@ class Client(RequestHelpers):
     async def request(self, method: str, params: dict[str, Any] | None = None, *,
                       timeout: float | None = None,
                       on_progress: ProgressCallback | None = None,
-                      handlers: CallHandlers | None = None) -> dict[str, Any]:
+                      handlers: CallHandlers | None = None,
+                      first: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send any request; the answer's result, or :class:`McpError`.
 
         A timeout (default ``self.timeout``) or the caller's cancellation sends
@@ -235,7 +236,8 @@ class Client(RequestHelpers):
             session = self.session
             try:
                 return await session.request(method, params, timeout=timeout or self.timeout,
-                                             on_progress=on_progress, handlers=handlers)
+                                             on_progress=on_progress, handlers=handlers,
+                                             first=first if attempt == 1 else None)
             except ConnectionClosedError as exc:
                 raise ConnectionClosedError(
                     f"connection to {self.label} closed during {method}"

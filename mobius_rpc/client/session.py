@@ -354,22 +354,25 @@ class ClientSession(RequestHelpers):
                       timeout: float | None = None,
                       on_progress: ProgressCallback | None = None,
                       max_rounds: int = 8,
-                      handlers: CallHandlers | None = None) -> dict[str, Any]:
+                      handlers: CallHandlers | None = None,
+                      first: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a request and return its final result.
 
         In the modern era an ``InputRequiredResult`` is answered transparently:
         each input request goes to the matching callback (``handlers`` first),
         and the request is retried (new id) with ``inputResponses`` and the
-        echoed ``requestState``.
+        echoed ``requestState``.  ``first``: the answer of a first round already
+        sent some other way (:meth:`forward`); the request goes on from it.
         """
         if handlers is None:
-            return await self._request(method, params, timeout, on_progress, max_rounds, None)
+            return await self._request(method, params, timeout, on_progress, max_rounds, None,
+                                       first=first)
         key = self._next_call = self._next_call + 1
         self._calls[key] = handlers
         ids: list[RequestId] = []
         try:
             return await self._request(method, params, timeout, on_progress, max_rounds,
-                                       handlers, (key, ids))
+                                       handlers, (key, ids), first)
         finally:
             self._end_call(key, ids)
 
@@ -422,13 +425,14 @@ class ClientSession(RequestHelpers):
     async def _request(self, method: str, params: dict[str, Any] | None,
                        timeout: float | None, on_progress: ProgressCallback | None,
                        max_rounds: int, handlers: CallHandlers | None,
-                       call: tuple[int, list[RequestId]] | None = None) -> dict[str, Any]:
+                       call: tuple[int, list[RequestId]] | None = None,
+                       first: dict[str, Any] | None = None) -> dict[str, Any]:
         def note(request_id: RequestId) -> None:
             if call is not None:  # what the server sends about it names this call
                 call[1].append(request_id)
                 self._call_ids[request_id] = call[0]
-        result = await self.session.request(method, params, timeout=timeout,
-                                            on_progress=on_progress, on_id=note)
+        result = first if first is not None else await self.session.request(
+            method, params, timeout=timeout, on_progress=on_progress, on_id=note)
         rounds = 0
         while (self.connection.era is Era.MODERN
                and result.get("resultType") == "input_required"):

@@ -139,6 +139,9 @@ class Gateway:
         self._listened: dict[str, int] = {}
         self._started = False
         self._waited = False
+        #: lane calls handed back to the general path with the upstream's first
+        #: InputRequiredResult, which that path goes on from (see .lane)
+        self._resumed: dict[tuple[Session, Any], dict[str, Any]] = {}
         for name, target in (upstreams or {}).items():
             self._add(name, target)
 
@@ -250,7 +253,7 @@ class Gateway:
                 "subscriptions/listen") or dispatcher.listen
             server.request_handler("subscriptions/listen")(self._listen)
         if self.lane:  # plain calls of upstream items skip the task and handler machinery
-            server.lane = Lane(self.router, self.upstreams, server, {
+            server.lane = Lane(self.router, self.upstreams, server, self._resumed, {
                 method: server.request_handlers[method]
                 for method in ("tools/call", "prompts/get", "resources/read")})
         return self
@@ -352,13 +355,17 @@ class Gateway:
         if level is not None and upstream.client.era is Era.MODERN:
             forwarded["_meta"] = {META_LOG_LEVEL: level}  # a modern upstream logs only if asked
         relay = Relay(ctx, name)
+        first = self._resumed.pop((ctx.session, ctx.request_id), None) \
+            if self._resumed else None
         parks = self._server is not None and applies(ctx, upstream.client.era)
         # a parked call's time waiting for input is not the upstream's: parking times it
         limit = math.inf if parks else timeout
 
         def call() -> Awaitable[dict[str, Any]]:
+            nonlocal first
+            given, first = first, None  # a first round is gone on from once
             return upstream.request(method, forwarded, handlers=relay.handlers(),
-                                    on_progress=relay.progress(), timeout=limit)
+                                    on_progress=relay.progress(), timeout=limit, first=given)
         if parks and self._server is not None:
             # a legacy upstream, a modern downstream: input requests park the call
             result = await self.parking.forward(ctx, self._server.state_key, relay, call,

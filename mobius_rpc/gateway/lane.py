@@ -34,20 +34,20 @@ session cancels upstream; an upstream timeout cancels there and fails the
 call), and whatever the upstream asks or logs meanwhile (sampling,
 elicitation, roots, log messages) relayed to this caller by a
 :class:`.relay.Relay` made the first time it is needed.  Two outcomes hand
-the call back to the general path (``Session.serve_taken``), which starts it
-over: a 2026-07-28 upstream's ``InputRequiredResult`` (that path asks the
-caller and retries; such handlers run again on every round anyway), and an
-expired upstream HTTP session (that path renews it and retries).
+the call back to the general path (``Session.serve_taken``): a 2026-07-28 upstream's ``InputRequiredResult`` (that path asks the
+caller and retries with the answers, going on from the round the lane got),
+and an expired upstream HTTP session (that path renews it and retries).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..client.client import Client
 from ..client.session import CallHandlers
-from ..core.errors import LocalProtocolError, McpError
+from ..core.errors import INTERNAL_ERROR, LocalProtocolError, McpError
 from ..core.events import RequestReceived
 from ..core.modern import META_LOG_LEVEL
 from ..core.revisions import Era, has_progress_message
@@ -60,6 +60,8 @@ from .upstreams import Upstream
 
 __all__ = ("Lane",)
 
+log = logging.getLogger("mobius_rpc.gateway")
+
 #: method -> the kind of item it names (how its target is routed)
 _LANE_METHODS = {"tools/call": "tools", "prompts/get": "prompts", "resources/read": "resources"}
 
@@ -69,10 +71,13 @@ class Lane:
     and upstreams (live: upstreams come and go), its server, its own handlers."""
 
     def __init__(self, router: Router, upstreams: Mapping[str, Upstream],
-                 server: Registration, handlers: dict[str, Callable[..., Any]]) -> None:
+                 server: Registration, resumed: dict[tuple[Session, Any], dict[str, Any]],
+                 handlers: dict[str, Callable[..., Any]]) -> None:
         self._router = router
         self._upstreams = upstreams
         self._server = server
+        #: where a call handed back with its first InputRequiredResult leaves it
+        self._resumed = resumed
         #: the gateway's own handlers: a method another layer took over since is not ours
         self._handlers = handlers
 
@@ -114,7 +119,7 @@ class Lane:
                 else session.state.get("log_level")
             if isinstance(level, str):
                 forwarded["_meta"] = {META_LOG_LEVEL: level}
-        call = _LaneCall(self._server, router, session, event, found[0])
+        call = _LaneCall(self._server, router, session, event, found[0], self._resumed)
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         call.token = token
@@ -131,12 +136,14 @@ class _LaneCall:
     """One call in the lane: how its answer, progress and requests get back."""
 
     __slots__ = ("_server", "_router", "_session", "_event", "_upstream", "_relay", "token",
-                 "client")
+                 "client", "_resumed")
 
     def __init__(self, server: Registration, router: Router, session: Session,
-                 event: RequestReceived, upstream: str) -> None:
+                 event: RequestReceived, upstream: str,
+                 resumed: dict[tuple[Session, Any], dict[str, Any]]) -> None:
         self._server = server
         self._router = router
+        self._resumed = resumed
         self._session = session
         self._event = event
         self._upstream = upstream
@@ -145,21 +152,31 @@ class _LaneCall:
         self.client: Client | None = None
 
     def done(self, result: dict[str, Any] | None, error: McpError | None) -> None:
-        session = self._session
+        try:
+            self._done(result, error)
+        except Exception:  # a bug of ours costs this call an error answer, never its answer
+            log.exception("the lane could not answer %s", self._event.method)
+            self._session.answer_taken(self._event, error=McpError(
+                INTERNAL_ERROR, f"Internal error while handling {self._event.method}"))
+
+    def _done(self, result: dict[str, Any] | None, error: McpError | None) -> None:
+        session, event = self._session, self._event
         if error is not None or result is None:
             if self.client is not None and self.client.session_expired:
                 # the HTTP session ended upstream: the general path renews it and retries
-                session.serve_taken(self._event)
+                session.serve_taken(event)
                 return
-            session.answer_taken(self._event.id, error=error)
+            session.answer_taken(event, error=error)
             return
         if result.get("resultType") == "input_required":
-            # A 2026-07-28 upstream needs input first.  The general path asks this
-            # caller (in its era) and retries; it starts the call over, which a
-            # 2026-07-28 handler expects anyway (each round runs it again).
-            session.serve_taken(self._event)
+            # A 2026-07-28 upstream needs input first: the general path asks this
+            # caller (in its era) and goes on from this round with the answers.
+            key = (session, event.id)
+            self._resumed[key] = result
+            if not session.serve_taken(event):
+                self._resumed.pop(key, None)
             return
-        session.answer_taken(self._event.id, dict(
+        session.answer_taken(event, dict(
             self._router.publish_contents(self._upstream, hop_free(result))))
 
     def progress(self, progress: float, total: float | None, message: str | None) -> None:

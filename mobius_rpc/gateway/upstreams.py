@@ -340,11 +340,14 @@ class Upstream:
     async def request(self, method: str, params: dict[str, Any] | None = None, *,
                       handlers: CallHandlers | None = None,
                       on_progress: ProgressCallback | None = None,
-                      timeout: float | None = None) -> dict[str, Any]:
+                      timeout: float | None = None,
+                      first: dict[str, Any] | None = None) -> dict[str, Any]:
         """Forward one request on the long-lived session, through the breaker.
 
         ``timeout`` replaces the per-call timeout (``math.inf``: none, for a
-        caller that times the call itself, as parking does)."""
+        caller that times the call itself, as parking does); ``first`` is a
+        2026-07-28 first round's ``InputRequiredResult`` already received (by
+        :meth:`forward`), which the request goes on from."""
         if self.failures >= self.options.breaker_threshold:
             if self.open_until > time.monotonic() or self._trial:
                 raise UpstreamDown(self.name, f"circuit open after {self.failures} failures")
@@ -357,7 +360,8 @@ class Upstream:
             raise
         try:
             result = await self.client.request(method, params, handlers=handlers,
-                                               on_progress=on_progress, timeout=timeout)
+                                               on_progress=on_progress, timeout=timeout,
+                                               first=first)
         except (ConnectionClosedError, ConnectError) as exc:
             self._failed()
             raise UpstreamDown(self.name, str(exc)) from exc

@@ -256,6 +256,7 @@ class Session:
         #: received requests the handler took over (``take_request``), with what
         #: cancels each; answered with :meth:`answer_taken`
         self._taken: dict[RequestId, TakenCancel] = {}
+        self._taken_events: dict[RequestId, RequestReceived] = {}
         # (offered by long-lived sessions only: a stateless exchange awaits its answer)
         self._taker: Callable[[Session, RequestReceived], TakenCancel | None] | None = \
             getattr(handler, "take_request", None) if tasks is None else None
@@ -397,7 +398,7 @@ class Session:
         if not self._busy:
             return
         log.warning("end of input: %d request(s) still running after %.1f s; cancelling them",
-                    len(self._scopes), grace)
+                    len(self._scopes) + len(self._taken), grace)
         self._stopping = (f"Request cancelled: the peer closed its input and the request did "
                           f"not finish within the grace period of {grace:g} s")
         for scope in list(self._scopes.values()):
@@ -465,6 +466,7 @@ class Session:
         if cancel is None:
             return False
         self._taken[event.id] = cancel
+        self._taken_events[event.id] = event
         return True
 
     def _dispatch(self, event: Event) -> None:
@@ -650,6 +652,7 @@ class Session:
             except Exception:
                 log.exception("cancelling a taken request failed")
         self._taken.clear()
+        self._taken_events.clear()
         self.handler.session_closed(self)
 
     def _fail_waiters(self, error: ConnectionClosedError) -> None:
@@ -828,13 +831,18 @@ class Session:
         self.flush_now()
         _forward_done(forward, None, RequestTimeoutError(forward.method, forward.timeout))
 
-    def answer_taken(self, request_id: RequestId, result: dict[str, Any] | None = None,
+    def answer_taken(self, event: RequestReceived, result: dict[str, Any] | None = None,
                      error: McpError | None = None) -> None:
         """Answer a request the handler took over (``take_request``), and send it.
 
-        Ignored when it was cancelled meanwhile (its cancel callback was called)."""
-        if self._taken.pop(request_id, None) is None:
+        Ignored when it was cancelled meanwhile (its cancel callback was called), or
+        when its id now names another request (the peer may reuse an answered id)."""
+        request_id = event.id
+        if self._taken_events.get(request_id) is not event:
             return
+        del self._taken_events[request_id]
+        self._taken.pop(request_id, None)
+        method = event.method
         connection = self.connection
         try:
             if error is not None or result is None:
@@ -849,7 +857,7 @@ class Session:
             log.exception("could not answer request %r", request_id)
             try:
                 answered = connection.respond_error(request_id, McpError(
-                    INTERNAL_ERROR, "Internal error while answering the request"))
+                    INTERNAL_ERROR, f"Internal error while answering {method}"))
             except Exception:
                 answered = False
         if not answered and self._reporting is not None:
@@ -857,12 +865,15 @@ class Session:
         self.flush_now()
         self._maybe_idle()
 
-    def serve_taken(self, event: RequestReceived) -> None:
+    def serve_taken(self, event: RequestReceived) -> bool:
         """Serve a request the handler took over after all, the usual way: in a
         task of its own, through ``handle_request`` (a forwarded call that turned
-        out to need what only that path does)."""
-        if self._taken.pop(event.id, None) is None:
-            return
+        out to need what only that path does); False when it is no longer ours
+        to serve (cancelled, the session ended)."""
+        if self._taken_events.get(event.id) is not event:
+            return False
+        del self._taken_events[event.id]
+        self._taken.pop(event.id, None)
         scope = self._new_scope()
         self._scopes[event.id] = scope
         own = self._own_tasks
@@ -873,6 +884,8 @@ class Session:
                 self._spawn(self._serve_request, event, scope)
         except ConnectionClosedError:
             self._scopes.pop(event.id, None)
+            return False
+        return True
 
     def _cancel_taken(self, request_id: RequestId, error: McpError | None) -> None:
         """A taken request is cancelled: by the peer (``error`` None: no answer), or
@@ -880,6 +893,7 @@ class Session:
         cancel = self._taken.pop(request_id, None)
         if cancel is None:
             return
+        self._taken_events.pop(request_id, None)
         try:
             cancel()
         except Exception:
@@ -934,7 +948,9 @@ class Session:
 
     async def _scheduled_flush(self) -> None:
         try:
-            await self._flush()
+            # what was queued while a send awaited (flush_now found the flag set) goes too
+            while await self._flush() and self.connection.has_data_to_send():
+                pass
         finally:
             self._flush_scheduled = False
             self._maybe_idle()
