@@ -113,10 +113,12 @@ class VerifyResult:
 
 @dataclass(slots=True)
 class _Pending:
-    #: what the caller gave (:meth:`AuditLog.append`'s fields, ``at`` always set):
-    #: the record's body is made from it by the writer, off the request's path
+    """A record :meth:`AuditLog.append` waits for (:meth:`AuditLog.append_later`
+    queues its fields dict alone: nobody waits for that record)."""
+
+    #: what the caller gave (``at`` always set): the record's body is made from it
+    #: by the writer, off the request's path
     fields: dict[str, Any]
-    queued: float
     record: AuditRecord | None = None
 
 
@@ -131,8 +133,10 @@ class AuditLog:
         self._head: tuple[int, str] | None = None
         #: the last record this process appended: an anchor for verify
         self._anchor: tuple[int, str] | None = None
-        #: records waiting for the lock holder to write them
-        self._pending: list[_Pending] = []
+        #: records waiting for the lock holder to write them, in order
+        self._pending: list[_Pending | dict[str, Any]] = []
+        #: when the oldest of them was queued (perf_counter; for :attr:`stats`)
+        self._pending_since = 0.0
         self._wake = anyio.Event()
         self._writer_running = False
         #: the most records :meth:`append_later` lets wait for the background writer
@@ -178,7 +182,9 @@ class AuditLog:
         _check_fields(fields)
         if fields.get("at") is None:
             fields["at"] = self._clock()
-        pending = _Pending(fields, time.perf_counter())
+        pending = _Pending(fields)
+        if not self._pending:
+            self._pending_since = time.perf_counter()
         self._pending.append(pending)
         async with self._lock:
             # whoever holds the lock writes every record queued so far, in one store
@@ -200,7 +206,10 @@ class AuditLog:
             fields["at"] = self._clock()
         # only the fields are kept here: digesting the arguments, building, hashing
         # and storing the record are the writer's work, behind the answer
-        self._pending.append(_Pending(fields, time.perf_counter()))
+        pending = self._pending
+        if not pending:
+            self._pending_since = time.perf_counter()
+        pending.append(fields)
         self._wake.set()
 
     @property
@@ -244,20 +253,25 @@ class AuditLog:
 
     async def _write_pending(self) -> None:
         batch, self._pending = self._pending, []
+        since = self._pending_since
         with anyio.CancelScope(shield=True):  # the batch is others' records too
             try:
                 await self._write(batch)
             except BaseException:
-                self._pending[:0] = batch  # not written: keep them, in order
+                # not written: keep them, in order, before any queued meanwhile
+                self._pending[:0] = batch
+                self._pending_since = since
                 raise
-        done = time.perf_counter()
-        waits = [done - item.queued for item in batch]
         self.stats["records"] += len(batch)
         self.stats["writes"] += 1
-        self.stats["max_wait_ms"] = max(self.stats["max_wait_ms"], max(waits) * 1000.0)
+        # the first record of a batch waited longest
+        self.stats["max_wait_ms"] = max(self.stats["max_wait_ms"],
+                                        (time.perf_counter() - since) * 1000.0)
 
-    async def _write(self, batch: list[_Pending]) -> None:
-        bodies = [self._body(**item.fields) for item in batch]
+    async def _write(self, batch: list[_Pending | dict[str, Any]]) -> None:
+        make = self._body
+        bodies = [make(**(item.fields if isinstance(item, _Pending) else item))
+                  for item in batch]
         for attempt in range(_ATTEMPTS):
             if self._head is None:
                 self._head = await self._load_head()
@@ -279,7 +293,8 @@ class AuditLog:
                 await anyio.sleep(random.uniform(0, 0.0005 * 2 ** min(attempt, 7)))
                 continue
             for item, record in zip(batch, records, strict=True):
-                item.record = record
+                if isinstance(item, _Pending):
+                    item.record = record
             self._head = self._anchor = (records[-1].seq, records[-1].hash)
             return
         raise AuditConflict("could not append to the audit log: too much contention")
