@@ -19,6 +19,7 @@ says which limit; the security middleware records each one in the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Limiter:
         self._clock = clock
         self._in_flight: dict[str, int] = {}
         self._scope_type: type[anyio.CancelScope] | None = None
+        self._now: Callable[[], float] = anyio.current_time
 
     def timeout_for(self, tool: str) -> float | None:
         if tool in self.limits.timeouts:
@@ -160,20 +162,22 @@ class Limiter:
         else:
             del self._in_flight[key]
 
-    async def run_tool(self, tool: str, call: Callable[[], Awaitable[dict[str, Any]]]
-                       ) -> dict[str, Any]:
-        """``call()`` under the tool's timeout, then the output-size check."""
-        timeout = self.timeout_for(tool)
+    async def run_tool(self, tool: str, call: Callable[..., Awaitable[dict[str, Any]]],
+                       *args: Any) -> dict[str, Any]:
+        """``call(*args)`` under the tool's timeout, then the output-size check."""
+        timeouts = self.limits.timeouts
+        timeout = timeouts[tool] if tool in timeouts else self.limits.default_timeout
         if timeout is None:
-            result = await call()
+            result = await call(*args)
         else:
             # what anyio.fail_after does, with the backend's scope class learned once:
             # fail_after asks which async library runs twice per call (half its cost)
             if self._scope_type is None:
                 self._scope_type = cancel_scope_type()
-            scope = self._scope_type(deadline=anyio.current_time() + timeout)
+                self._now = _clock_of(self._scope_type)
+            scope = self._scope_type(deadline=self._now() + timeout)
             with scope:
-                result = await call()
+                result = await call(*args)
             if scope.cancelled_caught:  # only our deadline cancels this scope
                 raise LimitExceeded(TIMEOUT, "timeout",
                                     f"Tool {tool} timed out after {timeout:g}s",
@@ -190,3 +194,11 @@ class Limiter:
             raise LimitExceeded(OUTPUT_TOO_LARGE, "output",
                                 f"Tool {tool} returned {size} bytes, more than the "
                                 f"{cap} allowed", size=size, max=cap)
+
+
+def _clock_of(scope_type: type[anyio.CancelScope]) -> Callable[[], float]:
+    """The clock ``scope_type``'s deadlines are on: on asyncio the loop's own (what
+    ``anyio.current_time`` returns there, without asking which library runs)."""
+    if scope_type.__module__.endswith("._asyncio"):
+        return lambda: asyncio.get_running_loop().time()
+    return anyio.current_time
