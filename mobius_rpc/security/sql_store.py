@@ -287,7 +287,7 @@ class SqlSecurityStore:
         replicas (the PostgreSQL store's LISTEN/NOTIFY channel; see :mod:`.epoch`)."""
         self.db = db
         self.channel = channel
-        #: SQLite: the connection the epoch is read on (see :meth:`_sqlite_epoch`)
+        #: SQLite: the connection the epoch is read on (see :meth:`_security_epoch_now`)
         self._epoch_conn: SqliteEpoch | None = None
 
     async def _narrowing(self, write: Awaitable[T]) -> T:
@@ -407,31 +407,39 @@ class SqlSecurityStore:
 
     async def security_epoch(self) -> int:
         """The number every access-narrowing change moves (see the migration)."""
-        path = getattr(self.db, "path", None)
-        if path is not None and getattr(self.db, "read_now", None) is not None:
-            try:
-                return self._sqlite_epoch(str(path))
-            except sqlite3.Error:  # the store's own read below says what is wrong
-                self._epoch_conn = None
-        read_now = getattr(self.db, "read_now", None)
-        make = lambda: _one("SELECT epoch FROM security_state WHERE id = 1", (),  # noqa: E731
-                            lambda row: int(row[0]))
-        # SQLite: a one-row read on the calling thread (WAL readers never wait for
-        # writers) costs less than the hop to a worker thread it would otherwise take
-        found: int | None = read_now(make) if read_now is not None else \
-            await self.db.read(make)
+        if self.epoch_reader() is not None:
+            return self._security_epoch_now()
+        found: int | None = await self.db.read(lambda: _one(
+            "SELECT epoch FROM security_state WHERE id = 1", (), lambda row: int(row[0])))
         return found or 0
 
-    def _sqlite_epoch(self, path: str) -> int:
+    def epoch_reader(self) -> Callable[[], int] | None:
+        """A synchronous :meth:`security_epoch`, where one is as exact and cheaper than
+        the coroutine (SQLite: on the calling thread already, see below); None on
+        PostgreSQL (a round trip: :class:`~.epoch.EpochWatch` listens instead)."""
+        if getattr(self.db, "path", None) is None or getattr(self.db, "read_now", None) is None:
+            return None
+        return self._security_epoch_now
+
+    def _security_epoch_now(self) -> int:
         """SQLite: the epoch on this store's own connection, on the calling thread, read
         from the database only after some transaction committed (:mod:`.sqlite_epoch`:
         a 96-byte ``pread`` of the WAL index header instead of the row, 0.5 against
         4.8 us, asked on every request).  A WAL reader sees every commit made before
         it began, by any process, and never waits for a writer."""
-        epoch = self._epoch_conn
-        if epoch is None:
-            epoch = self._epoch_conn = SqliteEpoch(path)
-        return epoch.current()
+        try:
+            epoch = self._epoch_conn
+            if epoch is None:
+                epoch = self._epoch_conn = SqliteEpoch(str(self.db.path))  # type: ignore[attr-defined]
+            return epoch.current()
+        except sqlite3.Error:  # the store's own read below says what is wrong
+            self._epoch_conn = None
+        # a one-row read on the calling thread (WAL readers never wait for writers)
+        # costs less than the hop to a worker thread it would otherwise take
+        found: int | None = self.db.read_now(  # type: ignore[attr-defined]
+            lambda: _one("SELECT epoch FROM security_state WHERE id = 1", (),
+                         lambda row: int(row[0])))
+        return found or 0
 
     # rules
     async def add_rule(self, rule: Rule) -> Rule:
