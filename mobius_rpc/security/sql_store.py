@@ -31,6 +31,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import orjson
@@ -83,6 +84,9 @@ _AUDIT_ROW = "(" + ", ".join("?" * 18) + ")"
 _CHUNKS = (256, 64, 16, 4, 1)
 _INSERTS = {n: f"INSERT INTO audit_records ({_AUDIT}) VALUES " + ", ".join([_AUDIT_ROW] * n)
             for n in _CHUNKS}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(AuditRecord))
 
 
 def _dump(value: Any) -> str:
@@ -210,27 +214,35 @@ def _delete_rule(org_id: str, rule_id: str) -> Program[bool]:
 
 
 def _append_audit(records: list[AuditRecord]) -> Program[None]:
-    if not records:
+    return _append_audit_rows([_values(r) for r in records])
+
+
+def _values(record: AuditRecord) -> tuple[Any, ...]:
+    """``record``'s fields in declaration order (what ``append_audit_rows`` takes)."""
+    return tuple(getattr(record, name) for name in _RECORD_FIELDS)
+
+
+def _append_audit_rows(rows: list[tuple[Any, ...]]) -> Program[None]:
+    """Rows are :class:`AuditRecord` field values in declaration order."""
+    if not rows:
         return
-    first = records[0].seq
-    if any(r.seq != first + i for i, r in enumerate(records)):
+    first = rows[0][0]
+    if any(r[0] != first + i for i, r in enumerate(rows)):
         raise AuditConflict("audit records must have consecutive seq numbers")
     moved = yield ("UPDATE audit_head SET seq = ? WHERE id = 1 AND seq = ?",
-                   (records[-1].seq, first - 1))
+                   (rows[-1][0], first - 1))
     if moved.changed == 0:
         raise AuditConflict(f"audit seq {first} is not the next one")
     # many rows per statement: few round trips for a whole batch (group commit)
     start = 0
-    while start < len(records):
-        size = next(n for n in _CHUNKS if n <= len(records) - start)
-        chunk = records[start:start + size]
-        start += size
+    while start < len(rows):
+        size = next(n for n in _CHUNKS if n <= len(rows) - start)
         params: list[Any] = []
-        for r in chunk:
-            params += (r.seq, r.time, r.method, r.outcome, r.user, r.organization,
-                       r.auth_method, r.credential, r.session, r.request_id, r.target,
-                       r.arguments_digest, r.error, r.error_code, r.duration_ms,
-                       _dump(r.detail), r.prev_hash, r.hash)
+        for r in rows[start:start + size]:
+            detail = r[15]
+            params += r[:15]
+            params += ("{}" if not detail else _dump(detail), r[16], r[17])
+        start += size
         yield _INSERTS[size], tuple(params)
 
 
@@ -457,6 +469,12 @@ class SqlSecurityStore:
     async def append_audit(self, records: list[AuditRecord]) -> None:
         batch = list(records)
         await self.db.write(lambda: _append_audit(batch))
+
+    async def append_audit_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """:meth:`append_audit` of records given as their field values in declaration
+        order (the audit writer's form: no record object built per row)."""
+        batch = list(rows)
+        await self.db.write(lambda: _append_audit_rows(batch))
 
     async def last_audit(self) -> AuditRecord | None:
         found: AuditRecord | None = await self.db.read(lambda: _one(

@@ -73,3 +73,30 @@ async def _write_batches(store: SecurityStore, sizes: list[int]) -> None:
     assert [r.seq for r in rows] == list(range(1, sum(sizes) + 1))
     assert [r.request_id for r in rows] == [str(i) for size in sizes for i in range(size)]
     assert (await log.verify()).ok
+
+
+def test_the_writer_body_is_in_record_field_order() -> None:
+    """The writer makes a row from the body's values: their order must be the record's."""
+    from dataclasses import fields
+
+    from mobius_rpc.security.store import MemorySecurityStore
+    body = AuditLog(MemorySecurityStore())._body(method="m", outcome="ok")
+    names = [f.name for f in fields(AuditRecord)]
+    assert list(body) + ["prev_hash", "hash"] == names
+
+
+async def test_a_store_without_rows_gets_records_and_both_verify(tmp_path: Any) -> None:
+    """The memory store has no append_audit_rows: it gets AuditRecords, the same ones."""
+    from mobius_rpc.security.open import open_security_store
+    from mobius_rpc.security.store import MemorySecurityStore
+    memory = MemorySecurityStore()
+    async with open_security_store(f"sqlite:///{tmp_path}/s.db") as (_, sqlite):
+        for store in (memory, sqlite):
+            log = AuditLog(store, clock=lambda: 5.0)
+            for i in range(7):
+                log.append_later(method="tools/call", outcome="ok", arguments={"i": i},
+                                 detail={"n": i} if i % 2 else {}, request_id=i)
+            durable = await log.append(method="auth/failed", outcome="denied", error="no")
+            assert durable.seq == 8 and durable.error == "no"
+            assert (await log.verify()).ok
+        assert await audit_rows(memory) == await audit_rows(sqlite)
