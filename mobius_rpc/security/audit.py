@@ -71,8 +71,18 @@ def digest(value: Any) -> str:
 _BODY = tuple(f.name for f in fields(AuditRecord) if f.name not in ("hash", "prev_hash"))
 
 
+_sha256 = hashlib.sha256
+_dumps = orjson.dumps
+_SORTED = orjson.OPT_SORT_KEYS
+
+
 def _chain(prev_hash: str, body: dict[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical_json(body)).hexdigest()
+    # canonical_json inlined: the writer hashes every record
+    try:
+        data = _dumps(body, option=_SORTED)
+    except TypeError:
+        data = canonical_json(body)
+    return _sha256(prev_hash.encode("ascii") + b"\n" + data).hexdigest()
 
 
 def record_hash(record: AuditRecord, prev_hash: str) -> str:
@@ -95,6 +105,10 @@ def _check_fields(fields: dict[str, Any]) -> None:
 
 def _safe_digest(value: Any) -> str:
     """:func:`digest`, or a marker for a value no JSON encoder takes (a cycle)."""
+    try:  # digest inlined (the writer digests every record's arguments)
+        return _sha256(_dumps(value, option=_SORTED)).hexdigest()
+    except TypeError:
+        pass
     try:
         return digest(value)
     except (TypeError, ValueError, RecursionError):
@@ -164,7 +178,7 @@ class AuditLog:
             "seq": 0, "time": self._clock() if at is None else at, "method": method,
             "outcome": outcome, "user": principal.user if principal else None,
             "organization": (principal.organization or None) if principal else None,
-            "auth_method": principal.method.value if principal else None,
+            "auth_method": principal.method._value_ if principal else None,
             "credential": principal.credential if principal else None,
             "session": session, "request_id": None if request_id is None else str(request_id),
             "target": target,
