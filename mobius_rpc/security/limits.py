@@ -20,6 +20,7 @@ says which limit; the security middleware records each one in the audit log.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ class Limiter:
         self._clock = clock
         self._in_flight: dict[str, int] = {}
         self._scope_type: type[anyio.CancelScope] | None = None
-        self._now: Callable[[], float] = anyio.current_time
+        self._watchdog: _Watchdog | None = None
 
     def timeout_for(self, tool: str) -> float | None:
         if tool in self.limits.timeouts:
@@ -170,14 +171,25 @@ class Limiter:
         if timeout is None:
             result = await call(*args)
         else:
-            # what anyio.fail_after does, with the backend's scope class learned once:
-            # fail_after asks which async library runs twice per call (half its cost)
             if self._scope_type is None:
                 self._scope_type = cancel_scope_type()
-                self._now = _clock_of(self._scope_type)
-            scope = self._scope_type(deadline=self._now() + timeout)
-            with scope:
-                result = await call(*args)
+                self._watchdog = _Watchdog() if _is_asyncio(self._scope_type) else None
+            watchdog = self._watchdog
+            if watchdog is None:  # another backend: what anyio.fail_after does
+                scope = self._scope_type(deadline=anyio.current_time() + timeout)
+                with scope:
+                    result = await call(*args)
+            else:
+                # a plain scope (no timer of its own) that the shared watchdog
+                # cancels at the deadline: cancelling a scope is level-triggered,
+                # a handler that swallows one cancellation is cancelled again
+                scope = self._scope_type()
+                with scope:
+                    watchdog.watch(scope, timeout)
+                    try:
+                        result = await call(*args)
+                    finally:
+                        watchdog.forget(scope, timeout)
             if scope.cancelled_caught:  # only our deadline cancels this scope
                 raise LimitExceeded(TIMEOUT, "timeout",
                                     f"Tool {tool} timed out after {timeout:g}s",
@@ -196,9 +208,72 @@ class Limiter:
                                 f"{cap} allowed", size=size, max=cap)
 
 
-def _clock_of(scope_type: type[anyio.CancelScope]) -> Callable[[], float]:
-    """The clock ``scope_type``'s deadlines are on: on asyncio the loop's own (what
-    ``anyio.current_time`` returns there, without asking which library runs)."""
-    if scope_type.__module__.endswith("._asyncio"):
-        return lambda: asyncio.get_running_loop().time()
-    return anyio.current_time
+def _is_asyncio(scope_type: type[anyio.CancelScope]) -> bool:
+    return scope_type.__module__.endswith("._asyncio")
+
+
+class _Watchdog:
+    """Cancels tool calls' scopes at their deadlines with one loop timer for all.
+
+    A deadline on each scope would cost a timer per call (made, pushed on the
+    loop's heap, cancelled, popped: a sixth of security's own per-call work).
+    Calls with the same timeout end in the order they started, so per timeout
+    an insertion-ordered dict holds the running scopes earliest first, and a
+    single timer is set for the earliest deadline of all; when it fires it
+    cancels every scope past its deadline and sets itself for the next.  It
+    fires about once a timeout when nothing times out (its call has ended by
+    then, the next one is later).  On asyncio only, one event loop at a time
+    (a new loop starts afresh: the old one's calls are gone with it).
+    """
+
+    __slots__ = ("_loop", "_running", "_timer", "_timer_at")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: per timeout: the running scopes and their deadlines, in start order
+        self._running: dict[float, dict[anyio.CancelScope, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def watch(self, scope: anyio.CancelScope, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._running, self._timer, self._timer_at = loop, {}, None, math.inf
+        deadline = loop.time() + timeout
+        if timeout <= 0:
+            scope.cancel()
+            return
+        running = self._running.get(timeout)
+        if running is None:
+            running = self._running[timeout] = {}
+        running[scope] = deadline
+        if deadline < self._timer_at:
+            self._arm(loop, deadline)
+
+    def forget(self, scope: anyio.CancelScope, timeout: float) -> None:
+        running = self._running.get(timeout)
+        if running is not None:
+            running.pop(scope, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(at, self._fire), at
+
+    def _fire(self) -> None:
+        loop = self._loop
+        self._timer, self._timer_at = None, math.inf
+        if loop is None:
+            return
+        now = loop.time()
+        earliest = math.inf
+        for running in self._running.values():
+            while running:
+                scope, deadline = next(iter(running.items()))
+                if deadline > now:
+                    earliest = min(earliest, deadline)
+                    break
+                del running[scope]
+                scope.cancel()
+        if earliest < math.inf:
+            self._arm(loop, earliest)
