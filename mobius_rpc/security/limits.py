@@ -1,9 +1,12 @@
 """Limits on what one caller can take: time, rate, concurrency, output size.
 
-* Timeout: each ``tools/call`` runs under ``anyio.fail_after`` (a default,
-  overridden per tool); when it fires the handler is cancelled where it
-  awaits.  A handler that blocks the event loop without awaiting cannot be
-  cancelled by anything in process: keep such work in a thread or a process.
+* Timeout: each ``tools/call`` runs in a cancel scope that is cancelled at its
+  deadline (a default, overridden per tool), by one shared timer on asyncio
+  (:class:`_Watchdog`), by the scope's own deadline elsewhere; the handler is
+  cancelled where it awaits, and again at every await after if it swallows
+  the cancellation.  A handler that blocks the event loop without awaiting
+  cannot be cancelled by anything in process: keep such work in a thread or a
+  process.
 * Rate: token buckets per principal (every checked request) and per tool
   (every caller of that tool), kept in the store so replicas sharing a
   database share them.
