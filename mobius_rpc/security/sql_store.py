@@ -76,12 +76,13 @@ _AUDIT = ("seq, at, method, outcome, user_id, organization, auth_method, credent
 
 
 _AUDIT_ROW = "(" + ", ".join("?" * 18) + ")"
-#: rows per INSERT statement: a batch is cut into these sizes (largest first) so that
-#: only five statement texts ever occur and each stays in the driver's statement
-#: cache (a text per batch size made SQLite compile a statement of up to 500 rows
-#: for every write: 10 us a record at 100 records a write).  18 parameters a row:
-#: 256 rows are far below SQLite's limit of 32766 parameters a statement
-_CHUNKS = (256, 64, 16, 4, 1)
+#: rows per INSERT statement: a batch is cut into these sizes (largest first: a batch
+#: of fewer than 512 rows takes one statement per set bit of its size, 3-4 for a
+#: typical 100) so that only nine statement texts ever occur and each stays in the
+#: driver's statement cache, prepared (a text per batch size made SQLite compile a
+#: statement of up to 500 rows for every write: 10 us a record at 100 records a write).
+#: 18 parameters a row: 256 rows are far below SQLite's limit of 32766 a statement
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 _INSERTS = {n: f"INSERT INTO audit_records ({_AUDIT}) VALUES " + ", ".join([_AUDIT_ROW] * n)
             for n in _CHUNKS}
 
