@@ -105,7 +105,11 @@ class Limiter:
         self._clock = clock
         self._in_flight: dict[str, int] = {}
         self._scope_type: type[anyio.CancelScope] | None = None
-        self._watchdog: _Watchdog | None = None
+        self._asyncio = False
+        #: the tool-timeout watchdog of each event loop serving through this limiter
+        self._watchdogs: dict[asyncio.AbstractEventLoop, _Watchdog] = {}
+        #: the last loop asked for and its watchdog (one tuple: read at once)
+        self._last: tuple[asyncio.AbstractEventLoop, _Watchdog] | None = None
 
     def timeout_for(self, tool: str) -> float | None:
         if tool in self.limits.timeouts:
@@ -176,8 +180,8 @@ class Limiter:
         else:
             if self._scope_type is None:
                 self._scope_type = cancel_scope_type()
-                self._watchdog = _Watchdog() if _is_asyncio(self._scope_type) else None
-            watchdog = self._watchdog
+                self._asyncio = _is_asyncio(self._scope_type)
+            watchdog = self._watchdog_here() if self._asyncio else None
             if watchdog is None:  # another backend: what anyio.fail_after does
                 scope = self._scope_type(deadline=anyio.current_time() + timeout)
                 with scope:
@@ -200,6 +204,20 @@ class Limiter:
         self.check_output(tool, result)
         return result
 
+    def _watchdog_here(self) -> _Watchdog:
+        """The running loop's watchdog (made on its first timed call)."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        watchdog = self._watchdogs.get(loop)
+        if watchdog is None:
+            for old in [old for old in self._watchdogs if old.is_closed()]:
+                del self._watchdogs[old]  # a finished loop's calls are gone with it
+            watchdog = self._watchdogs[loop] = _Watchdog(loop)
+        self._last = (loop, watchdog)
+        return watchdog
+
     def check_output(self, tool: str, result: dict[str, Any]) -> None:
         cap = self.limits.max_output_bytes
         if cap is None:
@@ -216,59 +234,52 @@ def _is_asyncio(scope_type: type[anyio.CancelScope]) -> bool:
 
 
 class _Watchdog:
-    """Cancels tool calls' scopes at their deadlines with one loop timer for all.
+    """Cancels one event loop's tool calls at their deadlines with one timer for all.
 
     A deadline on each scope would cost a timer per call (made, pushed on the
-    loop's heap, cancelled, popped: a sixth of security's own per-call work).
+    loop's heap, cancelled, popped: ~17 calls of security's per-call work).
     Calls with the same timeout end in the order they started, so per timeout
     an insertion-ordered dict holds the running scopes earliest first, and a
     single timer is set for the earliest deadline of all; when it fires it
     cancels every scope past its deadline and sets itself for the next.  It
     fires about once a timeout when nothing times out (its call has ended by
-    then, the next one is later).  On asyncio only, one event loop at a time
-    (a new loop starts afresh: the old one's calls are gone with it).
+    then, the next one is later).  Used on its loop's thread only.
     """
 
     __slots__ = ("_loop", "_running", "_timer", "_timer_at")
 
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         #: per timeout: the running scopes and their deadlines, in start order
         self._running: dict[float, dict[anyio.CancelScope, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
     def watch(self, scope: anyio.CancelScope, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop, self._running, self._timer, self._timer_at = loop, {}, None, math.inf
-        deadline = loop.time() + timeout
         if timeout <= 0:
             scope.cancel()
             return
+        deadline = self._loop.time() + timeout
         running = self._running.get(timeout)
         if running is None:
             running = self._running[timeout] = {}
         running[scope] = deadline
         if deadline < self._timer_at:
-            self._arm(loop, deadline)
+            self._arm(deadline)
 
     def forget(self, scope: anyio.CancelScope, timeout: float) -> None:
         running = self._running.get(timeout)
         if running is not None:
             running.pop(scope, None)
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+    def _arm(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer, self._timer_at = loop.call_at(at, self._fire), at
+        self._timer, self._timer_at = self._loop.call_at(at, self._fire), at
 
     def _fire(self) -> None:
-        loop = self._loop
         self._timer, self._timer_at = None, math.inf
-        if loop is None:
-            return
-        now = loop.time()
+        now = self._loop.time()
         earliest = math.inf
         for running in self._running.values():
             while running:
@@ -279,4 +290,4 @@ class _Watchdog:
                 del running[scope]
                 scope.cancel()
         if earliest < math.inf:
-            self._arm(loop, earliest)
+            self._arm(earliest)

@@ -130,3 +130,32 @@ async def test_many_running_calls_share_one_timer() -> None:
         counts.append(len(loop._scheduled) - before)  # type: ignore[attr-defined]
         release.set()
     assert counts == [1]
+
+
+def test_two_event_loops_at_once_each_get_their_timeouts() -> None:
+    """A limiter shared by loops in two threads: each loop's calls time out (a single
+    watchdog for all loops would lose one loop's calls when the other came along)."""
+    import threading
+
+    limiter = Limiter(Limits(default_timeout=0.1), MemorySecurityStore())
+    results: list[list[str]] = []
+
+    async def calls() -> list[str]:
+        out = []
+        for seconds in (1.0, 0.0, 1.0):
+            try:
+                with anyio.fail_after(5):
+                    await _call(limiter, "t", seconds)
+                out.append("done")
+            except LimitExceeded:
+                out.append("timeout")
+            await anyio.sleep(0.03)  # let the other thread's loop start its calls
+        return out
+
+    threads = [threading.Thread(target=lambda: results.append(anyio.run(calls)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert results == [["timeout", "done", "timeout"]] * 2
