@@ -34,9 +34,10 @@ session cancels upstream; an upstream timeout cancels there and fails the
 call), and whatever the upstream asks or logs meanwhile (sampling,
 elicitation, roots, log messages) relayed to this caller by a
 :class:`.relay.Relay` made the first time it is needed.  Two outcomes hand
-the call back to the general path (``Session.serve_taken``): a 2026-07-28 upstream's ``InputRequiredResult`` (that path asks the
-caller and retries with the answers, going on from the round the lane got),
-and an expired upstream HTTP session (that path renews it and retries).
+the call back to the general path (``Session.serve_taken``): a 2026-07-28
+upstream's ``InputRequiredResult`` (that path asks the caller and retries
+with the answers, going on from the round the lane got), and an expired
+upstream HTTP session (that path renews it and retries).
 """
 
 from __future__ import annotations

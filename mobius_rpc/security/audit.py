@@ -71,8 +71,18 @@ def digest(value: Any) -> str:
 _BODY = tuple(f.name for f in fields(AuditRecord) if f.name not in ("hash", "prev_hash"))
 
 
+_sha256 = hashlib.sha256
+_dumps = orjson.dumps
+_SORTED = orjson.OPT_SORT_KEYS
+
+
 def _chain(prev_hash: str, body: dict[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical_json(body)).hexdigest()
+    # canonical_json inlined: the writer hashes every record
+    try:
+        data = _dumps(body, option=_SORTED)
+    except TypeError:
+        data = canonical_json(body)
+    return _sha256(prev_hash.encode("ascii") + b"\n" + data).hexdigest()
 
 
 def record_hash(record: AuditRecord, prev_hash: str) -> str:
@@ -95,6 +105,10 @@ def _check_fields(fields: dict[str, Any]) -> None:
 
 def _safe_digest(value: Any) -> str:
     """:func:`digest`, or a marker for a value no JSON encoder takes (a cycle)."""
+    try:  # digest inlined (the writer digests every record's arguments)
+        return _sha256(_dumps(value, option=_SORTED)).hexdigest()
+    except TypeError:
+        pass
     try:
         return digest(value)
     except (TypeError, ValueError, RecursionError):
@@ -113,10 +127,12 @@ class VerifyResult:
 
 @dataclass(slots=True)
 class _Pending:
-    #: what the caller gave (:meth:`AuditLog.append`'s fields, ``at`` always set):
-    #: the record's body is made from it by the writer, off the request's path
+    """A record :meth:`AuditLog.append` waits for (:meth:`AuditLog.append_later`
+    queues its fields dict alone: nobody waits for that record)."""
+
+    #: what the caller gave (``at`` always set): the record's body is made from it
+    #: by the writer, off the request's path
     fields: dict[str, Any]
-    queued: float
     record: AuditRecord | None = None
 
 
@@ -131,8 +147,10 @@ class AuditLog:
         self._head: tuple[int, str] | None = None
         #: the last record this process appended: an anchor for verify
         self._anchor: tuple[int, str] | None = None
-        #: records waiting for the lock holder to write them
-        self._pending: list[_Pending] = []
+        #: records waiting for the lock holder to write them, in order
+        self._pending: list[_Pending | dict[str, Any]] = []
+        #: when the oldest of them was queued (perf_counter; for :attr:`stats`)
+        self._pending_since = 0.0
         self._wake = anyio.Event()
         self._writer_running = False
         #: the most records :meth:`append_later` lets wait for the background writer
@@ -155,11 +173,12 @@ class AuditLog:
               error_code: int | None = None, duration_ms: float | None = None,
               detail: dict[str, Any] | None = None, at: float | None = None
               ) -> dict[str, Any]:
+        # in AuditRecord's field order: the writer makes its row from the values
         return {
             "seq": 0, "time": self._clock() if at is None else at, "method": method,
             "outcome": outcome, "user": principal.user if principal else None,
             "organization": (principal.organization or None) if principal else None,
-            "auth_method": principal.method.value if principal else None,
+            "auth_method": principal.method._value_ if principal else None,
             "credential": principal.credential if principal else None,
             "session": session, "request_id": None if request_id is None else str(request_id),
             "target": target,
@@ -178,7 +197,9 @@ class AuditLog:
         _check_fields(fields)
         if fields.get("at") is None:
             fields["at"] = self._clock()
-        pending = _Pending(fields, time.perf_counter())
+        pending = _Pending(fields)
+        if not self._pending:
+            self._pending_since = time.perf_counter()
         self._pending.append(pending)
         async with self._lock:
             # whoever holds the lock writes every record queued so far, in one store
@@ -200,7 +221,10 @@ class AuditLog:
             fields["at"] = self._clock()
         # only the fields are kept here: digesting the arguments, building, hashing
         # and storing the record are the writer's work, behind the answer
-        self._pending.append(_Pending(fields, time.perf_counter()))
+        pending = self._pending
+        if not pending:
+            self._pending_since = time.perf_counter()
+        pending.append(fields)
         self._wake.set()
 
     @property
@@ -244,33 +268,44 @@ class AuditLog:
 
     async def _write_pending(self) -> None:
         batch, self._pending = self._pending, []
+        since = self._pending_since
         with anyio.CancelScope(shield=True):  # the batch is others' records too
             try:
                 await self._write(batch)
             except BaseException:
-                self._pending[:0] = batch  # not written: keep them, in order
+                # not written: keep them, in order, before any queued meanwhile
+                self._pending[:0] = batch
+                self._pending_since = since
                 raise
-        done = time.perf_counter()
-        waits = [done - item.queued for item in batch]
         self.stats["records"] += len(batch)
         self.stats["writes"] += 1
-        self.stats["max_wait_ms"] = max(self.stats["max_wait_ms"], max(waits) * 1000.0)
+        # the first record of a batch waited longest
+        self.stats["max_wait_ms"] = max(self.stats["max_wait_ms"],
+                                        (time.perf_counter() - since) * 1000.0)
 
-    async def _write(self, batch: list[_Pending]) -> None:
-        bodies = [self._body(**item.fields) for item in batch]
+    async def _write(self, batch: list[_Pending | dict[str, Any]]) -> None:
+        make = self._body
+        bodies = [make(**(item.fields if isinstance(item, _Pending) else item))
+                  for item in batch]
+        # a store that takes rows (the SQL one) gets each record as its field values:
+        # no record object is built for a use nobody waits for
+        append_rows = getattr(self.store, "append_audit_rows", None)
         for attempt in range(_ATTEMPTS):
             if self._head is None:
                 self._head = await self._load_head()
             seq, prev = self._head
-            records: list[AuditRecord] = []
+            rows: list[tuple[Any, ...]] = []
             for body in bodies:
                 seq += 1
                 body["seq"] = seq
-                record = AuditRecord(**body, prev_hash=prev, hash=_chain(prev, body))
-                records.append(record)
-                prev = record.hash
+                digest = _chain(prev, body)
+                rows.append((*body.values(), prev, digest))  # the body is in field order
+                prev = digest
             try:
-                await self.store.append_audit(records)
+                if append_rows is not None:
+                    await append_rows(rows)
+                else:
+                    await self.store.append_audit([AuditRecord(*row) for row in rows])
             except AuditConflict:
                 # another writer (a replica on the same database) got there first:
                 # back off a random while, holding our lock so that it can finish
@@ -278,9 +313,10 @@ class AuditLog:
                 self._head = None
                 await anyio.sleep(random.uniform(0, 0.0005 * 2 ** min(attempt, 7)))
                 continue
-            for item, record in zip(batch, records, strict=True):
-                item.record = record
-            self._head = self._anchor = (records[-1].seq, records[-1].hash)
+            for item, row in zip(batch, rows, strict=True):
+                if isinstance(item, _Pending):
+                    item.record = AuditRecord(*row)
+            self._head = self._anchor = (seq, prev)
             return
         raise AuditConflict("could not append to the audit log: too much contention")
 

@@ -124,10 +124,11 @@ class AuthenticatingApp:
                         "(for local development only)", local_principal.user)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)  # lifespan
             return
-        if scope["type"] == "http" and self._is_metadata(scope):
+        if self._metadata_paths and kind == "http" and self._is_metadata(scope):
             await self._serve_metadata(scope, send)
             return
         outcome = await self._authenticate(scope) if self.auth else self.local_principal
@@ -145,9 +146,9 @@ class AuthenticatingApp:
             return _Refusal(400, "invalid_request",
                             "tokens are accepted only in the Authorization header")
         values = [value for name, value in scope["headers"] if name == b"authorization"]
-        if not values:
-            return _Refusal(401, None, "authentication required")
-        if len(values) > 1:
+        if len(values) != 1:
+            if not values:
+                return _Refusal(401, None, "authentication required")
             return _Refusal(400, "invalid_request", "more than one Authorization header")
         scheme, _, credentials = values[0].decode("latin-1").strip().partition(" ")
         if scheme.lower() != "bearer":

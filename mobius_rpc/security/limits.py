@@ -1,9 +1,12 @@
 """Limits on what one caller can take: time, rate, concurrency, output size.
 
-* Timeout: each ``tools/call`` runs under ``anyio.fail_after`` (a default,
-  overridden per tool); when it fires the handler is cancelled where it
-  awaits.  A handler that blocks the event loop without awaiting cannot be
-  cancelled by anything in process: keep such work in a thread or a process.
+* Timeout: each ``tools/call`` runs in a cancel scope that is cancelled at its
+  deadline (a default, overridden per tool), by one shared timer on asyncio
+  (:class:`_Watchdog`), by the scope's own deadline elsewhere; the handler is
+  cancelled where it awaits, and again at every await after if it swallows
+  the cancellation.  A handler that blocks the event loop without awaiting
+  cannot be cancelled by anything in process: keep such work in a thread or a
+  process.
 * Rate: token buckets per principal (every checked request) and per tool
   (every caller of that tool), kept in the store so replicas sharing a
   database share them.
@@ -19,6 +22,8 @@ says which limit; the security middleware records each one in the audit log.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +105,11 @@ class Limiter:
         self._clock = clock
         self._in_flight: dict[str, int] = {}
         self._scope_type: type[anyio.CancelScope] | None = None
+        self._asyncio = False
+        #: the tool-timeout watchdog of each event loop serving through this limiter
+        self._watchdogs: dict[asyncio.AbstractEventLoop, _Watchdog] = {}
+        #: the last loop asked for and its watchdog (one tuple: read at once)
+        self._last: tuple[asyncio.AbstractEventLoop, _Watchdog] | None = None
 
     def timeout_for(self, tool: str) -> float | None:
         if tool in self.limits.timeouts:
@@ -160,26 +170,53 @@ class Limiter:
         else:
             del self._in_flight[key]
 
-    async def run_tool(self, tool: str, call: Callable[[], Awaitable[dict[str, Any]]]
-                       ) -> dict[str, Any]:
-        """``call()`` under the tool's timeout, then the output-size check."""
-        timeout = self.timeout_for(tool)
+    async def run_tool(self, tool: str, call: Callable[..., Awaitable[dict[str, Any]]],
+                       *args: Any) -> dict[str, Any]:
+        """``call(*args)`` under the tool's timeout, then the output-size check."""
+        timeouts = self.limits.timeouts
+        timeout = timeouts[tool] if tool in timeouts else self.limits.default_timeout
         if timeout is None:
-            result = await call()
+            result = await call(*args)
         else:
-            # what anyio.fail_after does, with the backend's scope class learned once:
-            # fail_after asks which async library runs twice per call (half its cost)
             if self._scope_type is None:
                 self._scope_type = cancel_scope_type()
-            scope = self._scope_type(deadline=anyio.current_time() + timeout)
-            with scope:
-                result = await call()
+                self._asyncio = _is_asyncio(self._scope_type)
+            watchdog = self._watchdog_here() if self._asyncio else None
+            if watchdog is None:  # another backend: what anyio.fail_after does
+                scope = self._scope_type(deadline=anyio.current_time() + timeout)
+                with scope:
+                    result = await call(*args)
+            else:
+                # a plain scope (no timer of its own) that the shared watchdog
+                # cancels at the deadline: cancelling a scope is level-triggered,
+                # a handler that swallows one cancellation is cancelled again
+                scope = self._scope_type()
+                with scope:
+                    watchdog.watch(scope, timeout)
+                    try:
+                        result = await call(*args)
+                    finally:
+                        watchdog.forget(scope, timeout)
             if scope.cancelled_caught:  # only our deadline cancels this scope
                 raise LimitExceeded(TIMEOUT, "timeout",
                                     f"Tool {tool} timed out after {timeout:g}s",
                                     timeout=timeout)
         self.check_output(tool, result)
         return result
+
+    def _watchdog_here(self) -> _Watchdog:
+        """The running loop's watchdog (made on its first timed call)."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        watchdog = self._watchdogs.get(loop)
+        if watchdog is None:
+            for old in [old for old in self._watchdogs if old.is_closed()]:
+                del self._watchdogs[old]  # a finished loop's calls are gone with it
+            watchdog = self._watchdogs[loop] = _Watchdog(loop)
+        self._last = (loop, watchdog)
+        return watchdog
 
     def check_output(self, tool: str, result: dict[str, Any]) -> None:
         cap = self.limits.max_output_bytes
@@ -190,3 +227,67 @@ class Limiter:
             raise LimitExceeded(OUTPUT_TOO_LARGE, "output",
                                 f"Tool {tool} returned {size} bytes, more than the "
                                 f"{cap} allowed", size=size, max=cap)
+
+
+def _is_asyncio(scope_type: type[anyio.CancelScope]) -> bool:
+    return scope_type.__module__.endswith("._asyncio")
+
+
+class _Watchdog:
+    """Cancels one event loop's tool calls at their deadlines with one timer for all.
+
+    A deadline on each scope would cost a timer per call (made, pushed on the
+    loop's heap, cancelled, popped: ~17 calls of security's per-call work).
+    Calls with the same timeout end in the order they started, so per timeout
+    an insertion-ordered dict holds the running scopes earliest first, and a
+    single timer is set for the earliest deadline of all; when it fires it
+    cancels every scope past its deadline and sets itself for the next.  It
+    fires about once a timeout when nothing times out (its call has ended by
+    then, the next one is later).  Used on its loop's thread only.
+    """
+
+    __slots__ = ("_loop", "_running", "_timer", "_timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        #: per timeout: the running scopes and their deadlines, in start order
+        self._running: dict[float, dict[anyio.CancelScope, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def watch(self, scope: anyio.CancelScope, timeout: float) -> None:
+        if timeout <= 0:
+            scope.cancel()
+            return
+        deadline = self._loop.time() + timeout
+        running = self._running.get(timeout)
+        if running is None:
+            running = self._running[timeout] = {}
+        running[scope] = deadline
+        if deadline < self._timer_at:
+            self._arm(deadline)
+
+    def forget(self, scope: anyio.CancelScope, timeout: float) -> None:
+        running = self._running.get(timeout)
+        if running is not None:
+            running.pop(scope, None)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = self._loop.call_at(at, self._fire), at
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self._loop.time()
+        earliest = math.inf
+        for running in self._running.values():
+            while running:
+                scope, deadline = next(iter(running.items()))
+                if deadline > now:
+                    earliest = min(earliest, deadline)
+                    break
+                del running[scope]
+                scope.cancel()
+        if earliest < math.inf:
+            self._arm(earliest)

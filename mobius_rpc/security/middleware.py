@@ -194,9 +194,10 @@ class SecurityMiddleware:
         at, started = self._clock(), time.perf_counter()
         rules = await self.policy.rules_for(principal.organization)
         name = target if isinstance(target, str) else None
+        owners = self.owners
         decision = None if name is None else rules.decide(
             principal, action, kind, name, annotations if isinstance(annotations, dict)
-            else None, owner=self._owner(kind, name))
+            else None, owner=None if owners is None else owners(kind, name))
         if decision is None or not decision.allowed:
             detail = {"reason": decision.reason if decision else "no name",
                       "rule": decision.rule.id if decision and decision.rule else None}
@@ -204,12 +205,13 @@ class SecurityMiddleware:
         outcome, detail = "ok", {}
         error: McpError | None = None
         slot: str | None = None
+        limiter = self.limiter
         try:
-            if self.limiter.has_rates:
-                await self.limiter.check_rates(principal, tool)
-            slot = self.limiter.enter(principal)
+            if limiter.has_rates:
+                await limiter.check_rates(principal, tool)
+            slot = limiter.enter(principal)
             if tool is not None:
-                result = await self.limiter.run_tool(tool, lambda: call_next(ctx))
+                result = await limiter.run_tool(tool, call_next, ctx)
             else:
                 result = await call_next(ctx)
             if result.get("isError") is True:
@@ -231,7 +233,8 @@ class SecurityMiddleware:
             outcome, error = "error", McpError(0, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            self.limiter.leave(slot)
+            if slot is not None:
+                limiter.leave(slot)
             elapsed = (time.perf_counter() - started) * 1000.0
             if outcome == "cancelled":  # still recorded: the scope is shielded
                 with anyio.CancelScope(shield=True):
@@ -280,8 +283,9 @@ class SecurityMiddleware:
     # ----------------------------------------------------------------- audit
 
     def _session_id(self, ctx: Context) -> str:
-        if ctx.transport.session_id:
-            return ctx.transport.session_id
+        transport = ctx.request.transport
+        if transport is not None and transport.session_id:
+            return transport.session_id
         state = ctx.session.state
         found = state.get("security.session")
         if found is None:
@@ -293,13 +297,14 @@ class SecurityMiddleware:
     async def _record(self, ctx: Context, principal: Principal | None, target: str | None,
                       arguments: Any, outcome: str, error: McpError | None, at: float,
                       duration_ms: float, detail: dict[str, Any]) -> None:
-        fields = dict(
-            method=ctx.method, outcome=outcome, principal=principal, target=target,
-            arguments=arguments, session=self._session_id(ctx), request_id=ctx.request_id,
-            error=error.message if error else None, error_code=error.code if error else None,
-            duration_ms=duration_ms,
-            detail={k: v for k, v in detail.items() if v is not None} if detail else {},
-            at=at)
+        fields = {
+            "method": ctx.method, "outcome": outcome, "principal": principal,
+            "target": target, "arguments": arguments, "session": self._session_id(ctx),
+            "request_id": ctx.request_id, "duration_ms": duration_ms,
+            "detail": {k: v for k, v in detail.items() if v is not None} if detail else {},
+            "at": at}
+        if error is not None:
+            fields["error"], fields["error_code"] = error.message, error.code
         if outcome not in _DURABLE_FIRST and self.audit.writing_behind:
             # a use that was allowed: recorded by the background writer (the answer
             # need not wait for the commit; see docs/security.md for the loss window)

@@ -231,9 +231,14 @@ class RuleSet:
                owner: str | None = None) -> Decision:
         """May ``principal`` do ``action`` on the ``kind`` thing called ``name``?"""
         notes = annotations or {}
-        key: tuple[Any, ...] = (principal, action, kind, name, owner)
-        if self._when_keys:
-            key += tuple(notes.get(k, _MISSING) for k in self._when_keys)
+        when = self._when_keys
+        key: tuple[Any, ...]
+        if not when:
+            key = (principal, action, kind, name, owner)
+        elif len(when) == 1:  # the default rules: one condition (readOnlyHint)
+            key = (principal, action, kind, name, owner, notes.get(when[0], _MISSING))
+        else:
+            key = (principal, action, kind, name, owner, *[notes.get(k, _MISSING) for k in when])
         try:
             cached = self._cache.get(key)
         except TypeError:  # an annotation value that cannot be a key: decide uncached

@@ -49,6 +49,12 @@ class Principal:
     #: the credential's id (an API token's id, a JWT's ``jti``), for the audit log
     credential: str | None = None
 
+    def __hash__(self) -> int:
+        # the fields that tell principals apart in practice (equal principals still
+        # hash alike): the generated hash also hashed ``method``, an enum whose hash
+        # is a Python call, on every policy decision (the decision cache's key)
+        return hash((self.user, self.organization, self.credential, self.roles))
+
     def has_role(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)
 

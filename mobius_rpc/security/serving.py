@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any, TextIO
 
 import anyio
@@ -38,7 +39,6 @@ from .principal import AuthMethod, Principal, Role
 from .store import SecurityStore, User
 from .tokens import (
     TOUCH_INTERVAL,
-    hash_token,
     issue_token,
     resolve_principal,
     revalidate_token,
@@ -85,7 +85,7 @@ class Authenticator:
         #: told each organization's rules version read with a token (saves it a read)
         self.policy: PolicyEngine | None = None
         #: resolved tokens by hash (see :meth:`verify`); 0 entries: no caching
-        self._cache: dict[str, _Cached] = {}
+        self._cache: dict[bytes, _Cached] = {}
         self.cache_size = cache_size
         #: how long a cached token is trusted without resolving it again, epoch or not
         self.cache_ttl = cache_ttl
@@ -104,8 +104,12 @@ class Authenticator:
         instead of a join), and never past their expiry; a revocation anywhere moves
         the epoch, so the very next request resolves the token again and fails
         (in this process always; in another replica see :mod:`.epoch`)."""
-        epoch = await self.epoch.current()
-        key = hash_token(raw)
+        epoch = self.epoch.now()
+        if epoch is None:
+            epoch = await self.epoch.current()
+        # the cache's key: the token's SHA-256 (raw bytes, not hex: a third cheaper),
+        # never the token itself
+        key = sha256(raw.encode()).digest()
         now = self._clock()
         cached = self._cache.get(key)
         if cached is not None and cached.epoch == epoch and now < cached.good_until:

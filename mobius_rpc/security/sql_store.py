@@ -36,7 +36,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 import orjson
@@ -82,8 +82,18 @@ _AUDIT = ("seq, at, method, outcome, user_id, organization, auth_method, credent
 
 
 _AUDIT_ROW = "(" + ", ".join("?" * 18) + ")"
-#: 18 parameters a row: far below SQLite's limit of 32766 parameters a statement
-_ROWS_PER_INSERT = 500
+#: rows per INSERT statement: a batch is cut into these sizes (largest first: a batch
+#: of fewer than 512 rows takes one statement per set bit of its size, 3-4 for a
+#: typical 100) so that only nine statement texts ever occur and each stays in the
+#: driver's statement cache, prepared (a text per batch size made SQLite compile a
+#: statement of up to 500 rows for every write: 10 us a record at 100 records a write).
+#: 18 parameters a row: 256 rows are far below SQLite's limit of 32766 a statement
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+_INSERTS = {n: f"INSERT INTO audit_records ({_AUDIT}) VALUES " + ", ".join([_AUDIT_ROW] * n)
+            for n in _CHUNKS}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(AuditRecord))
 
 
 def _dump(value: Any) -> str:
@@ -233,26 +243,36 @@ def _delete_rule(org_id: str, rule_id: str) -> Program[bool]:
 
 
 def _append_audit(records: list[AuditRecord]) -> Program[None]:
-    if not records:
+    return _append_audit_rows([_values(r) for r in records])
+
+
+def _values(record: AuditRecord) -> tuple[Any, ...]:
+    """``record``'s fields in declaration order (what ``append_audit_rows`` takes)."""
+    return tuple(getattr(record, name) for name in _RECORD_FIELDS)
+
+
+def _append_audit_rows(rows: list[tuple[Any, ...]]) -> Program[None]:
+    """Rows are :class:`AuditRecord` field values in declaration order."""
+    if not rows:
         return
-    first = records[0].seq
-    if any(r.seq != first + i for i, r in enumerate(records)):
+    first = rows[0][0]
+    if any(r[0] != first + i for i, r in enumerate(rows)):
         raise AuditConflict("audit records must have consecutive seq numbers")
     moved = yield ("UPDATE audit_head SET seq = ? WHERE id = 1 AND seq = ?",
-                   (records[-1].seq, first - 1))
+                   (rows[-1][0], first - 1))
     if moved.changed == 0:
         raise AuditConflict(f"audit seq {first} is not the next one")
-    # many rows per statement: one round trip for a whole batch (group commit)
-    for start in range(0, len(records), _ROWS_PER_INSERT):
-        chunk = records[start:start + _ROWS_PER_INSERT]
+    # many rows per statement: few round trips for a whole batch (group commit)
+    start = 0
+    while start < len(rows):
+        size = next(n for n in _CHUNKS if n <= len(rows) - start)
         params: list[Any] = []
-        for r in chunk:
-            params += (r.seq, r.time, r.method, r.outcome, r.user, r.organization,
-                       r.auth_method, r.credential, r.session, r.request_id, r.target,
-                       r.arguments_digest, r.error, r.error_code, r.duration_ms,
-                       _dump(r.detail), r.prev_hash, r.hash)
-        yield (f"INSERT INTO audit_records ({_AUDIT}) VALUES "
-               + ", ".join([_AUDIT_ROW] * len(chunk)), tuple(params))
+        for r in rows[start:start + size]:
+            detail = r[15]
+            params += r[:15]
+            params += ("{}" if not detail else _dump(detail), r[16], r[17])
+        start += size
+        yield _INSERTS[size], tuple(params)
 
 
 def _list_audit(q: AuditQuery) -> Program[list[AuditRecord]]:
@@ -308,7 +328,7 @@ class SqlSecurityStore:
         replicas (the PostgreSQL store's LISTEN/NOTIFY channel; see :mod:`.epoch`)."""
         self.db = db
         self.channel = channel
-        #: SQLite: the connection the epoch is read on (see :meth:`_sqlite_epoch`)
+        #: SQLite: the connection the epoch is read on (see :meth:`_security_epoch_now`)
         self._epoch_conn: SqliteEpoch | None = None
 
     async def _narrowing(self, write: Awaitable[T]) -> T:
@@ -435,31 +455,39 @@ class SqlSecurityStore:
 
     async def security_epoch(self) -> int:
         """The number every access-narrowing change moves (see the migration)."""
-        path = getattr(self.db, "path", None)
-        if path is not None and getattr(self.db, "read_now", None) is not None:
-            try:
-                return self._sqlite_epoch(str(path))
-            except sqlite3.Error:  # the store's own read below says what is wrong
-                self._epoch_conn = None
-        read_now = getattr(self.db, "read_now", None)
-        make = lambda: _one("SELECT epoch FROM security_state WHERE id = 1", (),  # noqa: E731
-                            lambda row: int(row[0]))
-        # SQLite: a one-row read on the calling thread (WAL readers never wait for
-        # writers) costs less than the hop to a worker thread it would otherwise take
-        found: int | None = read_now(make) if read_now is not None else \
-            await self.db.read(make)
+        if self.epoch_reader() is not None:
+            return self._security_epoch_now()
+        found: int | None = await self.db.read(lambda: _one(
+            "SELECT epoch FROM security_state WHERE id = 1", (), lambda row: int(row[0])))
         return found or 0
 
-    def _sqlite_epoch(self, path: str) -> int:
+    def epoch_reader(self) -> Callable[[], int] | None:
+        """A synchronous :meth:`security_epoch`, where one is as exact and cheaper than
+        the coroutine (SQLite: on the calling thread already, see below); None on
+        PostgreSQL (a round trip: :class:`~.epoch.EpochWatch` listens instead)."""
+        if getattr(self.db, "path", None) is None or getattr(self.db, "read_now", None) is None:
+            return None
+        return self._security_epoch_now
+
+    def _security_epoch_now(self) -> int:
         """SQLite: the epoch on this store's own connection, on the calling thread, read
         from the database only after some transaction committed (:mod:`.sqlite_epoch`:
         a 96-byte ``pread`` of the WAL index header instead of the row, 0.5 against
         4.8 us, asked on every request).  A WAL reader sees every commit made before
         it began, by any process, and never waits for a writer."""
-        epoch = self._epoch_conn
-        if epoch is None:
-            epoch = self._epoch_conn = SqliteEpoch(path)
-        return epoch.current()
+        try:
+            epoch = self._epoch_conn
+            if epoch is None:
+                epoch = self._epoch_conn = SqliteEpoch(str(self.db.path))  # type: ignore[attr-defined]
+            return epoch.current()
+        except sqlite3.Error:  # the store's own read below says what is wrong
+            self._epoch_conn = None
+        # a one-row read on the calling thread (WAL readers never wait for writers)
+        # costs less than the hop to a worker thread it would otherwise take
+        found: int | None = self.db.read_now(  # type: ignore[attr-defined]
+            lambda: _one("SELECT epoch FROM security_state WHERE id = 1", (),
+                         lambda row: int(row[0])))
+        return found or 0
 
     # rules
     async def add_rule(self, rule: Rule) -> Rule:
@@ -477,6 +505,12 @@ class SqlSecurityStore:
     async def append_audit(self, records: list[AuditRecord]) -> None:
         batch = list(records)
         await self.db.write(lambda: _append_audit(batch))
+
+    async def append_audit_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """:meth:`append_audit` of records given as their field values in declaration
+        order (the audit writer's form: no record object built per row)."""
+        batch = list(rows)
+        await self.db.write(lambda: _append_audit_rows(batch))
 
     async def last_audit(self) -> AuditRecord | None:
         found: AuditRecord | None = await self.db.read(lambda: _one(
