@@ -17,12 +17,20 @@ Without a ``-shm`` file (not WAL mode) every call reads the row.  As a safety ne
 for what the header cannot tell (the ``-shm`` file replaced under an open
 descriptor), the row is also read when the last read is older than
 :data:`SAFETY_READ` seconds, and the file is reopened when its inode changed.
+
+The ``-shm`` descriptors are never closed while the process lives (one per file,
+shared by every :class:`SqliteEpoch`): closing any descriptor of a file drops
+every POSIX lock the process holds on it, SQLite's own included.  Losing the lock
+SQLite keeps on the ``-shm`` file for each open connection would let a process
+that opens the database next believe it is the only one and reset the WAL index
+under this process's connections.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import weakref
 
@@ -31,6 +39,40 @@ __all__ = ("SqliteEpoch", "SAFETY_READ")
 #: seconds after which the epoch row is read even when the WAL header stood still
 SAFETY_READ = 1.0
 _HEADER = 96
+#: the process's read-only descriptor of each ``-shm`` file, by (device, inode):
+#: opened once and kept (see the module docstring for why never closed)
+_SHM_FDS: dict[tuple[int, int], int] = {}
+_SHM_LOCK = threading.Lock()
+#: descriptors opened for a file already kept (a replacement racing the stat)
+_SPARE_FDS: list[int] = []
+
+
+def _shm_descriptor(path: str) -> tuple[int, int] | None:
+    """(descriptor, inode) of the ``-shm`` file at ``path``, opened at most once per
+    file in this process; None when there is none."""
+    try:
+        known = os.stat(path)
+    except OSError:
+        return None
+    with _SHM_LOCK:
+        kept = _SHM_FDS.get((known.st_dev, known.st_ino))
+        if kept is not None:
+            return kept, known.st_ino
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        info = os.fstat(fd)  # the file may have been replaced since the stat
+        key = (info.st_dev, info.st_ino)
+        kept = _SHM_FDS.get(key)
+        if kept is None:
+            _SHM_FDS[key] = fd
+            return fd, info.st_ino
+        # A second descriptor of a kept file: closing it would drop the locks just
+        # the same, so it is kept too (this takes a replacement racing the stat).
+        _SPARE_FDS.append(fd)
+        return kept, info.st_ino
+
 
 
 class SqliteEpoch:
@@ -41,9 +83,8 @@ class SqliteEpoch:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA query_only = ON")
         weakref.finalize(self, self.conn.close)
-        #: the open descriptor of the -shm file, in a list the finalizer also holds
-        self._fd: list[int] = []
-        weakref.finalize(self, _close_all, self._fd)
+        #: the process's descriptor of the -shm file (see _shm_descriptor), or None
+        self._fd: int | None = None
         self._shm_inode = -1
         self._header = b""
         self._epoch = 0
@@ -66,48 +107,34 @@ class SqliteEpoch:
 
     def _wal_header(self) -> bytes:
         """The WAL index header as it is now; empty: none to trust (read the row)."""
-        if not self._fd:
-            self._open_shm()
-            if not self._fd:
+        if self._fd is None:
+            opened = _shm_descriptor(self.path + "-shm")
+            if opened is None:
                 return b""
+            self._fd, self._shm_inode = opened
         try:
-            header = os.pread(self._fd[0], _HEADER, 0)
+            header = os.pread(self._fd, _HEADER, 0)
         except OSError:
-            self._close_shm()
+            self._forget_shm()
             return b""
         return header if len(header) == _HEADER else b""
 
-    def _open_shm(self) -> None:
-        try:
-            fd = os.open(self.path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return
-        self._fd.append(fd)
-        self._shm_inode = os.fstat(fd).st_ino
-
     def _check_file(self) -> None:
-        """After a row read: reopen the ``-shm`` file if the one at the path is another."""
-        if not self._fd:
+        """After a row read: use the ``-shm`` file at the path if it is another one."""
+        if self._fd is None:
             return
         try:
             same = os.stat(self.path + "-shm").st_ino == self._shm_inode
         except OSError:
             same = False
         if not same:
-            self._close_shm()
+            self._forget_shm()
             self._header = b""
 
-    def _close_shm(self) -> None:
-        _close_all(self._fd)
+    def _forget_shm(self) -> None:
+        """Stop using the descriptor (kept open for the process: see the module docstring)."""
+        self._fd = None
 
     def close(self) -> None:
-        self._close_shm()
+        self._forget_shm()
         self.conn.close()
-
-
-def _close_all(fds: list[int]) -> None:
-    while fds:
-        try:
-            os.close(fds.pop())
-        except OSError:
-            pass

@@ -82,3 +82,41 @@ def test_without_wal_every_call_reads_the_row(tmp_path: Path) -> None:
     assert epoch.current() == 4
     epoch.close()
     writer.close()
+
+
+def _locks_on(path: Path) -> list[str]:
+    """This process's POSIX locks on ``path`` (Linux /proc/locks)."""
+    import os
+    inode = os.stat(path).st_ino
+    return [line for line in Path("/proc/locks").read_text().splitlines()
+            if f":{inode} " in line and f" {os.getpid()} " in line]
+
+
+def test_closing_or_dropping_a_reader_keeps_sqlites_locks_on_the_shm_file(
+        tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock this process holds on
+    it; SQLite's lock on the -shm file (held while a connection is open) must
+    survive readers that close or are collected."""
+    import gc
+    import os
+    path = tmp_path / "s.db"
+    writer = _database(path)
+    writer.execute("SELECT epoch FROM security_state").fetchall()
+    shm = Path(str(path) + "-shm")
+    held = _locks_on(shm)
+    assert held  # SQLite's own, for the writer connection
+
+    def readers(count: int) -> int:
+        for _ in range(count):
+            reader = SqliteEpoch(str(path))
+            assert reader.current() == 0
+            reader.close()
+            dropped = SqliteEpoch(str(path))
+            assert dropped.current() == 0
+            del dropped
+            gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+    settled = readers(2)
+    assert readers(10) == settled  # one kept descriptor per -shm file, not one per reader
+    assert _locks_on(shm) == held
+    writer.close()
