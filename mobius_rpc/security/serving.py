@@ -36,7 +36,7 @@ from .middleware import SecurityMiddleware
 from .oauth import OAuthVerifier
 from .policy import PolicyEngine
 from .principal import AuthMethod, Principal, Role
-from .store import SecurityStore, User
+from .store import DuplicateError, SecurityStore, User
 from .tokens import (
     TOUCH_INTERVAL,
     issue_token,
@@ -180,14 +180,32 @@ async def bootstrap(store: SecurityStore, audit: AuditLog | None = None, *,
                     user_name: str | None = None) -> Bootstrap | None:
     """On a store without users: create the owner (the OS user by default), a
     personal organization with the default rules, and an API token for them.
-    None when the store has users already (nothing is changed)."""
-    if await store.list_users():
+
+    None when the store has its owner already (nothing is changed), including when
+    another first start on the same store made it a moment before this one (its
+    user name was taken).  A first start that stopped after the user was made
+    (one user, no organization, no token) is finished: that user gets the
+    organization and the token.
+    """
+    users = await store.list_users()
+    if users:
+        if len(users) == 1 and not await store.list_organizations() \
+                and not await store.list_tokens(user_id=users[0].id):
+            return await _owner_of(store, audit, users[0])
         return None
     name = user_name or os_user()
     user = User(id=uuid.uuid4().hex[:12], name=name, created_at=time.time())
-    await store.create_user(user)
-    org = await create_organization(store, f"{name}'s organization", owner_user_id=user.id,
-                                    audit=audit)
+    try:
+        await store.create_user(user)
+    except DuplicateError:
+        return None  # a first start beside this one made the owner: it showed the token
+    return await _owner_of(store, audit, user)
+
+
+async def _owner_of(store: SecurityStore, audit: AuditLog | None, user: User) -> Bootstrap:
+    """The owner's organization and token (the rest of a first start)."""
+    org = await create_organization(store, f"{user.name}'s organization",
+                                    owner_user_id=user.id, audit=audit)
     issued = await issue_token(store, user_id=user.id, org_id=org.id,
                                description="created on first start")
     if audit is not None:
