@@ -377,7 +377,12 @@ class Session:
                     stream, "transport_context", None))
             for event in events:
                 self._dispatch(event)
-            if not await self._flush():
+            if connection.has_data_to_send():
+                # Never wait on a send here: a peer blocked writing to us (its pipe
+                # full because we stopped reading) would never drain ours.  What
+                # cannot be written at once goes from a flush task.
+                self.flush_now()
+            if self._closed:
                 return False
 
     async def _drain_in_flight(self) -> None:
@@ -473,13 +478,7 @@ class Session:
         if isinstance(event, RequestReceived):
             if self._taker is not None and self._took(event):
                 return
-            scope = self._new_scope()
-            self._scopes[event.id] = scope
-            own = self._own_tasks
-            if own is not None and own.loop is not None:
-                own.start_request(self._serve_request(event, scope))
-            else:
-                self._spawn(self._serve_request, event, scope)
+            self._start_serving(event)
         elif isinstance(event, NotificationReceived):
             self._notifying += 1
             self._spawn(self._serve_notification, event)
@@ -532,6 +531,16 @@ class Session:
             elif event.id in self._forwards:
                 forward = self._forwards.pop(event.id)
                 _forward_done(forward, None, RequestTimeoutError(event.method, forward.timeout))
+
+    def _start_serving(self, event: RequestReceived) -> None:
+        """Serve ``event`` in a task of its own, under a cancel scope of its own."""
+        scope = self._new_scope()
+        self._scopes[event.id] = scope
+        own = self._own_tasks
+        if own is not None and own.loop is not None:
+            own.start_request(self._serve_request(event, scope))
+        else:
+            self._spawn(self._serve_request, event, scope)
 
     def _new_scope(self) -> anyio.CancelScope:
         """A cancel scope for one request (see :func:`cancel_scope_type`)."""
@@ -860,10 +869,7 @@ class Session:
                     INTERNAL_ERROR, f"Internal error while answering {method}"))
             except Exception:
                 answered = False
-        if not answered and self._reporting is not None:
-            self._reporting.unanswered(request_id)
-        self.flush_now()
-        self._maybe_idle()
+        self._sent_taken(request_id, answered)
 
     def serve_taken(self, event: RequestReceived) -> bool:
         """Serve a request the handler took over after all, the usual way: in a
@@ -874,14 +880,8 @@ class Session:
             return False
         del self._taken_events[event.id]
         self._taken.pop(event.id, None)
-        scope = self._new_scope()
-        self._scopes[event.id] = scope
-        own = self._own_tasks
         try:
-            if own is not None and own.loop is not None:
-                own.start_request(self._serve_request(event, scope))
-            else:
-                self._spawn(self._serve_request, event, scope)
+            self._start_serving(event)
         except ConnectionClosedError:
             self._scopes.pop(event.id, None)
             return False
@@ -904,6 +904,11 @@ class Session:
                 request_id, error or McpError(INTERNAL_ERROR, "cancelled"))
         except Exception:
             answered = False
+        self._sent_taken(request_id, answered)
+
+    def _sent_taken(self, request_id: RequestId, answered: bool) -> None:
+        """A taken request is done with: its answer (if any) goes out, and a stream
+        that waits for each answer stops waiting for one that will not come."""
         if not answered and self._reporting is not None:
             self._reporting.unanswered(request_id)
         self.flush_now()
@@ -949,8 +954,12 @@ class Session:
     async def _scheduled_flush(self) -> None:
         try:
             # what was queued while a send awaited (flush_now found the flag set) goes too
-            while await self._flush() and self.connection.has_data_to_send():
-                pass
+            while True:
+                if not await self._flush():
+                    self.close()  # the peer is gone: end the session as the loop would
+                    break
+                if not self.connection.has_data_to_send():
+                    break
         finally:
             self._flush_scheduled = False
             self._maybe_idle()
