@@ -294,15 +294,16 @@ def test_a_slow_reading_host_gets_every_lane_answer_over_stdio(tmp_path: Path) -
 
     def read_one() -> dict[str, Any]:
         assert proc.stdout is not None
-        return dict(orjson.loads(proc.stdout.readline()))
+        line = proc.stdout.readline()
+        return dict(orjson.loads(line)) if line else {"eof": True}
     try:
         send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                  "protocolVersion": "2025-11-25", "capabilities": {},
                  "clientInfo": {"name": "pipe", "version": "0"}}},
              {"jsonrpc": "2.0", "method": "notifications/initialized"},
              {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-        while read_one().get("id") != 1:
-            pass
+        while (first := read_one()).get("id") != 1:
+            assert not first.get("eof"), "the gateway exited before answering tools/list"
         big = "x" * 200_000
         send(*({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {
             "name": "s__echo", "arguments": {"text": big}}} for n in range(2, 12)))
@@ -312,6 +313,8 @@ def test_a_slow_reading_host_gets_every_lane_answer_over_stdio(tmp_path: Path) -
         def reader() -> None:
             while len(got) < 10:
                 message = read_one()
+                if message.get("eof"):
+                    return  # the gateway exited: the assertion below says what came
                 if isinstance(message.get("id"), int):
                     got.add(message["id"])
         thread = threading.Thread(target=reader, daemon=True)
