@@ -214,6 +214,10 @@ class Connection:
         :meth:`routed_data_to_send` that could not be sent yet."""
         self._outbox[:0] = items
 
+    def queued_bytes(self) -> int:
+        """How many bytes wait in the outbox (for a caller bounding its backlog)."""
+        return sum(len(item[0]) for item in self._outbox)
+
     def has_data_to_send(self) -> bool:
         """Whether :meth:`data_to_send` would return anything (cheap)."""
         return bool(self._outbox)

@@ -73,6 +73,9 @@ log = logging.getLogger("mobius_rpc.runtime")
 
 #: how long requests cancelled at the end of the grace period get to send their error
 _CANCEL_ANSWER_TIMEOUT = 2.0
+#: bytes the receive loop lets wait for a stuck flush before it stops reading (a
+#: peer that sends and never reads must not grow our memory without bound)
+RECEIVE_BACKLOG = 8 * 1024 * 1024
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None] | None]
 
@@ -380,8 +383,12 @@ class Session:
             if connection.has_data_to_send():
                 # Never wait on a send here: a peer blocked writing to us (its pipe
                 # full because we stopped reading) would never drain ours.  What
-                # cannot be written at once goes from a flush task.
+                # cannot be written at once goes from a flush task ...
                 self.flush_now()
+                if self._flush_scheduled and connection.queued_bytes() > RECEIVE_BACKLOG:
+                    # ... unless that much waits: a peer that sends and does not
+                    # read is not read from until our output moves again.
+                    await self._flush()
             if self._closed:
                 return False
 
