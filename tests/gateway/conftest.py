@@ -78,3 +78,65 @@ def more_npm_servers() -> dict[str, Path]:
             entry = next(iter(entry.values()))
         scripts[name] = (root / str(entry)).resolve()
     return scripts
+
+
+class StdioGateway:
+    """``mobius serve --stdio --gateway`` in a subprocess with one upstream ``s``, driven
+    line by line as a host drives it (``with StdioGateway(...) as gateway:``)."""
+
+    def __init__(self, tmp_path: Path, upstream: dict[str, Any], *args: str) -> None:
+        import json
+        import subprocess
+        config = tmp_path / "mcp.json"
+        config.write_text(json.dumps({"mcpServers": {"s": upstream}}))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio",
+             "--gateway", str(config), "--gateway-pins", "off", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> StdioGateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        proc = self.proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdout.close()
+        if not proc.stdin.closed:
+            proc.stdin.close()
+
+    def send(self, *messages: dict[str, Any]) -> None:
+        import orjson
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in messages))
+        self.proc.stdin.flush()
+
+    def initialize(self, *more: dict[str, Any]) -> None:
+        """The handshake (2025-11-25), then ``more`` in the same write."""
+        self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                       "protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "pipe", "version": "0"}}},
+                  {"jsonrpc": "2.0", "method": "notifications/initialized"}, *more)
+
+    def read(self) -> dict[str, Any] | None:
+        """The next message, or None once the gateway's output ended."""
+        import orjson
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        return dict(orjson.loads(line)) if line else None
+
+    def until(self, request_id: int) -> list[dict[str, Any]]:
+        """What arrives up to and including the answer to ``request_id``."""
+        seen: list[dict[str, Any]] = []
+        while True:
+            message = self.read()
+            assert message is not None, f"the gateway ended before answering {request_id}"
+            seen.append(message)
+            if message.get("id") == request_id:
+                return seen
+
+    def close_input(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()

@@ -18,7 +18,7 @@ from mobius_rpc.gateway import Gateway
 from mobius_rpc.server.app import Server
 from tests.conftest import connect
 
-from .conftest import FAST, local_server, py_entry
+from .conftest import FAST, StdioGateway, local_server, py_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -221,67 +221,32 @@ def test_end_of_input_answers_lane_calls_then_cancels_the_stuck_one(tmp_path: Pa
     """A host that closes stdin gets every lane call answered: those that finish in
     the grace period with their result, a stuck one with an error (and the upstream
     is told to stop)."""
-    import json
-    import subprocess
-    import sys
     import time
 
-    import orjson
-
     marker = tmp_path / "cancelled"
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {"s": {
-        **py_entry("s", UPSTREAM_MARKER=str(marker)), "protocolVersion": "2025-11-25"}}}))
-    proc = subprocess.Popen([sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo",
-                             "--stdio", "--gateway", str(config), "--gateway-pins", "off",
-                             "--end-of-input-grace", "1"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    assert proc.stdin is not None and proc.stdout is not None
-
-    def send(*messages: dict[str, Any]) -> None:
-        assert proc.stdin is not None
-        proc.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in messages))
-        proc.stdin.flush()
-
-    def answer(request_id: int) -> dict[str, Any]:
-        assert proc.stdout is not None
-        while True:
-            message = orjson.loads(proc.stdout.readline())
-            if message.get("id") == request_id:
-                return dict(message)
-
-    try:
-        send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                 "protocolVersion": "2025-11-25", "capabilities": {},
-                 "clientInfo": {"name": "pipe", "version": "0"}}},
-             {"jsonrpc": "2.0", "method": "notifications/initialized"},
-             {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-        answer(0)
-        assert "s__hang" in str(answer(1))  # the upstream is connected: calls take the lane
-        send({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-              "params": {"name": "s__hang", "arguments": {}}},
-             {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-              "params": {"name": "s__echo", "arguments": {"text": "last"}}})
-        proc.stdin.close()
+    upstream = {**py_entry("s", UPSTREAM_MARKER=str(marker)), "protocolVersion": "2025-11-25"}
+    with StdioGateway(tmp_path, upstream, "--end-of-input-grace", "1") as gateway:
+        gateway.initialize({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        gateway.until(0)
+        # the upstream is connected: calls take the lane
+        assert "s__hang" in str(gateway.until(1)[-1])
+        gateway.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "s__hang", "arguments": {}}},
+                     {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                      "params": {"name": "s__echo", "arguments": {"text": "last"}}})
+        gateway.close_input()
         started = time.monotonic()
         answers: dict[int, dict[str, Any]] = {}
         while len(answers) < 2:
-            message = orjson.loads(proc.stdout.readline())
+            message = gateway.read()
+            assert message is not None, f"no answer to {set((2, 3)) - set(answers)}"
             if message.get("id") in (2, 3):
                 answers[message["id"]] = message
         assert answers[3]["result"]["content"][0]["text"] == "s:last"
         assert "closed its input" in answers[2]["error"]["message"]
-        assert proc.wait(timeout=20) == 0
+        assert gateway.proc.wait(timeout=20) == 0
         assert time.monotonic() - started < 15
         assert marker.exists()  # the stuck call was cancelled upstream
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        if not proc.stdin.closed:
-            proc.stdin.close()
 
 
 async def test_a_gateway_without_its_lane_serves_every_call_the_general_way(
