@@ -30,6 +30,7 @@ from ..core.connection import Connection, Role
 from ..core.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, McpError
 from ..core.events import NotificationReceived, RequestReceived, SessionInitialized
 from ..core.limits import Limits
+from ..core.modern import META_RELATED_TASK
 from ..core.revisions import LATEST_LEGACY, LEGACY_REVISIONS, MODERN_REVISIONS, Era
 from ..core.types import RequestId
 from ..runtime.session import ForwardDone, ForwardProgress, ProgressCallback, Session
@@ -43,8 +44,6 @@ NotificationCallback = Callable[[str, dict[str, Any]], Any]
 
 #: notifications kept in ``ClientSession.notifications`` before the oldest half goes
 MAX_KEPT_NOTIFICATIONS = 1000
-#: the ``_meta`` key naming the task (of the server's) a message is about (2025-11-25)
-RELATED_TASK = "io.modelcontextprotocol/related-task"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +278,7 @@ class ClientSession(RequestHelpers):
         if not self._task_handlers:
             return None
         meta = params.get("_meta")
-        related = meta.get(RELATED_TASK) if isinstance(meta, dict) else None
+        related = meta.get(META_RELATED_TASK) if isinstance(meta, dict) else None
         task_id = related.get("taskId") if isinstance(related, dict) else None
         return self._task_handlers.get(task_id) if isinstance(task_id, str) else None
 
