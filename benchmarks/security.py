@@ -17,14 +17,16 @@ own, the costliest case), in interleaved slices (off, secured, secured, off, ...
 ``--rounds`` each) so a drifting machine slows both alike; every non-200 or
 non-success body fails the run.  ``loss`` is 1 - secured/off req/s; the target
 is at most 15%.  The server's CPU time per answered call is shown too (from /proc;
-the secured server's includes its audit writer and, on SQLite, the database work):
+the secured server's includes its audit writer process (``--audit-writer process``,
+the default) and, on SQLite, the database work):
 on a machine shared with other work, CPU per call moves less than req/s does.
 After the load the audit log of each secured server is counted and verified, and on
 PostgreSQL the cross-replica revocation window is measured (another process revokes a
 token this one has cached; the time from its commit to the first refusal here).
 
     python benchmarks/security.py [--duration 5] [--rounds 3] [--sessions 1,8,32]
-        [--backends sqlite,postgresql] [--pg-url URL] [--json out.json]
+        [--backends sqlite,postgresql] [--pg-url URL] [--audit-writer process|thread]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -54,13 +56,15 @@ TARGET_LOSS = 0.15
 
 
 @contextmanager
-def serving(store: str | None, workdir: Path) -> Iterator[tuple[sh.Server, str | None]]:
+def serving(store: str | None, workdir: Path, audit_writer: str = "process"
+            ) -> Iterator[tuple[sh.Server, str | None]]:
     """``mobius serve --http`` secured on ``store`` (None: --no-auth); the server and
     the one-time token it printed."""
     port = sh.free_port()
     command = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
                "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--no-auth"] if store is None else ["--store", store]
+    command += ["--no-auth"] if store is None else ["--store", store,
+                                                     "--audit-writer", audit_writer]
     env = {**os.environ, "MOBIUS_HOME": str(workdir)}
     env.pop("MOBIUS_STORE", None)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -189,6 +193,27 @@ def revocation_window(store: str, trials: int = 5) -> str:
             f"{windows[-1]:.1f} ms; the safety poll bounds a lost notice at 1 s)")
 
 
+def tree_cpu(pid: int) -> float | None:
+    """CPU seconds of the server process and its children (the audit writer process),
+    user + system (Linux /proc), else None."""
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        return None
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            if one == pid:
+                return None
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def cpu_per_call(slices: list[tuple[sh.Sample, float | None]]) -> float | None:
     """Server CPU microseconds per answered call (None without /proc)."""
     if any(cpu is None for _, cpu in slices):
@@ -221,9 +246,9 @@ def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server
             for r in range(args.rounds):
                 order = [(off, off_script, offs), (server, on_script, ons)]
                 for target, lua, into in (order if r % 2 == 0 else order[::-1]):
-                    before = target.cpu_seconds()
+                    before = tree_cpu(target.pid)
                     sample = sh.run_wrk(target.url, lua, m, args.duration)
-                    after = target.cpu_seconds()
+                    after = tree_cpu(target.pid)
                     cpu = None if before is None or after is None else after - before
                     into.append((sample, cpu))
             answered[backend] += sum(s.requests for s, _ in ons)
@@ -256,6 +281,9 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,8,32")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-url", help="a PostgreSQL to use instead of starting one")
+    parser.add_argument("--audit-writer", choices=("process", "thread"), default="process",
+                        help="where the secured servers write audit records (see "
+                             "mobius serve --audit-writer)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if sh.shutil.which("wrk") is None:
@@ -286,7 +314,8 @@ def main() -> None:
             off, _ = servers.enter_context(serving(None, work / "off"))
             secured = {}
             for backend, url in stores.items():
-                secured[backend] = servers.enter_context(serving(url, work / backend))
+                secured[backend] = servers.enter_context(serving(url, work / backend,
+                                                                 args.audit_writer))
             rows = load(args, work, counts, off, secured, answered)
         # the servers stopped (a clean shutdown loses no audit record): check each log
         for backend, url in stores.items():

@@ -129,7 +129,8 @@ def _serve(args: argparse.Namespace) -> int:
             return failed
     if args.http:
         return _serve_http(server, args.host, args.port, _retention(args), auth=_auth_of(args),
-                           store=store_url_of(args), session_ttl=args.session_ttl)
+                           store=store_url_of(args), session_ttl=args.session_ttl,
+                           audit_writer=args.audit_writer)
     if context:
         return _serve_stdio_secured(server, args, stdio_user or os_user())
     from .security.serving import local_principal
@@ -177,7 +178,8 @@ def _auth_of(args: argparse.Namespace) -> tuple[bool, str | None, str]:
 
 def _serve_http(server: object, host: str, port: int, retention: Retention, *,
                 auth: tuple[bool, str | None, str] = (False, None, "--no-auth"),
-                store: str | None = None, session_ttl: float = 1800.0) -> int:
+                store: str | None = None, session_ttl: float = 1800.0,
+                audit_writer: str = "process") -> int:
     """Serve every HTTP transport; ``store`` (a store named by --store or
     $MOBIUS_STORE) also shares legacy sessions with the replicas on it."""
     import uvicorn
@@ -187,7 +189,8 @@ def _serve_http(server: object, host: str, port: int, retention: Retention, *,
 
     async def run() -> None:
         async with serve_http_security(server, auth=auth[0], store_url=auth[1],
-                                       reason_off=auth[2]) as security, \
+                                       reason_off=auth[2],
+                                       audit_writer=audit_writer) as security, \
                 shared_sessions(store, retention, session_ttl) as shared:
             transports = server.asgi_app(  # type: ignore[attr-defined]
                 event_store=MemoryEventStore(retention), shared=shared)
@@ -328,6 +331,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--gateway-pins", choices=("tofu", "strict", "off"), default="tofu",
                        help="--gateway: serve only approved tool definitions (tofu: approve "
                             "an upstream's first tool set automatically; default)")
+    serve.add_argument("--audit-writer", choices=("process", "thread"), default="process",
+                       help="--http: write the audit records of allowed uses from a child "
+                            "process (default; on SQLite and PostgreSQL) or from a thread of "
+                            "the server")
     serve.add_argument("--gateway-lane", choices=("on", "off"), default="on",
                        help="--gateway: relay plain calls without a task each (on, default) "
                             "or serve every call on the general path (off)")

@@ -34,7 +34,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import orjson
@@ -115,6 +115,17 @@ def _safe_digest(value: Any) -> str:
         return "undigestible"
 
 
+class _Sink(Protocol):
+    """Where :meth:`AuditLog.append_later` hands records to a writer elsewhere."""
+
+    @property
+    def accepting(self) -> bool: ...
+
+    def queue(self, fields: dict[str, Any]) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     ok: bool
@@ -153,6 +164,8 @@ class AuditLog:
         self._pending_since = 0.0
         self._wake = anyio.Event()
         self._writer_running = False
+        #: a background writer in another process (:mod:`.audit_process`), while it runs
+        self._sink: _Sink | None = None
         #: the most records :meth:`append_later` lets wait for the background writer
         self.max_behind = 1000
         #: records and store writes so far, and the longest a record waited to be written
@@ -219,6 +232,10 @@ class AuditLog:
         _check_fields(fields)
         if fields.get("at") is None:
             fields["at"] = self._clock()
+        sink = self._sink
+        if sink is not None:  # written by another process
+            sink.queue(fields)
+            return
         # only the fields are kept here: digesting the arguments, building, hashing
         # and storing the record are the writer's work, behind the answer
         pending = self._pending
@@ -227,19 +244,58 @@ class AuditLog:
         pending.append(fields)
         self._wake.set()
 
+    def append_bodies_later(self, bodies: list[dict[str, Any]]) -> None:
+        """Queue records made already, as :meth:`_body` makes them (the writer
+        process's path: it builds them from the wire, see :mod:`.audit_process`);
+        written by the next :meth:`flush` or the background writer."""
+        if not bodies:
+            return
+        if not self._pending:
+            self._pending_since = time.perf_counter()
+        self._pending.extend(bodies)
+        self._wake.set()
+
     @property
     def writing_behind(self) -> bool:
         """Whether :meth:`append_later` may be used now: a background writer runs and
         fewer than :attr:`max_behind` records wait (past that, callers write
         themselves, which slows them down to what the store can take and bounds
         what a crash can lose)."""
+        sink = self._sink
+        if sink is not None:
+            return sink.accepting
         return self._writer_running and len(self._pending) < self.max_behind
 
+    @property
+    def has_pending(self) -> bool:
+        """Whether records wait to be written here."""
+        return bool(self._pending)
+
+    @property
+    def last_appended(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last record this log appended (None before the first)."""
+        return self._anchor
+
     async def flush(self) -> None:
-        """Write everything queued now."""
+        """Write everything queued now (with a writer process: and wait until it
+        has stored everything shipped to it)."""
+        sink = self._sink
+        if sink is not None:
+            await sink.flush()
         async with self._lock:
             if self._pending:
                 await self._write_pending()
+
+    async def identities_after(self, seq: int) -> set[tuple[Any, ...]]:
+        """(session, request id, time) of every record after ``seq``: how records a
+        writer process may have stored before it stopped are told apart."""
+        found: set[tuple[Any, ...]] = set()
+        while True:
+            page = await self.store.list_audit(AuditQuery(after_seq=seq, limit=_PAGE))
+            found.update((r.session, r.request_id, r.time) for r in page)
+            if len(page) < _PAGE:
+                return found
+            seq = page[-1].seq
 
     async def run(self, *, interval: float = 0.025) -> None:
         """The background writer: gathers queued records for ``interval`` seconds and
@@ -285,8 +341,10 @@ class AuditLog:
 
     async def _write(self, batch: list[_Pending | dict[str, Any]]) -> None:
         make = self._body
-        bodies = [make(**(item.fields if isinstance(item, _Pending) else item))
-                  for item in batch]
+        # a dict with "seq" is a body made already (append_bodies_later); fields never
+        # have that key (_check_fields)
+        bodies = [make(**item.fields) if isinstance(item, _Pending)
+                  else item if "seq" in item else make(**item) for item in batch]
         # a store that takes rows (the SQL one) gets each record as its field values:
         # no record object is built for a use nobody waits for
         append_rows = getattr(self.store, "append_audit_rows", None)

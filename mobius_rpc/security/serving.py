@@ -225,11 +225,18 @@ class HttpSecurity:
 
 @asynccontextmanager
 async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
-                              reason_off: str = "--no-auth") -> AsyncIterator[HttpSecurity]:
+                              reason_off: str = "--no-auth", audit_writer: str = "process"
+                              ) -> AsyncIterator[HttpSecurity]:
     """The security of ``mobius serve --http``: on a store (``--store``, else
     ``$MOBIUS_STORE``, else the SQLite file in the data directory) unless ``auth``
     is False, in which case nothing is installed and a warning is among the notes.
-    Installed on ``server`` (:func:`secure`), so build its ASGI app inside the block."""
+    Installed on ``server`` (:func:`secure`), so build its ASGI app inside the block.
+
+    ``audit_writer``: ``"process"`` (the default) writes the records of allowed uses
+    from a child process (:mod:`.audit_process`) when the store is a database another
+    process can open (SQLite, PostgreSQL); ``"thread"`` writes them here."""
+    if audit_writer not in ("process", "thread"):
+        raise ValueError(f"audit_writer must be 'process' or 'thread', not {audit_writer!r}")
     if not auth:
         yield HttpSecurity([
             f"WARNING: authentication is OFF ({reason_off}): anyone who can reach this port "
@@ -255,15 +262,29 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
         else:
             notes = [f"authentication: ON (store {store.location}). Make an API token with: "
                      f"mobius token create --user NAME --org ORG{where}"]
+        writer = None
+        if audit_writer == "process" and store.backend in ("sqlite", "postgresql"):
+            from .audit_process import AuditWriterProcess
+            writer = AuditWriterProcess(url)  # None: the child resolves the same default
         async with anyio.create_task_group() as tg:
-            tg.start_soon(log.run)  # allowed uses are recorded behind the answer
+            # allowed uses are recorded behind the answer
+            if writer is not None:
+                tg.start_soon(writer.run, log)
+            else:
+                tg.start_soon(log.run)
             tg.start_soon(authenticator.epoch.run)  # replicas' revocations, by notice
             try:
                 yield HttpSecurity(notes, security)
             finally:
                 tg.cancel_scope.cancel()  # the writer's end writes what is queued
-        stats = log.stats
-        print(f"audit: {stats['records']:.0f} records in {stats['writes']:.0f} writes; the "
+        stats = dict(log.stats)
+        if writer is not None and writer.child_stats:
+            child = writer.child_stats
+            stats["records"] += child.get("records", 0.0)
+            stats["writes"] += child.get("writes", 0.0)
+            stats["max_wait_ms"] = max(stats["max_wait_ms"], child.get("max_wait_ms", 0.0))
+        print(f"audit: {stats['records']:.0f} records in {stats['writes']:.0f} writes"
+              f"{' (by the writer process and this one)' if writer is not None else ''}; the "
               f"longest a record waited to be written: {stats['max_wait_ms']:.1f} ms",
               file=sys.stderr)
 

@@ -80,6 +80,11 @@ class SqliteOptions:
     checkpoint_every: int = 256
     wal_limit: int = 16 * 1024 * 1024
     poll_interval: float = 0.2
+    #: run write programs on the event loop's own thread instead of a worker thread:
+    #: for a process whose loop does nothing but write (the audit writer process),
+    #: where the hop and the two threads trading the interpreter lock on every
+    #: statement cost more than the write; a busy lock then blocks the loop too
+    inline_writes: bool = False
 
 
 def _is_busy(error: sqlite3.Error) -> bool:
@@ -420,6 +425,11 @@ class SqliteDatabase:
         return result
 
     async def write(self, make: Callable[[], Program[T]]) -> T:
+        if self.options.inline_writes:
+            async def here() -> T:
+                return self._write_sync(make)
+            inline: T = await self._retrying(here)
+            return inline
         value: T = await self._retrying(lambda: anyio.to_thread.run_sync(
             self._write_sync, make, limiter=self._write_limiter))
         return value

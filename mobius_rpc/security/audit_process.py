@@ -1,0 +1,344 @@
+"""The audit log's background writer in a process of its own.
+
+Why: on a loaded server the records of allowed uses (:meth:`AuditLog.append_later`)
+cost more than their own work when they are written inside the serving
+process.  The store's worker thread and the event loop's thread fight over the
+interpreter lock for every statement, and the database client (psycopg's
+parameter adaptation, SQLite's bindings) runs on the serving interpreter.  Here
+the serving process only turns each record's fields into a list of plain values
+and writes batches of them to a pipe.  A child process (``python -m
+mobius_rpc.security.audit_writer``) digests the arguments, builds, chains and
+stores the records, and acknowledges each batch once it is committed.
+
+The child is one more writer of the same hash chain, like a replica: the store's
+seq check makes it and the serving process's own durable appends (refusals,
+admin changes) queue one after the other, never fork the chain.
+
+Failure handling:
+
+* the serving process dies: the child reads what is already in the pipe to
+  the end, stores it, and exits (the pipe's end is its signal).  What is lost is
+  what had not been shipped yet, at most :attr:`AuditWriterProcess.ship_interval`
+  of records (2 ms by default);
+* the child dies or cannot start: the records it had not acknowledged and those
+  not shipped yet go back to the in-process writer, minus any the child stored
+  before it died (matched by session, request id and time), and the log goes on
+  writing in-process with a logged error; no record is lost or doubled;
+* a clean shutdown ships what is queued, closes the pipe and waits for the
+  child to finish (it stores everything before it exits).
+
+The store's URL (which may hold a PostgreSQL password) goes to the child over
+the pipe, never on its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import sys
+import time
+from typing import Any
+
+import anyio
+import anyio.abc
+import orjson
+
+from .audit import AuditLog, _safe_digest
+
+__all__ = ("AuditWriterProcess", "to_wire", "body_from_wire", "encode_batch",
+           "frame", "WRITER_MODULE")
+
+log = logging.getLogger("mobius_rpc.security")
+
+WRITER_MODULE = "mobius_rpc.security.audit_writer"
+_LENGTH = struct.Struct(">I")
+#: a frame larger than this is refused by the child (a batch is far smaller)
+MAX_FRAME = 64 * 1024 * 1024
+
+
+def frame(payload: bytes) -> bytes:
+    """A length-prefixed frame of the pipe protocol."""
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def to_wire(fields: dict[str, Any]) -> list[Any]:
+    """The record's fields as plain values (the serving process's whole share).
+
+    The arguments go as they came; :func:`ship` digests here only those the
+    JSON encoder refuses (then slot 11 holds the digest and slot 10 is None)."""
+    principal = fields.get("principal")
+    request_id = fields.get("request_id")
+    if principal is None:
+        who: tuple[Any, ...] = (None, None, None, None)
+    else:
+        who = (principal.user, principal.organization, principal.method._value_,
+               principal.credential)
+    return [fields["at"], fields["method"], fields["outcome"], *who, fields.get("session"),
+            None if request_id is None else str(request_id), fields.get("target"),
+            fields.get("arguments"), None, fields.get("error"), fields.get("error_code"),
+            fields.get("duration_ms"), fields.get("detail") or None]
+
+
+def body_from_wire(row: list[Any]) -> dict[str, Any]:
+    """The record body :meth:`AuditLog._body` makes from the same fields, straight
+    from :func:`to_wire`'s values (the writer process's whole per-record share
+    before the hash and the insert)."""
+    (at, method, outcome, user, organization, auth_method, credential, session, request_id,
+     target, arguments, digested, error, error_code, duration_ms, detail) = row
+    return {
+        "seq": 0, "time": at, "method": method, "outcome": outcome, "user": user,
+        "organization": organization or None, "auth_method": auth_method,
+        "credential": credential, "session": session, "request_id": request_id,
+        "target": target,
+        "arguments_digest": digested if arguments is None else _safe_digest(arguments),
+        "error": error, "error_code": error_code,
+        "duration_ms": None if duration_ms is None else round(duration_ms, 3),
+        "detail": detail or {}}
+
+
+def encode_batch(number: int, rows: list[list[Any]]) -> bytes:
+    """One batch frame; arguments the encoder refuses are digested here instead."""
+    try:
+        return frame(orjson.dumps([number, rows]))
+    except TypeError:
+        for row in rows:
+            try:
+                orjson.dumps(row[10])
+            except TypeError:
+                row[10], row[11] = None, _safe_digest(row[10])
+        try:
+            return frame(orjson.dumps([number, rows], default=str))
+        except TypeError:  # integers beyond 64 bits elsewhere (the child reads these too)
+            return frame(json.dumps([number, rows], default=str).encode())
+
+
+def _identity(fields: dict[str, Any]) -> tuple[Any, ...]:
+    request_id = fields.get("request_id")
+    return (fields.get("session"), None if request_id is None else str(request_id),
+            fields.get("at"))
+
+
+class AuditWriterProcess:
+    """Runs :class:`AuditLog`'s background writing in a child process.
+
+    ``async with anyio.create_task_group() as tg: tg.start_soon(writer.run, log)``
+    in place of ``log.run()``; ``url`` is the store the log writes to (SQLite
+    or PostgreSQL: the child opens it itself; None: the default store, which the
+    child resolves from the same environment)."""
+
+    def __init__(self, url: str | None, *, ship_interval: float = 0.002,
+                 commit_interval: float = 0.025, max_behind: int = 4096,
+                 command: list[str] | None = None, stop_timeout: float = 30.0,
+                 schema: str | None = None) -> None:
+        self.url = url
+        #: the PostgreSQL schema, when not the default one
+        self.schema = schema
+        #: how long records gather before they are shipped (the crash loss window)
+        self.ship_interval = ship_interval
+        #: how long the child gathers records for one commit
+        self.commit_interval = commit_interval
+        #: the most records queued or unacknowledged before callers write themselves
+        self.max_behind = max_behind
+        self.command = command or [sys.executable, "-m", WRITER_MODULE]
+        self.stop_timeout = stop_timeout
+        self._queue: list[dict[str, Any]] = []
+        self._queued_since = 0.0
+        #: batches shipped and not acknowledged yet, by number, in order
+        self._unacked: dict[int, list[dict[str, Any]]] = {}
+        self._unacked_count = 0
+        self._number = 0
+        self._acked_seq = 0
+        self._wake = anyio.Event()
+        self._acked = anyio.Event()
+        self._alive = False
+        self._reader_done = anyio.Event()
+        #: why the child is no longer used (None while it is)
+        self._gone: str | None = None
+        #: the child's process id, once started
+        self.pid: int | None = None
+        #: what the child reported when it stopped (records, writes, longest wait)
+        self.child_stats: dict[str, float] = {}
+
+    # ------------------------------------------------------------ the log's side
+
+    @property
+    def accepting(self) -> bool:
+        return self._alive and len(self._queue) + self._unacked_count < self.max_behind
+
+    def queue(self, fields: dict[str, Any]) -> None:
+        queued = self._queue
+        if not queued:
+            self._queued_since = time.perf_counter()
+        queued.append(fields)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once everything queued so far is stored (or taken back in-process)."""
+        if not self._alive:
+            return
+        target = self._number + (1 if self._queue else 0)
+        self._wake.set()
+        while self._alive and (self._queue or any(n <= target for n in self._unacked)):
+            event = self._acked
+            await event.wait()
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, audit: AuditLog) -> None:
+        """Ship ``audit``'s background records to the child until cancelled; then
+        ship the rest and wait for the child to store it.  Without a working child
+        the log writes in-process (:meth:`AuditLog.run`)."""
+        try:
+            process = await anyio.open_process(self.command, stdin=-1, stdout=-1, stderr=None)
+        except OSError as error:
+            log.error("the audit writer process did not start (%s); writing in-process",
+                      error)
+            await audit.run(interval=self.commit_interval)
+            return
+        assert process.stdin is not None and process.stdout is not None
+        self.pid = process.pid
+        self._gone = None
+        try:
+            try:
+                config = {"store": self.url, "interval": self.commit_interval}
+                if self.schema is not None:
+                    config["schema"] = self.schema
+                await process.stdin.send(frame(orjson.dumps(config)))
+                acks = _Lines(process.stdout)
+                ready = await acks.next()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                ready = None
+            if not isinstance(ready, list) or len(ready) != 2:
+                self._gone = "it could not open the store"
+            else:
+                self._acked_seq = int(ready[1])
+                self._alive = True
+                audit._sink = self
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._read_acks, acks, tg.cancel_scope)
+                    try:
+                        await self._ship_loop(process.stdin)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                        self._gone = "the pipe to it broke"
+                        tg.cancel_scope.cancel()
+                    finally:
+                        if self._gone is None:
+                            with anyio.CancelScope(shield=True):
+                                await self._stop(process, acks, tg)
+        finally:
+            self._alive = False
+            self._acked.set()
+            if audit._sink is self:
+                audit._sink = None
+            with anyio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.kill()
+                await process.aclose()
+                await self._take_back(audit)
+                if self._gone is not None:
+                    log.error("the audit writer process stopped (%s); writing in-process",
+                              self._gone)
+                if audit._pending and self._gone is None:  # a clean end: nothing left over
+                    await audit.flush()
+        if self._gone is not None:
+            await audit.run(interval=self.commit_interval)
+
+    async def _ship_loop(self, stdin: anyio.abc.ByteSendStream) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await anyio.sleep(self.ship_interval)
+            await self._ship(stdin)
+
+    async def _ship(self, stdin: anyio.abc.ByteSendStream) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        self._number += 1
+        self._unacked[self._number] = batch
+        self._unacked_count += len(batch)
+        await stdin.send(encode_batch(self._number, [to_wire(f) for f in batch]))
+
+    async def _read_acks(self, acks: _Lines, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                message = await acks.next()
+                if message is None:
+                    self._gone = "it exited"
+                    scope.cancel()
+                    return
+                self._handle(message)
+        finally:
+            self._reader_done.set()
+
+    def _handle(self, message: Any) -> None:
+        if isinstance(message, dict):  # the child's account, as it stops
+            self.child_stats = {k: float(v) for k, v in message.items()
+                                if isinstance(v, int | float)}
+            return
+        number, seq = int(message[0]), int(message[1])
+        for done in [n for n in self._unacked if n <= number]:
+            self._unacked_count -= len(self._unacked.pop(done))
+        self._acked_seq = max(self._acked_seq, seq)
+        self._acked.set()
+        self._acked = anyio.Event()
+
+    async def _stop(self, process: anyio.abc.Process, acks: _Lines,
+                    tg: anyio.abc.TaskGroup) -> None:
+        """A clean end: the last records shipped, the pipe closed, the child's last
+        acknowledgements read and its exit waited for.  Runs once the ship loop was
+        cancelled, which cancelled the acknowledgement reader too."""
+        assert process.stdin is not None
+        try:
+            await self._ship(process.stdin)
+            await process.stdin.aclose()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        tg.cancel_scope.cancel()
+        await self._reader_done.wait()
+        with anyio.move_on_after(self.stop_timeout):
+            while (message := await acks.next()) is not None:
+                self._handle(message)
+            await process.wait()
+
+    async def _take_back(self, audit: AuditLog) -> None:
+        """Records the child did not acknowledge (or never got) go back to ``audit``,
+        without those it stored before it stopped."""
+        left = [f for batch in self._unacked.values() for f in batch] + self._queue
+        self._unacked.clear()
+        self._unacked_count = 0
+        self._queue = []
+        if not left:
+            return
+        try:
+            stored = await audit.identities_after(self._acked_seq)
+        except Exception as error:  # the store is down: keep them all, the writer retries
+            log.error("audit: cannot check what the writer process stored (%s)",
+                      type(error).__name__)
+            stored = set()
+        kept = [f for f in left if _identity(f) not in stored]
+        audit._pending[:0] = kept
+        if kept:
+            audit._wake.set()
+
+
+class _Lines:
+    """JSON lines from the child's stdout."""
+
+    def __init__(self, stream: anyio.abc.ByteReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+
+    async def next(self) -> Any:
+        while b"\n" not in self._buffer:
+            try:
+                chunk = await self._stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
