@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from .security import admin
-from .security.audit import AuditLog, to_csv, to_json
+from .security.audit import AuditLog
+from .security.audit_export import to_csv, to_json
 from .security.policy import Kind, PolicyEngine, make_rule
 from .security.principal import AuthMethod, Principal, Role
 from .security.store import AuditQuery, Organization, SecurityStore, User

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..security.audit import digest
+from ..security.audit_chain import digest
 from ..security.principal import AuthMethod, Principal
 from .pinstore import PinStore, SetPin, ToolPin
 

@@ -21,24 +21,25 @@ so the rest still verifies.
 Arguments are never stored, only :func:`digest` of them: the same arguments
 give the same digest (an investigator holding a candidate can check it), and
 secrets inside them do not end up in the log.
+
+The hashing is :mod:`.audit_chain`, the JSON and CSV exports :mod:`.audit_export`
+(both re-exported here), and the background writer in a process of its own
+:mod:`.audit_process`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import anyio
-import orjson
 
+from .audit_chain import GENESIS, canonical_json, chain_hash, digest, record_hash, safe_digest
+from .audit_export import to_csv, to_json
 from .principal import Principal
 from .store import AuditCheckpoint, AuditConflict, AuditQuery, AuditRecord, SecurityStore
 
@@ -47,48 +48,9 @@ __all__ = ("GENESIS", "AuditLog", "VerifyResult", "digest", "canonical_json", "r
 
 log = logging.getLogger("mobius_rpc.security")
 
-GENESIS = "0" * 64
 _PAGE = 1000
 _ATTEMPTS = 64
 _MAX_PROBLEMS = 100
-_CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers beyond 64 bits, and the like
-        return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False, default=str).encode()
-
-
-def digest(value: Any) -> str:
-    """SHA-256 (hex) of ``value``'s canonical JSON."""
-    return hashlib.sha256(canonical_json(value)).hexdigest()
-
-
-_BODY = tuple(f.name for f in fields(AuditRecord) if f.name not in ("hash", "prev_hash"))
-
-
-_sha256 = hashlib.sha256
-_dumps = orjson.dumps
-_SORTED = orjson.OPT_SORT_KEYS
-
-
-def _chain(prev_hash: str, body: dict[str, Any]) -> str:
-    # canonical_json inlined: the writer hashes every record
-    try:
-        data = _dumps(body, option=_SORTED)
-    except TypeError:
-        data = canonical_json(body)
-    return _sha256(prev_hash.encode("ascii") + b"\n" + data).hexdigest()
-
-
-def record_hash(record: AuditRecord, prev_hash: str) -> str:
-    """The hash ``record`` must carry when it follows a record hashed ``prev_hash``."""
-    return _chain(prev_hash, {name: getattr(record, name) for name in _BODY})
-
 
 #: what :meth:`AuditLog.append` accepts (checked when queued: a bad name must
 #: fail its caller, not the writer that builds the record later)
@@ -101,18 +63,6 @@ def _check_fields(fields: dict[str, Any]) -> None:
         unknown = sorted(set(fields) - _FIELDS)
         raise TypeError(f"audit fields: unknown {unknown}" if unknown
                         else "audit fields: method and outcome are required")
-
-
-def _safe_digest(value: Any) -> str:
-    """:func:`digest`, or a marker for a value no JSON encoder takes (a cycle)."""
-    try:  # digest inlined (the writer digests every record's arguments)
-        return _sha256(_dumps(value, option=_SORTED)).hexdigest()
-    except TypeError:
-        pass
-    try:
-        return digest(value)
-    except (TypeError, ValueError, RecursionError):
-        return "undigestible"
 
 
 class _Sink(Protocol):
@@ -195,7 +145,7 @@ class AuditLog:
             "credential": principal.credential if principal else None,
             "session": session, "request_id": None if request_id is None else str(request_id),
             "target": target,
-            "arguments_digest": None if arguments is None else _safe_digest(arguments),
+            "arguments_digest": None if arguments is None else safe_digest(arguments),
             "error": error, "error_code": error_code,
             "duration_ms": None if duration_ms is None else round(duration_ms, 3),
             "detail": detail or {}}
@@ -356,7 +306,7 @@ class AuditLog:
             for body in bodies:
                 seq += 1
                 body["seq"] = seq
-                digest = _chain(prev, body)
+                digest = chain_hash(prev, body)
                 rows.append((*body.values(), prev, digest))  # the body is in field order
                 prev = digest
             try:
@@ -464,43 +414,3 @@ class AuditLog:
         await self.append(method="audit/retain", outcome="ok", principal=actor,
                           detail={"removed": removed, "from_seq": checkpoint.seq})
         return checkpoint
-
-
-def _row(record: AuditRecord) -> dict[str, Any]:
-    return asdict(record)
-
-
-def to_json(records: list[AuditRecord]) -> str:
-    """A JSON array of the records (field names as in :class:`AuditRecord`)."""
-    return orjson.dumps([_row(r) for r in records], option=orjson.OPT_INDENT_2).decode()
-
-
-def to_csv(records: list[AuditRecord]) -> str:
-    """CSV with a header row; ``detail`` as canonical JSON.  A cell that would
-    start with a spreadsheet formula character gets a leading ``'`` so that
-    opening an export never runs what a caller put into an error message."""
-    out = io.StringIO()
-    names = [f.name for f in fields(AuditRecord)]
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
-    for record in records:
-        cells: list[str] = []
-        for name in names:
-            value = getattr(record, name)
-            if name == "detail":
-                cell = canonical_json(value).decode()
-            else:
-                cell = "" if value is None else str(value)
-            if cell.startswith(_CSV_FORMULA) and not _is_number(cell):
-                cell = "'" + cell
-            cells.append(cell)
-        writer.writerow(cells)
-    return out.getvalue()
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True

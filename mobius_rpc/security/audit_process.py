@@ -44,7 +44,8 @@ import anyio
 import anyio.abc
 import orjson
 
-from .audit import AuditLog, _safe_digest
+from .audit import AuditLog
+from .audit_chain import safe_digest
 
 __all__ = ("AuditWriterProcess", "to_wire", "body_from_wire", "encode_batch",
            "frame", "WRITER_MODULE")
@@ -91,7 +92,7 @@ def body_from_wire(row: list[Any]) -> dict[str, Any]:
         "organization": organization or None, "auth_method": auth_method,
         "credential": credential, "session": session, "request_id": request_id,
         "target": target,
-        "arguments_digest": digested if arguments is None else _safe_digest(arguments),
+        "arguments_digest": digested if arguments is None else safe_digest(arguments),
         "error": error, "error_code": error_code,
         "duration_ms": None if duration_ms is None else round(duration_ms, 3),
         "detail": detail or {}}
@@ -106,7 +107,7 @@ def encode_batch(number: int, rows: list[list[Any]]) -> bytes:
             try:
                 orjson.dumps(row[10])
             except TypeError:
-                row[10], row[11] = None, _safe_digest(row[10])
+                row[10], row[11] = None, safe_digest(row[10])
         try:
             return frame(orjson.dumps([number, rows], default=str))
         except TypeError:  # integers beyond 64 bits elsewhere (the child reads these too)
