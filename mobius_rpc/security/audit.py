@@ -38,7 +38,15 @@ from typing import Any, Protocol
 
 import anyio
 
-from .audit_chain import GENESIS, canonical_json, chain_hash, digest, record_hash, safe_digest
+from .audit_chain import (
+    GENESIS,
+    canonical_json,
+    chain_hash,
+    digest,
+    record_hash,
+    safe_digest,
+    storable,
+)
 from .audit_export import to_csv, to_json
 from .principal import Principal
 from .store import AuditCheckpoint, AuditConflict, AuditQuery, AuditRecord, SecurityStore
@@ -138,15 +146,16 @@ class AuditLog:
               ) -> dict[str, Any]:
         # in AuditRecord's field order: the writer makes its row from the values
         return {
-            "seq": 0, "time": self._clock() if at is None else at, "method": method,
+            "seq": 0, "time": self._clock() if at is None else at, "method": storable(method),
             "outcome": outcome, "user": principal.user if principal else None,
             "organization": (principal.organization or None) if principal else None,
             "auth_method": principal.method._value_ if principal else None,
             "credential": principal.credential if principal else None,
-            "session": session, "request_id": None if request_id is None else str(request_id),
-            "target": target,
+            "session": storable(session),
+            "request_id": None if request_id is None else storable(str(request_id)),
+            "target": storable(target),
             "arguments_digest": None if arguments is None else safe_digest(arguments),
-            "error": error, "error_code": error_code,
+            "error": storable(error), "error_code": error_code,
             "duration_ms": None if duration_ms is None else round(duration_ms, 3),
             "detail": detail or {}}
 

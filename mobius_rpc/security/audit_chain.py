@@ -17,7 +17,8 @@ import orjson
 
 from .store import AuditRecord
 
-__all__ = ("GENESIS", "canonical_json", "digest", "record_hash", "chain_hash", "safe_digest")
+__all__ = ("GENESIS", "canonical_json", "digest", "record_hash", "chain_hash", "safe_digest",
+           "storable")
 
 #: the ``prev_hash`` of the first record
 GENESIS = "0" * 64
@@ -59,6 +60,15 @@ def chain_hash(prev_hash: str, body: dict[str, Any]) -> str:
 def record_hash(record: AuditRecord, prev_hash: str) -> str:
     """The hash ``record`` must carry when it follows a record hashed ``prev_hash``."""
     return chain_hash(prev_hash, {name: getattr(record, name) for name in _BODY})
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` with NUL characters replaced (U+FFFD): PostgreSQL's text refuses them,
+    and a method name, tool name, request id or error message is the caller's to
+    choose.  Applied before the hash, so the stored record is the hashed one."""
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd")
 
 
 def safe_digest(value: Any) -> str:

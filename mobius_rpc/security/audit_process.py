@@ -45,7 +45,7 @@ import anyio.abc
 import orjson
 
 from .audit import AuditLog
-from .audit_chain import safe_digest
+from .audit_chain import safe_digest, storable
 
 __all__ = ("AuditWriterProcess", "to_wire", "body_from_wire", "encode_batch",
            "frame", "WRITER_MODULE")
@@ -88,12 +88,12 @@ def body_from_wire(row: list[Any]) -> dict[str, Any]:
     (at, method, outcome, user, organization, auth_method, credential, session, request_id,
      target, arguments, digested, error, error_code, duration_ms, detail) = row
     return {
-        "seq": 0, "time": at, "method": method, "outcome": outcome, "user": user,
+        "seq": 0, "time": at, "method": storable(method), "outcome": outcome, "user": user,
         "organization": organization or None, "auth_method": auth_method,
-        "credential": credential, "session": session, "request_id": request_id,
-        "target": target,
+        "credential": credential, "session": storable(session),
+        "request_id": storable(request_id), "target": storable(target),
         "arguments_digest": digested if arguments is None else safe_digest(arguments),
-        "error": error, "error_code": error_code,
+        "error": storable(error), "error_code": error_code,
         "duration_ms": None if duration_ms is None else round(duration_ms, 3),
         "detail": detail or {}}
 

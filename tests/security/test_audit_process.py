@@ -164,6 +164,30 @@ async def test_a_child_that_cannot_open_the_store_leaves_the_writing_here(
         assert len(await _records(security)) == 20
 
 
+async def test_text_a_caller_chose_with_nul_characters_is_stored_and_verifies(
+        db: Target) -> None:
+    """PostgreSQL's text refuses NUL: a method, tool name, request id or error with one
+    must not make the writer fail (and retry) for ever, in either writer."""
+    nul = "a\x00b"
+    async with open_security_store(db.url, schema=db.schema) as (_, security):
+        log = AuditLog(security)
+        await log.append(method=nul, outcome="denied", principal=ALICE, target=nul,
+                         error=nul, request_id=nul, session="s1")  # written here
+        writer = _writer(db)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run, log)
+            await _until(lambda: log.writing_behind)
+            log.append_later(method="tools/call", outcome="error", principal=ALICE,
+                             target=nul, error=nul, request_id=nul, session="s1")
+            log.append_later(**_use(1))
+            await log.flush()
+            tg.cancel_scope.cancel()
+        stored = await _records(security)
+        assert len(stored) == 3
+        assert stored[0].method == stored[0].target == stored[1].error == "a\ufffdb"
+        assert (await log.verify()).ok
+
+
 _CRASHING_SERVER = textwrap.dedent("""
     import os, signal, sys, anyio
     from mobius_rpc.security.audit import AuditLog
@@ -217,6 +241,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70)
 
 @settings(max_examples=200, deadline=None)
 @given(user=st.none() | st.text(max_size=6), org=st.text(max_size=6),
+       target=st.none() | st.text(max_size=6),
        method=st.sampled_from(list(AuthMethod)), credential=st.none() | st.text(max_size=6),
        request_id=st.none() | st.integers() | st.text(max_size=6), arguments=_json,
        error=st.none() | st.text(max_size=10), code=st.none() | st.integers(-40000, 0),
@@ -224,7 +249,8 @@ _json = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70)
            st.text(max_size=4), st.integers(-2**63, 2**63 - 1) | st.text(max_size=4),
            max_size=2),
        outcome=st.sampled_from(["ok", "error", "tool-error", "cancelled"]))
-def test_the_wire_carries_every_field(user: str | None, org: str, method: AuthMethod,
+def test_the_wire_carries_every_field(user: str | None, org: str, target: str | None,
+                                      method: AuthMethod,
                                       credential: str | None, request_id: Any, arguments: Any,
                                       error: str | None, code: int | None,
                                       duration: float | None, detail: dict[str, Any],
@@ -235,7 +261,8 @@ def test_the_wire_carries_every_field(user: str | None, org: str, method: AuthMe
     principal = None if user is None else Principal(user=user, organization=org,
                                                     method=method, credential=credential)
     fields = {"method": "tools/call", "outcome": outcome, "principal": principal,
-              "target": "t", "arguments": arguments, "session": "s", "request_id": request_id,
+              "target": target, "arguments": arguments, "session": "s",
+              "request_id": request_id,
               "error": error, "error_code": code, "duration_ms": duration, "detail": detail,
               "at": 1700000000.25}
     log = AuditLog(store=None)  # type: ignore[arg-type]  # only the record builder is used
