@@ -19,7 +19,7 @@ Failure handling:
 * the serving process dies: the child reads what is already in the pipe to
   the end, stores it, and exits (the pipe's end is its signal).  What is lost is
   what had not been shipped yet, at most :attr:`AuditWriterProcess.ship_interval`
-  of records (2 ms by default);
+  of records (10 ms by default);
 * the child dies or cannot start: the records it had not acknowledged and those
   not shipped yet go back to the in-process writer, minus any the child stored
   before it died (matched by session, request id and time), and the log goes on
@@ -128,16 +128,20 @@ class AuditWriterProcess:
     or PostgreSQL: the child opens it itself; None: the default store, which the
     child resolves from the same environment)."""
 
-    def __init__(self, url: str | None, *, ship_interval: float = 0.002,
-                 commit_interval: float = 0.025, max_behind: int = 4096,
+    def __init__(self, url: str | None, *, ship_interval: float = 0.01,
+                 commit_interval: float = 0.1, max_behind: int = 4096,
                  command: list[str] | None = None, stop_timeout: float = 30.0,
                  schema: str | None = None) -> None:
         self.url = url
         #: the PostgreSQL schema, when not the default one
         self.schema = schema
-        #: how long records gather before they are shipped (the crash loss window)
+        #: how long records gather before they are shipped (the loss window if this
+        #: process crashes).  Each shipment costs a wake-up and a write on both sides:
+        #: at 2,000 records a second, 2 ms cost the child 78 us a record and 10 ms 45
         self.ship_interval = ship_interval
-        #: how long the child gathers records for one commit
+        #: how long the child gathers records for one commit (what a crash of the whole
+        #: machine can lose on top; a crash of either process loses nothing shipped):
+        #: 100 ms took the child from 45 to 32 us a record at 2,000 a second
         self.commit_interval = commit_interval
         #: the most records queued or unacknowledged before callers write themselves
         self.max_behind = max_behind
