@@ -163,11 +163,9 @@ class AuthenticatingApp:
         token = credentials.strip()
         if not _TOKEN68.fullmatch(token):
             return _Refusal(400, "invalid_request", "the bearer token is malformed")
-        if token.startswith(self.api_token_prefix):
-            return await self._api_token(token)
-        return await self._oauth_token(token)
-
-    async def _api_token(self, token: str) -> Principal | _Refusal:
+        if not token.startswith(self.api_token_prefix):
+            return await self._oauth_token(token)
+        # an API token (checked here, not in a coroutine of its own: once a request)
         method = AuthMethod.API_TOKEN
         if self.api_tokens is None:
             return _Refusal(401, "invalid_token", "API tokens are not accepted here", method)
