@@ -31,12 +31,14 @@ under this process's connections.  The mappings follow the same rule: Python's
 closed or collected, so each one is kept for the process's life too (one per
 file, in :data:`_SHM_MAPS`).
 
-A mapping is made only after this reader's own connection has read the row
-with the ``-shm`` file at the path being the one it had opened: that connection
-then holds SQLite's shared lock on the file, and SQLite shrinks a ``-shm`` file
-(to rebuild the WAL index) only under the exclusive lock nobody gets while
-another connection holds the shared one; so the mapped page stays inside the
-file (reading a mapped page past the end of a file is a SIGBUS, not an error).
+A mapping is made only once this reader's own connection is in WAL mode and
+the ``-shm`` file at the path is the one its descriptor reads (a row read alone
+is not enough: a database switching to WAL during a first start is read without
+the WAL index).  That connection then holds SQLite's shared lock on the file,
+and SQLite shrinks a ``-shm`` file (to rebuild the WAL index) only under the
+exclusive lock nobody gets while another connection holds the shared one; so
+the mapped page stays inside the file (reading a mapped page past the end of a
+file is a SIGBUS, not an error).
 A file removed by hand stays mapped, readable, and stops being used when the
 inode check sees the replacement.
 """
@@ -168,10 +170,24 @@ class SqliteEpoch:
         if not same:
             self._forget_shm()
             self._header = b""
-        elif self._map is None:
-            # the connection just read through this -shm file: mapped now, it stays
+        elif self._map is None and self._attached():
+            # the connection reads through this -shm file: mapped now, it stays
             # inside the file while the connection is open (see the module docstring)
             self._map = _shm_map(self._fd)
+
+    def _attached(self) -> bool:
+        """Whether this reader's connection holds the ``-shm`` file at the path open,
+        the one its descriptor reads.  Asking the journal mode reads the database
+        header in a read transaction, which in WAL mode opens the WAL index (and takes
+        SQLite's shared lock on the file) if the connection had not yet; the file at
+        the path after that is then the one the connection holds: it cannot be
+        replaced while any connection holds it."""
+        try:
+            mode = self.conn.execute("PRAGMA journal_mode").fetchone()
+            same = os.stat(self.path + "-shm").st_ino == self._shm_inode
+        except (sqlite3.Error, OSError):
+            return False
+        return same and mode is not None and str(mode[0]).lower() == "wal"
 
     def _forget_shm(self) -> None:
         """Stop using the descriptor and mapping (both kept for the process: see the
