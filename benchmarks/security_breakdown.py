@@ -18,7 +18,13 @@ machine moves it less than wall time), and reported per call:
 The audit writer's own share is the rest: it runs between requests, so a
 thread-time window around it would also count the requests it interleaves with.
 
+``--request-side`` makes the store's audit row writes no-ops, so what is left of
+the secured-minus-off difference is the request side (authentication, policy,
+limits) plus the writer's in-process record building; ``--profile`` then prints
+the functions whose thread time differs most between secured and off (cProfile).
+
     python benchmarks/security_breakdown.py [--calls 3000] [--rounds 3]
+        [--request-side] [--profile]
 """
 
 from __future__ import annotations
@@ -106,7 +112,7 @@ def instrument(spent: Spent) -> None:
         spent, "  tool limits", 2)(limits.Limiter.run_tool)
 
 
-async def measure(secured: bool, calls: int, spent: Spent) -> float:
+async def measure(secured: bool, calls: int, spent: Spent, profiler: Any = None) -> float:
     """Process CPU microseconds per call (after a warm-up), filling ``spent``."""
     server = build_demo_server()
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,10 +131,15 @@ async def measure(secured: bool, calls: int, spent: Spent) -> float:
             for _ in range(300):
                 await one()
             spent.clear()
+            if profiler is not None:
+                profiler.enable()
             began = time.process_time()
             for _ in range(calls):
                 await one()
-            return (time.process_time() - began) / calls * 1e6
+            cpu = (time.process_time() - began) / calls * 1e6
+            if profiler is not None:
+                profiler.disable()
+            return cpu
 
 
 def _caller(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]
@@ -158,13 +169,62 @@ def _caller(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]
     return one
 
 
+def request_side_only() -> None:
+    """Make the SQL store's audit row writes no-ops (the benchmark's process only)."""
+    from mobius_rpc.security.sql_store import SqlSecurityStore
+
+    async def no_write(self: Any, rows: list[tuple[Any, ...]]) -> None:
+        return None
+    SqlSecurityStore.append_audit_rows = no_write  # type: ignore[method-assign]
+
+
+def profile(calls: int) -> None:
+    """The functions whose own thread time per call differs most, secured minus off."""
+    import cProfile
+    import pstats
+
+    per_call: dict[bool, dict[str, float]] = {}
+    for secured in (False, True):
+        profiler = cProfile.Profile(time.thread_time_ns, 1e-9)
+        spent: Spent = {}
+
+        async def run(secured: bool = secured, profiler: Any = profiler,
+                      spent: Spent = spent) -> None:
+            await measure(secured, calls, spent, profiler)
+        anyio.run(run)
+        stats = pstats.Stats(profiler)
+        table: dict[str, float] = {}
+        for (path, line, name), row in stats.stats.items():  # type: ignore[attr-defined]
+            label = f"{Path(path).name}:{line}({name})"
+            table[label] = row[2] / calls * 1e6
+        per_call[secured] = table
+    names = set(per_call[True]) | set(per_call[False])
+    diffs = sorted(((per_call[True].get(n, 0.0) - per_call[False].get(n, 0.0), n)
+                    for n in names), reverse=True)
+    print("own thread time per call under cProfile (us), secured minus off, largest first")
+    for diff, name in diffs[:40]:
+        print(f"{diff:8.2f}  {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--request-side", action="store_true",
+                        help="no-op audit row writes: measure the request side")
+    parser.add_argument("--plain", action="store_true",
+                        help="no per-layer timing wrappers: only the CPU per call")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile secured against off instead of timing")
     args = parser.parse_args()
+    if args.request_side:
+        request_side_only()
+    if args.profile:
+        profile(args.calls)
+        return
     spent: Spent = {}
-    instrument(spent)
+    if not args.plain:
+        instrument(spent)
     rows: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for secured in (False, True):
@@ -178,6 +238,9 @@ def main() -> None:
           f"{args.calls} calls (median us; thread CPU of the layer's own code)")
     for label, values in rows.items():
         print(f"{label:42s}{statistics.median(values):8.1f}")
+    extra = [on - off for on, off in zip(rows["process CPU per call, secured"],
+                                         rows["process CPU per call, off"], strict=True)]
+    print(f"{'secured minus off (median of rounds)':42s}{statistics.median(extra):8.1f}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,9 @@ Next = Callable[[Context], Awaitable[dict[str, Any]]]
 #: the principal as it stands now, or None when its credential no longer holds
 Revalidate = Callable[[Principal], Awaitable[Principal | None]]
 
+_perf_counter = time.perf_counter
+#: the detail of a use nothing more is said about (never changed: a fresh {} is recorded)
+_NO_DETAIL: dict[str, Any] = {}
 _SESSION_PREFIX = uuid.uuid4().hex[:16]
 _SESSIONS = itertools.count(1)
 #: outcomes on record before the answer is sent, even with a background writer
@@ -99,9 +102,12 @@ class SecurityMiddleware:
         method = ctx.method
         if method in _PUBLIC:
             return await call_next(ctx)
-        principal = self._principal(ctx)
+        transport = ctx.transport
+        found = transport.principal
+        principal = self.default_principal if found is None \
+            else found if isinstance(found, Principal) else None
         if principal is not None and self.revalidate is not None \
-                and ctx.transport.kind is TransportKind.WEBSOCKET:
+                and transport.kind is TransportKind.WEBSOCKET:
             principal = await self.revalidate(principal)
         if principal is None:
             await self._refuse(ctx, None, None, McpError(UNAUTHENTICATED,
@@ -138,12 +144,6 @@ class SecurityMiddleware:
             return await call_next(ctx)
         await self._refuse(ctx, principal, None,
                            McpError(METHOD_NOT_FOUND, f"Method not found: {method}"), {})
-
-    def _principal(self, ctx: Context) -> Principal | None:
-        found = ctx.transport.principal
-        if found is None:
-            return self.default_principal
-        return found if isinstance(found, Principal) else None
 
     def _owner(self, kind: str, name: str) -> str | None:
         return self.owners(kind, name) if self.owners is not None else None
@@ -191,8 +191,11 @@ class SecurityMiddleware:
                        refusal: Callable[[], McpError], arguments: Any, *,
                        tool: str | None = None) -> dict[str, Any]:
         """``refusal`` makes the error a refusal answers with (only when refused)."""
-        at, started = self._clock(), time.perf_counter()
-        rules = await self.policy.rules_for(principal.organization)
+        at, started = self._clock(), _perf_counter()
+        policy = self.policy
+        rules = policy.ready(principal.organization)
+        if rules is None:
+            rules = await policy.rules_for(principal.organization)
         name = target if isinstance(target, str) else None
         owners = self.owners
         decision = None if name is None else rules.decide(
@@ -202,14 +205,15 @@ class SecurityMiddleware:
             detail = {"reason": decision.reason if decision else "no name",
                       "rule": decision.rule.id if decision and decision.rule else None}
             await self._refuse(ctx, principal, name, refusal(), detail, arguments)
-        outcome, detail = "ok", {}
+        outcome, detail = "ok", _NO_DETAIL
         error: McpError | None = None
         slot: str | None = None
         limiter = self.limiter
         try:
             if limiter.has_rates:
                 await limiter.check_rates(principal, tool)
-            slot = limiter.enter(principal)
+            if limiter.limits.max_concurrent is not None:
+                slot = limiter.enter(principal)
             if tool is not None:
                 result = await limiter.run_tool(tool, call_next, ctx)
             else:
@@ -235,8 +239,16 @@ class SecurityMiddleware:
         finally:
             if slot is not None:
                 limiter.leave(slot)
-            elapsed = (time.perf_counter() - started) * 1000.0
-            if outcome == "cancelled":  # still recorded: the scope is shielded
+            elapsed = (_perf_counter() - started) * 1000.0
+            audit = self.audit
+            if outcome == "ok" and audit.writing_behind:
+                # the common case inlined (what _record does for it): the allowed
+                # use queued for the background writer, the answer not waiting
+                audit.append_later(
+                    method=ctx.method, outcome=outcome, principal=principal, target=name,
+                    arguments=arguments, session=self._session_id(ctx),
+                    request_id=ctx.request_id, duration_ms=elapsed, detail={}, at=at)
+            elif outcome == "cancelled":  # still recorded: the scope is shielded
                 with anyio.CancelScope(shield=True):
                     await self._record(ctx, principal, name, arguments, outcome, error, at,
                                        elapsed, detail)

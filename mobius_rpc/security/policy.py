@@ -355,6 +355,22 @@ class PolicyEngine:
                 self._hints.clear()
             self._hints[org_id] = (version, self._clock())
 
+    def ready(self, org_id: str) -> RuleSet | None:
+        """:meth:`rules_for` when it would not read the store (a fresh version hint
+        or cached set that match), else None: await :meth:`rules_for`.  The same
+        answer without a coroutine, for the per-request check."""
+        cached = self._sets.get(org_id)
+        if cached is None:
+            return None
+        now = self._clock()
+        if self.max_staleness > 0 and now - cached[1] < self.max_staleness:
+            return cached[0]
+        hint = self._hints.get(org_id)
+        if hint is None or now - hint[1] >= self.HINT_TTL or hint[0] != cached[0].version:
+            return None
+        self._sets[org_id] = (cached[0], now)
+        return cached[0]
+
     async def rules_for(self, org_id: str) -> RuleSet:
         now = self._clock()
         cached = self._sets.get(org_id)

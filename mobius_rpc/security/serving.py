@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from hashlib import sha256
+from hashlib import blake2s
 from typing import Any, TextIO
 
 import anyio
@@ -107,9 +107,11 @@ class Authenticator:
         epoch = self.epoch.now()
         if epoch is None:
             epoch = await self.epoch.current()
-        # the cache's key: the token's SHA-256 (raw bytes, not hex: a third cheaper),
-        # never the token itself
-        key = sha256(raw.encode()).digest()
+        # the cache's key: the token's BLAKE2s-256 digest, never the token itself
+        # (raw bytes, not hex; BLAKE2s rather than SHA-256: as strong a hash for a
+        # key, and 0.3 against 0.76 us on a token here, as OpenSSL's SHA-256 costs
+        # most in setting up; the store's own lookup hash is tokens.py's business)
+        key = blake2s(raw.encode()).digest()
         now = self._clock()
         cached = self._cache.get(key)
         if cached is not None and cached.epoch == epoch and now < cached.good_until:

@@ -16,11 +16,13 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from mobius_rpc.core.errors import McpError
 from mobius_rpc.security.audit import AuditLog
 from mobius_rpc.security.open import open_security_store
-from mobius_rpc.security.policy import PolicyEngine
+from mobius_rpc.security.policy import PolicyEngine, make_rule
 from mobius_rpc.security.serving import Authenticator
 from mobius_rpc.security.store import AuditQuery, MemorySecurityStore, SecurityStore
 from mobius_rpc.security.tokens import issue_token
@@ -147,3 +149,47 @@ async def test_a_full_queue_makes_callers_write_themselves() -> None:
         await log.append(method="tools/call", outcome="ok", target="3")
         assert [r.target for r in store.audit_records] == ["0", "1", "2", "3"]
         tg.cancel_scope.cancel()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.sampled_from(
+    ["note", "note-old", "note-none", "change", "tick", "expire", "read"]), max_size=25),
+    staleness=st.sampled_from([0.0, 5.0]))
+@example(steps=["read", "note", "change", "expire"], staleness=0.0)  # an outdated hint
+@example(steps=["read", "note", "change", "note"], staleness=0.0)  # a newer version
+def test_ready_is_rules_for_whenever_it_answers(steps: list[str], staleness: float) -> None:
+    """``PolicyEngine.ready`` (the per-request check's path without a coroutine)
+    answers only what ``rules_for`` would answer at the same moment: the same
+    compiled set, never one a rule change or an expired hint has outdated."""
+    async def run() -> None:
+        store = MemorySecurityStore()
+        await make_world(store)
+        now = [100.0]
+        engine = PolicyEngine(store, max_staleness=staleness, clock=lambda: now[0])
+        for step in steps:
+            org = await store.get_organization("A")
+            assert org is not None
+            if step == "note":
+                engine.note_version("A", org.rules_version)
+            elif step == "note-old":
+                engine.note_version("A", org.rules_version - 1)
+            elif step == "note-none":
+                engine.note_version("A", None)
+            elif step == "change":
+                await store.add_rule(make_rule("A", "deny", "*", "tools", f"t{now[0]}"))
+            elif step == "tick":
+                now[0] += 0.4
+            elif step == "expire":
+                now[0] += PolicyEngine.HINT_TTL + staleness
+            else:
+                await engine.rules_for("A")
+            quick = engine.ready("A")
+            if quick is not None:
+                assert await engine.rules_for("A") is quick
+        # and it does answer once a fresh hint matches the compiled set
+        org = await store.get_organization("A")
+        assert org is not None
+        engine.note_version("A", org.rules_version)
+        compiled = await engine.rules_for("A")
+        assert engine.ready("A") is compiled
+    anyio.run(run)

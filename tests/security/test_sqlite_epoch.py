@@ -13,6 +13,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,4 +120,29 @@ def test_closing_or_dropping_a_reader_keeps_sqlites_locks_on_the_shm_file(
     settled = readers(2)
     assert readers(10) == settled  # one kept descriptor per -shm file, not one per reader
     assert _locks_on(shm) == held
+    writer.close()
+
+
+def test_after_the_first_row_read_the_header_comes_from_the_mapping(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No system call per request: once this reader's connection has read the row,
+    the header is read from the kept mapping of the -shm file, and still tells
+    every commit (another connection's here, as another process's would)."""
+    import os
+    writer = _database(tmp_path / "s.db")
+    epoch = SqliteEpoch(str(tmp_path / "s.db"))
+    assert epoch.current() == 0
+    preads = [0]
+    real = os.pread
+
+    def counted(fd: int, n: int, offset: int) -> bytes:
+        preads[0] += 1
+        return real(fd, n, offset)
+    monkeypatch.setattr(os, "pread", counted)
+    for value in range(1, 30):
+        writer.execute("UPDATE security_state SET epoch = ? WHERE id = 1", (value,))
+        assert [epoch.current() for _ in range(3)] == [value] * 3
+    assert preads[0] == 0
+    assert epoch.row_reads == 30  # one per commit, none more
+    epoch.close()
     writer.close()
