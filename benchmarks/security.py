@@ -15,11 +15,15 @@ Load: ``wrk`` with M connections (default M = 1, 8, 32) sending the modern era's
 self-contained POST (2026-07-28: every request authenticated and audited on its
 own, the costliest case), in interleaved slices (off, secured, secured, off, ...
 ``--rounds`` each) so a drifting machine slows both alike; every non-200 or
-non-success body fails the run.  ``loss`` is 1 - secured/off req/s; the target
-is at most 15%.  The server's CPU time per answered call is shown too (from /proc),
-as ``off/secured+writer``: the secured server's own (with, on SQLite, the database
-work) and its audit writer process's (``--audit-writer process``, the default; 0
-with ``thread``, whose writing is in the server's own); the column's ``loss`` is the
+non-success body fails the run.  ``loss`` is 1 - secured/off req/s (their means
+over the rounds; ``median`` is the median of the rounds' own losses, which one
+disturbed slice moves less); the target is at most 15%.  Each backend's off server
+runs on a store of that backend too (``--off-store same``: the store-backed shared
+sessions ``--store`` brings, security off), so that only security differs.  The
+server's CPU time per answered call is shown too (from /proc), as
+``off/secured+writer``: the secured server's own (with, on SQLite, the database work)
+and its audit writer process's (``--audit-writer process``, the default; 0 with
+``thread``, whose writing is in the server's own); the column's ``loss`` is the
 server's own.  On a machine shared with other work, CPU per call moves less than
 req/s does.
 After the load the audit log of each secured server is counted and verified, and on
@@ -58,15 +62,19 @@ TARGET_LOSS = 0.15
 
 
 @contextmanager
-def serving(store: str | None, workdir: Path, audit_writer: str = "process"
-            ) -> Iterator[tuple[sh.Server, str | None]]:
+def serving(store: str | None, workdir: Path, audit_writer: str = "process",
+            off_store: str | None = None) -> Iterator[tuple[sh.Server, str | None]]:
     """``mobius serve --http`` secured on ``store`` (None: --no-auth); the server and
     the one-time token it printed."""
     port = sh.free_port()
     command = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--http",
                "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--no-auth"] if store is None else ["--store", store,
-                                                     "--audit-writer", audit_writer]
+    if store is None:
+        command += ["--no-auth"]
+        if off_store is not None:  # the same storage as the secured servers, security off
+            command += ["--store", off_store]
+    else:
+        command += ["--store", store, "--audit-writer", audit_writer]
     env = {**os.environ, "MOBIUS_HOME": str(workdir)}
     env.pop("MOBIUS_STORE", None)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -225,7 +233,8 @@ def cpu_per_call(slices: list[tuple[sh.Sample, tuple[float, float] | None]], par
         / sum(s.requests for s, _ in slices) * 1e6
 
 
-def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server,
+def load(args: argparse.Namespace, work: Path, counts: list[int],
+         off_servers: dict[str, sh.Server],
          secured: dict[str, tuple[sh.Server, str | None]], answered: dict[str, int]
          ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
@@ -234,7 +243,8 @@ def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server
         sh.check_one_call(server.url, "modern", {**sh.MODERN_HEADERS,
                                                  "Authorization": f"Bearer {token}"})
     if args.warmup:
-        sh.run_wrk(off.url, off_script, 4, args.warmup)
+        for url in {off.url for off in off_servers.values()}:
+            sh.run_wrk(url, off_script, 4, args.warmup)
         for backend, (server, token) in secured.items():
             answered[backend] += sh.run_wrk(server.url, script(work, token), 4,
                                             args.warmup).requests
@@ -242,10 +252,11 @@ def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server
           f"{args.rounds} x {args.duration}s slices per point")
     print(f"{'backend':>11}{'M':>4}{'off req/s':>11}{'secured req/s':>15}{'loss':>8}"
           f"{'off p99':>9}{'sec p99':>9}{'loss<=15%':>11}"
-          f"{'CPU/call off/sec+writer, loss':>30}"
+          f"{'CPU/call off/sec+writer, loss':>30}{'median':>8}"
           "  loss per round")
     for backend, (server, token) in secured.items():
         on_script = script(work, token)
+        off = off_servers[backend]
         for m in counts:
             offs, ons = [], []
             for r in range(args.rounds):
@@ -261,8 +272,9 @@ def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server
             off_rps = sum(s.rps for s, _ in offs) / len(offs)
             on_rps = sum(s.rps for s, _ in ons) / len(ons)
             loss = 1 - on_rps / off_rps
-            per_round = " ".join(f"{1 - b.rps / a.rps:+.0%}"
-                                 for (a, _), (b, _) in zip(offs, ons, strict=True))
+            losses = [1 - b.rps / a.rps for (a, _), (b, _) in zip(offs, ons, strict=True)]
+            per_round = " ".join(f"{x:+.0%}" for x in losses)
+            median = sorted(losses)[len(losses) // 2]
             off_p99 = sorted(s.p99_ms for s, _ in offs)[len(offs) // 2]
             on_p99 = sorted(s.p99_ms for s, _ in ons)[len(ons) // 2]
             off_cpu, on_cpu = cpu_per_call(offs, 0), cpu_per_call(ons, 0)
@@ -272,12 +284,13 @@ def load(args: argparse.Namespace, work: Path, counts: list[int], off: sh.Server
                 f"{off_cpu:.0f}/{on_cpu:.0f}+{writer_cpu:.0f}us {cpu_loss:.0%}"
             print(f"{backend:>11}{m:>4}{off_rps:>11.0f}{on_rps:>15.0f}{loss:>8.1%}"
                   f"{off_p99:>7.2f}ms{on_p99:>7.2f}ms"
-                  f"{'PASS' if loss <= TARGET_LOSS else 'MISS':>11}{cpu_text:>30}  {per_round}")
+                  f"{'PASS' if loss <= TARGET_LOSS else 'MISS':>11}{cpu_text:>30}"
+                  f"{median:>8.1%}  {per_round}")
             rows.append({"backend": backend, "sessions": m, "off_rps": off_rps,
                          "secured_rps": on_rps, "loss": loss, "off_p99_ms": off_p99,
                          "secured_p99_ms": on_p99, "off_cpu_us": off_cpu,
                          "secured_cpu_us": on_cpu, "writer_cpu_us": writer_cpu,
-                         "cpu_loss": cpu_loss})
+                         "cpu_loss": cpu_loss, "median_round_loss": median})
     return rows
 
 
@@ -292,6 +305,11 @@ def main() -> None:
     parser.add_argument("--audit-writer", choices=("process", "thread"), default="process",
                         help="where the secured servers write audit records (see "
                              "mobius serve --audit-writer)")
+    parser.add_argument("--off-store", choices=("same", "none"), default="same",
+                        help="same (default): each backend's off server runs on a store of "
+                             "that backend too (--no-auth --store: the shared sessions a "
+                             "store brings, no security), so only security differs; none: "
+                             "one off server without a store")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if sh.shutil.which("wrk") is None:
@@ -319,12 +337,20 @@ def main() -> None:
                 parser.error(f"unknown backend {backend!r}")
         answered = {backend: 1 for backend in stores}  # the check call
         with ExitStack() as servers:
-            off, _ = servers.enter_context(serving(None, work / "off"))
+            offs: dict[str, sh.Server] = {}
+            if args.off_store == "none":
+                bare, _ = servers.enter_context(serving(None, work / "off"))
+                offs = dict.fromkeys(stores, bare)
+            for backend, url in stores.items():
+                if args.off_store == "same":  # SQLite: a file of its own; PostgreSQL: same
+                    off_url = f"sqlite:///{work / 'off.db'}" if backend == "sqlite" else url
+                    offs[backend], _ = servers.enter_context(
+                        serving(None, work / f"off-{backend}", off_store=off_url))
             secured = {}
             for backend, url in stores.items():
                 secured[backend] = servers.enter_context(serving(url, work / backend,
                                                                  args.audit_writer))
-            rows = load(args, work, counts, off, secured, answered)
+            rows = load(args, work, counts, offs, secured, answered)
         # the servers stopped (a clean shutdown loses no audit record): check each log
         for backend, url in stores.items():
             print(f"audit ({backend}): {audit_check(url, answered[backend])}")
