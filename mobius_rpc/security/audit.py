@@ -203,6 +203,21 @@ class AuditLog:
         pending.append(fields)
         self._wake.set()
 
+    def use_sink(self, sink: _Sink | None) -> None:
+        """Hand :meth:`append_later`'s records to ``sink`` (a writer in another
+        process) from now on; None: back to this log's own writer."""
+        self._sink = sink
+
+    def requeue(self, items: list[dict[str, Any]]) -> None:
+        """Put records (their fields, as :meth:`append_later` takes them) back in front
+        of everything queued: a writer elsewhere gave them back unwritten."""
+        if not items:
+            return
+        if not self._pending:
+            self._pending_since = time.perf_counter()
+        self._pending[:0] = items
+        self._wake.set()
+
     def append_bodies_later(self, bodies: list[dict[str, Any]]) -> None:
         """Queue records made already, as :meth:`_body` makes them (the writer
         process's path: it builds them from the wire, see :mod:`.audit_process`);
@@ -245,6 +260,17 @@ class AuditLog:
             if self._pending:
                 await self._write_pending()
 
+    async def flush_or_back_off(self) -> bool:
+        """:meth:`flush`; when the store fails, log it, wait half a second and return
+        False (the records stay queued for the next try: a writer never drops them)."""
+        try:
+            await self.flush()
+        except Exception as error:  # the store is down: keep them, try again
+            log.error("audit records not written yet (%s); retrying", type(error).__name__)
+            await anyio.sleep(0.5)
+            return False
+        return True
+
     async def identities_after(self, seq: int) -> set[tuple[Any, ...]]:
         """(session, request id, time) of every record after ``seq``: how records a
         writer process may have stored before it stopped are told apart."""
@@ -269,12 +295,7 @@ class AuditLog:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 await anyio.sleep(interval)
-                try:
-                    await self.flush()
-                except Exception as error:  # the store is down: keep them, try again
-                    log.error("audit records not written yet (%s); retrying",
-                              type(error).__name__)
-                    await anyio.sleep(0.5)
+                if not await self.flush_or_back_off():
                     self._wake.set()
         finally:
             self._writer_running = False

@@ -37,7 +37,6 @@ import json
 import logging
 import struct
 import sys
-import time
 from typing import Any
 
 import anyio
@@ -66,8 +65,8 @@ def frame(payload: bytes) -> bytes:
 def to_wire(fields: dict[str, Any]) -> list[Any]:
     """The record's fields as plain values (the serving process's whole share).
 
-    The arguments go as they came; :func:`ship` digests here only those the
-    JSON encoder refuses (then slot 11 holds the digest and slot 10 is None)."""
+    The arguments go as they came; :func:`encode_batch` digests here only those
+    the JSON encoder refuses (then slot 11 holds the digest and slot 10 is None)."""
     principal = fields.get("principal")
     request_id = fields.get("request_id")
     if principal is None:
@@ -115,9 +114,10 @@ def encode_batch(number: int, rows: list[list[Any]]) -> bytes:
 
 
 def _identity(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """(session, request id, time) as the store holds them (:meth:`AuditLog.identities_after`)."""
     request_id = fields.get("request_id")
-    return (fields.get("session"), None if request_id is None else str(request_id),
-            fields.get("at"))
+    return (storable(fields.get("session")),
+            None if request_id is None else storable(str(request_id)), fields.get("at"))
 
 
 class AuditWriterProcess:
@@ -148,7 +148,6 @@ class AuditWriterProcess:
         self.command = command or [sys.executable, "-m", WRITER_MODULE]
         self.stop_timeout = stop_timeout
         self._queue: list[dict[str, Any]] = []
-        self._queued_since = 0.0
         #: batches shipped and not acknowledged yet, by number, in order
         self._unacked: dict[int, list[dict[str, Any]]] = {}
         self._unacked_count = 0
@@ -158,6 +157,7 @@ class AuditWriterProcess:
         self._acked = anyio.Event()
         self._alive = False
         self._reader_done = anyio.Event()
+        self._stopping = False
         #: why the child is no longer used (None while it is)
         self._gone: str | None = None
         #: the child's process id, once started
@@ -172,10 +172,7 @@ class AuditWriterProcess:
         return self._alive and len(self._queue) + self._unacked_count < self.max_behind
 
     def queue(self, fields: dict[str, Any]) -> None:
-        queued = self._queue
-        if not queued:
-            self._queued_since = time.perf_counter()
-        queued.append(fields)
+        self._queue.append(fields)
         self._wake.set()
 
     async def flush(self) -> None:
@@ -199,7 +196,7 @@ class AuditWriterProcess:
         except OSError as error:
             log.error("the audit writer process did not start (%s); writing in-process",
                       error)
-            await audit.run(interval=self.commit_interval)
+            await audit.run()
             return
         assert process.stdin is not None and process.stdout is not None
         self.pid = process.pid
@@ -219,7 +216,7 @@ class AuditWriterProcess:
             else:
                 self._acked_seq = int(ready[1])
                 self._alive = True
-                audit._sink = self
+                audit.use_sink(self)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._read_acks, acks, tg.cancel_scope)
                     try:
@@ -234,8 +231,7 @@ class AuditWriterProcess:
         finally:
             self._alive = False
             self._acked.set()
-            if audit._sink is self:
-                audit._sink = None
+            audit.use_sink(None)
             with anyio.CancelScope(shield=True):
                 if process.returncode is None:
                     process.kill()
@@ -247,7 +243,7 @@ class AuditWriterProcess:
                 if audit._pending and self._gone is None:  # a clean end: nothing left over
                     await audit.flush()
         if self._gone is not None:
-            await audit.run(interval=self.commit_interval)
+            await audit.run()
 
     async def _ship_loop(self, stdin: anyio.abc.ByteSendStream) -> None:
         while True:
@@ -270,8 +266,9 @@ class AuditWriterProcess:
             while True:
                 message = await acks.next()
                 if message is None:
-                    self._gone = "it exited"
-                    scope.cancel()
+                    if not self._stopping:
+                        self._gone = "it exited"
+                        scope.cancel()
                     return
                 self._handle(message)
         finally:
@@ -295,6 +292,7 @@ class AuditWriterProcess:
         acknowledgements read and its exit waited for.  Runs once the ship loop was
         cancelled, which cancelled the acknowledgement reader too."""
         assert process.stdin is not None
+        self._stopping = True
         try:
             await self._ship(process.stdin)
             await process.stdin.aclose()
@@ -318,14 +316,12 @@ class AuditWriterProcess:
             return
         try:
             stored = await audit.identities_after(self._acked_seq)
-        except Exception as error:  # the store is down: keep them all, the writer retries
+        except Exception as error:  # the store is down: keep them all (a record
+            # written twice can be told apart by its request; one lost cannot be found)
             log.error("audit: cannot check what the writer process stored (%s)",
                       type(error).__name__)
             stored = set()
-        kept = [f for f in left if _identity(f) not in stored]
-        audit._pending[:0] = kept
-        if kept:
-            audit._wake.set()
+        audit.requeue([f for f in left if _identity(f) not in stored])
 
 
 class _Lines:

@@ -116,12 +116,7 @@ async def serve() -> int:
                 if not state["eof"]:
                     await anyio.sleep(interval)  # group commit
                 upto = state["received"]
-                try:
-                    await audit.flush()
-                except Exception as error:  # the store is down: keep them, try again
-                    log.error("audit writer: records not written yet (%s); retrying",
-                              type(error).__name__)
-                    await anyio.sleep(0.5)
+                if not await audit.flush_or_back_off():
                     wake.set()
                     continue
                 appended = audit.last_appended
