@@ -240,15 +240,7 @@ class SecurityMiddleware:
             if slot is not None:
                 limiter.leave(slot)
             elapsed = (_perf_counter() - started) * 1000.0
-            audit = self.audit
-            if outcome == "ok" and audit.writing_behind:
-                # the common case inlined (what _record does for it): the allowed
-                # use queued for the background writer, the answer not waiting
-                audit.append_later(
-                    method=ctx.method, outcome=outcome, principal=principal, target=name,
-                    arguments=arguments, session=self._session_id(ctx),
-                    request_id=ctx.request_id, duration_ms=elapsed, detail={}, at=at)
-            elif outcome == "cancelled":  # still recorded: the scope is shielded
+            if outcome == "cancelled":  # still recorded: the scope is shielded
                 with anyio.CancelScope(shield=True):
                     await self._record(ctx, principal, name, arguments, outcome, error, at,
                                        elapsed, detail)

@@ -372,10 +372,11 @@ class PolicyEngine:
         return cached[0]
 
     async def rules_for(self, org_id: str) -> RuleSet:
+        found = self.ready(org_id)  # the cached set, when nothing needs reading
+        if found is not None:
+            return found
         now = self._clock()
         cached = self._sets.get(org_id)
-        if cached is not None and self.max_staleness > 0 and now - cached[1] < self.max_staleness:
-            return cached[0]
         hint = self._hints.get(org_id)
         if hint is not None and now - hint[1] < self.HINT_TTL:
             version: int | None = hint[0]
