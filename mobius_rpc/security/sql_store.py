@@ -2,7 +2,9 @@
 
 Each operation is a program (a generator of ``(sql, params)`` statements, see
 :mod:`mobius_rpc.storage.sql.program`) run on the store's ``db`` runner, so the
-same logic serves both databases.  The atomic steps the protocol asks for are
+same logic serves both databases (the programs and the row decoders are in
+:mod:`.sql_programs`, the audit log's in :mod:`.sql_audit`; this module maps the
+protocol's methods onto them).  The atomic steps the protocol asks for are
 single write programs:
 
 * ``create_organization_with_owner`` inserts the organization (its primary key
@@ -36,311 +38,57 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import fields, replace
 from typing import Any, TypeVar
 
-import orjson
-
 from ..storage.base import Channel
-from ..storage.sql.program import Program, Result, Runner
+from ..storage.sql.program import Runner
 from .epoch import EPOCH_CHANNEL, note_local_change
+from .sql_audit import _AUDIT, _append_audit, _append_audit_rows, _audit, _list_audit, _retain
+from .sql_programs import (
+    _MEMBER,
+    _ORG,
+    _RESOLVE,
+    _RULE,
+    _TOKEN,
+    _USER,
+    _add_rule,
+    _bumping,
+    _changed,
+    _consume,
+    _create_org_with_owner,
+    _create_user,
+    _delete_rule,
+    _dump,
+    _filtered,
+    _insert_unique,
+    _many,
+    _member,
+    _one,
+    _org,
+    _resolved,
+    _rule,
+    _token,
+    _user,
+)
 from .sqlite_epoch import SqliteEpoch
 from .store import (
     ApiToken,
     AuditCheckpoint,
-    AuditConflict,
     AuditQuery,
     AuditRecord,
     BucketResult,
-    DuplicateError,
     Membership,
     Organization,
-    RateBucket,
     ResolvedToken,
     Rule,
-    StoreError,
     User,
     check_new_organization,
-    refill,
 )
 
 __all__ = ("SqlSecurityStore",)
 
 log = logging.getLogger("mobius_rpc.security")
 T = TypeVar("T")
-
-_ORG = "id, name, created_at, rules_version, settings"
-_USER = "id, name, created_at, disabled, attributes"
-_MEMBER = "org_id, user_id, role, created_at"
-_TOKEN = ("id, user_id, org_id, hash, created_at, scopes, expires_at, revoked_at, "
-          "last_used_at, description")
-_RULE = ("id, org_id, effect, subject_type, subject, kind, pattern, actions, created_at, "
-         "conditions, description, position")
-_AUDIT = ("seq, at, method, outcome, user_id, organization, auth_method, credential, "
-          "session_id, request_id, target, arguments_digest, error, error_code, "
-          "duration_ms, detail, prev_hash, hash")
-
-
-_AUDIT_ROW = "(" + ", ".join("?" * 18) + ")"
-#: rows per INSERT statement: a batch is cut into these sizes (largest first: a batch
-#: of fewer than 512 rows takes one statement per set bit of its size, 3-4 for a
-#: typical 100) so that only nine statement texts ever occur and each stays in the
-#: driver's statement cache, prepared (a text per batch size made SQLite compile a
-#: statement of up to 500 rows for every write: 10 us a record at 100 records a write).
-#: 18 parameters a row: 256 rows are far below SQLite's limit of 32766 a statement
-_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
-_INSERTS = {n: f"INSERT INTO audit_records ({_AUDIT}) VALUES " + ", ".join([_AUDIT_ROW] * n)
-            for n in _CHUNKS}
-
-
-#: PostgreSQL: one statement with one parameter for any batch: the rows as a JSON
-#: array of arrays, taken apart by the server.  psycopg parses a query text for its
-#: placeholders on every execution when the text is longer than its cache takes
-#: (4 kB): the multi-row VALUES texts above are longer, and parsing them cost the
-#: writer about 45 us a record; 18 array parameters still cost 20 us a record in
-#: psycopg's array dumping.  One JSON string costs orjson about 1 us a record
-_PG_TYPES = ("bigint", "double precision", "text", "text", "text", "text", "text", "text",
-             "text", "text", "text", "text", "text", "bigint", "double precision", "text",
-             "text", "text")
-_PG_INSERT = (f"INSERT INTO audit_records ({_AUDIT}) SELECT "
-              + ", ".join(f"(r->>{i})::{t}" for i, t in enumerate(_PG_TYPES))
-              + " FROM jsonb_array_elements(?::jsonb) AS r")
-
-_RECORD_FIELDS = tuple(f.name for f in fields(AuditRecord))
-
-
-def _dump(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _load(text: str | bytes | None, default: Any) -> Any:
-    return default if text is None else orjson.loads(text)
-
-
-def _org(row: tuple[Any, ...]) -> Organization:
-    return Organization(row[0], row[1], float(row[2]), int(row[3]), _load(row[4], {}))
-
-
-def _user(row: tuple[Any, ...]) -> User:
-    return User(row[0], row[1], float(row[2]), bool(row[3]), _load(row[4], {}))
-
-
-def _member(row: tuple[Any, ...]) -> Membership:
-    return Membership(row[0], row[1], row[2], float(row[3]))
-
-
-def _opt(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _token(row: tuple[Any, ...]) -> ApiToken:
-    return ApiToken(row[0], row[1], row[2], row[3], float(row[4]), tuple(_load(row[5], [])),
-                    _opt(row[6]), _opt(row[7]), _opt(row[8]), row[9])
-
-
-_RESOLVE = (f"SELECT {', '.join('t.' + c for c in _TOKEN.split(', '))}, u.disabled, m.role, "
-            "o.rules_version FROM security_tokens t "
-            "LEFT JOIN security_users u ON u.id = t.user_id "
-            "LEFT JOIN security_memberships m ON m.org_id = t.org_id AND m.user_id = t.user_id "
-            "LEFT JOIN security_orgs o ON o.id = t.org_id WHERE t.id = ?")
-
-
-def _resolved(row: tuple[Any, ...]) -> ResolvedToken:
-    return ResolvedToken(_token(row[:10]), row[10] is not None and not row[10], row[11],
-                         None if row[12] is None else int(row[12]))
-
-
-def _rule(row: tuple[Any, ...]) -> Rule:
-    return Rule(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                tuple(_load(row[7], [])), float(row[8]), _load(row[9], {}), row[10],
-                int(row[11]))
-
-
-def _audit(row: tuple[Any, ...]) -> AuditRecord:
-    return AuditRecord(int(row[0]), float(row[1]), row[2], row[3], row[4], row[5], row[6],
-                       row[7], row[8], row[9], row[10], row[11], row[12],
-                       None if row[13] is None else int(row[13]), _opt(row[14]),
-                       _load(row[15], {}), row[16], row[17])
-
-
-def _one(sql: str, params: tuple[Any, ...], make: Callable[[tuple[Any, ...]], Any]
-         ) -> Program[Any]:
-    result = yield sql, params
-    return make(result.rows[0]) if result.rows else None
-
-
-def _many(sql: str, params: tuple[Any, ...], make: Callable[[tuple[Any, ...]], Any]
-          ) -> Program[list[Any]]:
-    result = yield sql, params
-    return [make(row) for row in result.rows]
-
-
-def _changed(sql: str, params: tuple[Any, ...]) -> Program[bool]:
-    result = yield sql, params
-    return result.changed > 0
-
-
-_BUMP = "UPDATE security_state SET epoch = epoch + 1 WHERE id = 1"
-
-
-def _bumping(sql: str, params: tuple[Any, ...]) -> Program[bool]:
-    """A change that can end or narrow access: it moves the security epoch too."""
-    result = yield sql, params
-    if result.changed:
-        yield _BUMP, ()
-    return result.changed > 0
-
-
-def _insert_unique(sql: str, params: tuple[Any, ...], what: str) -> Program[None]:
-    result = yield sql + " ON CONFLICT DO NOTHING", params
-    if result.changed == 0:
-        raise DuplicateError(f"{what} exists")
-
-
-def _create_user(user: User) -> Program[None]:
-    yield from _insert_unique(
-        f"INSERT INTO security_users ({_USER}) VALUES (?, ?, ?, ?, ?)",
-        (user.id, user.name, user.created_at, int(user.disabled), _dump(user.attributes)),
-        f"user {user.name}")
-
-
-def _insert_rule(rule: Rule, position: int) -> Program[Rule]:
-    yield from _insert_unique(
-        f"INSERT INTO security_rules ({_RULE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (rule.id, rule.org_id, rule.effect, rule.subject_type, rule.subject, rule.kind,
-         rule.pattern, _dump(list(rule.actions)), rule.created_at, _dump(rule.when),
-         rule.description, position), f"rule {rule.id}")
-    return replace(rule, position=position)
-
-
-def _create_org_with_owner(org: Organization, owner: Membership, rules: Sequence[Rule]
-                           ) -> Program[Organization]:
-    stored = replace(org, rules_version=org.rules_version + len(rules))
-    # first: the organization's primary key, which a concurrent creator waits on
-    yield from _insert_unique(
-        f"INSERT INTO security_orgs ({_ORG}) VALUES (?, ?, ?, ?, ?)",
-        (stored.id, stored.name, stored.created_at, stored.rules_version,
-         _dump(stored.settings)), f"organization {org.id} already")
-    yield (f"INSERT INTO security_memberships ({_MEMBER}) VALUES (?, ?, ?, ?) "
-           "ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, "
-           "created_at = excluded.created_at",
-           (owner.org_id, owner.user_id, owner.role, owner.created_at))
-    if rules:
-        top = yield "SELECT COALESCE(MAX(position), 0) FROM security_rules", ()
-        first = int(top.rows[0][0]) + 1
-        for i, rule in enumerate(rules):
-            yield from _insert_rule(rule, first + i)
-    yield _BUMP, ()
-    return stored
-
-
-def _add_rule(rule: Rule) -> Program[Rule]:
-    # the version bump comes first: it locks the organization's row (PostgreSQL)
-    bumped: Result = yield ("UPDATE security_orgs SET rules_version = rules_version + 1 "
-                            "WHERE id = ?", (rule.org_id,))
-    if bumped.changed == 0:
-        raise StoreError(f"no organization {rule.org_id}")
-    yield _BUMP, ()
-    top = yield "SELECT COALESCE(MAX(position), 0) FROM security_rules", ()
-    return (yield from _insert_rule(rule, int(top.rows[0][0]) + 1))
-
-
-def _delete_rule(org_id: str, rule_id: str) -> Program[bool]:
-    gone = yield "DELETE FROM security_rules WHERE org_id = ? AND id = ?", (org_id, rule_id)
-    if gone.changed == 0:
-        return False
-    yield ("UPDATE security_orgs SET rules_version = rules_version + 1 WHERE id = ?",
-           (org_id,))
-    yield _BUMP, ()
-    return True
-
-
-def _append_audit(records: list[AuditRecord], dialect: str = "sqlite") -> Program[None]:
-    return _append_audit_rows([_values(r) for r in records], dialect)
-
-
-def _values(record: AuditRecord) -> tuple[Any, ...]:
-    """``record``'s fields in declaration order (what ``append_audit_rows`` takes)."""
-    return tuple(getattr(record, name) for name in _RECORD_FIELDS)
-
-
-def _append_audit_rows(rows: list[tuple[Any, ...]], dialect: str = "sqlite"
-                       ) -> Program[None]:
-    """Rows are :class:`AuditRecord` field values in declaration order."""
-    if not rows:
-        return
-    first = rows[0][0]
-    if any(r[0] != first + i for i, r in enumerate(rows)):
-        raise AuditConflict("audit records must have consecutive seq numbers")
-    moved = yield ("UPDATE audit_head SET seq = ? WHERE id = 1 AND seq = ?",
-                   (rows[-1][0], first - 1))
-    if moved.changed == 0:
-        raise AuditConflict(f"audit seq {first} is not the next one")
-    if dialect == "postgresql":
-        yield _PG_INSERT, (_rows_json(rows),)
-        return
-    # many rows per statement: few round trips for a whole batch (group commit)
-    start = 0
-    while start < len(rows):
-        size = next(n for n in _CHUNKS if n <= len(rows) - start)
-        params: list[Any] = []
-        for r in rows[start:start + size]:
-            detail = r[15]
-            params += r[:15]
-            params += ("{}" if not detail else _dump(detail), r[16], r[17])
-        start += size
-        yield _INSERTS[size], tuple(params)
-
-
-def _rows_json(rows: list[tuple[Any, ...]]) -> str:
-    """The rows as ``_PG_INSERT``'s JSON (``detail`` as its canonical JSON text)."""
-    return orjson.dumps([(*r[:15], "{}" if not r[15] else _dump(r[15]), r[16], r[17])
-                         for r in rows]).decode()
-
-
-def _list_audit(q: AuditQuery) -> Program[list[AuditRecord]]:
-    where: list[str] = ["seq > ?"]
-    params: list[Any] = [q.after_seq]
-    for column, value in (("user_id", q.user), ("organization", q.organization),
-                          ("method", q.method), ("outcome", q.outcome)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if q.since is not None:
-        where.append("at >= ?")
-        params.append(q.since)
-    if q.until is not None:
-        where.append("at < ?")
-        params.append(q.until)
-    sql = (f"SELECT {_AUDIT} FROM audit_records WHERE {' AND '.join(where)} "
-           f"ORDER BY seq {'DESC' if q.newest_first else 'ASC'}")
-    if q.limit is not None:
-        sql += " LIMIT ?"
-        params.append(max(q.limit, 0))
-    return (yield from _many(sql, tuple(params), _audit))
-
-
-def _retain(checkpoint: AuditCheckpoint) -> Program[int]:
-    removed = yield "DELETE FROM audit_records WHERE seq < ?", (checkpoint.seq,)
-    yield ("INSERT INTO audit_checkpoint (id, seq, prev_hash, created_at) VALUES (1, ?, ?, ?) "
-           "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, prev_hash = excluded.prev_hash, "
-           "created_at = excluded.created_at",
-           (checkpoint.seq, checkpoint.prev_hash, checkpoint.created_at))
-    return removed.changed
-
-
-def _consume(key: str, capacity: float, per_second: float, cost: float, now: float
-             ) -> Program[BucketResult]:
-    # the upsert creates a full bucket or locks the existing row, and returns it
-    found = yield ("INSERT INTO rate_buckets (key, tokens, updated_at) VALUES (?, ?, ?) "
-                   "ON CONFLICT (key) DO UPDATE SET tokens = rate_buckets.tokens "
-                   "RETURNING tokens, updated_at", (key, capacity, now))
-    tokens, updated = found.rows[0]
-    bucket, result = refill(RateBucket(key, float(tokens), float(updated)), key, capacity,
-                            per_second, cost, now)
-    yield ("UPDATE rate_buckets SET tokens = ?, updated_at = ? WHERE key = ?",
-           (bucket.tokens, bucket.updated_at, key))
-    return result
 
 
 class SqlSecurityStore:
@@ -559,10 +307,3 @@ class SqlSecurityStore:
                              cost: float, now: float) -> BucketResult:
         return await self.db.write(lambda: _consume(key, capacity, per_second, cost, now))
 
-
-def _filtered(sql: str, **equal: str | None) -> tuple[str, tuple[Any, ...]]:
-    pairs = [(column, value) for column, value in equal.items() if value is not None]
-    if not pairs:
-        return sql, ()
-    return (sql + " WHERE " + " AND ".join(f"{column} = ?" for column, _ in pairs),
-            tuple(value for _, value in pairs))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mobius_rpc.security import sql_store
+from mobius_rpc.security import sql_audit
 from mobius_rpc.security.audit import AuditLog
 from mobius_rpc.security.store import AuditRecord, SecurityStore
 from mobius_rpc.storage.sql.program import Result, run_sync
@@ -31,7 +31,7 @@ def _statements(n: int) -> list[tuple[str, tuple[Any, ...]]]:
     def execute(sql: str, params: tuple[Any, ...]) -> Result:
         seen.append((sql, params))
         return Result([], 1)
-    run_sync(sql_store._append_audit(_records(1, n)), execute)
+    run_sync(sql_audit._append_audit(_records(1, n)), execute)
     return seen
 
 
@@ -42,8 +42,8 @@ def test_any_batch_size_uses_one_of_a_few_insert_texts() -> None:
         texts.update(sql for sql, _ in inserts)
         rows = [params[i:i + 18] for _, params in inserts for i in range(0, len(params), 18)]
         assert [row[0] for row in rows] == list(range(1, n + 1))  # every record, in order
-        assert len(inserts) <= n // 256 + len(sql_store._CHUNKS)  # one per set bit
-    assert len(texts) <= len(sql_store._CHUNKS)
+        assert len(inserts) <= n // 256 + len(sql_audit._CHUNKS)  # one per set bit
+    assert len(texts) <= len(sql_audit._CHUNKS)
 
 
 @settings(max_examples=15, deadline=None)
