@@ -23,8 +23,8 @@ give the same digest (an investigator holding a candidate can check it), and
 secrets inside them do not end up in the log.
 
 The hashing is :mod:`.audit_chain`, the JSON and CSV exports :mod:`.audit_export`
-(both re-exported here), and the background writer in a process of its own
-:mod:`.audit_process`.
+(both re-exported here), the row a record waits in :mod:`.audit_wire`, and the
+background writer in a process of its own :mod:`.audit_process`.
 """
 
 from __future__ import annotations
@@ -44,10 +44,9 @@ from .audit_chain import (
     chain_hash,
     digest,
     record_hash,
-    safe_digest,
-    storable,
 )
 from .audit_export import to_csv, to_json
+from .audit_wire import body_from_wire, to_wire, use_row
 from .principal import Principal
 from .store import AuditCheckpoint, AuditConflict, AuditQuery, AuditRecord, SecurityStore
 
@@ -79,7 +78,8 @@ class _Sink(Protocol):
     @property
     def accepting(self) -> bool: ...
 
-    def queue(self, fields: dict[str, Any]) -> None: ...
+    def queue(self, row: list[Any]) -> None:
+        """Take one record's :mod:`.audit_wire` row (only while :attr:`accepting`)."""
 
     async def flush(self) -> None: ...
 
@@ -97,7 +97,7 @@ class VerifyResult:
 @dataclass(slots=True)
 class _Pending:
     """A record :meth:`AuditLog.append` waits for (:meth:`AuditLog.append_later`
-    queues its fields dict alone: nobody waits for that record)."""
+    queues its :mod:`.audit_wire` row alone: nobody waits for that record)."""
 
     #: what the caller gave (``at`` always set): the record's body is made from it
     #: by the writer, off the request's path
@@ -116,8 +116,9 @@ class AuditLog:
         self._head: tuple[int, str] | None = None
         #: the last record this process appended: an anchor for verify
         self._anchor: tuple[int, str] | None = None
-        #: records waiting for the lock holder to write them, in order
-        self._pending: list[_Pending | dict[str, Any]] = []
+        #: records waiting for the lock holder to write them, in order: waited for
+        #: (_Pending), rows (lists, see .audit_wire) and bodies made elsewhere (dicts)
+        self._pending: list[_Pending | list[Any] | dict[str, Any]] = []
         #: when the oldest of them was queued (perf_counter; for :attr:`stats`)
         self._pending_since = 0.0
         self._wake = anyio.Event()
@@ -144,20 +145,10 @@ class AuditLog:
               error_code: int | None = None, duration_ms: float | None = None,
               detail: dict[str, Any] | None = None, at: float | None = None
               ) -> dict[str, Any]:
-        # in AuditRecord's field order: the writer makes its row from the values
-        return {
-            "seq": 0, "time": self._clock() if at is None else at, "method": storable(method),
-            "outcome": outcome, "user": principal.user if principal else None,
-            "organization": (principal.organization or None) if principal else None,
-            "auth_method": principal.method._value_ if principal else None,
-            "credential": principal.credential if principal else None,
-            "session": storable(session),
-            "request_id": None if request_id is None else storable(str(request_id)),
-            "target": storable(target),
-            "arguments_digest": None if arguments is None else safe_digest(arguments),
-            "error": storable(error), "error_code": error_code,
-            "duration_ms": None if duration_ms is None else round(duration_ms, 3),
-            "detail": detail or {}}
+        # through the row, so that a record hashes alike however it was queued
+        return body_from_wire(use_row(
+            self._clock() if at is None else at, method, outcome, principal, session,
+            request_id, target, arguments, error, error_code, duration_ms, detail))
 
     async def append(self, **fields: Any) -> AuditRecord:
         """Add one record; returns once the store has it (durable if the store is).
@@ -191,16 +182,36 @@ class AuditLog:
         _check_fields(fields)
         if fields.get("at") is None:
             fields["at"] = self._clock()
+        row = to_wire(fields)
         sink = self._sink
         if sink is not None:  # written by another process
-            sink.queue(fields)
+            sink.queue(row)
             return
-        # only the fields are kept here: digesting the arguments, building, hashing
-        # and storing the record are the writer's work, behind the answer
+        self._queue_row(row)
+
+    def queue_use(self, row: list[Any]) -> bool:
+        """Queue one record already made into its :func:`~.audit_wire.use_row` row for
+        the background writer; False (nothing queued) when :attr:`writing_behind`
+        is not true: :meth:`append` it then.  The request path's way: one call, no
+        keyword fields to check or turn into the row."""
+        sink = self._sink
+        if sink is not None:
+            if not sink.accepting:
+                return False
+            sink.queue(row)
+            return True
+        if not self._writer_running or len(self._pending) >= self.max_behind:
+            return False
+        self._queue_row(row)
+        return True
+
+    def _queue_row(self, row: list[Any]) -> None:
+        # only the row is kept here: digesting the arguments, building, hashing and
+        # storing the record are the writer's work, behind the answer
         pending = self._pending
         if not pending:
             self._pending_since = time.perf_counter()
-        pending.append(fields)
+        pending.append(row)
         self._wake.set()
 
     def use_sink(self, sink: _Sink | None) -> None:
@@ -208,9 +219,9 @@ class AuditLog:
         process) from now on; None: back to this log's own writer."""
         self._sink = sink
 
-    def requeue(self, items: list[dict[str, Any]]) -> None:
-        """Put records (their fields, as :meth:`append_later` takes them) back in front
-        of everything queued: a writer elsewhere gave them back unwritten."""
+    def requeue(self, items: list[list[Any]]) -> None:
+        """Put records (their :mod:`.audit_wire` rows) back in front of everything
+        queued: a writer elsewhere gave them back unwritten."""
         if not items:
             return
         if not self._pending:
@@ -319,12 +330,13 @@ class AuditLog:
         self.stats["max_wait_ms"] = max(self.stats["max_wait_ms"],
                                         (time.perf_counter() - since) * 1000.0)
 
-    async def _write(self, batch: list[_Pending | dict[str, Any]]) -> None:
+    async def _write(self, batch: list[_Pending | list[Any] | dict[str, Any]]) -> None:
         make = self._body
-        # a dict with "seq" is a body made already (append_bodies_later); fields never
-        # have that key (_check_fields)
+        # a list is a row (append_later, queue_use), a dict a body made already
+        # (append_bodies_later)
         bodies = [make(**item.fields) if isinstance(item, _Pending)
-                  else item if "seq" in item else make(**item) for item in batch]
+                  else body_from_wire(item) if isinstance(item, list) else item
+                  for item in batch]
         # a store that takes rows (the SQL one) gets each record as its field values:
         # no record object is built for a use nobody waits for
         append_rows = getattr(self.store, "append_audit_rows", None)

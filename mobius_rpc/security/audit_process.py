@@ -44,7 +44,8 @@ import anyio.abc
 import orjson
 
 from .audit import AuditLog
-from .audit_chain import safe_digest, storable
+from .audit_chain import safe_digest
+from .audit_wire import ARGUMENTS, DIGESTED, body_from_wire, row_identity, to_wire
 
 __all__ = ("AuditWriterProcess", "to_wire", "body_from_wire", "encode_batch",
            "frame", "WRITER_MODULE")
@@ -62,62 +63,21 @@ def frame(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
 
 
-def to_wire(fields: dict[str, Any]) -> list[Any]:
-    """The record's fields as plain values (the serving process's whole share).
-
-    The arguments go as they came; :func:`encode_batch` digests here only those
-    the JSON encoder refuses (then slot 11 holds the digest and slot 10 is None)."""
-    principal = fields.get("principal")
-    request_id = fields.get("request_id")
-    if principal is None:
-        who: tuple[Any, ...] = (None, None, None, None)
-    else:
-        who = (principal.user, principal.organization, principal.method._value_,
-               principal.credential)
-    return [fields["at"], fields["method"], fields["outcome"], *who, fields.get("session"),
-            None if request_id is None else str(request_id), fields.get("target"),
-            fields.get("arguments"), None, fields.get("error"), fields.get("error_code"),
-            fields.get("duration_ms"), fields.get("detail") or None]
-
-
-def body_from_wire(row: list[Any]) -> dict[str, Any]:
-    """The record body :meth:`AuditLog._body` makes from the same fields, straight
-    from :func:`to_wire`'s values (the writer process's whole per-record share
-    before the hash and the insert)."""
-    (at, method, outcome, user, organization, auth_method, credential, session, request_id,
-     target, arguments, digested, error, error_code, duration_ms, detail) = row
-    return {
-        "seq": 0, "time": at, "method": storable(method), "outcome": outcome, "user": user,
-        "organization": organization or None, "auth_method": auth_method,
-        "credential": credential, "session": storable(session),
-        "request_id": storable(request_id), "target": storable(target),
-        "arguments_digest": digested if arguments is None else safe_digest(arguments),
-        "error": storable(error), "error_code": error_code,
-        "duration_ms": None if duration_ms is None else round(duration_ms, 3),
-        "detail": detail or {}}
-
-
 def encode_batch(number: int, rows: list[list[Any]]) -> bytes:
-    """One batch frame; arguments the encoder refuses are digested here instead."""
+    """One batch frame of :mod:`.audit_wire` rows; arguments the encoder refuses
+    are digested here instead."""
     try:
         return frame(orjson.dumps([number, rows]))
     except TypeError:
         for row in rows:
             try:
-                orjson.dumps(row[10])
+                orjson.dumps(row[ARGUMENTS])
             except TypeError:
-                row[10], row[11] = None, safe_digest(row[10])
+                row[ARGUMENTS], row[DIGESTED] = None, safe_digest(row[ARGUMENTS])
         try:
             return frame(orjson.dumps([number, rows], default=str))
         except TypeError:  # integers beyond 64 bits elsewhere (the child reads these too)
             return frame(json.dumps([number, rows], default=str).encode())
-
-
-def _identity(fields: dict[str, Any]) -> tuple[Any, ...]:
-    """(session, request id, time) as the store holds them (:meth:`AuditLog.identities_after`)."""
-    request_id = fields.get("request_id")
-    return (storable(fields.get("session")),
-            None if request_id is None else storable(str(request_id)), fields.get("at"))
 
 
 class AuditWriterProcess:
@@ -147,9 +107,11 @@ class AuditWriterProcess:
         self.max_behind = max_behind
         self.command = command or [sys.executable, "-m", WRITER_MODULE]
         self.stop_timeout = stop_timeout
-        self._queue: list[dict[str, Any]] = []
+        #: rows (.audit_wire) not shipped yet; never empty while no shipment is due
+        #: (see queue)
+        self._queue: list[list[Any]] = []
         #: batches shipped and not acknowledged yet, by number, in order
-        self._unacked: dict[int, list[dict[str, Any]]] = {}
+        self._unacked: dict[int, list[list[Any]]] = {}
         self._unacked_count = 0
         self._number = 0
         self._acked_seq = 0
@@ -171,9 +133,13 @@ class AuditWriterProcess:
     def accepting(self) -> bool:
         return self._alive and len(self._queue) + self._unacked_count < self.max_behind
 
-    def queue(self, fields: dict[str, Any]) -> None:
-        self._queue.append(fields)
-        self._wake.set()
+    def queue(self, row: list[Any]) -> None:
+        queued = self._queue
+        if not queued:
+            # the first since the last shipment wakes the ship loop; the rest ride
+            # with it (the loop takes the queue only after its wake-up)
+            self._wake.set()
+        queued.append(row)
 
     async def flush(self) -> None:
         """Return once everything queued so far is stored (or taken back in-process)."""
@@ -259,7 +225,7 @@ class AuditWriterProcess:
         self._number += 1
         self._unacked[self._number] = batch
         self._unacked_count += len(batch)
-        await stdin.send(encode_batch(self._number, [to_wire(f) for f in batch]))
+        await stdin.send(encode_batch(self._number, batch))
 
     async def _read_acks(self, acks: _Lines, scope: anyio.CancelScope) -> None:
         try:
@@ -308,7 +274,7 @@ class AuditWriterProcess:
     async def _take_back(self, audit: AuditLog) -> None:
         """Records the child did not acknowledge (or never got) go back to ``audit``,
         without those it stored before it stopped."""
-        left = [f for batch in self._unacked.values() for f in batch] + self._queue
+        left = [row for batch in self._unacked.values() for row in batch] + self._queue
         self._unacked.clear()
         self._unacked_count = 0
         self._queue = []
@@ -321,7 +287,7 @@ class AuditWriterProcess:
             log.error("audit: cannot check what the writer process stored (%s)",
                       type(error).__name__)
             stored = set()
-        audit.requeue([f for f in left if _identity(f) not in stored])
+        audit.requeue([row for row in left if row_identity(row) not in stored])
 
 
 class _Lines:

@@ -4,7 +4,7 @@ Started by :class:`~.audit_process.AuditWriterProcess`, never by hand.  On
 stdin it reads length-prefixed JSON frames: first ``{"store": URL, "interval":
 seconds}`` (and ``"schema"``, a PostgreSQL schema other than the default),
 then batches ``[number, [record, ...]]`` of
-:func:`~.audit_process.to_wire` values.  It opens the store, says
+:mod:`.audit_wire` rows.  It opens the store, says
 ``[0, head_seq]`` on stdout when it is ready, gathers records for ``interval``
 seconds, appends them to the hash chain in one store write, and then says
 ``[number, head_seq]``: every batch up to ``number`` is stored.  At the end of
@@ -30,7 +30,8 @@ import orjson
 
 from ..storage.sqlite_db import SqliteOptions
 from .audit import AuditLog
-from .audit_process import MAX_FRAME, body_from_wire
+from .audit_process import MAX_FRAME
+from .audit_wire import body_from_wire
 from .open import open_security_store
 
 __all__ = ("main",)

@@ -86,21 +86,23 @@ class EpochWatch:
         self._read_now: Callable[[], int] | None = reader() if reader is not None else None
 
     def now(self) -> int | None:
-        """:meth:`current` without awaiting, when the store can say it on the spot
-        (SQLite); None: await :meth:`current`."""
-        if self._read_now is None:
-            return None
-        self.reads += 1
-        return self._read_now()
-
-    async def current(self) -> int:
-        """The store's security epoch (see the module docstring for how fresh)."""
+        """:meth:`current` without awaiting, when no read must wait: the store can say
+        it on the spot (SQLite), or the epoch read last still stands (notices are
+        being received, none came, nothing changed here, the poll is not due);
+        None: await :meth:`current`."""
         if self._read_now is not None:  # no notices to wait for: asked every time
             self.reads += 1
             return self._read_now()
         if self.listening and self._local_seen == _local[0] \
                 and self._clock() - self._read_at < self.poll:
             return self._epoch
+        return None
+
+    async def current(self) -> int:
+        """The store's security epoch (see the module docstring for how fresh)."""
+        known = self.now()
+        if known is not None:
+            return known
         notices, local, at = self._notices, _local[0], self._clock()
         epoch = await self.store.security_epoch()
         self.reads += 1

@@ -36,6 +36,7 @@ from ..core.types import TransportKind
 from ..server.context import Context, InputRequired
 from ..server.registration import Registration
 from .audit import AuditLog
+from .audit_wire import use_row
 from .limits import Limiter, LimitExceeded, Limits
 from .policy import Action, Kind, PolicyEngine, RuleSet
 from .principal import Principal
@@ -63,6 +64,8 @@ _PUBLIC = frozenset(("ping", "initialize", "server/discover"))
 #: session bookkeeping any identified caller may do (nothing to decide about)
 _SESSION = frozenset(("logging/setLevel", "resources/unsubscribe", "tasks/get",
                       "tasks/result", "tasks/list", "tasks/cancel"))
+#: the members the hot path passes (read once: an enum member lookup is a slow path)
+_CALL, _TOOLS = Action.CALL, Kind.TOOLS
 _LISTS = {"tools/list": ("tools", Kind.TOOLS, "name"),
           "resources/list": ("resources", Kind.RESOURCES, "uri"),
           "resources/templates/list": ("resourceTemplates", Kind.RESOURCES, "uriTemplate"),
@@ -119,6 +122,17 @@ class SecurityMiddleware:
         if method == "tools/call":
             name = params.get("name")
             tool = _registration(ctx).tools.get(name) if isinstance(name, str) else None
+            if tool is not None and isinstance(name, str):
+                # the common case first: a known tool, the rules at hand, the call
+                # allowed (a decision the rule set has cached); otherwise _guarded
+                # decides again, reads the rules if it must, and refuses
+                rules = self.policy.ready(principal.organization)
+                owners = self.owners
+                if rules is not None and rules.decide(
+                        principal, _CALL, _TOOLS, name, tool.annotations,
+                        owner=None if owners is None else owners(_TOOLS, name)).allowed:
+                    return await self._use(ctx, call_next, principal, name,
+                                           params.get("arguments"), name)
             return await self._guarded(
                 ctx, call_next, principal, Action.CALL, Kind.TOOLS, name,
                 tool.annotations if tool else None, lambda: _unknown("tool", name, True),
@@ -191,7 +205,6 @@ class SecurityMiddleware:
                        refusal: Callable[[], McpError], arguments: Any, *,
                        tool: str | None = None) -> dict[str, Any]:
         """``refusal`` makes the error a refusal answers with (only when refused)."""
-        at, started = self._clock(), _perf_counter()
         policy = self.policy
         rules = policy.ready(principal.organization)
         if rules is None:
@@ -205,6 +218,13 @@ class SecurityMiddleware:
             detail = {"reason": decision.reason if decision else "no name",
                       "rule": decision.rule.id if decision and decision.rule else None}
             await self._refuse(ctx, principal, name, refusal(), detail, arguments)
+        return await self._use(ctx, call_next, principal, name, arguments, tool)
+
+    async def _use(self, ctx: Context, call_next: Next, principal: Principal,
+                   name: str | None, arguments: Any, tool: str | None) -> dict[str, Any]:
+        """Run a use the policy allowed under its limits (``tool``: the tool's name,
+        for a tool call) and record it, however it ends."""
+        at, started = self._clock(), _perf_counter()
         outcome, detail = "ok", _NO_DETAIL
         error: McpError | None = None
         slot: str | None = None
@@ -240,12 +260,15 @@ class SecurityMiddleware:
             if slot is not None:
                 limiter.leave(slot)
             elapsed = (_perf_counter() - started) * 1000.0
-            if outcome == "cancelled":  # still recorded: the scope is shielded
+            if self._queued(ctx, principal, name, arguments, outcome, error, at, elapsed,
+                            detail):
+                pass
+            elif outcome == "cancelled":  # still recorded: the scope is shielded
                 with anyio.CancelScope(shield=True):
-                    await self._record(ctx, principal, name, arguments, outcome, error, at,
+                    await self._append(ctx, principal, name, arguments, outcome, error, at,
                                        elapsed, detail)
             else:
-                await self._record(ctx, principal, name, arguments, outcome, error, at,
+                await self._append(ctx, principal, name, arguments, outcome, error, at,
                                    elapsed, detail)
 
     async def _complete(self, ctx: Context, call_next: Next, principal: Principal
@@ -301,20 +324,35 @@ class SecurityMiddleware:
     async def _record(self, ctx: Context, principal: Principal | None, target: str | None,
                       arguments: Any, outcome: str, error: McpError | None, at: float,
                       duration_ms: float, detail: dict[str, Any]) -> None:
+        if not self._queued(ctx, principal, target, arguments, outcome, error, at,
+                            duration_ms, detail):
+            await self._append(ctx, principal, target, arguments, outcome, error, at,
+                               duration_ms, detail)
+
+    def _queued(self, ctx: Context, principal: Principal | None, target: str | None,
+                arguments: Any, outcome: str, error: McpError | None, at: float,
+                duration_ms: float, detail: dict[str, Any]) -> bool:
+        """Whether the record went to the background writer: a use that was allowed,
+        while one runs with room (the answer need not wait for the commit; see
+        docs/security.md for the loss window).  Refusals and limits never do."""
+        return outcome not in _DURABLE_FIRST and self.audit.queue_use(use_row(
+            at, ctx.method, outcome, principal, self._session_id(ctx), ctx.request_id,
+            target, arguments, None if error is None else error.message,
+            None if error is None else error.code, duration_ms,
+            _present(detail) if detail else None))
+
+    async def _append(self, ctx: Context, principal: Principal | None, target: str | None,
+                      arguments: Any, outcome: str, error: McpError | None, at: float,
+                      duration_ms: float, detail: dict[str, Any]) -> None:
+        """The record, stored before this returns."""
         fields = {
             "method": ctx.method, "outcome": outcome, "principal": principal,
             "target": target, "arguments": arguments, "session": self._session_id(ctx),
             "request_id": ctx.request_id, "duration_ms": duration_ms,
-            "detail": {k: v for k, v in detail.items() if v is not None} if detail else {},
-            "at": at}
+            "detail": _present(detail) if detail else {}, "at": at}
         if error is not None:
             fields["error"], fields["error_code"] = error.message, error.code
-        if outcome not in _DURABLE_FIRST and self.audit.writing_behind:
-            # a use that was allowed: recorded by the background writer (the answer
-            # need not wait for the commit; see docs/security.md for the loss window)
-            self.audit.append_later(**fields)
-        else:
-            await self.audit.append(**fields)
+        await self.audit.append(**fields)
 
     async def _refuse(self, ctx: Context, principal: Principal | None, target: str | None,
                       error: McpError, detail: dict[str, Any], arguments: Any = None
@@ -346,6 +384,11 @@ class Ownership:
 
     def __call__(self, kind: str, name: str) -> str | None:
         return self._owners.get((kind, name))
+
+
+def _present(detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail without the items that say nothing (None)."""
+    return {k: v for k, v in detail.items() if v is not None}
 
 
 def _registration(ctx: Context) -> Registration:
