@@ -104,7 +104,7 @@ class Limiter:
 
     def __init__(self, limits: Limits, store: SecurityStore, *,
                  clock: Callable[[], float] = time.time) -> None:
-        self.limits = limits
+        self.limits = limits  # sets has_rates and admits_at_once too
         self.store = store
         self._clock = clock
         self._in_flight: dict[str, int] = {}
@@ -115,22 +115,29 @@ class Limiter:
         #: the last loop asked for and its watchdog (one tuple: read at once)
         self._last: tuple[asyncio.AbstractEventLoop, _Watchdog] | None = None
 
-    def timeout_for(self, tool: str) -> float | None:
-        if tool in self.limits.timeouts:
-            return self.limits.timeouts[tool]
-        return self.limits.default_timeout
-
     @property
-    def has_rates(self) -> bool:
-        """Whether any rate applies (without, :meth:`check_rates` need not be awaited)."""
-        limits = self.limits
-        return limits.principal_rate is not None or bool(limits.tool_rates) \
+    def limits(self) -> Limits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        self._limits = limits
+        #: whether any rate applies (without, :meth:`check_rates` need not be awaited)
+        self.has_rates = limits.principal_rate is not None or bool(limits.tool_rates) \
             or limits.default_tool_rate is not None
+        #: neither rates nor a concurrency cap: a request needs no admission (the
+        #: common case, told by one attribute on every checked request)
+        self.admits_at_once = not self.has_rates and limits.max_concurrent is None
+
+    def timeout_for(self, tool: str) -> float | None:
+        if tool in self._limits.timeouts:
+            return self._limits.timeouts[tool]
+        return self._limits.default_timeout
 
     async def check_rates(self, principal: Principal, tool: str | None = None) -> None:
         """Take a token from the principal's bucket (and the tool's, for a call)."""
         now = self._clock()
-        rate = self.limits.principal_rate
+        rate = self._limits.principal_rate
         if rate is not None:
             result = await self.store.consume_bucket(
                 f"principal:{principal_key(principal)}", rate.capacity, rate.per_second, 1.0,
@@ -142,7 +149,7 @@ class Limiter:
                                     retryAfter=round(result.retry_after, 3))
         if tool is None:
             return
-        rate = self.limits.tool_rates.get(tool, self.limits.default_tool_rate)
+        rate = self._limits.tool_rates.get(tool, self._limits.default_tool_rate)
         if rate is not None:
             result = await self.store.consume_bucket(f"tool:{tool}", rate.capacity,
                                                      rate.per_second, 1.0, now)
@@ -155,7 +162,7 @@ class Limiter:
     def enter(self, principal: Principal) -> str | None:
         """Take one of the principal's concurrent slots; give it back with
         :meth:`leave` and what this returned (None: no cap, nothing to give back)."""
-        cap = self.limits.max_concurrent
+        cap = self._limits.max_concurrent
         if cap is None:
             return None
         key = principal_key(principal)
@@ -177,8 +184,8 @@ class Limiter:
     async def run_tool(self, tool: str, call: Callable[..., Awaitable[dict[str, Any]]],
                        *args: Any) -> dict[str, Any]:
         """``call(*args)`` under the tool's timeout, then the output-size check."""
-        timeouts = self.limits.timeouts
-        timeout = timeouts[tool] if tool in timeouts else self.limits.default_timeout
+        timeouts = self._limits.timeouts
+        timeout = timeouts[tool] if tool in timeouts else self._limits.default_timeout
         if timeout is None:
             result = await call(*args)
         else:
@@ -223,7 +230,7 @@ class Limiter:
         return watchdog
 
     def check_output(self, tool: str, result: dict[str, Any]) -> None:
-        cap = self.limits.max_output_bytes
+        cap = self._limits.max_output_bytes
         if cap is None:
             return
         size = len(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS, default=str))

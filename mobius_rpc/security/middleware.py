@@ -65,7 +65,7 @@ _PUBLIC = frozenset(("ping", "initialize", "server/discover"))
 _SESSION = frozenset(("logging/setLevel", "resources/unsubscribe", "tasks/get",
                       "tasks/result", "tasks/list", "tasks/cancel"))
 #: the members the hot path passes (read once: an enum member lookup is a slow path)
-_CALL, _TOOLS = Action.CALL, Kind.TOOLS
+_CALL, _TOOLS, _WEBSOCKET = Action.CALL, Kind.TOOLS, TransportKind.WEBSOCKET
 _LISTS = {"tools/list": ("tools", Kind.TOOLS, "name"),
           "resources/list": ("resources", Kind.RESOURCES, "uri"),
           "resources/templates/list": ("resourceTemplates", Kind.RESOURCES, "uriTemplate"),
@@ -105,38 +105,41 @@ class SecurityMiddleware:
         method = ctx.method
         if method in _PUBLIC:
             return await call_next(ctx)
-        transport = ctx.transport
-        found = transport.principal
+        transport = ctx.request.transport  # ctx.transport, without its property call
+        found = transport.principal if transport is not None else None
         principal = self.default_principal if found is None \
             else found if isinstance(found, Principal) else None
         if principal is not None and self.revalidate is not None \
-                and transport.kind is TransportKind.WEBSOCKET:
+                and transport is not None and transport.kind is _WEBSOCKET:
             principal = await self.revalidate(principal)
         if principal is None:
             await self._refuse(ctx, None, None, McpError(UNAUTHENTICATED,
                                                          "Authentication required"), {})
-        listed = _LISTS.get(method)
-        if listed is not None:
-            return await self._list(ctx, call_next, principal, *listed)
         params = ctx.params
         if method == "tools/call":
             name = params.get("name")
-            tool = _registration(ctx).tools.get(name) if isinstance(name, str) else None
-            if tool is not None and isinstance(name, str):
-                # the common case first: a known tool, the rules at hand, the call
-                # allowed (a decision the rule set has cached); otherwise _guarded
-                # decides again, reads the rules if it must, and refuses
-                rules = self.policy.ready(principal.organization)
-                owners = self.owners
-                if rules is not None and rules.decide(
-                        principal, _CALL, _TOOLS, name, tool.annotations,
-                        owner=None if owners is None else owners(_TOOLS, name)).allowed:
-                    return await self._use(ctx, call_next, principal, name,
-                                           params.get("arguments"), name)
+            if isinstance(name, str):
+                tool = _registration(ctx).tools.get(name)
+                if tool is not None:
+                    # the common case first: a known tool, the rules at hand, the call
+                    # allowed (a decision the rule set has cached); otherwise _guarded
+                    # decides again, reads the rules if it must, and refuses
+                    rules = self.policy.ready(principal.organization)
+                    owners = self.owners
+                    if rules is not None and rules.decide(
+                            principal, _CALL, _TOOLS, name, tool.annotations,
+                            owner=None if owners is None else owners(_TOOLS, name)).allowed:
+                        return await self._use(ctx, call_next, principal, name,
+                                               params.get("arguments"), name)
+            else:
+                tool = None
             return await self._guarded(
                 ctx, call_next, principal, Action.CALL, Kind.TOOLS, name,
                 tool.annotations if tool else None, lambda: _unknown("tool", name, True),
                 params.get("arguments"), tool=str(name))
+        listed = _LISTS.get(method)
+        if listed is not None:
+            return await self._list(ctx, call_next, principal, *listed)
         if method in ("resources/read", "resources/subscribe"):
             uri = params.get("uri")
             action = Action.READ if method == "resources/read" else Action.SUBSCRIBE
@@ -230,10 +233,10 @@ class SecurityMiddleware:
         slot: str | None = None
         limiter = self.limiter
         try:
-            if limiter.has_rates:
-                await limiter.check_rates(principal, tool)
-            if limiter.limits.max_concurrent is not None:
-                slot = limiter.enter(principal)
+            if not limiter.admits_at_once:
+                if limiter.has_rates:
+                    await limiter.check_rates(principal, tool)
+                slot = limiter.enter(principal)  # None without a cap
             if tool is not None:
                 result = await limiter.run_tool(tool, call_next, ctx)
             else:
