@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ..core.connection import Connection
-from ..core.errors import ConnectionClosedError, McpError
+from ..core.errors import McpError
 from ..core.events import Event, NotificationReceived, RequestReceived, SessionInitialized
 from ..core.types import RequestId
 from ..transports.base import (
@@ -177,6 +177,5 @@ class SessionParts:
         def _took(self, event: RequestReceived) -> bool: ...  # taken
         def _cancel_taken(self, request_id: RequestId,
                           error: McpError | None) -> None: ...  # taken
-        def _fail_waiters(self, error: ConnectionClosedError) -> None: ...  # outgoing
         async def _flush(self) -> bool: ...  # sending
         def flush_now(self) -> None: ...  # sending
