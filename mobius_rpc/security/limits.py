@@ -31,7 +31,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
@@ -43,6 +43,8 @@ from .store import SecurityStore
 
 __all__ = ("Rate", "Limits", "Limiter", "LimitExceeded", "TIMEOUT", "RATE_LIMITED",
            "TOO_MANY_CONCURRENT", "OUTPUT_TOO_LARGE")
+
+T = TypeVar("T")
 
 #: JSON-RPC codes of limit refusals (HTTP's 408, 429, 413 in spirit)
 TIMEOUT = -31008
@@ -183,36 +185,52 @@ class Limiter:
 
     async def run_tool(self, tool: str, call: Callable[..., Awaitable[dict[str, Any]]],
                        *args: Any) -> dict[str, Any]:
-        """``call(*args)`` under the tool's timeout, then the output-size check."""
+        """``call(*args)`` under the tool's timeout, then the output-size check: the
+        whole of a call whose handler is out of sight (a handler that takes the
+        method over, a middleware in between)."""
         timeouts = self._limits.timeouts
         timeout = timeouts[tool] if tool in timeouts else self._limits.default_timeout
         if timeout is None:
             result = await call(*args)
         else:
-            if self._scope_type is None:
-                self._scope_type = cancel_scope_type()
-                self._asyncio = _is_asyncio(self._scope_type)
-            watchdog = self._watchdog_here() if self._asyncio else None
-            if watchdog is None:  # another backend: what anyio.fail_after does
-                scope = self._scope_type(deadline=anyio.current_time() + timeout)
-                with scope:
-                    result = await call(*args)
-            else:
-                # a plain scope (no timer of its own) that the shared watchdog
-                # cancels at the deadline: cancelling a scope is level-triggered,
-                # a handler that swallows one cancellation is cancelled again
-                scope = self._scope_type()
-                with scope:
-                    watchdog.watch(scope, timeout)
-                    try:
-                        result = await call(*args)
-                    finally:
-                        watchdog.forget(scope, timeout)
-            if scope.cancelled_caught:  # only our deadline cancels this scope
-                raise LimitExceeded(TIMEOUT, "timeout",
-                                    f"Tool {tool} timed out after {timeout:g}s",
-                                    timeout=timeout)
+            result = await self._timed(tool, timeout, call(*args))
         self.check_output(tool, result)
+        return result
+
+    async def run_handler(self, tool: str, handler: Awaitable[T]) -> T:
+        """A tool handler's awaitable under the tool's timeout (what a tool call
+        awaits through ``Context.limit_handler``).  The limit then acts only where
+        it can: a synchronous handler runs to its end before this could be asked,
+        and costs no cancel scope."""
+        timeouts = self._limits.timeouts
+        timeout = timeouts[tool] if tool in timeouts else self._limits.default_timeout
+        if timeout is None:
+            return await handler
+        return await self._timed(tool, timeout, handler)
+
+    async def _timed(self, tool: str, timeout: float, work: Awaitable[T]) -> T:
+        if self._scope_type is None:
+            self._scope_type = cancel_scope_type()
+            self._asyncio = _is_asyncio(self._scope_type)
+        watchdog = self._watchdog_here() if self._asyncio else None
+        if watchdog is None:  # another backend: what anyio.fail_after does
+            scope = self._scope_type(deadline=anyio.current_time() + timeout)
+            with scope:
+                result = await work
+        else:
+            # a plain scope (no timer of its own) that the shared watchdog cancels
+            # at the deadline: cancelling a scope is level-triggered, a handler
+            # that swallows one cancellation is cancelled again
+            scope = self._scope_type()
+            with scope:
+                watchdog.watch(scope, timeout)
+                try:
+                    result = await work
+                finally:
+                    watchdog.forget(scope, timeout)
+        if scope.cancelled_caught:  # only our deadline cancels this scope
+            raise LimitExceeded(TIMEOUT, "timeout", f"Tool {tool} timed out after {timeout:g}s",
+                                timeout=timeout)
         return result
 
     def _watchdog_here(self) -> _Watchdog:

@@ -34,6 +34,7 @@ from ..core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, 
 from ..core.revisions import MODERN_REVISIONS
 from ..core.types import TransportKind
 from ..server.context import Context, InputRequired
+from ..server.dispatch import routes_next
 from ..server.registration import Registration
 from .audit import AuditLog
 from .audit_wire import use_row
@@ -91,6 +92,7 @@ class SecurityMiddleware:
         self.policy = policy or PolicyEngine(store)
         self.audit = audit or AuditLog(store, clock=clock)
         self.limiter = Limiter(limits or Limits(), store, clock=clock)
+        self._run_handler = self.limiter.run_handler
         self.default_principal = default_principal
         self.owners = owners
         self.extra_methods = frozenset(extra_methods)
@@ -237,10 +239,17 @@ class SecurityMiddleware:
                 if limiter.has_rates:
                     await limiter.check_rates(principal, tool)
                 slot = limiter.enter(principal)  # None without a cap
-            if tool is not None:
-                result = await limiter.run_tool(tool, call_next, ctx)
-            else:
+            if tool is None:
                 result = await call_next(ctx)
+            elif routes_next(call_next) \
+                    and "tools/call" not in _registration(ctx).request_handlers:
+                # the server's own tools answer next: the timeout goes around the
+                # handler alone (Context.limit_handler), where it can act
+                ctx.limit_handler = self._run_handler
+                result = await call_next(ctx)
+                limiter.check_output(tool, result)
+            else:
+                result = await limiter.run_tool(tool, call_next, ctx)
             if result.get("isError") is True:
                 outcome = "tool-error"
             return result

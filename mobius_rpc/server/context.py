@@ -9,7 +9,7 @@ fire-and-forget notifications tied to the current request.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import (
@@ -98,6 +98,10 @@ class Context:
         #: set when this handler runs as a task (2025-11-25): client requests it
         #: makes carry the related-task metadata and mark the task input_required
         self.task_id: str | None = None
+        #: set by a layer that limits how long a tool's handler may run (the security
+        #: limiter): a tool call awaits ``limit_handler(tool, awaitable)`` in place
+        #: of the handler's awaitable (see :meth:`.tools.Tools.call`)
+        self.limit_handler: Callable[[str, Awaitable[Any]], Awaitable[Any]] | None = None
 
     # ------------------------------------------------------------- information
 

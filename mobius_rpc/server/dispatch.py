@@ -30,7 +30,7 @@ from .builtins import BUILTINS, QUIET_METHODS
 from .context import MRTR_METHODS, Context, InputRequired, send_log
 from .registration import Registration
 
-__all__ = ("Dispatcher", "Middleware", "Next")
+__all__ = ("Dispatcher", "Middleware", "Next", "routes_next")
 
 log = logging.getLogger("mobius_rpc.server")
 
@@ -250,6 +250,12 @@ class Dispatcher:
                 listener.session.notify_soon(
                     method, {"_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}},
                     related=listener.subscription_id)
+
+
+def routes_next(call_next: Next) -> bool:
+    """Whether a middleware's ``call_next`` is the dispatcher's own routing: no other
+    middleware runs between it and the handlers (it is the innermost)."""
+    return getattr(call_next, "__func__", None) is Dispatcher._route
 
 
 def _link(middleware: Middleware, call_next: Next) -> Next:

@@ -142,7 +142,10 @@ class ToolRegistry(Registry[Tool]):
         try:
             value = tool.fn(**kwargs)
             if type(value) not in _PLAIN_VALUES and inspect.isawaitable(value):
-                value = await value
+                # only here can the handler suspend, so only here can a limit on how
+                # long it runs act (a synchronous handler cannot be cancelled at all)
+                limit = ctx.limit_handler
+                value = await (value if limit is None else limit(name, value))
         except InputRequired:
             raise  # modern era: the server answers InputRequiredResult
         except (ToolError, CapabilityError, LocalProtocolError, RequestTimeoutError,

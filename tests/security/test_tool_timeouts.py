@@ -14,7 +14,9 @@ import anyio
 import pytest
 
 from mobius_rpc.security.limits import TIMEOUT, Limiter, LimitExceeded, Limits
+from mobius_rpc.security.middleware import SecurityMiddleware
 from mobius_rpc.security.store import MemorySecurityStore
+from mobius_rpc.server.context import Context
 from tests.conftest import connect
 from tests.security.support import Caller, build_server, make_world, secured
 
@@ -159,3 +161,97 @@ def test_two_event_loops_at_once_each_get_their_timeouts() -> None:
     for thread in threads:
         thread.join(20)
     assert results == [["timeout", "done", "timeout"]] * 2
+
+
+# ------------------------------------------------ where the timeout goes around
+#
+# When the server's own tools answer right after the policy, the timeout goes
+# around the handler alone (Context.limit_handler): the only place a call can be
+# cancelled.  Anything else between the policy and the handler (a middleware, a
+# handler that takes tools/call over) keeps the whole call under it.
+
+
+async def _timed_out(server: Any, tool: str) -> Any:
+    async with connect(server) as client:
+        with anyio.fail_after(10):
+            try:
+                return await client.call_tool(tool, {})
+            except Exception as error:  # the refusal
+                return error
+
+
+async def test_a_synchronous_tool_that_returns_an_awaitable_is_timed_out() -> None:
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    server = build_server()
+
+    async def forever() -> str:
+        await anyio.sleep(30)
+        return "late"
+
+    @server.tool()
+    def hands_back() -> Any:
+        return forever()  # the call awaits it: there the limit acts
+
+    secured(server, store, Caller(people["member"]), limits=Limits(default_timeout=0.05))
+    result = await _timed_out(server, "hands_back")
+    assert getattr(result, "code", None) == TIMEOUT
+
+
+async def test_a_middleware_inside_the_policy_keeps_the_whole_call_timed() -> None:
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    server = build_server()
+    server.use(Caller(people["member"]))
+    server.use(SecurityMiddleware(store, limits=Limits(default_timeout=0.05)))
+
+    async def slow_inside(ctx: Any, call_next: Any) -> Any:
+        await anyio.sleep(30)  # not the tool's handler, but inside its limit
+        return await call_next(ctx)
+
+    server.use(slow_inside)
+    result = await _timed_out(server, "lookup")
+    assert getattr(result, "code", None) == TIMEOUT
+
+
+async def test_a_handler_that_takes_tools_call_over_is_timed() -> None:
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    server = build_server()
+
+    @server.request_handler("tools/call")
+    async def relay(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        await anyio.sleep(30)  # an upstream that never answers
+        return {"content": [], "isError": False}
+
+    secured(server, store, Caller(people["member"]), limits=Limits(default_timeout=0.05))
+    result = await _timed_out(server, "lookup")
+    assert getattr(result, "code", None) == TIMEOUT
+
+
+async def test_the_limit_goes_around_the_handler_only_when_the_tools_answer_next() -> None:
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    seen: list[Any] = []
+
+    def server_with_probe() -> Any:
+        server = build_server()
+
+        @server.tool()
+        async def probe(ctx: Context) -> str:
+            seen.append(ctx.limit_handler)
+            return "ok"
+        return server
+
+    direct = server_with_probe()
+    secured(direct, store, Caller(people["member"]))
+    around = server_with_probe()
+    secured(around, store, Caller(people["member"]))
+
+    async def inner(ctx: Any, call_next: Any) -> Any:
+        return await call_next(ctx)
+    around.use(inner)
+    for server in (direct, around):
+        async with connect(server) as client:
+            assert (await client.call_tool("probe", {}))["isError"] is False
+    assert seen[0] is not None and seen[1] is None
