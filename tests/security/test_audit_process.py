@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mobius_rpc.security.audit import AuditLog, record_hash
+from mobius_rpc.security.audit_chain import safe_digest, storable
 from mobius_rpc.security.audit_process import (
     AuditWriterProcess,
     body_from_wire,
@@ -273,3 +274,17 @@ def test_the_wire_carries_every_field(user: str | None, org: str, target: str | 
     assert there == here
     assert record_hash(AuditRecord(**there), "0" * 64) == \
         record_hash(AuditRecord(**here), "0" * 64)
+    # and each field is where the record says it is (both sides share the row's
+    # layout, so this is the check of the layout itself)
+    clean = storable
+    assert (here["time"], here["method"], here["outcome"], here["session"]) == \
+        (1700000000.25, "tools/call", outcome, "s")
+    assert (here["user"], here["organization"], here["auth_method"], here["credential"]) == (
+        (None, None, None, None) if principal is None else
+        (user, org or None, method.value, credential))
+    assert here["request_id"] == (None if request_id is None else clean(str(request_id)))
+    assert (here["target"], here["error"], here["error_code"]) == \
+        (clean(target), clean(error), code)
+    assert here["duration_ms"] == (None if duration is None else round(duration, 3))
+    assert here["detail"] == detail
+    assert here["arguments_digest"] == (None if arguments is None else safe_digest(arguments))
