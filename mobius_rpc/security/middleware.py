@@ -272,16 +272,15 @@ class SecurityMiddleware:
             if slot is not None:
                 limiter.leave(slot)
             elapsed = (_perf_counter() - started) * 1000.0
-            if self._queued(ctx, principal, name, arguments, outcome, error, at, elapsed,
-                            detail):
-                pass
-            elif outcome == "cancelled":  # still recorded: the scope is shielded
-                with anyio.CancelScope(shield=True):
+            if not self._queued(ctx, principal, name, arguments, outcome, error, at,
+                                elapsed, detail):
+                if outcome == "cancelled":  # still recorded: the scope is shielded
+                    with anyio.CancelScope(shield=True):
+                        await self._append(ctx, principal, name, arguments, outcome, error,
+                                           at, elapsed, detail)
+                else:
                     await self._append(ctx, principal, name, arguments, outcome, error, at,
                                        elapsed, detail)
-            else:
-                await self._append(ctx, principal, name, arguments, outcome, error, at,
-                                   elapsed, detail)
 
     async def _complete(self, ctx: Context, call_next: Next, principal: Principal
                         ) -> dict[str, Any]:
