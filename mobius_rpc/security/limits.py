@@ -132,9 +132,8 @@ class Limiter:
         self.admits_at_once = not self.has_rates and limits.max_concurrent is None
 
     def timeout_for(self, tool: str) -> float | None:
-        if tool in self._limits.timeouts:
-            return self._limits.timeouts[tool]
-        return self._limits.default_timeout
+        timeouts = self._limits.timeouts
+        return timeouts[tool] if tool in timeouts else self._limits.default_timeout
 
     async def check_rates(self, principal: Principal, tool: str | None = None) -> None:
         """Take a token from the principal's bucket (and the tool's, for a call)."""
@@ -188,8 +187,7 @@ class Limiter:
         """``call(*args)`` under the tool's timeout, then the output-size check: the
         whole of a call whose handler is out of sight (a handler that takes the
         method over, a middleware in between)."""
-        timeouts = self._limits.timeouts
-        timeout = timeouts[tool] if tool in timeouts else self._limits.default_timeout
+        timeout = self.timeout_for(tool)
         if timeout is None:
             result = await call(*args)
         else:
@@ -202,8 +200,7 @@ class Limiter:
         awaits through ``Context.limit_handler``).  The limit then acts only where
         it can: a synchronous handler runs to its end before this could be asked,
         and costs no cancel scope."""
-        timeouts = self._limits.timeouts
-        timeout = timeouts[tool] if tool in timeouts else self._limits.default_timeout
+        timeout = self.timeout_for(tool)
         if timeout is None:
             return await handler
         return await self._timed(tool, timeout, handler)

@@ -16,6 +16,7 @@ import pytest
 from mobius_rpc.security.limits import TIMEOUT, Limiter, LimitExceeded, Limits
 from mobius_rpc.security.middleware import SecurityMiddleware
 from mobius_rpc.security.store import MemorySecurityStore
+from mobius_rpc.server.app import Server
 from mobius_rpc.server.context import Context
 from tests.conftest import connect
 from tests.security.support import Caller, build_server, make_world, secured
@@ -171,6 +172,13 @@ def test_two_event_loops_at_once_each_get_their_timeouts() -> None:
 # handler that takes tools/call over) keeps the whole call under it.
 
 
+async def _members_server() -> tuple[MemorySecurityStore, Caller, Server]:
+    """A store with the usual world, a member calling, and the test server."""
+    store = MemorySecurityStore()
+    people = await make_world(store)
+    return store, Caller(people["member"]), build_server()
+
+
 async def _timed_out(server: Any, tool: str) -> Any:
     async with connect(server) as client:
         with anyio.fail_after(10):
@@ -181,9 +189,7 @@ async def _timed_out(server: Any, tool: str) -> Any:
 
 
 async def test_a_synchronous_tool_that_returns_an_awaitable_is_timed_out() -> None:
-    store = MemorySecurityStore()
-    people = await make_world(store)
-    server = build_server()
+    store, member, server = await _members_server()
 
     async def forever() -> str:
         await anyio.sleep(30)
@@ -193,16 +199,14 @@ async def test_a_synchronous_tool_that_returns_an_awaitable_is_timed_out() -> No
     def hands_back() -> Any:
         return forever()  # the call awaits it: there the limit acts
 
-    secured(server, store, Caller(people["member"]), limits=Limits(default_timeout=0.05))
+    secured(server, store, member, limits=Limits(default_timeout=0.05))
     result = await _timed_out(server, "hands_back")
     assert getattr(result, "code", None) == TIMEOUT
 
 
 async def test_a_middleware_inside_the_policy_keeps_the_whole_call_timed() -> None:
-    store = MemorySecurityStore()
-    people = await make_world(store)
-    server = build_server()
-    server.use(Caller(people["member"]))
+    store, member, server = await _members_server()
+    server.use(member)
     server.use(SecurityMiddleware(store, limits=Limits(default_timeout=0.05)))
 
     async def slow_inside(ctx: Any, call_next: Any) -> Any:
@@ -215,16 +219,14 @@ async def test_a_middleware_inside_the_policy_keeps_the_whole_call_timed() -> No
 
 
 async def test_a_handler_that_takes_tools_call_over_is_timed() -> None:
-    store = MemorySecurityStore()
-    people = await make_world(store)
-    server = build_server()
+    store, member, server = await _members_server()
 
     @server.request_handler("tools/call")
     async def relay(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         await anyio.sleep(30)  # an upstream that never answers
         return {"content": [], "isError": False}
 
-    secured(server, store, Caller(people["member"]), limits=Limits(default_timeout=0.05))
+    secured(server, store, member, limits=Limits(default_timeout=0.05))
     result = await _timed_out(server, "lookup")
     assert getattr(result, "code", None) == TIMEOUT
 
