@@ -32,6 +32,7 @@ from .admin import create_organization
 from .audit import AuditLog
 from .epoch import EpochWatch
 from .http_auth import AuthenticatingApp, AuthFailure
+from .last_use import LastUseWriter
 from .middleware import SecurityMiddleware
 from .oauth import OAuthVerifier
 from .policy import PolicyEngine
@@ -94,6 +95,17 @@ class Authenticator:
         #: :meth:`~.epoch.EpochWatch.run` beside the server to save the reads on
         #: PostgreSQL; without it every request reads the epoch)
         self.epoch = EpochWatch(store)
+        #: tokens' last-use writes, behind the answer while :meth:`run` runs
+        self.last_use = LastUseWriter(store)
+
+    async def run(self) -> None:
+        """What runs beside the server until cancelled: the epoch's notices
+        (:meth:`~.epoch.EpochWatch.run`) and the tokens' last-use writes
+        (:class:`~.last_use.LastUseWriter`), so no request waits for either.
+        Without it every request still gets the same answers."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.epoch.run)
+            tg.start_soon(self.last_use.run)
 
     def use_audit(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -102,8 +114,9 @@ class Authenticator:
         """The principal of an API token (its bytes, as the header carries them) that
         :meth:`verify` resolved before and that still holds, without awaiting
         anything; None: ask :meth:`verify`, which also does what this leaves to it
-        (the epoch read when one must be awaited, the last-use write when due, a
-        token not cached).  Per request, in front of every route."""
+        (the epoch read when one must be awaited, the last-use write when due and
+        no :meth:`run` notes it, a token not cached).  Per request, in front of
+        every route."""
         epoch = self.epoch.now()
         if epoch is None:
             return None
@@ -111,8 +124,12 @@ class Authenticator:
         if found is None or found.epoch != epoch:
             return None
         now = self._clock()
-        if now >= found.good_until or now - found.touched >= TOUCH_INTERVAL:
+        if now >= found.good_until:
             return None
+        if now - found.touched >= TOUCH_INTERVAL:  # the minute's last use
+            if not self.last_use.note(found.token_id, now):
+                return None  # verify writes it
+            found.touched = now
         if self.policy is not None:
             self.policy.note_version(found.principal.organization, found.version)
         return found.principal
@@ -141,9 +158,10 @@ class Authenticator:
             principal, version = cached.principal, cached.version
             if now - cached.touched >= TOUCH_INTERVAL:  # last use, at most once a minute
                 cached.touched = now
-                await self.store.touch_token(cached.token_id, now)
+                await self.last_use.record(cached.token_id, now)
         else:
-            found = await resolve_principal(self.store, raw, clock=self._clock)
+            found = await resolve_principal(self.store, raw, clock=self._clock,
+                                            touch=self.last_use.record)
             if found is None:
                 self._cache.pop(key, None)
                 return None
@@ -161,7 +179,8 @@ class Authenticator:
         return principal
 
     async def revalidate(self, principal: Principal) -> Principal | None:
-        return await revalidate_token(self.store, principal, now=self._clock())
+        return await revalidate_token(self.store, principal, now=self._clock(),
+                                      touch=self.last_use.record)
 
     async def failed(self, failure: AuthFailure) -> None:
         """Record one refused request (durably, before the refusal is sent)."""
@@ -297,7 +316,8 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
                 tg.start_soon(writer.run, log)
             else:
                 tg.start_soon(log.run)
-            tg.start_soon(authenticator.epoch.run)  # replicas' revocations, by notice
+            # replicas' revocations by notice; last-use writes behind the answers
+            tg.start_soon(authenticator.run)
             try:
                 yield HttpSecurity(notes, security)
             finally:

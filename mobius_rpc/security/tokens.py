@@ -22,7 +22,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from .principal import AuthMethod, Principal, Role
@@ -39,6 +39,9 @@ _RANDOM_BYTES = 32
 _TOKEN = re.compile(r"^mbx_[A-Za-z0-9_-]{43}$")
 #: record a token's last use at most this often (seconds)
 TOUCH_INTERVAL = 60.0
+
+#: how a due last use is recorded: ``(token id, time)``
+Touch = Callable[[str, float], Awaitable[None]]
 
 
 class TokenError(ValueError):
@@ -121,11 +124,13 @@ async def authenticate_token(store: SecurityStore, raw: str, *, now: float | Non
 
 async def resolve_principal(store: SecurityStore, raw: str, *, now: float | None = None,
                             touch_interval: float = TOUCH_INTERVAL,
-                            clock: Callable[[], float] = time.time
+                            clock: Callable[[], float] = time.time,
+                            touch: Touch | None = None
                             ) -> tuple[Principal, ResolvedToken] | None:
     """:func:`authenticate_token` and what was read with it in one store query (the
     token's expiry, the organization's ``rules_version``: the policy need not read
-    the organization again)."""
+    the organization again).  ``touch`` records a due last use (default: the
+    store's write, awaited; :class:`~.last_use.LastUseWriter` writes it later)."""
     tid = token_id(raw)
     if tid is None:
         return None
@@ -138,12 +143,13 @@ async def resolve_principal(store: SecurityStore, raw: str, *, now: float | None
     if not hmac.compare_digest(presented, resolved.token.hash):
         return None
     principal = await _principal_of(store, resolved, clock() if now is None else now,
-                                    touch_interval)
+                                    touch_interval, touch)
     return None if principal is None else (principal, resolved)
 
 
 async def revalidate_token(store: SecurityStore, principal: Principal, *,
-                           now: float | None = None) -> Principal | None:
+                           now: float | None = None, touch: Touch | None = None
+                           ) -> Principal | None:
     """``principal`` as its API token stands now (fresh roles), or None when the token
     was revoked or expired or its user or membership went meanwhile.
 
@@ -157,11 +163,11 @@ async def revalidate_token(store: SecurityStore, principal: Principal, *,
     if resolved is None:
         return None
     return await _principal_of(store, resolved, time.time() if now is None else now,
-                               TOUCH_INTERVAL)
+                               TOUCH_INTERVAL, touch)
 
 
 async def _principal_of(store: SecurityStore, resolved: ResolvedToken, at: float,
-                        touch_interval: float) -> Principal | None:
+                        touch_interval: float, touch: Touch | None) -> Principal | None:
     record = resolved.token
     if record.revoked_at is not None or (record.expires_at is not None
                                          and at >= record.expires_at):
@@ -173,7 +179,7 @@ async def _principal_of(store: SecurityStore, resolved: ResolvedToken, at: float
     except ValueError:
         roles = frozenset()
     if record.last_used_at is None or at - record.last_used_at >= touch_interval:
-        await store.touch_token(record.id, at)
+        await (touch or store.touch_token)(record.id, at)
     return Principal(user=record.user_id, organization=record.org_id, roles=roles,
                      scopes=frozenset(record.scopes), method=AuthMethod.API_TOKEN,
                      credential=record.id)
