@@ -160,14 +160,16 @@ class Limiter:
                                     f"{result.retry_after:.3g}s",
                                     retryAfter=round(result.retry_after, 3))
 
-    def enter(self, principal: Principal) -> str | None:
+    def enter(self, principal: Principal, *, checked: bool = True) -> str | None:
         """Take one of the principal's concurrent slots; give it back with
-        :meth:`leave` and what this returned (None: no cap, nothing to give back)."""
+        :meth:`leave` and what this returned (None: no cap, nothing to give back).
+        ``checked=False`` takes it even over the cap: the run of a tool call made a
+        task, which its call was admitted for, still counts against later calls."""
         cap = self._limits.max_concurrent
         if cap is None:
             return None
         key = principal_key(principal)
-        if self._in_flight.get(key, 0) >= cap:
+        if checked and self._in_flight.get(key, 0) >= cap:
             raise LimitExceeded(TOO_MANY_CONCURRENT, "concurrency",
                                 f"Too many concurrent requests (at most {cap})", max=cap)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1

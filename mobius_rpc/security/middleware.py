@@ -30,15 +30,23 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ..core.errors import INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, McpError
-from ..core.revisions import MODERN_REVISIONS
+from ..core.errors import METHOD_NOT_FOUND, McpError
 from ..core.types import TransportKind
-from ..server.context import Context, InputRequired
+from ..server.context import Context
 from ..server.dispatch import routes_next
-from ..server.registration import Registration
 from .audit import AuditLog
 from .audit_wire import use_row
-from .limits import Limiter, LimitExceeded, Limits
+from .limits import Limiter, Limits
+from .middleware_support import (
+    NO_DETAIL,
+    Ownership,
+    failure,
+    not_found,
+    present,
+    registration,
+    resource_annotations,
+    unknown,
+)
 from .policy import Action, Kind, PolicyEngine, RuleSet
 from .principal import Principal
 from .store import SecurityStore
@@ -54,8 +62,6 @@ Next = Callable[[Context], Awaitable[dict[str, Any]]]
 Revalidate = Callable[[Principal], Awaitable[Principal | None]]
 
 _perf_counter = time.perf_counter
-#: the detail of a use nothing more is said about (never changed: a fresh {} is recorded)
-_NO_DETAIL: dict[str, Any] = {}
 _SESSION_PREFIX = uuid.uuid4().hex[:16]
 _SESSIONS = itertools.count(1)
 #: outcomes on record before the answer is sent, even with a background writer
@@ -121,7 +127,7 @@ class SecurityMiddleware:
         if method == "tools/call":
             name = params.get("name")
             if isinstance(name, str):
-                tool = _registration(ctx).tools.get(name)
+                tool = registration(ctx).tools.get(name)
                 if tool is not None:
                     # the common case first: a known tool, the rules at hand, the call
                     # allowed (a decision the rule set has cached); otherwise _guarded
@@ -137,7 +143,7 @@ class SecurityMiddleware:
                 tool = None
             return await self._guarded(
                 ctx, call_next, principal, Action.CALL, Kind.TOOLS, name,
-                tool.annotations if tool else None, lambda: _unknown("tool", name, True),
+                tool.annotations if tool else None, lambda: unknown("tool", name, True),
                 params.get("arguments"), tool=str(name))
         listed = _LISTS.get(method)
         if listed is not None:
@@ -146,13 +152,13 @@ class SecurityMiddleware:
             uri = params.get("uri")
             action = Action.READ if method == "resources/read" else Action.SUBSCRIBE
             return await self._guarded(ctx, call_next, principal, action, Kind.RESOURCES, uri,
-                                       _resource_annotations(ctx, uri),
-                                       lambda: _not_found(ctx, uri),
+                                       resource_annotations(ctx, uri),
+                                       lambda: not_found(ctx, uri),
                                        None)
         if method == "prompts/get":
             name = params.get("name")
             return await self._guarded(ctx, call_next, principal, Action.GET, Kind.PROMPTS,
-                                       name, None, lambda: _unknown("prompt", name, True),
+                                       name, None, lambda: unknown("prompt", name, True),
                                        params.get("arguments"))
         if method == "completion/complete":
             return await self._complete(ctx, call_next, principal)
@@ -198,7 +204,7 @@ class SecurityMiddleware:
             return
         rules = await self.policy.rules_for(principal.organization)
         kept = [u for u in uris if self._may(rules, principal, Action.SUBSCRIBE,
-                                             Kind.RESOURCES, u, _resource_annotations(ctx, u))]
+                                             Kind.RESOURCES, u, resource_annotations(ctx, u))]
         ctx.params = {**ctx.params, "notifications": {**wanted, "resourceSubscriptions": kept}}
         await self._record(ctx, principal, None, uris, "ok", None, self._clock(), 0.0,
                            {"refused": len(uris) - len(kept)})
@@ -230,7 +236,7 @@ class SecurityMiddleware:
         """Run a use the policy allowed under its limits (``tool``: the tool's name,
         for a tool call) and record it, however it ends."""
         at, started = self._clock(), _perf_counter()
-        outcome, detail = "ok", _NO_DETAIL
+        outcome, detail = "ok", NO_DETAIL
         error: McpError | None = None
         slot: str | None = None
         limiter = self.limiter
@@ -241,32 +247,23 @@ class SecurityMiddleware:
                 slot = limiter.enter(principal)  # None without a cap
             if tool is None:
                 result = await call_next(ctx)
-            elif routes_next(call_next) \
-                    and "tools/call" not in _registration(ctx).request_handlers:
-                # the server's own tools answer next: the timeout goes around the
-                # handler alone (Context.limit_handler), where it can act
-                ctx.limit_handler = self._run_handler
-                result = await call_next(ctx)
-                limiter.check_output(tool, result)
             else:
-                result = await limiter.run_tool(tool, call_next, ctx)
+                if "task" in ctx.params:  # run as a task: the run itself under the limits
+                    ctx.limit_task = self._task_limits(principal, tool, arguments)
+                if routes_next(call_next) \
+                        and "tools/call" not in registration(ctx).request_handlers:
+                    # the server's own tools answer next: the timeout goes around the
+                    # handler alone (Context.limit_handler), where it can act
+                    ctx.limit_handler = self._run_handler
+                    result = await call_next(ctx)
+                    limiter.check_output(tool, result)
+                else:
+                    result = await limiter.run_tool(tool, call_next, ctx)
             if result.get("isError") is True:
                 outcome = "tool-error"
             return result
-        except LimitExceeded as exc:
-            outcome, error, detail = "limited", exc, {"limit": exc.limit}
-            raise
-        except McpError as exc:
-            outcome, error = "error", exc
-            raise
-        except InputRequired:
-            outcome = "input-required"
-            raise
-        except anyio.get_cancelled_exc_class():
-            outcome = "cancelled"
-            raise
-        except Exception as exc:
-            outcome, error = "error", McpError(0, f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:
+            outcome, error, detail = failure(exc)
             raise
         finally:
             if slot is not None:
@@ -282,6 +279,39 @@ class SecurityMiddleware:
                     await self._append(ctx, principal, name, arguments, outcome, error, at,
                                        elapsed, detail)
 
+    def _task_limits(self, principal: Principal, tool: str, arguments: Any
+                     ) -> Callable[[Context, Callable[[], Awaitable[dict[str, Any]]]],
+                                   Awaitable[dict[str, Any]]]:
+        """What a tool call run as a task runs its run through (``Context.limit_task``):
+        the call's own answer is the task's creation, so its timeout and output
+        limit would otherwise act on that alone.  The run is not admitted again
+        (its call was, against the rates and the cap); its end is a record of
+        its own, ``detail.task`` naming the task.  While it runs it holds one of the
+        caller's concurrent slots, over the cap if need be: the call was admitted,
+        and later calls see the run."""
+        async def limited(task_ctx: Context, run: Callable[[], Awaitable[dict[str, Any]]]
+                          ) -> dict[str, Any]:
+            at, started = self._clock(), _perf_counter()
+            outcome, detail = "ok", NO_DETAIL
+            error: McpError | None = None
+            limiter = self.limiter
+            slot = limiter.enter(principal, checked=False)
+            try:
+                result = await limiter.run_tool(tool, run)
+                if result.get("isError") is True:
+                    outcome = "tool-error"
+                return result
+            except BaseException as exc:
+                outcome, error, detail = failure(exc)
+                raise
+            finally:
+                limiter.leave(slot)
+                with anyio.CancelScope(shield=True):  # a cancelled task is recorded too
+                    await self._record(task_ctx, principal, tool, arguments, outcome, error,
+                                       at, (_perf_counter() - started) * 1000.0,
+                                       {**detail, "task": task_ctx.task_id})
+        return limited
+
     async def _complete(self, ctx: Context, call_next: Next, principal: Principal
                         ) -> dict[str, Any]:
         params = ctx.params
@@ -290,15 +320,14 @@ class SecurityMiddleware:
         if ref.get("type") == "ref/prompt":
             name = ref.get("name")
             return await self._guarded(ctx, call_next, principal, Action.COMPLETE, Kind.PROMPTS,
-                                       name, None, lambda: _unknown("prompt", name, False),
+                                       name, None, lambda: unknown("prompt", name, False),
                                        params.get("argument"))
         uri = ref.get("uri")
-        registration = _registration(ctx)
-        template = registration.resources.find_template(uri) if isinstance(uri, str) else None
+        template = registration(ctx).resources.find_template(uri) if isinstance(uri, str) else None
         notes = template.info.annotations if template is not None else None
         result = await self._guarded(ctx, call_next, principal, Action.COMPLETE,
                                      Kind.RESOURCES, uri, notes,
-                                     lambda: _unknown("resource template", uri, False),
+                                     lambda: unknown("resource template", uri, False),
                                      params.get("argument"))
         completion = result.get("completion")
         argument = params.get("argument")
@@ -350,7 +379,7 @@ class SecurityMiddleware:
             at, ctx.method, outcome, principal, self._session_id(ctx), ctx.request_id,
             target, arguments, None if error is None else error.message,
             None if error is None else error.code, duration_ms,
-            _present(detail) if detail else None))
+            present(detail) if detail else None))
 
     async def _append(self, ctx: Context, principal: Principal | None, target: str | None,
                       arguments: Any, outcome: str, error: McpError | None, at: float,
@@ -360,7 +389,7 @@ class SecurityMiddleware:
             "method": ctx.method, "outcome": outcome, "principal": principal,
             "target": target, "arguments": arguments, "session": self._session_id(ctx),
             "request_id": ctx.request_id, "duration_ms": duration_ms,
-            "detail": _present(detail) if detail else {}, "at": at}
+            "detail": present(detail) if detail else {}, "at": at}
         if error is not None:
             fields["error"], fields["error_code"] = error.message, error.code
         await self.audit.append(**fields)
@@ -373,62 +402,3 @@ class SecurityMiddleware:
             await self._record(ctx, principal, target, arguments, "denied", error,
                                self._clock(), 0.0, detail)
         raise error
-
-
-class Ownership:
-    """Which organization a tool, resource or prompt belongs to, when one does.
-
-    Things nobody assigned are shared: every organization's rules decide on
-    them.  A layer that installs things per organization (a gateway's
-    upstream, a marketplace extension) assigns them here, or passes its own
-    ``(kind, name) -> org | None`` function to the middleware instead.
-    """
-
-    def __init__(self) -> None:
-        self._owners: dict[tuple[str, str], str] = {}
-
-    def assign(self, kind: str, name: str, org_id: str) -> None:
-        self._owners[(kind, name)] = org_id
-
-    def release(self, kind: str, name: str) -> None:
-        self._owners.pop((kind, name), None)
-
-    def __call__(self, kind: str, name: str) -> str | None:
-        return self._owners.get((kind, name))
-
-
-def _present(detail: dict[str, Any]) -> dict[str, Any]:
-    """The detail without the items that say nothing (None)."""
-    return {k: v for k, v in detail.items() if v is not None}
-
-
-def _registration(ctx: Context) -> Registration:
-    server = ctx.server
-    if not isinstance(server, Registration):
-        raise McpError(INVALID_PARAMS, "no registration to check against")
-    return server
-
-
-def _unknown(what: str, name: Any, with_data: bool) -> McpError:
-    """The server's own error for an unknown tool, prompt or template."""
-    return McpError(INVALID_PARAMS, f"Unknown {what}: {name}",
-                    {"name": name} if with_data else None)
-
-
-def _not_found(ctx: Context, uri: Any) -> McpError:
-    """The server's not-found error for a resource, in the request's era."""
-    code = INVALID_PARAMS if ctx.protocol_version in MODERN_REVISIONS else RESOURCE_NOT_FOUND
-    return McpError(code, f"Resource not found: {uri}", {"uri": uri})
-
-
-def _resource_annotations(ctx: Context, uri: Any) -> dict[str, Any] | None:
-    if not isinstance(uri, str):
-        return None
-    resources = _registration(ctx).resources
-    static = resources.get(uri)
-    if static is not None:
-        return static.info.annotations
-    for template in resources.templates:
-        if template.template.match(uri) is not None:
-            return template.info.annotations
-    return None

@@ -55,8 +55,11 @@ async def start_tool_task(server: Registration, ctx: Context, params: Params,
     ``work`` gets a context of its own, which names the task (its elicitation
     and sampling say which task asks) and outlives the request."""
     task_ctx = Context(ctx.server, ctx.session, ctx.request)
-    record = await server.task_manager.begin(ctx.session, params.get("task") or {},
-                                             lambda: work(task_ctx))
+    limit = ctx.limit_task  # the security limiter's, when one runs: the run's limits
+    record = await server.task_manager.begin(
+        ctx.session, params.get("task") or {},
+        (lambda: work(task_ctx)) if limit is None
+        else (lambda: limit(task_ctx, lambda: work(task_ctx))))
     task_ctx.task_id = record["task"]["taskId"]
     return record
 

@@ -102,6 +102,11 @@ class Context:
         #: limiter): a tool call awaits ``limit_handler(tool, awaitable)`` in place
         #: of the handler's awaitable (see :meth:`.tools.Tools.call`)
         self.limit_handler: Callable[[str, Awaitable[Any]], Awaitable[Any]] | None = None
+        #: set by that layer for a tool call run as a task (2025-11-25), whose answer
+        #: (the task's creation) comes before the tool runs: the task runs its whole
+        #: run as ``limit_task(task_ctx, run)`` (see :func:`.builtins.start_tool_task`)
+        self.limit_task: Callable[[Context, Callable[[], Awaitable[dict[str, Any]]]],
+                                  Awaitable[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------- information
 
