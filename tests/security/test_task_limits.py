@@ -23,9 +23,13 @@ from tests.security.support import Caller, make_world, secured
 pytestmark = pytest.mark.anyio
 
 
+_STARTED: list[str] = []
+
+
 def _server() -> tuple[Server, anyio.Event]:
     server = Server("task-limits")
     release = anyio.Event()
+    _STARTED.clear()
 
     @server.tool(task_support="optional")
     async def slow() -> str:
@@ -39,6 +43,7 @@ def _server() -> tuple[Server, anyio.Event]:
 
     @server.tool(task_support="optional")
     async def held() -> str:
+        _STARTED.append("held")
         await release.wait()
         return "released"
 
@@ -97,9 +102,13 @@ async def test_a_running_task_counts_against_the_concurrency_cap() -> None:
     store = MemorySecurityStore()
     people = await make_world(store)
     server, release = _server()
-    secured(server, store, Caller(people["member"]), limits=Limits(max_concurrent=1))
+    middleware = secured(server, store, Caller(people["member"]),
+                         limits=Limits(max_concurrent=1))
     async with connect(server, revision="2025-11-25") as client:
         task_id = await _as_task(client, "held")  # answered: the task runs on
+        with anyio.fail_after(5):
+            while not middleware.limiter._in_flight:  # the run has taken its slot
+                await anyio.sleep(0.01)
         with pytest.raises(McpError) as info:
             await client.call_tool("quick", {})
         assert info.value.code == TOO_MANY_CONCURRENT
@@ -119,7 +128,9 @@ async def test_a_cancelled_task_run_is_recorded_as_cancelled() -> None:
     secured(server, store, Caller(people["member"]))
     async with connect(server, revision="2025-11-25") as client:
         task_id = await _as_task(client, "held")
-        await anyio.sleep(0.05)  # the run has begun
+        with anyio.fail_after(5):
+            while not _STARTED:  # the run has begun
+                await anyio.sleep(0.01)
         assert (await client.request("tasks/cancel", {"taskId": task_id}))[
             "status"] == "cancelled"
         with anyio.fail_after(10):
