@@ -144,14 +144,15 @@ async def measure(secured: bool, calls: int, spent: Spent, profiler: Any = None)
 
 
 async def _writer_ready(server: Any, wait: float = 10.0) -> None:
-    """Until the audit writer process takes records: before it does (its start
-    takes a few hundred ms), each record is a durable append in this process,
-    which is what the server does at its start, not what a call costs later."""
+    """Until the audit log's background writer (the writer process) takes records:
+    before it does (its start takes a few hundred ms), each record is a durable
+    append in this process, which is what the server does at its start, not what
+    a call costs later."""
     audit = getattr(server, "audit", None)
     if audit is None:
         return
     deadline = time.monotonic() + wait
-    while audit._sink is None or not audit._sink.accepting:
+    while not audit.writing_behind:
         if time.monotonic() > deadline:
             raise sh.BenchmarkError("the audit writer process did not start")
         await anyio.sleep(0.02)
