@@ -30,9 +30,14 @@ After the load the audit log of each secured server is counted and verified, and
 PostgreSQL the cross-replica revocation window is measured (another process revokes a
 token this one has cached; the time from its commit to the first refusal here).
 
+``--pin`` puts each server on the first CPU alone and everything else (wrk, the audit
+writer processes, PostgreSQL, this script) on the others.  On a 2-CPU machine the
+rounds then spread less: without it the scheduler moves the server between the cores
+it shares with wrk and the writer, and one slice can lose 30 points more than the next.
+
     python benchmarks/security.py [--duration 5] [--rounds 3] [--sessions 1,8,32]
         [--backends sqlite,postgresql] [--pg-url URL] [--audit-writer process|thread]
-        [--json out.json]
+        [--pin] [--json out.json]
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ TARGET_LOSS = 0.15
 
 @contextmanager
 def serving(store: str | None, workdir: Path, audit_writer: str = "process",
-            off_store: str | None = None) -> Iterator[tuple[sh.Server, str | None]]:
+            off_store: str | None = None, cpus: set[int] | None = None
+            ) -> Iterator[tuple[sh.Server, str | None]]:
     """``mobius serve --http`` secured on ``store`` (None: --no-auth); the server and
     the one-time token it printed."""
     port = sh.free_port()
@@ -78,7 +84,7 @@ def serving(store: str | None, workdir: Path, audit_writer: str = "process",
     env = {**os.environ, "MOBIUS_HOME": str(workdir)}
     env.pop("MOBIUS_STORE", None)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=sh.pinned(cpus))
     try:
         assert proc.stderr is not None
         token = None
@@ -203,6 +209,20 @@ def revocation_window(store: str, trials: int = 5) -> str:
             f"{windows[-1]:.1f} ms; the safety poll bounds a lost notice at 1 s)")
 
 
+def move_children(pid: int, cpus: set[int]) -> int:
+    """Put every thread of ``pid``'s children (the audit writer process, which
+    inherited the server's core) on ``cpus``; how many processes were moved."""
+    moved = 0
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            for thread in os.listdir(f"/proc/{child}/task"):
+                os.sched_setaffinity(int(thread), cpus)
+        except OSError:  # gone meanwhile
+            continue
+        moved += 1
+    return moved
+
+
 def tree_cpu(pid: int) -> tuple[float, float] | None:
     """CPU seconds (user + system, from Linux's /proc) of the server process and of
     its children (the audit writer process), else None."""
@@ -248,8 +268,15 @@ def load(args: argparse.Namespace, work: Path, counts: list[int],
         for backend, (server, token) in secured.items():
             answered[backend] += sh.run_wrk(server.url, script(work, token), 4,
                                             args.warmup).requests
+    if args.load_cpus is not None:
+        for server, _ in secured.values():
+            if args.audit_writer == "process" and not move_children(server.pid,
+                                                                    args.load_cpus):
+                raise sh.BenchmarkError("--pin: the secured server has no writer process")
     print(f"tools/call over Streamable HTTP (2026-07-28 stateless POSTs), wrk, "
-          f"{args.rounds} x {args.duration}s slices per point")
+          f"{args.rounds} x {args.duration}s slices per point"
+          + (f"; servers pinned to CPU {sorted(args.server_cpus)}, wrk, writers and "
+             f"PostgreSQL to {sorted(args.load_cpus)}" if args.load_cpus else ""))
     print(f"{'backend':>11}{'M':>4}{'off req/s':>11}{'secured req/s':>15}{'loss':>8}"
           f"{'off p99':>9}{'sec p99':>9}{'loss<=15%':>11}"
           f"{'CPU/call off/sec+writer, loss':>30}{'median':>8}"
@@ -310,8 +337,18 @@ def main() -> None:
                              "that backend too (--no-auth --store: the shared sessions a "
                              "store brings, no security), so only security differs; none: "
                              "one off server without a store")
+    parser.add_argument("--pin", action="store_true",
+                        help="each server on the first CPU alone; wrk, the audit writer "
+                             "processes and PostgreSQL on the others")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    args.server_cpus = args.load_cpus = None
+    if args.pin:
+        available = sorted(os.sched_getaffinity(0))
+        if len(available) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        args.server_cpus, args.load_cpus = {available[0]}, set(available[1:])
+        os.sched_setaffinity(0, args.load_cpus)  # wrk and PostgreSQL inherit this
     if sh.shutil.which("wrk") is None:
         raise SystemExit("security.py needs wrk (apt-get install wrk)")
     counts = [int(n) for n in args.sessions.split(",")]
@@ -339,17 +376,20 @@ def main() -> None:
         with ExitStack() as servers:
             offs: dict[str, sh.Server] = {}
             if args.off_store == "none":
-                bare, _ = servers.enter_context(serving(None, work / "off"))
+                bare, _ = servers.enter_context(serving(None, work / "off",
+                                                         cpus=args.server_cpus))
                 offs = dict.fromkeys(stores, bare)
             for backend, url in stores.items():
                 if args.off_store == "same":  # SQLite: a file of its own; PostgreSQL: same
                     off_url = f"sqlite:///{work / 'off.db'}" if backend == "sqlite" else url
                     offs[backend], _ = servers.enter_context(
-                        serving(None, work / f"off-{backend}", off_store=off_url))
+                        serving(None, work / f"off-{backend}", off_store=off_url,
+                                cpus=args.server_cpus))
             secured = {}
             for backend, url in stores.items():
                 secured[backend] = servers.enter_context(serving(url, work / backend,
-                                                                 args.audit_writer))
+                                                                 args.audit_writer,
+                                                                 cpus=args.server_cpus))
             rows = load(args, work, counts, offs, secured, answered)
         # the servers stopped (a clean shutdown loses no audit record): check each log
         for backend, url in stores.items():

@@ -48,7 +48,7 @@ from .audit_chain import safe_digest
 from .audit_wire import ARGUMENTS, DIGESTED, body_from_wire, row_identity, to_wire
 
 __all__ = ("AuditWriterProcess", "to_wire", "body_from_wire", "encode_batch",
-           "frame", "WRITER_MODULE")
+           "decode_batch", "frame", "WRITER_MODULE")
 
 log = logging.getLogger("mobius_rpc.security")
 
@@ -78,6 +78,16 @@ def encode_batch(number: int, rows: list[list[Any]]) -> bytes:
             return frame(orjson.dumps([number, rows], default=str))
         except TypeError:  # integers beyond 64 bits elsewhere (the child reads these too)
             return frame(json.dumps([number, rows], default=str).encode())
+
+
+def decode_batch(payload: bytes | memoryview) -> tuple[int, list[list[Any]]]:
+    """The number and rows of a batch frame's payload (the child's reading, and the
+    taking back of a batch it did not acknowledge)."""
+    try:
+        number, rows = orjson.loads(payload)
+    except orjson.JSONDecodeError:  # integers beyond 64 bits
+        number, rows = json.loads(bytes(payload))
+    return int(number), rows
 
 
 class AuditWriterProcess:
@@ -110,8 +120,11 @@ class AuditWriterProcess:
         #: rows (.audit_wire) not shipped yet; never empty while no shipment is due
         #: (see queue)
         self._queue: list[list[Any]] = []
-        #: batches shipped and not acknowledged yet, by number, in order
-        self._unacked: dict[int, list[list[Any]]] = {}
+        #: batches shipped and not acknowledged yet, by number, in order: each as its
+        #: row count and the frame that went (bytes, which the garbage collector never
+        #: scans: the rows themselves are freed once shipped, not an ack later; the
+        #: frame is read back only if the child stops before acknowledging it)
+        self._unacked: dict[int, tuple[int, bytes]] = {}
         self._unacked_count = 0
         self._number = 0
         self._acked_seq = 0
@@ -222,10 +235,15 @@ class AuditWriterProcess:
         batch, self._queue = self._queue, []
         if not batch:
             return
+        try:
+            payload = encode_batch(self._number + 1, batch)
+        except BaseException:  # not shipped: the rows stay queued (taken back at the end)
+            self._queue[:0] = batch
+            raise
         self._number += 1
-        self._unacked[self._number] = batch
+        self._unacked[self._number] = (len(batch), payload)
         self._unacked_count += len(batch)
-        await stdin.send(encode_batch(self._number, batch))
+        await stdin.send(payload)
 
     async def _read_acks(self, acks: _Lines, scope: anyio.CancelScope) -> None:
         try:
@@ -247,7 +265,7 @@ class AuditWriterProcess:
             return
         number, seq = int(message[0]), int(message[1])
         for done in [n for n in self._unacked if n <= number]:
-            self._unacked_count -= len(self._unacked.pop(done))
+            self._unacked_count -= self._unacked.pop(done)[0]
         self._acked_seq = max(self._acked_seq, seq)
         self._acked.set()
         self._acked = anyio.Event()
@@ -274,7 +292,9 @@ class AuditWriterProcess:
     async def _take_back(self, audit: AuditLog) -> None:
         """Records the child did not acknowledge (or never got) go back to ``audit``,
         without those it stored before it stopped."""
-        left = [row for batch in self._unacked.values() for row in batch] + self._queue
+        left = [row for _, payload in self._unacked.values()
+                for row in decode_batch(memoryview(payload)[_LENGTH.size:])[1]
+                ] + self._queue
         self._unacked.clear()
         self._unacked_count = 0
         self._queue = []

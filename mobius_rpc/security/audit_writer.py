@@ -19,7 +19,6 @@ shipped its last records; the end of the pipe is what stops this process.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -30,7 +29,7 @@ import orjson
 
 from ..storage.sqlite_db import SqliteOptions
 from .audit import AuditLog
-from .audit_process import MAX_FRAME
+from .audit_process import MAX_FRAME, decode_batch
 from .audit_wire import body_from_wire
 from .open import open_security_store
 
@@ -101,12 +100,9 @@ async def serve() -> int:
                     state["eof"] = True
                     wake.set()
                     return
-                try:
-                    number, rows = orjson.loads(data)
-                except orjson.JSONDecodeError:  # integers beyond 64 bits
-                    number, rows = json.loads(data)
+                number, rows = decode_batch(data)
                 audit.append_bodies_later([body_from_wire(row) for row in rows])
-                state["received"] = int(number)
+                state["received"] = number
                 wake.set()
 
         async with anyio.create_task_group() as tg:
