@@ -31,9 +31,10 @@ PostgreSQL the cross-replica revocation window is measured (another process revo
 token this one has cached; the time from its commit to the first refusal here).
 
 ``--pin`` puts each server on the first CPU alone and everything else (wrk, the audit
-writer processes, PostgreSQL, this script) on the others.  On a 2-CPU machine the
-rounds then spread less: without it the scheduler moves the server between the cores
-it shares with wrk and the writer, and one slice can lose 30 points more than the next.
+writer processes, PostgreSQL, this script) on the others, so that the server's core
+does only the server's work and the writer's CPU shows apart from it.  It does not
+steady a machine whose own speed drifts: on the 2-vCPU machine of docs/security.md's
+runs, a point's rounds still spread over 13-37 points pinned.
 
     python benchmarks/security.py [--duration 5] [--rounds 3] [--sessions 1,8,32]
         [--backends sqlite,postgresql] [--pg-url URL] [--audit-writer process|thread]
