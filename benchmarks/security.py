@@ -344,12 +344,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.server_cpus = args.load_cpus = None
-    if args.pin:
-        available = sorted(os.sched_getaffinity(0))
-        if len(available) < 2:
-            parser.error("--pin needs at least 2 CPUs")
-        args.server_cpus, args.load_cpus = {available[0]}, set(available[1:])
-        os.sched_setaffinity(0, args.load_cpus)  # wrk and PostgreSQL inherit this
+    if args.pin:  # wrk and PostgreSQL, started later, inherit the load CPUs
+        try:
+            args.server_cpus, args.load_cpus = sh.split_cpus()
+        except ValueError as error:
+            parser.error(str(error))
     if sh.shutil.which("wrk") is None:
         raise SystemExit("security.py needs wrk (apt-get install wrk)")
     counts = [int(n) for n in args.sessions.split(",")]

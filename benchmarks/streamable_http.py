@@ -135,6 +135,18 @@ def pinned(cpus: set[int] | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
+def split_cpus() -> tuple[set[int], set[int]]:
+    """``--pin``'s split: the first CPU for the server, the others for this process
+    and what it starts later (wrk), to which it moves now.  ValueError with fewer
+    than 2 CPUs."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        raise ValueError("--pin needs at least 2 CPUs")
+    server, load = {available[0]}, set(available[1:])
+    os.sched_setaffinity(0, load)
+    return server, load
+
+
 def server_command(kind: str, port: int, workdir: Path) -> list[str]:
     """The command line of a benchmark server: ``bare`` (the Starlette handler, whose
     app file is written into ``workdir``) or ``mobius serve`` on the demo fixture."""
@@ -477,11 +489,10 @@ def main() -> None:
     generator = pick_generator(args.generator)
     server_cpus: set[int] | None = None
     if args.pin:
-        available = sorted(os.sched_getaffinity(0))
-        if len(available) < 2:
-            parser.error("--pin needs at least 2 CPUs")
-        server_cpus = {available[0]}
-        os.sched_setaffinity(0, available[1:])  # wrk, a child, inherits this
+        try:
+            server_cpus, _ = split_cpus()
+        except ValueError as error:
+            parser.error(str(error))
     points: dict[tuple[str, str, int], Point] = {}
     # mobius/bare per round: each round's two slices ran back to back, so the
     # spread of these says how far the machine drifted during the point.
