@@ -81,6 +81,10 @@ class _Sink(Protocol):
     def queue(self, row: list[Any]) -> None:
         """Take one record's :mod:`.audit_wire` row (only while :attr:`accepting`)."""
 
+    def offer(self, row: list[Any]) -> bool:
+        """:meth:`queue` the row if :attr:`accepting`, saying whether it did (the
+        request path's one call)."""
+
     async def flush(self) -> None: ...
 
 
@@ -196,10 +200,7 @@ class AuditLog:
         keyword fields to check or turn into the row."""
         sink = self._sink
         if sink is not None:
-            if not sink.accepting:
-                return False
-            sink.queue(row)
-            return True
+            return sink.offer(row)
         if not self._writer_running or len(self._pending) >= self.max_behind:
             return False
         self._queue_row(row)

@@ -154,6 +154,16 @@ class AuditWriterProcess:
             self._wake.set()
         queued.append(row)
 
+    def offer(self, row: list[Any]) -> bool:
+        """:meth:`queue` while :attr:`accepting` (both in one call: once a request)."""
+        queued = self._queue
+        if not self._alive or len(queued) + self._unacked_count >= self.max_behind:
+            return False
+        if not queued:
+            self._wake.set()
+        queued.append(row)
+        return True
+
     async def flush(self) -> None:
         """Return once everything queued so far is stored (or taken back in-process)."""
         if not self._alive:

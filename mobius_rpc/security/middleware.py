@@ -34,6 +34,7 @@ from ..core.errors import METHOD_NOT_FOUND, McpError
 from ..core.types import TransportKind
 from ..server.context import Context
 from ..server.dispatch import routes_next
+from ..server.registration import Registration
 from .audit import AuditLog
 from .audit_wire import use_row
 from .limits import Limiter, Limits
@@ -127,7 +128,8 @@ class SecurityMiddleware:
         if method == "tools/call":
             name = params.get("name")
             if isinstance(name, str):
-                tool = registration(ctx).tools.get(name)
+                server = registration(ctx)
+                tool = server.tools.get(name)
                 if tool is not None:
                     # the common case first: a known tool, the rules at hand, the call
                     # allowed (a decision the rule set has cached); otherwise _guarded
@@ -138,7 +140,7 @@ class SecurityMiddleware:
                             principal, _CALL, _TOOLS, name, tool.annotations,
                             owner=None if owners is None else owners(_TOOLS, name)).allowed:
                         return await self._use(ctx, call_next, principal, name,
-                                               params.get("arguments"), name)
+                                               params.get("arguments"), name, server)
             else:
                 tool = None
             return await self._guarded(
@@ -232,9 +234,11 @@ class SecurityMiddleware:
         return await self._use(ctx, call_next, principal, name, arguments, tool)
 
     async def _use(self, ctx: Context, call_next: Next, principal: Principal,
-                   name: str | None, arguments: Any, tool: str | None) -> dict[str, Any]:
+                   name: str | None, arguments: Any, tool: str | None,
+                   server: Registration | None = None) -> dict[str, Any]:
         """Run a use the policy allowed under its limits (``tool``: the tool's name,
-        for a tool call) and record it, however it ends."""
+        for a tool call) and record it, however it ends.  ``server``: the request's
+        registration, when the caller has looked it up already."""
         at, started = self._clock(), _perf_counter()
         outcome, detail = "ok", NO_DETAIL
         error: McpError | None = None
@@ -250,8 +254,9 @@ class SecurityMiddleware:
             else:
                 if "task" in ctx.params:  # run as a task: the run itself under the limits
                     ctx.limit_task = self._task_limits(principal, tool, arguments)
-                if routes_next(call_next) \
-                        and "tools/call" not in registration(ctx).request_handlers:
+                if server is None:
+                    server = registration(ctx)
+                if routes_next(call_next) and "tools/call" not in server.request_handlers:
                     # the server's own tools answer next: the timeout goes around the
                     # handler alone (Context.limit_handler), where it can act
                     ctx.limit_handler = self._run_handler

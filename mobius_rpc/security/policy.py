@@ -368,7 +368,8 @@ class PolicyEngine:
         hint = self._hints.get(org_id)
         if hint is None or now - hint[1] >= self.HINT_TTL or hint[0] != cached[0].version:
             return None
-        self._sets[org_id] = (cached[0], now)
+        if self.max_staleness > 0:  # when the set was last checked (only read then)
+            self._sets[org_id] = (cached[0], now)
         return cached[0]
 
     async def rules_for(self, org_id: str) -> RuleSet:

@@ -48,12 +48,19 @@ class Principal:
     method: AuthMethod = AuthMethod.NONE
     #: the credential's id (an API token's id, a JWT's ``jti``), for the audit log
     credential: str | None = None
+    #: the hash, made once: a principal is the policy's decision-cache key on every
+    #: request, and one authenticated principal serves many requests
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the fields that tell principals apart in practice (equal principals still
+        # hash alike); the generated hash also hashed ``method``, an enum whose hash
+        # is a Python call
+        object.__setattr__(self, "_hash",
+                           hash((self.user, self.organization, self.credential, self.roles)))
 
     def __hash__(self) -> int:
-        # the fields that tell principals apart in practice (equal principals still
-        # hash alike): the generated hash also hashed ``method``, an enum whose hash
-        # is a Python call, on every policy decision (the decision cache's key)
-        return hash((self.user, self.organization, self.credential, self.roles))
+        return self._hash
 
     def has_role(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)

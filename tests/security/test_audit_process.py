@@ -114,6 +114,34 @@ async def test_a_clean_end_stores_what_was_queued_last(tmp_path: Path) -> None:
         assert (await log.verify()).ok
 
 
+async def test_the_request_path_queues_only_while_the_child_runs_with_room(
+        tmp_path: Path) -> None:
+    """``AuditLog.queue_use`` hands a row to the writer process in one call
+    (``offer``): taken while the child runs and fewer than ``max_behind`` records
+    wait (queued or unacknowledged), refused otherwise, so the caller appends
+    it durably itself."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    async with open_security_store(url) as (_, security):
+        log = AuditLog(security)
+        writer = AuditWriterProcess(url, ship_interval=5.0, max_behind=3)
+        rows = [to_wire({**_use(i), "at": 100.0 + i}) for i in range(4)]
+        assert writer.offer(rows[0]) is False  # no child yet
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run, log)
+            await _until(lambda: log.writing_behind)
+            assert log.queue_use(rows[0]) and log.queue_use(rows[1])
+            writer._unacked_count = 1  # one record shipped and not acknowledged yet
+            assert log.queue_use(rows[2]) is False  # 2 queued + 1 unacknowledged: full
+            writer._unacked_count = 0
+            assert log.queue_use(rows[2])
+            assert log.queue_use(rows[3]) is False
+            tg.cancel_scope.cancel()
+        stored = await _records(security)
+        assert [r.request_id for r in stored] == ["0", "1", "2"]
+        assert (await log.verify()).ok
+        assert writer.offer(rows[3]) is False  # the child is gone
+
+
 async def test_a_killed_child_loses_and_doubles_nothing(db: Target) -> None:
     async with open_security_store(db.url, schema=db.schema) as (_, security):
         log = AuditLog(security)
