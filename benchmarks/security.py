@@ -88,18 +88,7 @@ def serving(store: str | None, workdir: Path, audit_writer: str = "process",
                             text=True, env=env, preexec_fn=sh.pinned(cpus))
     try:
         assert proc.stderr is not None
-        token = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                raise sh.BenchmarkError(f"server exited with status {proc.wait()}")
-            if line.startswith("API token"):
-                token = line.rsplit(" ", 1)[-1].strip()
-            if line.startswith(("send it as", "WARNING", "authentication: ON (store")):
-                break
-        if store is not None and token is None:
-            raise sh.BenchmarkError("the secured server printed no token (store not empty?)")
+        token = startup_token(proc, store is not None, time.monotonic() + 30)
         # drain the rest of stderr so the server never blocks on a full pipe
         workdir.mkdir(parents=True, exist_ok=True)
         rest = open(workdir / "stderr.txt", "w")  # noqa: SIM115 - closed below
@@ -116,6 +105,29 @@ def serving(store: str | None, workdir: Path, audit_writer: str = "process",
                     print(f"{'off' if store is None else store.split(':')[0]} server {line}")
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def startup_token(proc: subprocess.Popen[str], secured: bool, deadline: float,
+                  lines: list[str] | None = None) -> str | None:
+    """The one-time API token ``mobius serve`` prints on its first start on an empty
+    store, read from its stderr up to the end of its start-up notes (each line read
+    also goes to ``lines``); None for a server with security off."""
+    assert proc.stderr is not None
+    token = None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise sh.BenchmarkError(f"server exited with status {proc.wait()}: "
+                                    f"{''.join(lines or [])[-500:]}")
+        if lines is not None:
+            lines.append(line)
+        if line.startswith("API token"):
+            token = line.rsplit(" ", 1)[-1].strip()
+        if line.startswith(("send it as", "WARNING", "authentication: ON (store")):
+            break
+    if secured and token is None:
+        raise sh.BenchmarkError("the secured server printed no token (store not empty?)")
+    return token
 
 
 def script(workdir: Path, token: str | None) -> Path:

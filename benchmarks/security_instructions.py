@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import orjson  # noqa: E402
 from bench_servers import BenchmarkError, free_port  # noqa: E402
 from callgrind import MeasurementError, collected, per_request, require_valgrind  # noqa: E402
+from security import startup_token  # noqa: E402
 from streamable_http import MODERN_HEADERS, SUCCESS_MARK, call_body  # noqa: E402
 
 SERVE_FLAG = "--serve-stretched"
@@ -113,22 +114,11 @@ def instructions(kind: str, store: str, calls: int, workdir: Path, factor: float
     assert proc.stderr is not None
     err: list[str] = []
     try:
-        token = None
-        while True:
-            line = proc.stderr.readline()
-            if not line:
-                raise BenchmarkError(f"{kind} server exited: {''.join(err)[-500:]}")
-            err.append(line)
-            if line.startswith("API token"):
-                token = line.rsplit(" ", 1)[-1].strip()
-            if line.startswith(("send it as", "WARNING", "authentication: ON (store")):
-                break
-        if kind == "secured" and token is None:
-            raise BenchmarkError("the secured server printed no token (store not empty?)")
+        deadline = time.monotonic() + 300
+        token = startup_token(proc, kind == "secured", deadline, err)
         rest = threading.Thread(target=lambda: err.append(proc.stderr.read()  # type: ignore
                                                           or ""), daemon=True)
         rest.start()
-        deadline = time.monotonic() + 300
         while True:
             try:
                 http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()

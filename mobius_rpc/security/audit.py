@@ -78,12 +78,8 @@ class _Sink(Protocol):
     @property
     def accepting(self) -> bool: ...
 
-    def queue(self, row: list[Any]) -> None:
-        """Take one record's :mod:`.audit_wire` row (only while :attr:`accepting`)."""
-
     def offer(self, row: list[Any]) -> bool:
-        """:meth:`queue` the row if :attr:`accepting`, saying whether it did (the
-        request path's one call)."""
+        """Take one record's :mod:`.audit_wire` row if :attr:`accepting`; whether it did."""
 
     async def flush(self) -> None: ...
 
@@ -188,10 +184,9 @@ class AuditLog:
             fields["at"] = self._clock()
         row = to_wire(fields)
         sink = self._sink
-        if sink is not None:  # written by another process
-            sink.queue(row)
+        if sink is not None and sink.offer(row):  # written by another process
             return
-        self._queue_row(row)
+        self._queue_row(row)  # else here, by run() or the next append or flush
 
     def queue_use(self, row: list[Any]) -> bool:
         """Queue one record already made into its :func:`~.audit_wire.use_row` row for

@@ -118,7 +118,7 @@ class AuditWriterProcess:
         self.command = command or [sys.executable, "-m", WRITER_MODULE]
         self.stop_timeout = stop_timeout
         #: rows (.audit_wire) not shipped yet; never empty while no shipment is due
-        #: (see queue)
+        #: (see offer)
         self._queue: list[list[Any]] = []
         #: batches shipped and not acknowledged yet, by number, in order: each as its
         #: row count and the frame that went (bytes, which the garbage collector never
@@ -146,20 +146,14 @@ class AuditWriterProcess:
     def accepting(self) -> bool:
         return self._alive and len(self._queue) + self._unacked_count < self.max_behind
 
-    def queue(self, row: list[Any]) -> None:
+    def offer(self, row: list[Any]) -> bool:
+        """Queue the row for shipping if :attr:`accepting`; whether it did."""
+        if not self.accepting:
+            return False
         queued = self._queue
         if not queued:
             # the first since the last shipment wakes the ship loop; the rest ride
             # with it (the loop takes the queue only after its wake-up)
-            self._wake.set()
-        queued.append(row)
-
-    def offer(self, row: list[Any]) -> bool:
-        """:meth:`queue` while :attr:`accepting` (both in one call: once a request)."""
-        queued = self._queue
-        if not self._alive or len(queued) + self._unacked_count >= self.max_behind:
-            return False
-        if not queued:
             self._wake.set()
         queued.append(row)
         return True
