@@ -1,0 +1,185 @@
+"""What the audit writer process costs per record, and in which of its steps.
+
+The secured HTTP server's records go to a child process
+(:mod:`mobius_rpc.security.audit_writer`) that digests, chains and stores them.
+That child shares the machine with the server and the load generator, so its
+CPU per record is part of what security costs under load: ``security.py``
+prints it as the ``+N us`` after the server's CPU per call.  This harness
+measures it apart from everything else, so that a change to the writer can be
+judged on a number that repeats better than a throughput loss:
+
+* ``child``: a real writer process fed by a real :class:`AuditWriterProcess`
+  at ``--rate`` records a second for ``--seconds``; its time on a CPU
+  (``/proc/PID/schedstat``) over the records it stored, the median of ``--rounds``;
+* the steps, in this process, the fastest of ``--rounds`` over ``--records``
+  records in batches of ``--batch``: ``decode`` (the frame's JSON),
+  ``body`` (:func:`~mobius_rpc.security.audit_wire.body_from_wire`: the
+  arguments' digest among it), ``chain`` (seq, the chain hash and the row
+  tuple), ``store`` (the store's batched insert and commit).
+
+The rows are those of an allowed ``tools/call`` with small arguments, as the
+benchmark servers' echo tool gets.
+
+    python benchmarks/audit_writer.py [--rate 2000] [--seconds 5] [--rounds 3]
+        [--backends sqlite,postgresql] [--pg-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mobius_rpc.security.audit import AuditLog  # noqa: E402
+from mobius_rpc.security.audit_chain import chain_hash  # noqa: E402
+from mobius_rpc.security.audit_process import (  # noqa: E402
+    AuditWriterProcess,
+    decode_batch,
+    encode_batch,
+)
+from mobius_rpc.security.audit_wire import body_from_wire, use_row  # noqa: E402
+from mobius_rpc.security.open import open_security_store  # noqa: E402
+from mobius_rpc.security.principal import AuthMethod, Principal  # noqa: E402
+
+_CALLER = Principal(user="user-1", organization="org-1", method=AuthMethod.API_TOKEN,
+                    credential="tok_0123456789")
+
+
+def _row(n: int) -> list[Any]:
+    return use_row(time.time(), "tools/call", "ok", _CALLER, f"session{n:016x}", n, "echo",
+                   {"text": "hello"}, None, None, 0.25, None)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """Time on a CPU, from the scheduler's own count (ns; ``/proc/PID/stat``'s
+    user and system times are counted in 10 ms ticks, too coarse for a process
+    that runs in short bursts); the ticks where schedstat is missing."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _child_round(url: str, rate: int, seconds: float) -> float:
+    """The child's CPU per record (us) while fed ``rate`` records a second."""
+    async with open_security_store(url) as (_, store):
+        log = AuditLog(store)
+        writer = AuditWriterProcess(url)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run, log)
+            with anyio.fail_after(30):
+                while not writer.accepting:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.3)  # its imports and the store's opening done
+            assert writer.pid is not None
+            before, started, sent = _cpu_seconds(writer.pid), time.perf_counter(), 0
+            per_ms = max(1, rate // 1000)
+            while time.perf_counter() - started < seconds:
+                for _ in range(per_ms):
+                    # a row the child has no room for is not sent (nor counted): the
+                    # child's CPU is divided by what it stored
+                    sent += writer.offer(_row(sent + 1))
+                await anyio.sleep(0.001)
+            await log.flush()
+            used = _cpu_seconds(writer.pid) - before
+            tg.cancel_scope.cancel()
+    return used / sent * 1e6
+
+
+async def _steps(url: str, records: int, batch: int) -> dict[str, float]:
+    """CPU per record (us) of each of the writer's steps, in this process."""
+    frames = [encode_batch(i, [_row(i * batch + j) for j in range(batch)])
+              for i in range(records // batch)]
+    count = len(frames) * batch
+    spent: dict[str, float] = {}
+    clock = time.process_time
+    async with open_security_store(url) as (_, store):
+        head = await AuditLog(store).head()
+        t0 = clock()
+        decoded = [decode_batch(memoryview(frame)[4:])[1] for frame in frames]
+        t1 = clock()
+        bodies = [[body_from_wire(row) for row in rows] for rows in decoded]
+        t2 = clock()
+        seq, prev = head
+        chained: list[list[tuple[Any, ...]]] = []
+        for group in bodies:
+            rows = []
+            for body in group:
+                seq += 1
+                body["seq"] = seq
+                digest = chain_hash(prev, body)
+                rows.append((*body.values(), prev, digest))
+                prev = digest
+            chained.append(rows)
+        t3 = clock()
+        for rows in chained:
+            await store.append_audit_rows(rows)  # type: ignore[attr-defined]
+        t4 = clock()
+    for name, start, end in (("decode", t0, t1), ("body", t1, t2), ("chain", t2, t3),
+                             ("store", t3, t4)):
+        spent[name] = (end - start) / count * 1e6
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--records", type=int, default=30000)
+    parser.add_argument("--batch", type=int, default=300,
+                        help="records a store write (about the child's at 3,000 a second)")
+    parser.add_argument("--backends", default="sqlite")
+    parser.add_argument("--pg-url", help="a PostgreSQL to use instead of starting one")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        urls: dict[str, str] = {}
+        for backend in (b.strip() for b in args.backends.split(",") if b.strip()):
+            if backend == "sqlite":
+                urls[backend] = f"sqlite:///{work / 'audit.db'}"
+            elif backend == "postgresql":
+                url = args.pg_url
+                if url is None:
+                    from tests.storage.pgcluster import PgCluster, find_bindir
+                    bindir = find_bindir()
+                    if bindir is None:
+                        print("NOTE: no PostgreSQL binaries; skipping postgresql",
+                              file=sys.stderr)
+                        continue
+                    url = stack.enter_context(PgCluster(bindir)).url()
+                urls[backend] = url
+            else:
+                parser.error(f"unknown backend {backend!r}")
+        print(f"audit writer, {args.rate} records/s for {args.seconds:g} s, "
+              f"{args.rounds} rounds; steps over {args.records} records in batches of "
+              f"{args.batch} (us a record)")
+        print(f"{'backend':>11} {'child':>7} {'decode':>7} {'body':>6} {'chain':>6} "
+              f"{'store':>6} {'steps':>6}")
+        for backend, url in urls.items():
+            child = statistics.median(
+                anyio.run(_child_round, url, args.rate, args.seconds)
+                for _ in range(args.rounds))
+            runs = [anyio.run(_steps, url, args.records, args.batch)
+                    for _ in range(args.rounds)]
+            best = {name: min(run[name] for run in runs) for name in runs[0]}
+            print(f"{backend:>11} {child:7.1f} {best['decode']:7.2f} {best['body']:6.2f} "
+                  f"{best['chain']:6.2f} {best['store']:6.2f} {sum(best.values()):6.2f}")
+
+
+if __name__ == "__main__":
+    main()
