@@ -40,6 +40,9 @@ import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_servers import postgresql_url  # noqa: E402
 
 from mobius_rpc.security.audit import AuditLog  # noqa: E402
 from mobius_rpc.security.audit_chain import chain_hash  # noqa: E402
@@ -153,15 +156,9 @@ def main() -> None:
             if backend == "sqlite":
                 urls[backend] = f"sqlite:///{work / 'audit.db'}"
             elif backend == "postgresql":
-                url = args.pg_url
+                url = postgresql_url(stack, args.pg_url)
                 if url is None:
-                    from tests.storage.pgcluster import PgCluster, find_bindir
-                    bindir = find_bindir()
-                    if bindir is None:
-                        print("NOTE: no PostgreSQL binaries; skipping postgresql",
-                              file=sys.stderr)
-                        continue
-                    url = stack.enter_context(PgCluster(bindir)).url()
+                    continue
                 urls[backend] = url
             else:
                 parser.error(f"unknown backend {backend!r}")

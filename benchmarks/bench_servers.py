@@ -11,11 +11,26 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def postgresql_url(stack: ExitStack, given: str | None) -> str | None:
+    """``given``, or a PostgreSQL cluster started from Debian's binaries (stopped when
+    ``stack`` closes); None, with a note on stderr, where there are none."""
+    if given is not None:
+        return given
+    from tests.storage.pgcluster import PgCluster, find_bindir
+    bindir = find_bindir()
+    if bindir is None:
+        print("NOTE: no PostgreSQL binaries; skipping postgresql", file=sys.stderr)
+        return None
+    url: str = stack.enter_context(PgCluster(bindir)).url()
+    return url
 
 
 class BenchmarkError(RuntimeError):

@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import streamable_http as sh  # noqa: E402
-from bench_servers import stop  # noqa: E402
+from bench_servers import postgresql_url, stop  # noqa: E402
 
 TARGET_LOSS = 0.15
 
@@ -372,15 +372,9 @@ def main() -> None:
             if backend == "sqlite":
                 stores[backend] = f"sqlite:///{work / 'security.db'}"
             elif backend == "postgresql":
-                url = args.pg_url
+                url = postgresql_url(stack, args.pg_url)
                 if url is None:
-                    from tests.storage.pgcluster import PgCluster, find_bindir
-                    bindir = find_bindir()
-                    if bindir is None:
-                        print("NOTE: no PostgreSQL binaries; skipping postgresql",
-                              file=sys.stderr)
-                        continue
-                    url = stack.enter_context(PgCluster(bindir)).url()
+                    continue
                 stores[backend] = url
             else:
                 parser.error(f"unknown backend {backend!r}")
