@@ -81,6 +81,7 @@ async def _child_round(url: str, rate: int, seconds: float) -> float:
     """The child's CPU per record (us) while fed ``rate`` records a second."""
     async with open_security_store(url) as (_, store):
         log = AuditLog(store)
+        first_seq = (await log.head())[0]
         writer = AuditWriterProcess(url)
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run, log)
@@ -100,6 +101,11 @@ async def _child_round(url: str, rate: int, seconds: float) -> float:
             await log.flush()
             used = _cpu_seconds(writer.pid) - before
             tg.cancel_scope.cancel()
+        stored = (await log.head())[0] - first_seq
+        if stored != sent:  # the number would be of a writer that lost or doubled some
+            raise SystemExit(f"audit_writer.py: FAILED: {sent} records sent, {stored} stored")
+        if not (await log.verify()).ok:
+            raise SystemExit("audit_writer.py: FAILED: the audit chain does not verify")
     return used / sent * 1e6
 
 

@@ -137,3 +137,17 @@ def test_security_benchmark_runs_and_checks_the_audit_log(tmp_path: Path) -> Non
     (row,) = json.loads(out.read_text())
     assert row["backend"] == "sqlite" and row["sessions"] == 2
     assert row["off_rps"] > 0 and row["secured_rps"] > 0
+
+
+def test_audit_writer_benchmark_stores_and_reports_every_step(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "audit_writer.py"), "--seconds", "0.5",
+         "--rounds", "1", "--records", "600", "--batch", "100", "--rate", "1000",
+         "--backends", "sqlite"], capture_output=True, text=True, timeout=120, check=True)
+    header, row = done.stdout.splitlines()[-2:]
+    assert header.split() == ["backend", "child", "decode", "body", "chain", "store", "steps"]
+    name, *numbers = row.split()
+    assert name == "sqlite" and len(numbers) == 6
+    child, decode, body, chain, store, steps = map(float, numbers)
+    assert child > 0 and min(decode, body, chain, store) > 0
+    assert abs(steps - (decode + body + chain + store)) < 0.05
