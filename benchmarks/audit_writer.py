@@ -90,12 +90,14 @@ async def _child_round(url: str, rate: int, seconds: float) -> float:
                     await anyio.sleep(0.01)
             await anyio.sleep(0.3)  # its imports and the store's opening done
             assert writer.pid is not None
-            before, started, sent = _cpu_seconds(writer.pid), time.perf_counter(), 0
-            per_ms = max(1, rate // 1000)
-            while time.perf_counter() - started < seconds:
-                for _ in range(per_ms):
-                    # a row the child has no room for is not sent (nor counted): the
-                    # child's CPU is divided by what it stored
+            before, started = _cpu_seconds(writer.pid), time.perf_counter()
+            offered = sent = 0
+            while (elapsed := time.perf_counter() - started) < seconds:
+                # paced by the clock (a sleep lasts longer than asked), a millisecond's
+                # rows at a time; a row the child has no room for is not sent (nor
+                # counted): the child's CPU is divided by what it stored
+                while offered < rate * elapsed:
+                    offered += 1
                     sent += writer.offer(_row(sent + 1))
                 await anyio.sleep(0.001)
             await log.flush()
