@@ -54,6 +54,7 @@ from mobius_rpc.security.audit_process import (  # noqa: E402
 from mobius_rpc.security.audit_wire import body_from_wire, use_row  # noqa: E402
 from mobius_rpc.security.open import open_security_store  # noqa: E402
 from mobius_rpc.security.principal import AuthMethod, Principal  # noqa: E402
+from mobius_rpc.storage.sqlite_db import SqliteOptions  # noqa: E402
 
 _CALLER = Principal(user="user-1", organization="org-1", method=AuthMethod.API_TOKEN,
                     credential="tok_0123456789")
@@ -118,7 +119,9 @@ async def _steps(url: str, records: int, batch: int) -> dict[str, float]:
     count = len(frames) * batch
     spent: dict[str, float] = {}
     clock = time.process_time
-    async with open_security_store(url) as (_, store):
+    # SQLite's writes on this loop, as the writer process opens its store (no hop to a
+    # worker thread in the store step)
+    async with open_security_store(url, sqlite=SqliteOptions(inline_writes=True)) as (_, store):
         head = await AuditLog(store).head()
         t0 = clock()
         decoded = [decode_batch(memoryview(frame)[4:])[1] for frame in frames]
