@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_servers import postgresql_url  # noqa: E402
 
 from mobius_rpc.security.audit import AuditLog  # noqa: E402
-from mobius_rpc.security.audit_chain import chain_hash  # noqa: E402
+from mobius_rpc.security.audit_chain import chain_rows  # noqa: E402
 from mobius_rpc.security.audit_process import (  # noqa: E402
     AuditWriterProcess,
     decode_batch,
@@ -128,16 +128,9 @@ async def _steps(url: str, records: int, batch: int) -> dict[str, float]:
         t1 = clock()
         bodies = [[body_from_wire(row) for row in rows] for rows in decoded]
         t2 = clock()
-        seq, prev = head
         chained: list[list[tuple[Any, ...]]] = []
         for group in bodies:
-            rows = []
-            for body in group:
-                seq += 1
-                body["seq"] = seq
-                digest = chain_hash(prev, body)
-                rows.append((*body.values(), prev, digest))
-                prev = digest
+            rows, head = chain_rows(head, group)
             chained.append(rows)
         t3 = clock()
         for rows in chained:

@@ -41,7 +41,7 @@ import anyio
 from .audit_chain import (
     GENESIS,
     canonical_json,
-    chain_hash,
+    chain_rows,
     digest,
     record_hash,
 )
@@ -339,14 +339,7 @@ class AuditLog:
         for attempt in range(_ATTEMPTS):
             if self._head is None:
                 self._head = await self._load_head()
-            seq, prev = self._head
-            rows: list[tuple[Any, ...]] = []
-            for body in bodies:
-                seq += 1
-                body["seq"] = seq
-                digest = chain_hash(prev, body)
-                rows.append((*body.values(), prev, digest))  # the body is in field order
-                prev = digest
+            rows, head = chain_rows(self._head, bodies)
             try:
                 if append_rows is not None:
                     await append_rows(rows)
@@ -362,7 +355,7 @@ class AuditLog:
             for item, row in zip(batch, rows, strict=True):
                 if isinstance(item, _Pending):
                     item.record = AuditRecord(*row)
-            self._head = self._anchor = (seq, prev)
+            self._head = self._anchor = head
             return
         raise AuditConflict("could not append to the audit log: too much contention")
 
