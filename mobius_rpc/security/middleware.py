@@ -118,9 +118,9 @@ class SecurityMiddleware:
         found = transport.principal if transport is not None else None
         principal = self.default_principal if found is None \
             else found if isinstance(found, Principal) else None
-        if principal is not None and self.revalidate is not None \
-                and transport is not None and transport.kind is _WEBSOCKET:
-            principal = await self.revalidate(principal)
+        if principal is not None and transport is not None \
+                and transport.kind is _WEBSOCKET:
+            principal = await self._still_valid(principal)
         if principal is None:
             await self._refuse(ctx, None, None, McpError(UNAUTHENTICATED,
                                                          "Authentication required"), {})
@@ -171,6 +171,18 @@ class SecurityMiddleware:
             return await call_next(ctx)
         await self._refuse(ctx, principal, None,
                            McpError(METHOD_NOT_FOUND, f"Method not found: {method}"), {})
+
+    async def _still_valid(self, principal: Principal) -> Principal | None:
+        """The principal of a WebSocket as it stands for this request, or None.
+
+        The connection authenticated once, at its handshake; HTTP authenticates
+        each request anew.  So here each request checks that the credential has
+        not expired (a JWT cannot be asked again: its bytes are not kept) and,
+        with ``revalidate``, that an API token was not revoked meanwhile."""
+        expires = principal.expires_at
+        if expires is not None and self._clock() >= expires:
+            return None
+        return principal if self.revalidate is None else await self.revalidate(principal)
 
     def _owner(self, kind: str, name: str) -> str | None:
         return self.owners(kind, name) if self.owners is not None else None

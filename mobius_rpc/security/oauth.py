@@ -187,7 +187,7 @@ class OAuthVerifier:
         claims, key = self._decode(token, alg, candidates)
         expires = self._check_claims(claims)
         # a 403 is for a token that is good in every other respect
-        principal = self._principal(claims, scopes_of(claims))
+        principal = self._principal(claims, scopes_of(claims), expires + self.config.leeway)
         missing = self.config.required_scopes - principal.scopes
         if missing:
             raise ScopeError(frozenset(missing))
@@ -235,7 +235,8 @@ class OAuthVerifier:
         assert exp is not None
         return exp
 
-    def _principal(self, claims: Mapping[str, Any], scopes: frozenset[str]) -> Principal:
+    def _principal(self, claims: Mapping[str, Any], scopes: frozenset[str],
+                   expires_at: float) -> Principal:
         subject = claims.get("sub", claims.get("client_id"))
         if not isinstance(subject, str) or not subject:
             raise TokenError("the token names no subject")
@@ -245,7 +246,8 @@ class OAuthVerifier:
             raise TokenError("the token's organization claim is malformed")
         jti = claims.get("jti")
         return Principal(subject, organization, scopes=scopes, method=AuthMethod.OAUTH,
-                         credential=jti if isinstance(jti, str) else None)
+                         credential=jti if isinstance(jti, str) else None,
+                         expires_at=expires_at)
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:

@@ -48,6 +48,11 @@ class Principal:
     method: AuthMethod = AuthMethod.NONE
     #: the credential's id (an API token's id, a JWT's ``jti``), for the audit log
     credential: str | None = None
+    #: when the credential stops holding (epoch seconds: a JWT's ``exp`` plus the
+    #: verifier's leeway, an API token's expiry); None: no expiry.  A connection that
+    #: authenticated once and carries many requests (a WebSocket) is refused past it.
+    #: Not part of equality: it says until when, not who.
+    expires_at: float | None = field(default=None, compare=False)
     #: the hash, made once: a principal is the policy's decision-cache key on every
     #: request, and one authenticated principal serves many requests
     _hash: int = field(init=False, repr=False, compare=False)

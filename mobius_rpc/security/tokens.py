@@ -182,7 +182,7 @@ async def _principal_of(store: SecurityStore, resolved: ResolvedToken, at: float
         await (touch or store.touch_token)(record.id, at)
     return Principal(user=record.user_id, organization=record.org_id, roles=roles,
                      scopes=frozenset(record.scopes), method=AuthMethod.API_TOKEN,
-                     credential=record.id)
+                     credential=record.id, expires_at=record.expires_at)
 
 
 async def revoke_token(store: SecurityStore, tid: str, *, now: float | None = None) -> bool:
