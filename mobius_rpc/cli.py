@@ -30,6 +30,7 @@ from .db_cli import add_db_parser
 from .gateway_cli import add_gateway_parser
 from .market_cli import add_market_parser
 from .security_cli import add_security_parsers
+from .serve_oauth_cli import add_oauth_arguments, oauth_verifier_of
 from .shared_cli import add_store_arguments, shared_sessions, store_url_of
 from .transports.event_store import MemoryEventStore, Retention
 
@@ -93,6 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.user is not None and not args.user.strip():
         print("mobius serve: --user needs a name", file=sys.stderr)
         return 2
+    try:
+        oauth = oauth_verifier_of(args)
+    except ValueError as error:
+        print(f"mobius serve: {error}", file=sys.stderr)
+        return 2
     # stdio runs as the local identity: the OS user (--user NAME), whose DIRs belong to
     # their personal organization unless --org names another
     stdio_user = (args.user or "").strip() or None
@@ -130,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.http:
         return _serve_http(server, args.host, args.port, _retention(args), auth=_auth_of(args),
                            store=store_url_of(args), session_ttl=args.session_ttl,
-                           audit_writer=args.audit_writer)
+                           audit_writer=args.audit_writer, oauth=oauth)
     if context:
         return _serve_stdio_secured(server, args, stdio_user or os_user())
     from .security.serving import local_principal
@@ -179,7 +185,7 @@ def _auth_of(args: argparse.Namespace) -> tuple[bool, str | None, str]:
 def _serve_http(server: object, host: str, port: int, retention: Retention, *,
                 auth: tuple[bool, str | None, str] = (False, None, "--no-auth"),
                 store: str | None = None, session_ttl: float = 1800.0,
-                audit_writer: str = "process") -> int:
+                audit_writer: str = "process", oauth: Any = None) -> int:
     """Serve every HTTP transport; ``store`` (a store named by --store or
     $MOBIUS_STORE) also shares legacy sessions with the replicas on it."""
     import uvicorn
@@ -189,8 +195,8 @@ def _serve_http(server: object, host: str, port: int, retention: Retention, *,
 
     async def run() -> None:
         async with serve_http_security(server, auth=auth[0], store_url=auth[1],
-                                       reason_off=auth[2],
-                                       audit_writer=audit_writer) as security, \
+                                       reason_off=auth[2], audit_writer=audit_writer,
+                                       oauth=oauth) as security, \
                 shared_sessions(store, retention, session_ttl) as shared:
             transports = server.asgi_app(  # type: ignore[attr-defined]
                 event_store=MemoryEventStore(retention), shared=shared)
@@ -312,6 +318,7 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="S", help="--http: seconds SSE events are kept "
                                          f"({kept.max_age:g})")
     add_store_arguments(serve)
+    add_oauth_arguments(serve)
     serve.add_argument("--no-auth", action="store_true",
                        help="--http: turn authentication off (local development only; "
                             "every request may do everything)")

@@ -59,6 +59,9 @@ ApiTokenVerifier = Callable[[str], Awaitable[Principal | None]]
 #: its answer without awaiting, for a token it verified before and that still holds
 #: (the token's bytes); None: not known so (the verifier is asked)
 CachedTokens = Callable[[bytes], Principal | None]
+#: what a JWT's principal is in this deployment (its user and roles from the
+#: store's membership); None: the user may not act (disabled)
+OAuthMembers = Callable[[Principal], Awaitable[Principal | None]]
 #: JSON-RPC codes of the refusal bodies (implementation-defined range, -32000..-32019)
 AUTHENTICATION_REQUIRED = -32001
 FORBIDDEN = -32003
@@ -103,6 +106,9 @@ class AuthenticatingApp:
     hook: a refusal is on record before the client learns of it).
     ``api_tokens_cached`` answers for the API tokens ``api_tokens`` verified before
     without a coroutine (the common request: ``Bearer`` and a token known to hold).
+    ``oauth_members`` turns an accepted JWT's principal into this deployment's
+    (the store-backed :class:`~.serving.Authenticator` gives the user and roles of
+    the matching membership); without it the JWT's claims are all there is.
     """
 
     def __init__(self, app: ASGIApp, *, oauth: OAuthVerifier | None = None,
@@ -110,12 +116,14 @@ class AuthenticatingApp:
                  local_principal: Principal = ANONYMOUS,
                  on_failure: FailureHook | None = None,
                  api_token_prefix: str = API_TOKEN_PREFIX,
-                 api_tokens_cached: CachedTokens | None = None) -> None:
+                 api_tokens_cached: CachedTokens | None = None,
+                 oauth_members: OAuthMembers | None = None) -> None:
         if auth and oauth is None and api_tokens is None:
             raise ValueError("authentication is on but no verifier is configured "
                              "(pass oauth= and/or api_tokens=, or auth=False)")
         self.app = app
         self.oauth = oauth
+        self.oauth_members = oauth_members
         self.api_tokens = api_tokens
         self.auth = auth
         self.local_principal = local_principal
@@ -209,7 +217,13 @@ class AuthenticatingApp:
             return _Refusal(401, "invalid_token", "only Mobius API tokens are accepted here",
                             method)
         try:
-            return await self.oauth.verify(token)
+            principal = await self.oauth.verify(token)
+            if self.oauth_members is None:
+                return principal
+            member = await self.oauth_members(principal)
+            if member is None:
+                return _Refusal(401, "invalid_token", "the token's user is disabled", method)
+            return member
         except TokenError as error:
             return _Refusal(401, "invalid_token", str(error), method)
         except ScopeError:

@@ -3,7 +3,8 @@
 * :class:`Authenticator` is what ``Server(authenticator=...)`` takes: called
   with an ASGI app it returns that app behind :class:`~.http_auth.AuthenticatingApp`,
   checking Mobius API tokens against the store (and OAuth bearer tokens when an
-  :class:`~.oauth.OAuthVerifier` is given) and putting every failed
+  :class:`~.oauth.OAuthVerifier` is given: their callers get the user and roles
+  of the matching membership, :mod:`.oauth_members`) and putting every failed
   authentication on record before the 401 is sent.
 * :func:`secure` builds the authenticator, the policy middleware and one audit
   log on a store and installs them on a server: the defaults ``mobius serve``
@@ -35,6 +36,7 @@ from .http_auth import AuthenticatingApp, AuthFailure
 from .last_use import LastUseWriter
 from .middleware import SecurityMiddleware
 from .oauth import OAuthVerifier
+from .oauth_members import OAuthMembership
 from .policy import PolicyEngine
 from .principal import AuthMethod, Principal, Role
 from .store import DuplicateError, SecurityStore, User
@@ -97,6 +99,10 @@ class Authenticator:
         self.epoch = EpochWatch(store)
         #: tokens' last-use writes, behind the answer while :meth:`run` runs
         self.last_use = LastUseWriter(store)
+        #: an accepted JWT's user and roles, from the membership of the user named
+        #: like its subject (:mod:`.oauth_members`)
+        self.oauth_members = OAuthMembership(store, self.epoch, ttl=cache_ttl,
+                                             cache_size=cache_size, clock=clock)
 
     async def run(self) -> None:
         """What runs beside the server until cancelled: the epoch's notices
@@ -194,7 +200,8 @@ class Authenticator:
 
     def __call__(self, app: ASGIApp) -> AuthenticatingApp:
         return AuthenticatingApp(app, oauth=self.oauth, api_tokens=self.verify,
-                                 on_failure=self.failed, api_tokens_cached=self.cached)
+                                 on_failure=self.failed, api_tokens_cached=self.cached,
+                                 oauth_members=self.oauth_members)
 
 
 def secure(server: Any, store: SecurityStore, *, oauth: OAuthVerifier | None = None,
@@ -269,13 +276,15 @@ class HttpSecurity:
 
 @asynccontextmanager
 async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
-                              reason_off: str = "--no-auth", audit_writer: str = "process"
+                              reason_off: str = "--no-auth", audit_writer: str = "process",
+                              oauth: OAuthVerifier | None = None
                               ) -> AsyncIterator[HttpSecurity]:
     """The security of ``mobius serve --http``: on a store (``--store``, else
     ``$MOBIUS_STORE``, else the SQLite file in the data directory) unless ``auth``
     is False, in which case nothing is installed and a warning is among the notes.
     Installed on ``server`` (:func:`secure`), so build its ASGI app inside the block.
 
+    ``oauth``: also accept that verifier's JWTs (``--oauth-issuer``).
     ``audit_writer``: ``"process"`` (the default) writes the records of allowed uses
     from a child process (:mod:`.audit_process`) when the store is a database another
     process can open (SQLite, PostgreSQL); ``"thread"`` writes them here."""
@@ -293,7 +302,7 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
     async with open_security_store(url) as (store, security):
         # things a layer assigned to organizations (the gateway's installed extensions)
         owners = getattr(server, "owners", None)
-        authenticator, _, log = secure(server, security,
+        authenticator, _, log = secure(server, security, oauth=oauth,
                                        **({"owners": owners} if owners else {}))
         made = await bootstrap(security, log)
         where = f" --store {url}" if url else ""
@@ -306,6 +315,10 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
         else:
             notes = [f"authentication: ON (store {store.location}). Make an API token with: "
                      f"mobius token create --user NAME --org ORG{where}"]
+        if oauth is not None:
+            notes.append(f"OAuth: also accepting access tokens of {oauth.config.issuer} for "
+                         f"{oauth.config.resource}; a token's subject acts as the user named "
+                         "like it, with that user's role in the token's organization")
         writer = None
         if audit_writer == "process" and store.backend in ("sqlite", "postgresql"):
             from .audit_process import AuditWriterProcess

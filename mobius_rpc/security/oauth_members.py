@@ -1,0 +1,88 @@
+"""OAuth callers as members of this deployment's organizations.
+
+An accepted JWT says who the caller is at the authorization server (``sub``)
+and, by a claim, the organization it acts in; it says nothing of the roles the
+policy's rules are written for.  Those live in the store, as for API tokens:
+the subject is matched to the Mobius user *named* like it (``mobius user create
+SUBJECT``), and the roles are that user's membership in the organization
+(``mobius org add-member ORG SUBJECT --role member``).
+
+* a matched user acts under their own id (rules and audit records name them as
+  they name the same person's API tokens), with the membership's role, or no
+  role when they are no member of that organization;
+* a subject no user is named like keeps the subject as its user and has no
+  role: only rules naming ``user:SUBJECT`` (or everyone) can allow it anything;
+* a disabled user is refused (None), as their API tokens are.
+
+Every token's bytes were checked by the verifier before; this only reads the
+store, and remembers each answer while the store's security epoch stands still
+(a membership, user or role change anywhere moves it) and at most ``ttl``
+seconds, so a steady caller costs no read per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .epoch import EpochWatch
+from .principal import Principal, Role
+from .store import SecurityStore
+
+__all__ = ("OAuthMembership",)
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    user: str | None  # None: disabled
+    roles: frozenset[Role]
+    epoch: int
+    until: float
+
+
+class OAuthMembership:
+    """Maps OAuth principals to users and roles of ``store`` (see the module docstring)."""
+
+    def __init__(self, store: SecurityStore, epoch: EpochWatch, *, ttl: float = 60.0,
+                 cache_size: int = 4096, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.epoch = epoch
+        self.ttl = ttl
+        self.cache_size = cache_size
+        self._clock = clock
+        self._known: dict[tuple[str, str], _Known] = {}
+
+    async def __call__(self, principal: Principal) -> Principal | None:
+        epoch = self.epoch.now()
+        if epoch is None:
+            epoch = await self.epoch.current()
+        key = (principal.user, principal.organization)
+        now = self._clock()
+        known = self._known.get(key)
+        if known is None or known.epoch != epoch or now >= known.until:
+            known = await self._look_up(principal, epoch, now)
+            if len(self._known) >= self.cache_size:
+                self._known.clear()
+            if self.cache_size > 0:
+                self._known[key] = known
+        if known.user is None:
+            return None
+        return replace(principal, user=known.user, roles=known.roles)
+
+    async def _look_up(self, principal: Principal, epoch: int, now: float) -> _Known:
+        until = now + self.ttl
+        user = await self.store.get_user_by_name(principal.user)
+        if user is None:
+            return _Known(principal.user, frozenset(), epoch, until)
+        if user.disabled:
+            return _Known(None, frozenset(), epoch, until)
+        membership = await self.store.get_membership(principal.organization, user.id) \
+            if principal.organization else None
+        roles: frozenset[Role] = frozenset()
+        if membership is not None:
+            try:
+                roles = frozenset((Role(membership.role),))
+            except ValueError:  # a role this version does not know grants nothing
+                pass
+        return _Known(user.id, roles, epoch, until)
