@@ -14,6 +14,10 @@ SUBJECT``), and the roles are that user's membership in the organization
   role: only rules naming ``user:SUBJECT`` (or everyone) can allow it anything;
 * a disabled user is refused (None), as their API tokens are.
 
+The mapped principal keeps the subject (``Principal.subject``), so that a
+connection that authenticated once (a WebSocket) is mapped again on each
+request (:meth:`OAuthMembership.recheck`).
+
 Every token's bytes were checked by the verifier before; this only reads the
 store, and remembers each answer while the store's security epoch stands still
 (a membership, user or role change anywhere moves it) and at most ``ttl``
@@ -54,6 +58,8 @@ class OAuthMembership:
         self._known: dict[tuple[str, str], _Known] = {}
 
     async def __call__(self, principal: Principal) -> Principal | None:
+        """The verifier's ``principal`` (its user is the token's subject) as this
+        deployment's; None for a disabled user."""
         epoch = self.epoch.now()
         if epoch is None:
             epoch = await self.epoch.current()
@@ -68,7 +74,16 @@ class OAuthMembership:
                 self._known[key] = known
         if known.user is None:
             return None
-        return replace(principal, user=known.user, roles=known.roles)
+        return replace(principal, user=known.user, roles=known.roles, subject=principal.user)
+
+    async def recheck(self, principal: Principal) -> Principal | None:
+        """A principal this mapped before, as it stands now (a WebSocket's, on each
+        request: a membership removed or a user disabled since its handshake applies
+        to its next request, as for API tokens)."""
+        if principal.subject is None:
+            return principal
+        return await self(replace(principal, user=principal.subject, roles=frozenset(),
+                                  subject=None))
 
     async def _look_up(self, principal: Principal, epoch: int, now: float) -> _Known:
         until = now + self.ttl

@@ -53,6 +53,9 @@ class Principal:
     #: authenticated once and carries many requests (a WebSocket) is refused past it.
     #: Not part of equality: it says until when, not who.
     expires_at: float | None = field(default=None, compare=False)
+    #: the identity provider's name for the caller (an OAuth token's subject) when
+    #: ``user`` is this deployment's (:mod:`.oauth_members`); None: ``user`` is all
+    subject: str | None = field(default=None, compare=False)
     #: the hash, made once: a principal is the policy's decision-cache key on every
     #: request, and one authenticated principal serves many requests
     _hash: int = field(init=False, repr=False, compare=False)

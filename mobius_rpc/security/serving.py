@@ -185,6 +185,10 @@ class Authenticator:
         return principal
 
     async def revalidate(self, principal: Principal) -> Principal | None:
+        """A WebSocket's principal again, on each of its requests: an API token
+        resolved anew, an OAuth caller's membership looked at again."""
+        if principal.method is AuthMethod.OAUTH:
+            return await self.oauth_members.recheck(principal)
         return await revalidate_token(self.store, principal, now=self._clock(),
                                       touch=self.last_use.record)
 

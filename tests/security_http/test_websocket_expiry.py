@@ -5,7 +5,8 @@ A server secured with ``secure()`` (OAuth and API tokens, a real SQLite store)
 on a real uvicorn; the security clock is the test's, so a token's expiry is
 reached without waiting for it.  Over the open WebSocket the first call passes
 and the call after the expiry is refused as unauthenticated; a fresh HTTP
-request with the same JWT is a 401 too.
+request with the same JWT is a 401 too.  A JWT whose subject is a member acts with
+the membership's role, looked at again on each request of the open connection.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from mobius_rpc.security.oauth import OAuthConfig, OAuthVerifier
 from mobius_rpc.security.open import open_security_store
 from mobius_rpc.security.policy import make_rule
 from mobius_rpc.security.serving import secure
-from mobius_rpc.security.store import AuditQuery, SecurityStore, User
+from mobius_rpc.security.store import AuditQuery, Membership, SecurityStore, User
 from mobius_rpc.security.tokens import issue_token
 from mobius_rpc.transports.websocket import WebSocketClientStream
 from tests.conftest import client_on
@@ -126,3 +127,32 @@ async def test_an_api_token_stops_on_an_open_websocket_at_its_expiry(
             with pytest.raises(McpError) as refused, anyio.fail_after(10):
                 await session.request("tools/call", CALL)
             assert refused.value.code == UNAUTHENTICATED
+
+
+async def test_a_jwt_members_role_is_looked_at_again_on_each_websocket_request(
+        tmp_path: Path, keys: TestKeys) -> None:
+    async with secured(tmp_path, keys) as world:
+        await world.store.create_user(User("u-grace", "grace", 0.0))
+        await world.store.put_membership(Membership("acme", "u-grace", "member", 0.0))
+        token = mint(keys.rsa1, claims_for(world.issuer, f"{world.base}/mcp", org="acme",
+                                           sub="grace", exp=int(world.clock.now) + 600))
+        async with websocket(world.base, token) as session:
+            listed = await session.request("tools/list", {})
+            assert "lookup" in {tool["name"] for tool in listed["tools"]}
+            assert (await session.request("tools/call", CALL))["isError"] is False
+            # the membership goes while the connection stays open
+            assert await world.store.delete_membership("acme", "u-grace")
+            assert (await session.request("tools/list", {}))["tools"] == []
+            with pytest.raises(McpError), anyio.fail_after(10):
+                await session.request("tools/call", CALL)
+            # back as a member, then disabled: refused as unauthenticated
+            await world.store.put_membership(Membership("acme", "u-grace", "member", 0.0))
+            assert (await session.request("tools/call", CALL))["isError"] is False
+            assert await world.store.set_user_disabled("u-grace", True)
+            with pytest.raises(McpError) as refused, anyio.fail_after(10):
+                await session.request("tools/call", CALL)
+            assert refused.value.code == UNAUTHENTICATED
+        calls = await world.store.list_audit(AuditQuery(method="tools/call"))
+        # the member acts under the user id, not the subject
+        assert [(r.user, r.outcome) for r in calls] == [
+            ("u-grace", "ok"), ("u-grace", "denied"), ("u-grace", "ok"), (None, "denied")]
