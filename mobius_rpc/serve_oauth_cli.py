@@ -6,8 +6,8 @@ challenge that leads a client to the authorization server, and accepts the
 JWTs that server signs for this server's canonical URL (RFC 8707 audience),
 with the required scopes, within their validity window.  Mobius API tokens keep
 working beside them.  Each accepted token's subject is matched to the Mobius
-user named like it, whose membership in the token's organization gives the
-roles the rules are written for (:mod:`.security.oauth_members`).
+user named ``oauth:SUBJECT``, whose membership in the token's organization gives
+the roles the rules are written for (:mod:`.security.oauth_members`).
 
 The options are checked before anything starts: a bad one is a one-line error.
 """
@@ -25,8 +25,8 @@ __all__ = ("add_oauth_arguments", "oauth_verifier_of")
 def add_oauth_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--oauth-issuer", metavar="URL",
                        help="--http: also accept OAuth access tokens (JWTs) this authorization "
-                            "server issues for this server; their subjects act as the Mobius "
-                            "users named like them (see docs/security.md)")
+                            "server issues for this server; a token's subject acts as the "
+                            "Mobius user named oauth:SUBJECT (see docs/security.md)")
     serve.add_argument("--oauth-resource", metavar="URL",
                        help="--oauth-issuer: this server's canonical URL, the audience its "
                             "tokens must name (default: http://HOST:PORT/mcp; needed behind a "

@@ -3,15 +3,20 @@
 An accepted JWT says who the caller is at the authorization server (``sub``)
 and, by a claim, the organization it acts in; it says nothing of the roles the
 policy's rules are written for.  Those live in the store, as for API tokens:
-the subject is matched to the Mobius user *named* like it (``mobius user create
-SUBJECT``), and the roles are that user's membership in the organization
-(``mobius org add-member ORG SUBJECT --role member``).
+the subject is matched to the Mobius user named ``oauth:SUBJECT`` (``mobius user
+create oauth:SUBJECT``), and the roles are that user's membership in the
+organization (``mobius org add-member ORG oauth:SUBJECT --role member``).
+
+The prefix keeps the identity provider's names apart from this deployment's
+own: a subject that happens to equal the name of a local user (the OS user a
+first start made owner) or a user id never acts as that user, and an identity
+provider that lets clients pick their ids cannot name its way into a membership.
 
 * a matched user acts under their own id (rules and audit records name them as
   they name the same person's API tokens), with the membership's role, or no
   role when they are no member of that organization;
-* a subject no user is named like keeps the subject as its user and has no
-  role: only rules naming ``user:SUBJECT`` (or everyone) can allow it anything;
+* a subject no user is named for acts as ``oauth:SUBJECT`` with no role: only
+  rules naming ``user:oauth:SUBJECT`` (or everyone) can allow it anything;
 * a disabled user is refused (None), as their API tokens are.
 
 The mapped principal keeps the subject (``Principal.subject``), so that a
@@ -34,7 +39,10 @@ from .epoch import EpochWatch
 from .principal import Principal, Role
 from .store import SecurityStore
 
-__all__ = ("OAuthMembership",)
+__all__ = ("OAuthMembership", "SUBJECT_PREFIX")
+
+#: what an OAuth subject's user name starts with
+SUBJECT_PREFIX = "oauth:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +57,10 @@ class OAuthMembership:
     """Maps OAuth principals to users and roles of ``store`` (see the module docstring)."""
 
     def __init__(self, store: SecurityStore, epoch: EpochWatch, *, ttl: float = 60.0,
-                 cache_size: int = 4096, clock: Callable[[], float] = time.time) -> None:
+                 cache_size: int = 4096, clock: Callable[[], float] = time.time,
+                 prefix: str = SUBJECT_PREFIX) -> None:
         self.store = store
+        self.prefix = prefix
         self.epoch = epoch
         self.ttl = ttl
         self.cache_size = cache_size
@@ -87,9 +97,10 @@ class OAuthMembership:
 
     async def _look_up(self, principal: Principal, epoch: int, now: float) -> _Known:
         until = now + self.ttl
-        user = await self.store.get_user_by_name(principal.user)
+        name = self.prefix + principal.user
+        user = await self.store.get_user_by_name(name)
         if user is None:
-            return _Known(principal.user, frozenset(), epoch, until)
+            return _Known(name, frozenset(), epoch, until)
         if user.disabled:
             return _Known(None, frozenset(), epoch, until)
         membership = await self.store.get_membership(principal.organization, user.id) \

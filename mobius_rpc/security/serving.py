@@ -100,7 +100,7 @@ class Authenticator:
         #: tokens' last-use writes, behind the answer while :meth:`run` runs
         self.last_use = LastUseWriter(store)
         #: an accepted JWT's user and roles, from the membership of the user named
-        #: like its subject (:mod:`.oauth_members`)
+        #: ``oauth:SUBJECT`` (:mod:`.oauth_members`)
         self.oauth_members = OAuthMembership(store, self.epoch, ttl=cache_ttl,
                                              cache_size=cache_size, clock=clock)
 
@@ -322,7 +322,7 @@ async def serve_http_security(server: Any, *, auth: bool, store_url: str | None,
         if oauth is not None:
             notes.append(f"OAuth: also accepting access tokens of {oauth.config.issuer} for "
                          f"{oauth.config.resource}; a token's subject acts as the user named "
-                         "like it, with that user's role in the token's organization")
+                         "oauth:SUBJECT, with that user's role in the token's organization")
         writer = None
         if audit_writer == "process" and store.backend in ("sqlite", "postgresql"):
             from .audit_process import AuditWriterProcess

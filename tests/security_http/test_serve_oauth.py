@@ -3,9 +3,10 @@ authorization server (oidc-provider, as in test_authorization_server.py).
 
 The client finds the authorization server from the 401 as an MCP client does.
 The token's subject (the client id of a client_credentials grant) acts as the
-Mobius user named like it: before that user exists it authenticates but may use
-nothing (deny by default); once an admin makes it a member of the token's
-organization, the same token calls a tool, on record under the user's id; once
+Mobius user named ``oauth:SUBJECT``: before that user exists it authenticates but
+may use nothing (deny by default), nor does a local user named like the bare
+subject make it anyone; once an admin makes ``oauth:SUBJECT`` a member of the
+token's organization, the same token calls a tool, on record under the user's id; once
 the user is disabled, the token is refused.  Options that do not fit are a
 one-line error before anything starts.
 """
@@ -36,6 +37,9 @@ from .test_authorization_server import (
 from .test_serve_auth import env_for, mobius, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peers]
+
+#: the Mobius user a token of the test client acts as
+SUBJECT = f"oauth:{CLIENT_ID}"
 
 
 async def tools_and_call(url: str, token: str) -> tuple[list[str], Any]:
@@ -79,13 +83,18 @@ async def test_the_issuers_tokens_act_as_the_member_their_subject_names(
 
             owner = owner_of(lines)
             ok(mobius(tmp_path, "org", "create", "Acme", "--owner", owner, "--id", "acme"))
+            # a local user named like the subject is not who the token is
             ok(mobius(tmp_path, "user", "create", CLIENT_ID))
-            ok(mobius(tmp_path, "org", "add-member", "acme", CLIENT_ID, "--role", "member"))
+            ok(mobius(tmp_path, "org", "add-member", "acme", CLIENT_ID, "--role", "owner"))
+            listed, called = await tools_and_call(url, token)
+            assert listed == [] and isinstance(called, McpError)
+            ok(mobius(tmp_path, "user", "create", SUBJECT))
+            ok(mobius(tmp_path, "org", "add-member", "acme", SUBJECT, "--role", "member"))
             listed, called = await tools_and_call(url, token)
             assert "echo" in listed
             assert called["content"][0]["text"] == "via oauth"
 
-            ok(mobius(tmp_path, "user", "disable", CLIENT_ID))
+            ok(mobius(tmp_path, "user", "disable", SUBJECT))
             async with httpx.AsyncClient(timeout=10) as http:
                 refused = await http.post(url, json=INIT, headers={
                     **HEADERS, "authorization": f"Bearer {token}"})
@@ -96,8 +105,9 @@ async def test_the_issuers_tokens_act_as_the_member_their_subject_names(
     found = ok(mobius(tmp_path, "audit", "search", "--json", "--method", "tools/call"))
     records = json.loads(found)
     outcomes = [(r["user"], r["outcome"], r["organization"]) for r in records]
-    assert (users[CLIENT_ID], "ok", "acme") in outcomes
-    assert (CLIENT_ID, "denied", "acme") in outcomes
+    assert (users[SUBJECT], "ok", "acme") in outcomes
+    assert (SUBJECT, "denied", "acme") in outcomes
+    assert users[CLIENT_ID] not in {user for user, _, _ in outcomes}
     failed = json.loads(ok(mobius(tmp_path, "audit", "search", "--json",
                                   "--method", "auth/failed")))
     assert any("disabled" in (r.get("error") or "") for r in failed)

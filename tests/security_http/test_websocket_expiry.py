@@ -63,7 +63,8 @@ async def secured(tmp_path: Path, keys: TestKeys) -> AsyncIterator[Secured]:
         await create_organization(store, "Acme", owner_user_id="u-owner", org_id="acme",
                                   now=0.0)
         # the JWT's subject is no Mobius user: a rule naming it lets it call
-        await add_rule(store, make_rule("acme", "allow", "user:ada", "tools", "*", ("*",)))
+        await add_rule(store, make_rule("acme", "allow", "user:oauth:ada", "tools", "*",
+                                        ("*",)))
 
         def build(base: str) -> object:
             config = OAuthConfig(issuer=issuer, resource=f"{base}/mcp", leeway=0)
@@ -110,7 +111,7 @@ async def test_a_jwt_stops_working_on_an_open_websocket_when_it_expires(
         assert again.status_code == 401
         assert 'error="invalid_token"' in again.headers["www-authenticate"]
         ok = await world.store.list_audit(AuditQuery(outcome="ok", method="tools/call"))
-        assert [r.user for r in ok] == ["ada", "ada"]
+        assert [r.user for r in ok] == ["oauth:ada", "oauth:ada"]
         refusals = await world.store.list_audit(AuditQuery(outcome="denied",
                                                            method="tools/call"))
         assert len(refusals) == 1 and refusals[0].error_code == UNAUTHENTICATED
@@ -132,7 +133,10 @@ async def test_an_api_token_stops_on_an_open_websocket_at_its_expiry(
 async def test_a_jwt_members_role_is_looked_at_again_on_each_websocket_request(
         tmp_path: Path, keys: TestKeys) -> None:
     async with secured(tmp_path, keys) as world:
-        await world.store.create_user(User("u-grace", "grace", 0.0))
+        await world.store.create_user(User("u-grace", "oauth:grace", 0.0))
+        # a local user named like the subject is not who the token is
+        await world.store.create_user(User("u-local", "grace", 0.0))
+        await world.store.put_membership(Membership("acme", "u-local", "owner", 0.0))
         await world.store.put_membership(Membership("acme", "u-grace", "member", 0.0))
         token = mint(keys.rsa1, claims_for(world.issuer, f"{world.base}/mcp", org="acme",
                                            sub="grace", exp=int(world.clock.now) + 600))
