@@ -76,10 +76,11 @@ async def test_the_issuers_tokens_act_as_the_member_their_subject_names(
                      "--oauth-scope", "mcp:tools") as (url, lines):
             base = url.removesuffix("/mcp")
             token = await discover_and_get_token(base)
-            # a subject no user is named like: authenticated, allowed nothing
+            # no user is named for the subject: authenticated, allowed nothing, and a
+            # refused call reads as an unknown tool (it does not say the tool exists)
             listed, called = await tools_and_call(url, token)
             assert listed == []
-            assert isinstance(called, McpError)
+            assert isinstance(called, McpError) and called.code == -32602
 
             owner = owner_of(lines)
             ok(mobius(tmp_path, "org", "create", "Acme", "--owner", owner, "--id", "acme"))
