@@ -11,11 +11,18 @@ judged on a number that repeats better than a throughput loss:
 * ``child``: a real writer process fed by a real :class:`AuditWriterProcess`
   at ``--rate`` records a second for ``--seconds``; its time on a CPU
   (``/proc/PID/schedstat``) over the records it stored, the median of ``--rounds``;
+* ``floor``: the same for ``audit_floor_child.py``, a child that speaks the
+  writer's pipe protocol and does nothing else (it reads each shipment whole
+  and acknowledges it): what being woken for the shipments costs any asyncio
+  process, in rounds alternating with the real child's;
 * the steps, in this process, the fastest of ``--rounds`` over ``--records``
   records in batches of ``--batch``: ``decode`` (the frame's JSON),
   ``body`` (:func:`~mobius_rpc.security.audit_wire.body_from_wire`: the
   arguments' digest among it), ``chain`` (seq, the chain hash and the row
-  tuple), ``store`` (the store's batched insert and commit).
+  tuple), ``store`` (the store's batched insert and commit);
+* ``rest``: child - floor - steps, what the real child spends beyond both, not
+  split further here (its steps run in short bursts rather than in one hot
+  loop, and it has commit turns the floor does not).
 
 The rows are those of an allowed ``tools/call`` with small arguments, as the
 benchmark servers' echo tool gets.
@@ -39,6 +46,8 @@ from typing import Any
 import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the floor child: the writer's pipe protocol without its work
+_FLOOR = ROOT / "benchmarks" / "audit_floor_child.py"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -78,12 +87,14 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _child_round(url: str, rate: int, seconds: float) -> float:
-    """The child's CPU per record (us) while fed ``rate`` records a second."""
+async def _child_round(url: str, rate: int, seconds: float, floor: bool = False) -> float:
+    """The child's CPU per record (us) while fed ``rate`` records a second; with
+    ``floor``, of the floor child (``audit_floor_child.py``: the pipe protocol alone)."""
     async with open_security_store(url) as (_, store):
         log = AuditLog(store)
         first_seq = (await log.head())[0]
-        writer = AuditWriterProcess(url)
+        writer = AuditWriterProcess(url, command=[sys.executable, str(_FLOOR)] if floor
+                                    else None)
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run, log)
             with anyio.fail_after(30):
@@ -104,6 +115,11 @@ async def _child_round(url: str, rate: int, seconds: float) -> float:
             await log.flush()
             used = _cpu_seconds(writer.pid) - before
             tg.cancel_scope.cancel()
+        # the floor stores nothing; log.flush returned, so it acknowledged every batch
+        if floor:
+            if not writer.child_stats.get("frames"):
+                raise SystemExit("audit_writer.py: FAILED: the floor child read nothing")
+            return used / sent * 1e6
         stored = (await log.head())[0] - first_seq
         if stored != sent:  # the number would be of a writer that lost or doubled some
             raise SystemExit(f"audit_writer.py: FAILED: {sent} records sent, {stored} stored")
@@ -169,17 +185,22 @@ def main() -> None:
         print(f"audit writer, {args.rate} records/s for {args.seconds:g} s, "
               f"{args.rounds} rounds; steps over {args.records} records in batches of "
               f"{args.batch} (us a record)")
-        print(f"{'backend':>11} {'child':>7} {'decode':>7} {'body':>6} {'chain':>6} "
-              f"{'store':>6} {'steps':>6}")
+        print(f"{'backend':>11} {'child':>7} {'floor':>6} {'decode':>7} {'body':>6} "
+              f"{'chain':>6} {'store':>6} {'steps':>6} {'rest':>6}")
         for backend, url in urls.items():
-            child = statistics.median(
-                anyio.run(_child_round, url, args.rate, args.seconds)
-                for _ in range(args.rounds))
+            # the real child and the floor child in alternate rounds
+            children, floors = [], []
+            for _ in range(args.rounds):
+                children.append(anyio.run(_child_round, url, args.rate, args.seconds))
+                floors.append(anyio.run(_child_round, url, args.rate, args.seconds, True))
+            child, floor = statistics.median(children), statistics.median(floors)
             runs = [anyio.run(_steps, url, args.records, args.batch)
                     for _ in range(args.rounds)]
             best = {name: min(run[name] for run in runs) for name in runs[0]}
-            print(f"{backend:>11} {child:7.1f} {best['decode']:7.2f} {best['body']:6.2f} "
-                  f"{best['chain']:6.2f} {best['store']:6.2f} {sum(best.values()):6.2f}")
+            steps = sum(best.values())
+            print(f"{backend:>11} {child:7.1f} {floor:6.2f} {best['decode']:7.2f} "
+                  f"{best['body']:6.2f} {best['chain']:6.2f} {best['store']:6.2f} "
+                  f"{steps:6.2f} {child - floor - steps:6.2f}")
 
 
 if __name__ == "__main__":

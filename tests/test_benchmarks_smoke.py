@@ -145,9 +145,11 @@ def test_audit_writer_benchmark_stores_and_reports_every_step(tmp_path: Path) ->
          "--rounds", "1", "--records", "600", "--batch", "100", "--rate", "1000",
          "--backends", "sqlite"], capture_output=True, text=True, timeout=120, check=True)
     header, row = done.stdout.splitlines()[-2:]
-    assert header.split() == ["backend", "child", "decode", "body", "chain", "store", "steps"]
+    assert header.split() == ["backend", "child", "floor", "decode", "body", "chain", "store",
+                              "steps", "rest"]
     name, *numbers = row.split()
-    assert name == "sqlite" and len(numbers) == 6
-    child, decode, body, chain, store, steps = map(float, numbers)
-    assert child > 0 and min(decode, body, chain, store) > 0
+    assert name == "sqlite" and len(numbers) == 8
+    child, floor, decode, body, chain, store, steps, rest = map(float, numbers)
+    assert child > 0 and floor > 0 and min(decode, body, chain, store) > 0
     assert abs(steps - (decode + body + chain + store)) < 0.05
+    assert abs(rest - (child - floor - steps)) < 0.05
