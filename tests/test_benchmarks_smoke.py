@@ -152,4 +152,4 @@ def test_audit_writer_benchmark_stores_and_reports_every_step(tmp_path: Path) ->
     child, floor, decode, body, chain, store, steps, rest = map(float, numbers)
     assert child > 0 and floor > 0 and min(decode, body, chain, store) > 0
     assert abs(steps - (decode + body + chain + store)) < 0.05
-    assert abs(rest - (child - floor - steps)) < 0.05
+    assert abs(rest - (child - floor - steps)) < 0.1  # child is printed to 0.1
