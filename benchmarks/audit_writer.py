@@ -11,6 +11,10 @@ judged on a number that repeats better than a throughput loss:
 * ``child``: a real writer process fed by a real :class:`AuditWriterProcess`
   at ``--rate`` records a second for ``--seconds``; its time on a CPU
   (``/proc/PID/schedstat``) over the records it stored, the median of ``--rounds``;
+* ``db``: on PostgreSQL, the CPU per record of this machine's PostgreSQL
+  processes over the same rounds (the database server's side of the store
+  writes, which the child's CPU does not include; 0 on SQLite, whose work is
+  the child's own);
 * ``floor``: the same for ``audit_floor_child.py``, a child that speaks the
   writer's pipe protocol and does nothing else (it reads each shipment whole
   and acknowledges it): what being woken for the shipments costs any asyncio
@@ -87,9 +91,35 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _child_round(url: str, rate: int, seconds: float, floor: bool = False) -> float:
-    """The child's CPU per record (us) while fed ``rate`` records a second; with
-    ``floor``, of the floor child (``audit_floor_child.py``: the pipe protocol alone)."""
+def _database_cpu_seconds() -> float:
+    """CPU time of this machine's PostgreSQL server processes so far: the live ones'
+    (schedstat) plus what the postmaster's exited children took (its cutime and
+    cstime ticks).  0 with no PostgreSQL running: SQLite's work is in the child."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm") as comm:
+                if not comm.read().startswith("postgres"):
+                    continue
+            total += _cpu_seconds(int(entry.name))
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                postmaster = b"\x00-D" in cmdline.read()
+            if postmaster:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return total
+
+
+async def _child_round(url: str, rate: int, seconds: float, floor: bool = False
+                       ) -> tuple[float, float]:
+    """The child's CPU per record (us) while fed ``rate`` records a second, and the
+    database server's (PostgreSQL's processes; 0 on SQLite); with ``floor``, of
+    the floor child (``audit_floor_child.py``: the pipe protocol alone)."""
     async with open_security_store(url) as (_, store):
         log = AuditLog(store)
         first_seq = (await log.head())[0]
@@ -102,6 +132,7 @@ async def _child_round(url: str, rate: int, seconds: float, floor: bool = False)
                     await anyio.sleep(0.01)
             await anyio.sleep(0.3)  # its imports and the store's opening done
             assert writer.pid is not None
+            database = _database_cpu_seconds()
             before, started = _cpu_seconds(writer.pid), time.perf_counter()
             offered = sent = 0
             while (elapsed := time.perf_counter() - started) < seconds:
@@ -114,18 +145,19 @@ async def _child_round(url: str, rate: int, seconds: float, floor: bool = False)
                 await anyio.sleep(0.001)
             await log.flush()
             used = _cpu_seconds(writer.pid) - before
+            database = _database_cpu_seconds() - database
             tg.cancel_scope.cancel()
         # the floor stores nothing; log.flush returned, so it acknowledged every batch
         if floor:
             if not writer.child_stats.get("frames"):
                 raise SystemExit("audit_writer.py: FAILED: the floor child read nothing")
-            return used / sent * 1e6
+            return used / sent * 1e6, database / sent * 1e6
         stored = (await log.head())[0] - first_seq
         if stored != sent:  # the number would be of a writer that lost or doubled some
             raise SystemExit(f"audit_writer.py: FAILED: {sent} records sent, {stored} stored")
         if not (await log.verify()).ok:
             raise SystemExit("audit_writer.py: FAILED: the audit chain does not verify")
-    return used / sent * 1e6
+    return used / sent * 1e6, database / sent * 1e6
 
 
 async def _steps(url: str, records: int, batch: int) -> dict[str, float]:
@@ -185,20 +217,23 @@ def main() -> None:
         print(f"audit writer, {args.rate} records/s for {args.seconds:g} s, "
               f"{args.rounds} rounds; steps over {args.records} records in batches of "
               f"{args.batch} (us a record)")
-        print(f"{'backend':>11} {'child':>7} {'floor':>6} {'decode':>7} {'body':>6} "
+        print(f"{'backend':>11} {'child':>7} {'db':>6} {'floor':>6} {'decode':>7} {'body':>6} "
               f"{'chain':>6} {'store':>6} {'steps':>6} {'rest':>6}")
         for backend, url in urls.items():
             # the real child and the floor child in alternate rounds
-            children, floors = [], []
+            children, databases, floors = [], [], []
             for _ in range(args.rounds):
-                children.append(anyio.run(_child_round, url, args.rate, args.seconds))
-                floors.append(anyio.run(_child_round, url, args.rate, args.seconds, True))
+                child_us, database_us = anyio.run(_child_round, url, args.rate, args.seconds)
+                children.append(child_us)
+                databases.append(database_us)
+                floors.append(anyio.run(_child_round, url, args.rate, args.seconds, True)[0])
             child, floor = statistics.median(children), statistics.median(floors)
+            database = statistics.median(databases) if backend == "postgresql" else 0.0
             runs = [anyio.run(_steps, url, args.records, args.batch)
                     for _ in range(args.rounds)]
             best = {name: min(run[name] for run in runs) for name in runs[0]}
             steps = sum(best.values())
-            print(f"{backend:>11} {child:7.1f} {floor:6.2f} {best['decode']:7.2f} "
+            print(f"{backend:>11} {child:7.1f} {database:6.2f} {floor:6.2f} {best['decode']:7.2f} "
                   f"{best['body']:6.2f} {best['chain']:6.2f} {best['store']:6.2f} "
                   f"{steps:6.2f} {child - floor - steps:6.2f}")
 
