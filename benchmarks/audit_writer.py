@@ -38,7 +38,6 @@ benchmark servers' echo tool gets.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -55,7 +54,7 @@ _FLOOR = ROOT / "benchmarks" / "audit_floor_child.py"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_servers import postgresql_url  # noqa: E402
+from bench_servers import cpu_seconds, postgres_cpu_seconds, postgresql_url  # noqa: E402
 
 from mobius_rpc.security.audit import AuditLog  # noqa: E402
 from mobius_rpc.security.audit_chain import chain_rows  # noqa: E402
@@ -78,43 +77,6 @@ def _row(n: int) -> list[Any]:
                    {"text": "hello"}, None, None, 0.25, None)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """Time on a CPU, from the scheduler's own count (ns; ``/proc/PID/stat``'s
-    user and system times are counted in 10 ms ticks, too coarse for a process
-    that runs in short bursts); the ticks where schedstat is missing."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as schedstat:
-            return int(schedstat.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _database_cpu_seconds() -> float:
-    """CPU time of this machine's PostgreSQL server processes so far: the live ones'
-    (schedstat) plus what the postmaster's exited children took (its cutime and
-    cstime ticks).  0 with no PostgreSQL running: SQLite's work is in the child."""
-    total = 0.0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/comm") as comm:
-                if not comm.read().startswith("postgres"):
-                    continue
-            total += _cpu_seconds(int(entry.name))
-            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                postmaster = b"\x00-D" in cmdline.read()
-            if postmaster:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-                total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
-            continue
-    return total
-
-
 async def _child_round(url: str, rate: int, seconds: float, floor: bool = False
                        ) -> tuple[float, float]:
     """The child's CPU per record (us) while fed ``rate`` records a second, and the
@@ -132,8 +94,8 @@ async def _child_round(url: str, rate: int, seconds: float, floor: bool = False
                     await anyio.sleep(0.01)
             await anyio.sleep(0.3)  # its imports and the store's opening done
             assert writer.pid is not None
-            database = _database_cpu_seconds()
-            before, started = _cpu_seconds(writer.pid), time.perf_counter()
+            database = postgres_cpu_seconds()
+            before, started = cpu_seconds(writer.pid), time.perf_counter()
             offered = sent = 0
             while (elapsed := time.perf_counter() - started) < seconds:
                 # paced by the clock (a sleep lasts longer than asked), a millisecond's
@@ -144,8 +106,8 @@ async def _child_round(url: str, rate: int, seconds: float, floor: bool = False
                     sent += writer.offer(_row(sent + 1))
                 await anyio.sleep(0.001)
             await log.flush()
-            used = _cpu_seconds(writer.pid) - before
-            database = _database_cpu_seconds() - database
+            used = cpu_seconds(writer.pid) - before
+            database = postgres_cpu_seconds() - database
             tg.cancel_scope.cancel()
         # the floor stores nothing; log.flush returned, so it acknowledged every batch
         if floor:

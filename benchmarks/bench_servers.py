@@ -33,6 +33,43 @@ def postgresql_url(stack: ExitStack, given: str | None) -> str | None:
     return url
 
 
+def cpu_seconds(pid: int) -> float:
+    """Time on a CPU, from the scheduler's own count (ns; ``/proc/PID/stat``'s
+    user and system times are counted in 10 ms ticks, too coarse for a process
+    that runs in short bursts); the ticks where schedstat is missing."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of this machine's PostgreSQL server processes so far: the live ones'
+    (schedstat) plus what the postmaster's exited children took (its cutime and
+    cstime ticks).  0 with no PostgreSQL running: SQLite's work is in the child."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm") as comm:
+                if not comm.read().startswith("postgres"):
+                    continue
+            total += cpu_seconds(int(entry.name))
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                postmaster = b"\x00-D" in cmdline.read()
+            if postmaster:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return total
+
+
 class BenchmarkError(RuntimeError):
     """A request failed or a server misbehaved: the numbers would be meaningless."""
 

@@ -24,7 +24,10 @@ server's CPU time per answered call is shown too (from /proc), as
 ``off/secured+writer``: the secured server's own (with, on SQLite, the database work)
 and its audit writer process's (``--audit-writer process``, the default; 0 with
 ``thread``, whose writing is in the server's own); the column's ``loss`` is the
-server's own.  On a machine shared with other work, CPU per call moves less than
+server's own.  On PostgreSQL, ``db off/sec`` is the CPU per call of the database
+server's processes on this machine during each server's slices (the store writes'
+other side, which neither server's count includes; on SQLite that work is in the
+servers' own).  On a machine shared with other work, CPU per call moves less than
 req/s does.
 After the load the audit log of each secured server is counted and verified, and on
 PostgreSQL the cross-replica revocation window is measured (another process revokes a
@@ -62,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import streamable_http as sh  # noqa: E402
-from bench_servers import postgresql_url, stop  # noqa: E402
+from bench_servers import postgres_cpu_seconds, postgresql_url, stop  # noqa: E402
 
 TARGET_LOSS = 0.15
 
@@ -292,18 +295,24 @@ def load(args: argparse.Namespace, work: Path, counts: list[int],
              f"PostgreSQL to {sorted(args.load_cpus)}" if args.load_cpus else ""))
     print(f"{'backend':>11}{'M':>4}{'off req/s':>11}{'secured req/s':>15}{'loss':>8}"
           f"{'off p99':>9}{'sec p99':>9}{'loss<=15%':>11}"
-          f"{'CPU/call off/sec+writer, loss':>30}{'median':>8}"
+          f"{'CPU/call off/sec+writer, loss':>30}{'db off/sec':>11}{'median':>8}"
           "  loss per round")
     for backend, (server, token) in secured.items():
         on_script = script(work, token)
         off = off_servers[backend]
         for m in counts:
             offs, ons = [], []
+            # the database server's CPU per call (PostgreSQL: its own processes, which
+            # neither server's count includes; SQLite's work is in the servers')
+            database = {"off": [0.0, 0], "secured": [0.0, 0]}
             for r in range(args.rounds):
-                order = [(off, off_script, offs), (server, on_script, ons)]
-                for target, lua, into in (order if r % 2 == 0 else order[::-1]):
+                order = [(off, off_script, offs, "off"), (server, on_script, ons, "secured")]
+                for target, lua, into, which in (order if r % 2 == 0 else order[::-1]):
                     before = tree_cpu(target.pid)
+                    db_before = postgres_cpu_seconds()
                     sample = sh.run_wrk(target.url, lua, m, args.duration)
+                    database[which][0] += postgres_cpu_seconds() - db_before
+                    database[which][1] += sample.requests
                     after = tree_cpu(target.pid)
                     cpu = None if before is None or after is None else \
                         (after[0] - before[0], after[1] - before[1])
@@ -322,14 +331,19 @@ def load(args: argparse.Namespace, work: Path, counts: list[int],
             cpu_loss = None if off_cpu is None or on_cpu is None else 1 - off_cpu / on_cpu
             cpu_text = "?" if cpu_loss is None or writer_cpu is None else \
                 f"{off_cpu:.0f}/{on_cpu:.0f}+{writer_cpu:.0f}us {cpu_loss:.0%}"
+            off_db, on_db = (database[k][0] / max(database[k][1], 1) * 1e6
+                             for k in ("off", "secured"))
+            db_text = f"{off_db:.0f}/{on_db:.0f}us" if backend == "postgresql" else "-"
             print(f"{backend:>11}{m:>4}{off_rps:>11.0f}{on_rps:>15.0f}{loss:>8.1%}"
                   f"{off_p99:>7.2f}ms{on_p99:>7.2f}ms"
                   f"{'PASS' if loss <= TARGET_LOSS else 'MISS':>11}{cpu_text:>30}"
-                  f"{median:>8.1%}  {per_round}")
+                  f"{db_text:>11}{median:>8.1%}  {per_round}")
             rows.append({"backend": backend, "sessions": m, "off_rps": off_rps,
                          "secured_rps": on_rps, "loss": loss, "off_p99_ms": off_p99,
                          "secured_p99_ms": on_p99, "off_cpu_us": off_cpu,
                          "secured_cpu_us": on_cpu, "writer_cpu_us": writer_cpu,
+                         "database_cpu_us": {"off": off_db, "secured": on_db}
+                         if backend == "postgresql" else None,
                          "cpu_loss": cpu_loss, "median_round_loss": median})
     return rows
 
