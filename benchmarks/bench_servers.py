@@ -49,7 +49,8 @@ def cpu_seconds(pid: int) -> float:
 def postgres_cpu_seconds() -> float:
     """CPU time of this machine's PostgreSQL server processes so far: the live ones'
     (schedstat) plus what the postmaster's exited children took (its cutime and
-    cstime ticks).  0 with no PostgreSQL running: SQLite's work is in the child."""
+    cstime ticks).  0 with no PostgreSQL running (SQLite's work is counted in the
+    processes that use it)."""
     total = 0.0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
