@@ -33,6 +33,11 @@ from mobius_rpc.transports.websocket import WebSocketClientStream
 
 SERVE_STDIO = [sys.executable, "-m", "mobius_rpc", "serve", "--fixture", "demo", "--stdio"]
 
+# Every Python subprocess a test starts dumps its threads' stacks to its stderr if it
+# dies of a fatal signal (SIGSEGV and the like), so that a rare crash seen in a run
+# says where it happened; it prints nothing otherwise.
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+
 # Every test, and every `mobius` subprocess a test starts, gets a data directory of
 # its own run: the user's real ~/.local/share/mobius (its store, keys and saved
 # logins) is never read or migrated by the suite.  Tests that need an empty store
