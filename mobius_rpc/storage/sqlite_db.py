@@ -145,6 +145,14 @@ class SqliteDatabase:
         self._writer: sqlite3.Connection | None = None
         self._readers: list[sqlite3.Connection] = []
         self._write_limiter = anyio.CapacityLimiter(1)
+        #: held while the writer connection runs a transaction and while it is closed.
+        #: The write limiter alone does not keep them apart: a write whose awaiting task
+        #: is cancelled by asyncio itself (``Task.cancel``, as a session does to a request
+        #: stuck past its cancellation, or ``asyncio.run`` to the tasks left at its end),
+        #: which anyio's shield does not stop, hands the limiter back while its thread
+        #: still runs the transaction.  Closing the connection under that thread crashed
+        #: the process (SIGSEGV in ``sqlite3_last_insert_rowid``).
+        self._writer_lock = threading.Lock()
         self._read_limiter = anyio.CapacityLimiter(self.options.readers)
         self._commits = 0
         #: this file's entry in ``_open_here`` while open
@@ -263,7 +271,8 @@ class SqliteDatabase:
         except BaseException:
             conn.close()
             raise
-        self._writer = conn
+        with self._writer_lock:
+            self._writer = conn
         self._key = _file_key(self.path)
         with _open_lock:
             _open_here[self._key] = _open_here.get(self._key, 0) + 1
@@ -314,21 +323,22 @@ class SqliteDatabase:
     # -- running programs ----------------------------------------------------------------
 
     def _write_sync(self, make: Callable[[], Program[T]]) -> T:
-        conn = self._writer
-        if conn is None:
-            raise StoreUnavailable(f"the SQLite store {self.location} is closed")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            value = run_sync(make(), _execute_on(conn))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self._commits += 1
-        if self._commits % self.options.checkpoint_every == 0:
-            self._checkpoint(conn)
-        return value
+        with self._writer_lock:
+            conn = self._writer
+            if conn is None:
+                raise StoreUnavailable(f"the SQLite store {self.location} is closed")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = run_sync(make(), _execute_on(conn))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._commits += 1
+            if self._commits % self.options.checkpoint_every == 0:
+                self._checkpoint(conn)
+            return value
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
@@ -443,13 +453,14 @@ class SqliteDatabase:
         readers, self._readers = self._readers, []
         for conn in readers:
             conn.close()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error:
-                pass
-            writer.close()
+        with self._writer_lock:  # after any transaction still running on it
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                try:
+                    writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass
+                writer.close()
         key, self._key = self._key, None
         if key is not None:
             with _open_lock:
