@@ -305,13 +305,15 @@ def load(args: argparse.Namespace, work: Path, counts: list[int],
             # the database server's CPU per call (PostgreSQL: its own processes, which
             # neither server's count includes; SQLite's work is in the servers')
             database = {"off": [0.0, 0], "secured": [0.0, 0]}
+            on_postgresql = backend == "postgresql"
             for r in range(args.rounds):
                 order = [(off, off_script, offs, "off"), (server, on_script, ons, "secured")]
                 for target, lua, into, which in (order if r % 2 == 0 else order[::-1]):
                     before = tree_cpu(target.pid)
-                    db_before = postgres_cpu_seconds()
+                    db_before = postgres_cpu_seconds() if on_postgresql else 0.0
                     sample = sh.run_wrk(target.url, lua, m, args.duration)
-                    database[which][0] += postgres_cpu_seconds() - db_before
+                    if on_postgresql:
+                        database[which][0] += postgres_cpu_seconds() - db_before
                     database[which][1] += sample.requests
                     after = tree_cpu(target.pid)
                     cpu = None if before is None or after is None else \
@@ -333,7 +335,7 @@ def load(args: argparse.Namespace, work: Path, counts: list[int],
                 f"{off_cpu:.0f}/{on_cpu:.0f}+{writer_cpu:.0f}us {cpu_loss:.0%}"
             off_db, on_db = (database[k][0] / max(database[k][1], 1) * 1e6
                              for k in ("off", "secured"))
-            db_text = f"{off_db:.0f}/{on_db:.0f}us" if backend == "postgresql" else "-"
+            db_text = f"{off_db:.0f}/{on_db:.0f}us" if on_postgresql else "-"
             print(f"{backend:>11}{m:>4}{off_rps:>11.0f}{on_rps:>15.0f}{loss:>8.1%}"
                   f"{off_p99:>7.2f}ms{on_p99:>7.2f}ms"
                   f"{'PASS' if loss <= TARGET_LOSS else 'MISS':>11}{cpu_text:>30}"
@@ -343,7 +345,7 @@ def load(args: argparse.Namespace, work: Path, counts: list[int],
                          "secured_p99_ms": on_p99, "off_cpu_us": off_cpu,
                          "secured_cpu_us": on_cpu, "writer_cpu_us": writer_cpu,
                          "database_cpu_us": {"off": off_db, "secured": on_db}
-                         if backend == "postgresql" else None,
+                         if on_postgresql else None,
                          "cpu_loss": cpu_loss, "median_round_loss": median})
     return rows
 

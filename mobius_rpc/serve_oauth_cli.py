@@ -65,7 +65,8 @@ def oauth_verifier_of(args: argparse.Namespace) -> OAuthVerifier | None:
         raise ValueError("--oauth-issuer needs authentication on (not with --no-auth or "
                          "--fixture conformance)")
     issuer = args.oauth_issuer.strip()
-    if urlsplit(issuer).scheme not in ("https", "http") or not urlsplit(issuer).netloc:
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ValueError(f"--oauth-issuer must be an http(s) URL, not {issuer!r}")
     resource = args.oauth_resource
     if resource is None:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .epoch import EpochWatch
-from .principal import Principal, Role
+from .principal import Principal, Role, roles_of
 from .store import SecurityStore
 
 __all__ = ("OAuthMembership", "SUBJECT_PREFIX")
@@ -105,10 +105,5 @@ class OAuthMembership:
             return _Known(None, frozenset(), epoch, until)
         membership = await self.store.get_membership(principal.organization, user.id) \
             if principal.organization else None
-        roles: frozenset[Role] = frozenset()
-        if membership is not None:
-            try:
-                roles = frozenset((Role(membership.role),))
-            except ValueError:  # a role this version does not know grants nothing
-                pass
-        return _Known(user.id, roles, epoch, until)
+        return _Known(user.id, roles_of(membership.role if membership else None), epoch,
+                      until)

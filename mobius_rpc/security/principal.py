@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ("AuthMethod", "Role", "Principal", "ANONYMOUS")
+__all__ = ("AuthMethod", "Role", "Principal", "ANONYMOUS", "roles_of")
 
 
 class AuthMethod(StrEnum):
@@ -72,6 +72,15 @@ class Principal:
 
     def has_role(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)
+
+
+def roles_of(role: str | None) -> frozenset[Role]:
+    """The roles a membership's stored ``role`` grants: none for no membership, and
+    none for a role this version does not know (deny by default)."""
+    try:
+        return frozenset((Role(role),)) if role is not None else frozenset()
+    except ValueError:
+        return frozenset()
 
 
 #: the caller when authentication is off: no organization, no roles

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from .principal import AuthMethod, Principal, Role
+from .principal import AuthMethod, Principal, roles_of
 from .store import ApiToken, DuplicateError, ResolvedToken, SecurityStore
 
 __all__ = ("TOKEN_PREFIX", "ID_LENGTH", "IssuedToken", "TokenError", "issue_token",
@@ -174,10 +174,7 @@ async def _principal_of(store: SecurityStore, resolved: ResolvedToken, at: float
         return None
     if not resolved.user_active or resolved.role is None:
         return None
-    try:
-        roles = frozenset((Role(resolved.role),))
-    except ValueError:
-        roles = frozenset()
+    roles = roles_of(resolved.role)
     if record.last_used_at is None or at - record.last_used_at >= touch_interval:
         await (touch or store.touch_token)(record.id, at)
     return Principal(user=record.user_id, organization=record.org_id, roles=roles,
